@@ -1,0 +1,3 @@
+from quantnas.cli import main
+
+raise SystemExit(main())

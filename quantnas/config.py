@@ -1,0 +1,349 @@
+"""Typed configuration: dataclass defaults, YAML presets/files and ``key=value`` overrides.
+
+Resolution order: dataclass defaults < preset (``--preset NAME``, a YAML shipped in
+``quantnas/configs``) < ``--config FILE`` < ``section.key=value`` overrides. Unknown keys
+and values of the wrong type are errors naming the key. Every run directory stores the
+resolved config as ``config.yaml``.
+"""
+
+from __future__ import annotations
+
+import difflib
+import types
+import typing
+from dataclasses import asdict, dataclass, field, fields, is_dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from quantnas.errors import QuantNASError
+
+BLOCK_NAMES = ("head", "body", "skip", "upsample", "tail")
+
+
+@dataclass
+class ArchConfig:
+    """Search space and network structure.
+
+    Attributes:
+        space: ``basic`` or ``rfdn``.
+        c_fixed: Channels of the feature maps.
+        scale: Upscaling factor.
+        body_cells: Repeated body cells (basic: shared architecture; rfdn: own alphas).
+        cell_type: ``A`` (body path x0.2) or ``B`` (basic space).
+        skip_mode: True = plain residuals; False = ADQ around every residual.
+        global_skip: ``none``, ``nearest`` or ``bicubic`` upscaled LR added to the output.
+        arch_pattern: Searchable layers per block (basic space; rfdn is fixed per cell).
+        bits: Candidate bit-widths of the search.
+        primitives: Candidate operations per block; blocks left out use the defaults.
+        last_layer_init: Factor on the initial weights of the last conv (near-bicubic start).
+    """
+
+    space: str = "basic"
+    c_fixed: int = 16
+    scale: int = 4
+    body_cells: int = 2
+    cell_type: str = "B"
+    skip_mode: bool = True
+    global_skip: str = "bicubic"
+    arch_pattern: dict[str, int] = field(default_factory=lambda: {
+        "head": 2, "body": 2, "skip": 1, "upsample": 1, "tail": 0})
+    bits: list[int] = field(default_factory=lambda: [4, 8])
+    primitives: dict[str, list[str]] = field(default_factory=dict)
+    last_layer_init: float = 0.1
+
+
+@dataclass
+class DataConfig:
+    """Training/validation data.
+
+    Attributes:
+        train: ``embedded:train`` or a folder of HR images/patches.
+        val: ``embedded:val`` or a folder of HR images.
+        val_lr: Optional folder of LR images matching ``val``.
+        benchmarks: Optional YAML file ``{name: {hr: dir, lr: dir}}`` evaluated at the end.
+        lr_crop: LR patch size of training crops (HR = lr_crop * scale).
+        repeat: Random crops per training image per epoch.
+        val_crop: Centre-crop validation HR images to at most this size (0 = full image).
+        num_workers: DataLoader workers.
+    """
+
+    train: str = "embedded:train"
+    val: str = "embedded:val"
+    val_lr: str | None = None
+    benchmarks: str | None = None
+    lr_crop: int = 24
+    repeat: int = 16
+    val_crop: int = 0
+    num_workers: int = 0
+
+
+@dataclass
+class SearchConfig:
+    """Differentiable search (SPEC sections 3, 5, 6)."""
+
+    epochs: int = 4
+    warm_up: int = 1
+    batch_size: int = 8
+    search_subsample: float = 1.0
+    mode: str = "noise"
+    noise: str = "gaussian"
+    detach_noise: bool = False
+    alpha_transform: str = "softmax"
+    temp_max: float = 1.0
+    temp_min: float = 0.1
+    w_lr: float = 1e-3
+    w_lr_min: float = 1e-5
+    w_weight_decay: float = 3e-8
+    w_grad_clip: float = 5.0
+    lr_warmup_steps: int = 20
+    alpha_lr: float = 3e-4
+    alpha_betas: list[float] = field(default_factory=lambda: [0.5, 0.999])
+    alpha_weight_decay: float = 0.0
+    sparse_type: str = "entropy"
+    sparse_coef: float = 1e-3
+    penalty: float = 0.0
+    bitops_lr_size: int = 32
+    steps_per_epoch: int = 0
+
+
+@dataclass
+class TrainConfig:
+    """Training a genotype from scratch with QAT ("augment" in the paper)."""
+
+    genotype: str = "default"
+    epochs: int = 10
+    batch_size: int = 8
+    lr: float = 1e-3
+    lr_min: float = 1e-5
+    weight_decay: float = 0.0
+    grad_clip: float = 5.0
+    lr_warmup_steps: int = 20
+    warm_up: int = 0
+    steps_per_epoch: int = 0
+
+
+@dataclass
+class RunConfig:
+    """The one-command job (search -> train -> eval -> report)."""
+
+    max_memory_gb: float = 0.0
+    sample_images: int = 1
+
+
+@dataclass
+class Config:
+    """Root configuration."""
+
+    out_dir: str = "runs"
+    name: str = ""
+    device: str = "cpu"
+    threads: int = 0
+    seed: int = 0
+    progress: bool = True
+    tensorboard: bool = True
+    arch: ArchConfig = field(default_factory=ArchConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    search: SearchConfig = field(default_factory=SearchConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    run: RunConfig = field(default_factory=RunConfig)
+
+
+CHOICES: dict[str, tuple[str, ...]] = {
+    "arch.space": ("basic", "rfdn"),
+    "arch.cell_type": ("A", "B"),
+    "arch.global_skip": ("none", "nearest", "bicubic"),
+    "search.mode": ("noise", "quant", "fp"),
+    "search.noise": ("gaussian", "uniform"),
+    "search.alpha_transform": ("softmax", "gumbel", "hard_gumbel"),
+    "search.sparse_type": ("entropy", "l1", "l1_softmax", "none"),
+}
+
+
+def presets() -> list[str]:
+    """Names of the presets shipped in the package."""
+    root = resources.files("quantnas") / "configs"
+    return sorted(p.name[:-5] for p in root.iterdir() if p.name.endswith(".yaml"))
+
+
+def _preset_text(name: str) -> str:
+    path = resources.files("quantnas") / "configs" / f"{name}.yaml"
+    if not path.is_file():
+        raise QuantNASError(f"preset {name!r} unknown; expected one of {presets()}")
+    return path.read_text(encoding="utf-8")
+
+
+def _field_types(cls: type) -> dict[str, Any]:
+    hints = typing.get_type_hints(cls)
+    return {f.name: hints[f.name] for f in fields(cls)}
+
+
+def _coerce(value: Any, tp: Any, key: str) -> Any:
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        args = typing.get_args(tp)
+        if value is None and type(None) in args:
+            return None
+        for arg in args:
+            if arg is type(None):
+                continue
+            try:
+                return _coerce(value, arg, key)
+            except QuantNASError:
+                continue
+        raise QuantNASError(f"config key {key}: expected {tp}, got {value!r}")
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+        raise QuantNASError(f"config key {key}: expected true/false, got {value!r}")
+    if tp is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        raise QuantNASError(f"config key {key}: expected an integer, got {value!r}")
+    if tp is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        raise QuantNASError(f"config key {key}: expected a number, got {value!r}")
+    if tp is str:
+        if isinstance(value, (str, int, float)) and not isinstance(value, bool):
+            return str(value)
+        raise QuantNASError(f"config key {key}: expected a string, got {value!r}")
+    if origin is list:
+        (item,) = typing.get_args(tp)
+        if not isinstance(value, list):
+            raise QuantNASError(f"config key {key}: expected a list, got {value!r}")
+        return [_coerce(v, item, f"{key}[{i}]") for i, v in enumerate(value)]
+    if origin is dict:
+        _, vt = typing.get_args(tp)
+        if not isinstance(value, dict):
+            raise QuantNASError(f"config key {key}: expected a mapping, got {value!r}")
+        return {str(k): _coerce(v, vt, f"{key}.{k}") for k, v in value.items()}
+    raise QuantNASError(f"config key {key}: unsupported type {tp}")
+
+
+def _unknown(key: str, options: list[str]) -> QuantNASError:
+    close = difflib.get_close_matches(key.split(".")[-1], options, n=3)
+    hint = f" (did you mean {', '.join(close)}?)" if close else ""
+    return QuantNASError(f"unknown config key {key!r}{hint}")
+
+
+def merge(cfg: Any, data: dict, *, prefix: str = "", source: str = "config") -> Any:
+    """Merge a nested mapping into a dataclass config (in place) with type checks."""
+    if not isinstance(data, dict):
+        raise QuantNASError(f"{source}: {prefix or 'top level'} must be a mapping")
+    types_ = _field_types(type(cfg))
+    for key, value in data.items():
+        full = f"{prefix}{key}"
+        if key not in types_:
+            raise _unknown(full, list(types_))
+        current = getattr(cfg, key)
+        if is_dataclass(current):
+            merge(current, value, prefix=f"{full}.", source=source)
+        else:
+            setattr(cfg, key, _coerce(value, types_[key], full))
+    return cfg
+
+
+def apply_override(cfg: Config, override: str) -> None:
+    """Apply one ``section.key=value`` override (value parsed as YAML)."""
+    if "=" not in override:
+        raise QuantNASError(f"override {override!r} must look like key=value, e.g. search.epochs=2")
+    key, raw = override.split("=", 1)
+    key = key.strip()
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else ""
+    except yaml.YAMLError:
+        value = raw
+    node: dict = {}
+    cursor = node
+    parts = key.split(".")
+    for p in parts[:-1]:
+        cursor[p] = {}
+        cursor = cursor[p]
+    cursor[parts[-1]] = value
+    merge(cfg, node, source="override")
+
+
+def validate(cfg: Config) -> Config:
+    """Check value ranges and choices (one-line errors naming the key)."""
+    for key, options in CHOICES.items():
+        section, name = key.split(".")
+        value = getattr(getattr(cfg, section), name)
+        if value not in options:
+            raise QuantNASError(f"config key {key}: {value!r} is not one of {list(options)}")
+    from quantnas.quant.quantizers import check_bits
+
+    check_bits(cfg.arch.bits, where="arch.bits")
+    positive = {"arch.c_fixed": cfg.arch.c_fixed, "arch.scale": cfg.arch.scale,
+                "arch.body_cells": cfg.arch.body_cells, "data.lr_crop": cfg.data.lr_crop,
+                "data.repeat": cfg.data.repeat, "search.batch_size": cfg.search.batch_size,
+                "train.batch_size": cfg.train.batch_size}
+    for key, value in positive.items():
+        if value < 1:
+            raise QuantNASError(f"config key {key}: must be >= 1 (got {value})")
+    for key in cfg.arch.arch_pattern:
+        if key not in BLOCK_NAMES:
+            raise QuantNASError(f"config key arch.arch_pattern.{key}: unknown block; "
+                                f"expected {list(BLOCK_NAMES)}")
+    for key in cfg.arch.primitives:
+        if key not in BLOCK_NAMES:
+            raise QuantNASError(f"config key arch.primitives.{key}: unknown block; "
+                                f"expected {list(BLOCK_NAMES)}")
+    if not 0 < cfg.search.search_subsample <= 1:
+        raise QuantNASError("config key search.search_subsample: must be in (0, 1]")
+    if cfg.search.warm_up >= cfg.search.epochs and cfg.search.epochs > 0:
+        raise QuantNASError(
+            f"config key search.warm_up: {cfg.search.warm_up} leaves no epoch for alpha "
+            f"updates (search.epochs={cfg.search.epochs})"
+        )
+    return cfg
+
+
+def load_config(*, preset: str | None = None, files: list[str | Path] | None = None,
+                overrides: list[str] | None = None) -> Config:
+    """Resolve a config from defaults, a preset, YAML files and overrides."""
+    cfg = Config()
+    if preset:
+        merge(cfg, yaml.safe_load(_preset_text(preset)) or {}, source=f"preset {preset}")
+    for f in files or []:
+        p = Path(f)
+        if not p.is_file():
+            raise QuantNASError(f"config file {p} does not exist")
+        try:
+            data = yaml.safe_load(p.read_text(encoding="utf-8")) or {}
+        except yaml.YAMLError as e:
+            raise QuantNASError(f"config file {p}: invalid YAML ({e.__class__.__name__})") from None
+        merge(cfg, data, source=str(p))
+    for o in overrides or []:
+        apply_override(cfg, o)
+    return validate(cfg)
+
+
+def to_dict(cfg: Config) -> dict:
+    return asdict(cfg)
+
+
+def dump(cfg: Config) -> str:
+    """The resolved config as YAML."""
+    return yaml.safe_dump(to_dict(cfg), sort_keys=False)
+
+
+def from_dict(data: dict) -> Config:
+    """Rebuild a config from :func:`to_dict` output (e.g. a run dir's ``config.yaml``)."""
+    return validate(merge(Config(), data, source="saved config"))
+
+
+def replace(cfg: Config, **sections: Any) -> Config:
+    """A deep copy of ``cfg`` (helper for sweeps)."""
+    new = from_dict(to_dict(cfg))
+    for k, v in sections.items():
+        setattr(new, k, v)
+    return new
+
+
+__all__ = [
+    "ArchConfig", "Config", "DataConfig", "RunConfig", "SearchConfig", "TrainConfig",
+    "apply_override", "dump", "from_dict", "load_config", "presets", "to_dict",
+]

@@ -1,0 +1,80 @@
+"""Building blocks: residual wrappers with optional ADQ, global skips, layer functions."""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+GLOBAL_SKIPS = ("none", "bicubic", "nearest")
+
+
+class LayerFn(Protocol):
+    """Returns the module for one searchable layer."""
+
+    def __call__(self, *, block: str, index: int, c_in: int, c_out: int) -> nn.Module: ...
+
+
+class Residual(nn.Module):
+    """``out = fn(x) + x``, or with ADQ ``out = fn(BN(x)) * s + x``.
+
+    ADQ (adaptive deviation modulation) scales the branch by ``s = w * std(x) + c``, a
+    learned scalar affine of the per-sample standard deviation of ``x`` (init w=1.5, c=0),
+    which keeps BatchNorm usable in SR networks.
+
+    Args:
+        fn: The residual branch.
+        channels: Channels of ``x`` (for the BatchNorm).
+        adq: Enable ADQ.
+        branch_scale: Constant factor on the branch (ignored with ADQ).
+    """
+
+    def __init__(self, fn: nn.Module, channels: int, *, adq: bool = False,
+                 branch_scale: float = 1.0) -> None:
+        super().__init__()
+        self.fn = fn
+        self.adq = adq
+        self.branch_scale = branch_scale
+        if adq:
+            self.bn = nn.BatchNorm2d(channels)
+            self.w = nn.Parameter(torch.tensor(1.5))
+            self.c = nn.Parameter(torch.tensor(0.0))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.adq:
+            out = self.fn(x)
+            return x + (out * self.branch_scale if self.branch_scale != 1.0 else out)
+        std = x.flatten(1).std(dim=1).view(-1, 1, 1, 1)
+        return self.fn(self.bn(x)) * (self.w * std + self.c) + x
+
+
+class Sequence(nn.Sequential):
+    """A sequence of layers (``nn.Sequential`` with a name that reads well in reprs)."""
+
+
+class ParallelSum(nn.Module):
+    """``sum_i scale_i * branch_i(x)``."""
+
+    def __init__(self, branches: list[nn.Module], scales: list[float]) -> None:
+        super().__init__()
+        self.branches = nn.ModuleList(branches)
+        self.scales = scales
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = None
+        for branch, s in zip(self.branches, self.scales, strict=True):
+            y = branch(x)
+            y = y * s if s != 1.0 else y
+            out = y if out is None else out + y
+        return out
+
+
+def upscale_input(lr: torch.Tensor, scale: int, mode: str) -> torch.Tensor | None:
+    """The global skip added to the network output (None for ``mode == "none"``)."""
+    if mode == "none":
+        return None
+    if mode == "nearest":
+        return F.interpolate(lr, scale_factor=scale, mode="nearest")
+    return F.interpolate(lr, scale_factor=scale, mode="bicubic", align_corners=False)

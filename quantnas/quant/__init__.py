@@ -1,0 +1,26 @@
+"""Quantizers and quantized convolutions."""
+
+from quantnas.quant.conv import ConvFactory, MixedQConv2d, QConv2d, QConvBase
+from quantnas.quant.quantizers import (
+    HWGQ,
+    HWGQ_STEPS,
+    LSQ,
+    SUPPORTED_BITS,
+    NoiseQuantizer,
+    Quantizer,
+    check_bits,
+)
+
+__all__ = [
+    "HWGQ",
+    "HWGQ_STEPS",
+    "LSQ",
+    "SUPPORTED_BITS",
+    "ConvFactory",
+    "MixedQConv2d",
+    "NoiseQuantizer",
+    "QConv2d",
+    "QConvBase",
+    "Quantizer",
+    "check_bits",
+]

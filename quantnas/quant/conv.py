@@ -1,0 +1,228 @@
+"""Quantized convolutions.
+
+* :class:`QConv2d` -- the final network's conv: one bit-width for its weights (LSQ) and
+  its input activation (HWGQ, which is also the nonlinearity).
+* :class:`MixedQConv2d` -- a supernet candidate conv holding one full-precision weight and
+  mixing its bit-widths with weights ``q(b)`` set by the enclosing mixed layer, either by
+  direct quantization (``mode="quant"``), by quantization noise (``mode="noise"``) or not
+  at all (``mode="fp"``).
+
+Both are bias-free with "same" padding by default and expose their geometry
+(``c_in``, ``c_out``, ``kernel_size``, ``groups``) so cost models can count MACs.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Protocol
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from quantnas.errors import QuantNASError
+from quantnas.quant.quantizers import HWGQ, LSQ, NoiseQuantizer, check_bits
+
+MIX_MODES = ("quant", "noise", "fp")
+
+
+def _pair(v: int | Sequence[int]) -> tuple[int, int]:
+    if isinstance(v, int):
+        return (v, v)
+    a, b = v
+    return (int(a), int(b))
+
+
+class ConvFactory(Protocol):
+    """Builds a conv module from keyword-only geometry (used by the operation registry)."""
+
+    def __call__(
+        self,
+        *,
+        c_in: int,
+        c_out: int,
+        kernel_size: int | tuple[int, int],
+        stride: int = 1,
+        padding: int | tuple[int, int] | None = None,
+        dilation: int = 1,
+        groups: int = 1,
+    ) -> nn.Module: ...
+
+
+class QConvBase(nn.Module):
+    """Geometry, weight and He initialisation shared by the quantized convs.
+
+    Args:
+        c_in: Input channels.
+        c_out: Output channels.
+        kernel_size: Kernel size (int or (kh, kw)).
+        stride: Stride.
+        padding: Padding; None means "same" (``dilation * (k - 1) // 2``).
+        dilation: Dilation.
+        groups: Groups; ``c_in`` and ``c_out`` must be divisible by it.
+    """
+
+    def __init__(
+        self,
+        *,
+        c_in: int,
+        c_out: int,
+        kernel_size: int | tuple[int, int],
+        stride: int = 1,
+        padding: int | tuple[int, int] | None = None,
+        dilation: int = 1,
+        groups: int = 1,
+    ) -> None:
+        super().__init__()
+        if c_in % groups or c_out % groups:
+            raise QuantNASError(
+                f"conv {c_in}->{c_out} channels is not divisible by groups={groups}"
+            )
+        self.c_in, self.c_out, self.groups = int(c_in), int(c_out), int(groups)
+        self.kernel_size = _pair(kernel_size)
+        self.stride = _pair(stride)
+        self.dilation = _pair(dilation)
+        if padding is None:
+            padding = tuple(self.dilation[i] * (self.kernel_size[i] - 1) // 2 for i in range(2))
+        self.padding = _pair(padding)
+        self.weight = nn.Parameter(torch.empty(c_out, c_in // groups, *self.kernel_size))
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        """He (Kaiming) normal initialisation for ReLU-like inputs."""
+        nn.init.kaiming_normal_(self.weight, mode="fan_in", nonlinearity="relu")
+
+    def macs_per_pixel(self) -> int:
+        """Multiply-accumulates per output pixel: ``C_in * C_out * kh * kw / groups``."""
+        kh, kw = self.kernel_size
+        return self.c_in * self.c_out * kh * kw // self.groups
+
+    def _conv(self, x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+        return F.conv2d(x, w, None, self.stride, self.padding, self.dilation, self.groups)
+
+    def extra_repr(self) -> str:
+        return (
+            f"{self.c_in}, {self.c_out}, kernel_size={self.kernel_size}, stride={self.stride}, "
+            f"padding={self.padding}, dilation={self.dilation}, groups={self.groups}"
+        )
+
+
+class QConv2d(QConvBase):
+    """Conv with one bit-width ``bits`` for its weights (LSQ) and input (HWGQ).
+
+    ``quantized = False`` switches to full precision (weights as they are, input through a
+    ReLU), e.g. for full-precision warm-up epochs before QAT.
+    """
+
+    def __init__(self, *, bits: int, **geometry) -> None:
+        super().__init__(**geometry)
+        check_bits(bits, where="conv bits")
+        self.bits = int(bits)
+        self.w_quant = LSQ(self.bits, self.c_out)
+        self.a_quant = HWGQ(self.bits)
+        self.quantized = True
+        self.w_quant.init_from(self.weight)
+
+    @property
+    def bits_w(self) -> int:
+        return self.bits if self.quantized else 32
+
+    @property
+    def bits_a(self) -> int:
+        return self.bits if self.quantized else 32
+
+    def reset_steps(self) -> None:
+        """Re-initialise the LSQ step from the current weights (e.g. after FP warm-up)."""
+        self.w_quant.init_from(self.weight)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.quantized:
+            return self._conv(torch.relu(x), self.weight)
+        return self._conv(self.a_quant(x), self.w_quant(self.weight))
+
+    def extra_repr(self) -> str:
+        return f"{super().extra_repr()}, bits={self.bits}"
+
+
+class MixedQConv2d(QConvBase):
+    """A supernet conv mixing several bit-widths of one shared weight.
+
+    The mixing weights ``q(b)`` (one per entry of ``bits``, summing to 1) are set by the
+    enclosing mixed layer through :meth:`set_bit_weights` before the forward pass; unset
+    means uniform. Entries equal to 0 are skipped.
+
+    Modes:
+        quant: ``W_mix = sum_b q(b) LSQ_b(W)``, ``x_mix = sum_b q(b) HWGQ_b(x)``.
+        noise: with ``n = len(bits)``, ``W_mix = W / (n + 1) + n / (n + 1) * sum_b q(b)
+            noisy_b(W)`` and the same for the ReLU'd input; ``noisy_b(v) = v + Delta_b
+            eps``. No rounding happens during the search.
+        fp: ``W`` and ``relu(x)``, no quantization (e.g. ``bits = [32]``).
+
+    Args:
+        bits: Candidate bit-widths.
+        mode: One of ``quant``, ``noise``, ``fp``.
+        noise: Noise distribution for ``noise`` mode (``gaussian`` or ``uniform``).
+        detach_noise: Detach whole noisy copies (original behaviour) instead of just the
+            noise term.
+        **geometry: See :class:`QConvBase`.
+    """
+
+    def __init__(
+        self,
+        *,
+        bits: Sequence[int],
+        mode: str = "noise",
+        noise: str = "gaussian",
+        detach_noise: bool = False,
+        **geometry,
+    ) -> None:
+        super().__init__(**geometry)
+        check_bits(list(bits), where="search bits")
+        if mode not in MIX_MODES:
+            raise QuantNASError(f"search mode {mode!r} unknown; expected one of {MIX_MODES}")
+        self.bits = [int(b) for b in bits]
+        self.mode = mode
+        self.w_quant = nn.ModuleList(LSQ(b, self.c_out) for b in self.bits)
+        self.a_quant = nn.ModuleList(HWGQ(b) for b in self.bits)
+        self.noise = nn.ModuleList(
+            NoiseQuantizer(b, kind=noise, detach=detach_noise) for b in self.bits
+        )
+        for lsq in self.w_quant:
+            lsq.init_from(self.weight)
+        self.bit_weights: torch.Tensor | None = None
+
+    def set_bit_weights(self, q: torch.Tensor | None) -> None:
+        """Set the mixing weights over ``bits`` for the next forward pass."""
+        self.bit_weights = q
+
+    def _weights(self) -> list[tuple[int, torch.Tensor | float]]:
+        q = self.bit_weights
+        if q is None:
+            n = len(self.bits)
+            return [(i, 1.0 / n) for i in range(n)]
+        values = q.detach().tolist()
+        return [(i, q[i]) for i in range(len(self.bits)) if values[i] != 0.0]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.mode == "fp":
+            return self._conv(torch.relu(x), self.weight)
+        mix = self._weights()
+        if self.mode == "quant":
+            w = sum(q * self.w_quant[i](self.weight) for i, q in mix)
+            a = sum(q * self.a_quant[i](x) for i, q in mix)
+            return self._conv(a, w)
+        n = len(self.bits)
+        xr = torch.relu(x)
+        share = 1.0 / (n + 1)
+        w = share * self.weight + (1 - share) * sum(q * self.noise[i](self.weight) for i, q in mix)
+        a = share * xr + (1 - share) * sum(q * self.noise[i](xr) for i, q in mix)
+        return self._conv(a, w)
+
+    def extra_repr(self) -> str:
+        return f"{super().extra_repr()}, bits={self.bits}, mode={self.mode}"
+
+
+def conv_out_size(size: int, *, kernel: int, stride: int, padding: int, dilation: int) -> int:
+    """Output length of a conv along one axis (PyTorch's formula)."""
+    return math.floor((size + 2 * padding - dilation * (kernel - 1) - 1) / stride + 1)

@@ -1,0 +1,1 @@
+"""Differentiable quantization-aware architecture search."""

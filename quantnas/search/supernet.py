@@ -1,0 +1,205 @@
+"""The supernet: mixed layers over every (operation, bit-width) pair, with explicit
+architecture parameters.
+
+* :class:`Alphas` holds one vector of length ``|ops| x |bits|`` per searchable layer
+  (zeros at start) and turns them into probabilities with a swappable transform
+  (``softmax``, ``gumbel``, ``hard_gumbel`` with a temperature).
+* :class:`MixedLayer` computes ``sum_o P(o) op_o(x)`` with ``P(o) = sum_b p(o, b)``; inside
+  op ``o`` every conv mixes its bit-widths with ``p(o, b) / P(o)``.
+* :class:`Supernet` wires them into the space's topology; ``weights()`` / ``alphas()``
+  iterate the two parameter groups and ``export()`` returns the argmax genotype.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from functools import partial
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from quantnas.config import ArchConfig
+from quantnas.errors import QuantNASError
+from quantnas.genotype import BLOCKS, Genotype, LayerChoice
+from quantnas.ops import build_op
+from quantnas.quant.conv import MixedQConv2d
+from quantnas.space import build_topology, check_space, layer_counts, primitives, scale_output_init
+
+TRANSFORMS = ("softmax", "gumbel", "hard_gumbel")
+
+
+def layer_key(block: str, index: int) -> str:
+    return f"{block}.{index}"
+
+
+class Alphas(nn.Module):
+    """Architecture parameters, one flat vector per searchable layer.
+
+    Args:
+        shapes: ``{layer_key: (n_ops, n_bits)}`` in network order.
+        transform: ``softmax``, ``gumbel`` or ``hard_gumbel``.
+    """
+
+    def __init__(self, shapes: dict[str, tuple[int, int]], *, transform: str = "softmax") -> None:
+        super().__init__()
+        if transform not in TRANSFORMS:
+            raise QuantNASError(f"alpha transform {transform!r} unknown; expected {TRANSFORMS}")
+        self.shapes = dict(shapes)
+        self.transform = transform
+        self.temperature = 1.0
+        self.params = nn.ParameterDict(
+            {self._name(k): nn.Parameter(torch.zeros(n * b)) for k, (n, b) in shapes.items()}
+        )
+
+    @staticmethod
+    def _name(key: str) -> str:
+        return key.replace(".", "_")
+
+    def keys(self) -> list[str]:
+        return list(self.shapes)
+
+    def logits(self, key: str) -> torch.Tensor:
+        return self.params[self._name(key)]
+
+    def probabilities(self, *, sample: bool = False) -> dict[str, torch.Tensor]:
+        """Per-layer ``(n_ops, n_bits)`` probabilities.
+
+        With ``sample=True`` and a gumbel transform, draws a (relaxed / straight-through)
+        Gumbel-softmax sample at the current temperature; otherwise the softmax.
+        """
+        out = {}
+        for key, shape in self.shapes.items():
+            a = self.logits(key)
+            if sample and self.transform != "softmax":
+                p = F.gumbel_softmax(a, tau=self.temperature, hard=self.transform == "hard_gumbel")
+            else:
+                p = torch.softmax(a, dim=0)
+            out[key] = p.view(shape)
+        return out
+
+
+class MixedLayer(nn.Module):
+    """All candidates of one searchable layer.
+
+    Attributes:
+        key: Layer key ``block.index`` (its alphas; shared by body cells in the basic space).
+        op_names: Candidate operation names.
+        bits: Candidate bit-widths.
+        probs: ``(n_ops, n_bits)`` probabilities set by the supernet before each forward.
+    """
+
+    def __init__(self, key: str, op_names: list[str], bits: list[int],
+                 ops: list[nn.Module]) -> None:
+        super().__init__()
+        self.key, self.op_names, self.bits = key, list(op_names), list(bits)
+        self.ops = nn.ModuleList(ops)
+        self._convs = [[m for m in op.modules() if isinstance(m, MixedQConv2d)] for op in ops]
+        self.probs: torch.Tensor | None = None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.probs is None:
+            raise RuntimeError(f"mixed layer {self.key}: probabilities not set by the supernet")
+        p_op = self.probs.sum(dim=1)
+        keep = p_op.detach().tolist()
+        out = None
+        for o, op in enumerate(self.ops):
+            if keep[o] == 0.0:
+                continue
+            q = self.probs[o] / p_op[o]
+            for conv in self._convs[o]:
+                conv.set_bit_weights(q)
+            y = p_op[o] * op(x)
+            out = y if out is None else out + y
+        return out
+
+    def extra_repr(self) -> str:
+        return f"key={self.key}, ops={len(self.op_names)}, bits={self.bits}"
+
+
+class Supernet(nn.Module):
+    """The searchable network.
+
+    Args:
+        arch: The search space (structure, primitives, bits).
+        mode: ``noise`` (search against quantization noise), ``quant`` (direct
+            quantization with shared weights) or ``fp``.
+        noise: ``gaussian`` or ``uniform`` noise for ``noise`` mode.
+        detach_noise: Detach whole noisy copies (original behaviour).
+        transform: Alpha transform.
+    """
+
+    def __init__(self, arch: ArchConfig, *, mode: str = "noise", noise: str = "gaussian",
+                 detach_noise: bool = False, transform: str = "softmax") -> None:
+        super().__init__()
+        check_space(arch)
+        if mode == "fp" and any(b != 32 for b in arch.bits):
+            raise QuantNASError("search.mode=fp needs arch.bits=[32]")
+        self.arch = arch
+        self.bits = list(arch.bits)
+        self.counts = layer_counts(arch)
+        conv = partial(MixedQConv2d, bits=self.bits, mode=mode, noise=noise,
+                       detach_noise=detach_noise)
+        shared = arch.space == "basic"
+        self._layers: list[MixedLayer] = []
+
+        def layer_fn(*, block: str, index: int, c_in: int, c_out: int) -> nn.Module:
+            names = primitives(arch, block)
+            ops = [build_op(n, c_in=c_in, c_out=c_out, c_fixed=arch.c_fixed, conv=conv,
+                            where=f"{block}[{index}]") for n in names]
+            layer = MixedLayer(layer_key(block, index), names, self.bits, ops)
+            self._layers.append(layer)
+            return layer
+
+        self.net = build_topology(arch, layer_fn, self.counts)
+        scale_output_init(self.net, arch.last_layer_init)
+        shapes: dict[str, tuple[int, int]] = {}
+        for block in BLOCKS:
+            for i in range(self.counts[block]):
+                shapes[layer_key(block, i)] = (len(primitives(arch, block)), len(self.bits))
+        self.alpha = Alphas(shapes, transform=transform)
+        self.shared_cells = shared
+
+    def mixed_layers(self) -> list[MixedLayer]:
+        """Every mixed layer instance (several per key when body cells share alphas)."""
+        return list(self._layers)
+
+    def weights(self) -> Iterator[nn.Parameter]:
+        """Network weights (including LSQ steps and ADQ/BN parameters), not alphas."""
+        alpha_ids = {id(p) for p in self.alpha.parameters()}
+        return (p for p in self.parameters() if id(p) not in alpha_ids)
+
+    def named_weights(self) -> Iterator[tuple[str, nn.Parameter]]:
+        return ((n, p) for n, p in self.named_parameters() if not n.startswith("alpha."))
+
+    def alphas(self) -> Iterator[nn.Parameter]:
+        """Architecture parameters."""
+        return iter(self.alpha.parameters())
+
+    def probabilities(self) -> dict[str, torch.Tensor]:
+        """Deterministic (softmax) probabilities per layer key."""
+        return self.alpha.probabilities(sample=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        probs = self.alpha.probabilities(sample=self.training)
+        for layer in self._layers:
+            layer.probs = probs[layer.key]
+        return self.net(x)
+
+    def export(self) -> Genotype:
+        """The genotype of the argmax (op, bit) pair of every layer."""
+        blocks: dict[str, list[LayerChoice]] = {b: [] for b in BLOCKS}
+        with torch.no_grad():
+            for key, p in self.probabilities().items():
+                block, _ = key.split(".")
+                n_bits = p.shape[1]
+                flat = int(torch.argmax(p.flatten()))
+                op = primitives(self.arch, block)[flat // n_bits]
+                blocks[block].append(LayerChoice(op, self.bits[flat % n_bits]))
+        return Genotype({b: tuple(v) for b, v in blocks.items()}, space=self.arch.space)
+
+    def layer_table(self) -> dict[str, dict]:
+        """``{key: {"ops": [...], "bits": [...], "probs": [[...]]}}`` for logging/plots."""
+        probs = self.probabilities()
+        return {k: {"ops": primitives(self.arch, k.split(".")[0]), "bits": self.bits,
+                    "probs": probs[k].detach().tolist()} for k in probs}

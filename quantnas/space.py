@@ -1,0 +1,176 @@
+"""The search space as data: layer counts, candidate operations, bit-widths; and the final
+network built from a genotype in that space."""
+
+from __future__ import annotations
+
+from functools import partial
+
+from torch import nn
+
+from quantnas.config import ArchConfig
+from quantnas.errors import QuantNASError
+from quantnas.genotype import BLOCKS, Genotype
+from quantnas.models.basic import BasicSRNet, basic_channels, check_basic_counts
+from quantnas.models.rfdn import RFDNSRNet, rfdn_channels, rfdn_counts
+from quantnas.ops import build_op, check_op
+from quantnas.quant.conv import QConv2d, QConvBase
+from quantnas.quant.quantizers import check_bits
+
+_SIMPLE = ["simple_1x1", "simple_3x3", "simple_5x5"]
+_GROWTH = ["growth1_1x1", "growth1_3x3", "growth1_5x5"]
+_GROUPED2 = ["simple_1x1_grouped_2", "simple_3x3_grouped_2", "simple_5x5_grouped_2"]
+
+#: Default candidate operations per block type and space.
+DEFAULT_PRIMITIVES: dict[str, dict[str, list[str]]] = {
+    "basic": {
+        "head": ["simple_3x3", "simple_5x5", "growth2_3x3", "simple_3x3_grouped_3"],
+        "body": ["simple_1x1", "simple_3x3", "simple_5x5", "simple_3x3_grouped_3",
+                 "decenc_3x3_2", "conv_3x1_1x3", "DWS_3x3", "simple_3x3_d2"],
+        "skip": ["simple_1x1", "simple_3x3", "simple_1x1_grouped_3", "decenc_3x3_2"],
+        "upsample": ["simple_3x3", "simple_5x5", "simple_3x3_grouped_3", "growth2_3x3"],
+        "tail": ["simple_1x1", "simple_3x3", "simple_5x5", "growth2_3x3"],
+    },
+    "rfdn": {
+        "body": _SIMPLE + _GROWTH + _GROUPED2,
+        "skip": _SIMPLE + _GROWTH + _GROUPED2,
+        "upsample": _SIMPLE + _GROWTH + _GROUPED2,
+        "tail": _SIMPLE + _GROWTH,
+    },
+}
+
+
+def layer_counts(arch: ArchConfig) -> dict[str, int]:
+    """Searchable layers per block (genotype list lengths) for this space."""
+    if arch.space == "rfdn":
+        return rfdn_counts(arch.body_cells)
+    counts = {b: int(arch.arch_pattern.get(b, 0)) for b in BLOCKS}
+    check_basic_counts(counts, where="arch.arch_pattern")
+    return counts
+
+
+def layer_channels(arch: ArchConfig, block: str, index: int) -> tuple[int, int]:
+    """``(c_in, c_out)`` of a searchable layer."""
+    if arch.space == "rfdn":
+        return rfdn_channels(block, index, c=arch.c_fixed, scale=arch.scale)
+    return basic_channels(block, index, layer_counts(arch)[block], c=arch.c_fixed,
+                          scale=arch.scale)
+
+
+def primitives(arch: ArchConfig, block: str) -> list[str]:
+    """Candidate operations of a block (config, else the space's defaults)."""
+    ops = arch.primitives.get(block) or DEFAULT_PRIMITIVES[arch.space].get(block, [])
+    return list(ops)
+
+
+def check_space(arch: ArchConfig) -> None:
+    """Validate a search space before any compute: ops exist and fit every layer's channels.
+
+    Raises:
+        QuantNASError: naming the block, layer and operation at fault.
+    """
+    check_bits(arch.bits, where="arch.bits")
+    counts = layer_counts(arch)
+    for block, n in counts.items():
+        ops = primitives(arch, block)
+        if n and not ops:
+            raise QuantNASError(f"arch.primitives.{block}: no candidate operations")
+        for op in ops:
+            check_op(op, where=f"arch.primitives.{block}")
+        for i in range(n):
+            c_in, c_out = layer_channels(arch, block, i)
+            for op in ops:
+                build_op(op, c_in=c_in, c_out=c_out, c_fixed=arch.c_fixed,
+                         conv=partial(QConv2d, bits=32),
+                         where=f"arch.primitives.{block} layer {block}[{i}]")
+
+
+def check_genotype(genotype: Genotype, arch: ArchConfig) -> None:
+    """Check that a genotype has the layer counts of the space and that its ops fit."""
+    if genotype.space != arch.space:
+        raise QuantNASError(
+            f"genotype is for the {genotype.space!r} space but arch.space is {arch.space!r}"
+        )
+    counts = genotype.counts()
+    if arch.space == "rfdn":
+        expected = rfdn_counts(arch.body_cells)
+        for block, n in expected.items():
+            if counts[block] != n:
+                raise QuantNASError(
+                    f"genotype block {block!r} has {counts[block]} layers; the rfdn space with "
+                    f"{arch.body_cells} cells needs {n}"
+                )
+    else:
+        check_basic_counts(counts, where="genotype")
+
+
+def _final_layer_fn(genotype: Genotype, arch: ArchConfig):
+    def layer_fn(*, block: str, index: int, c_in: int, c_out: int) -> nn.Module:
+        choice = genotype.blocks[block][index]
+        return build_op(choice.op, c_in=c_in, c_out=c_out, c_fixed=arch.c_fixed,
+                        conv=partial(QConv2d, bits=choice.bits), where=f"{block}[{index}]")
+
+    return layer_fn
+
+
+def build_topology(arch: ArchConfig, layer_fn, counts: dict[str, int] | None = None) -> nn.Module:
+    """Build the space's topology around a layer function (final net or supernet)."""
+    adq = not arch.skip_mode
+    if arch.space == "rfdn":
+        net: nn.Module = RFDNSRNet(layer_fn, fixed=partial(QConv2d, bits=8), c=arch.c_fixed,
+                                   scale=arch.scale, n_cells=arch.body_cells, adq=adq,
+                                   global_skip=arch.global_skip)
+    else:
+        net = BasicSRNet(layer_fn, counts or layer_counts(arch), c=arch.c_fixed,
+                         scale=arch.scale, body_cells=arch.body_cells,
+                         cell_type=arch.cell_type, adq=adq, global_skip=arch.global_skip)
+    return net
+
+
+def output_convs(net: nn.Module) -> list[QConvBase]:
+    """The convs producing the network output: the last conv of each candidate of the last
+    searchable layer (tail if it has layers, else upsample)."""
+    layer = net.last_layer()
+    ops = list(layer.ops) if hasattr(layer, "ops") else [layer]
+    convs = []
+    for op in ops:
+        found = [m for m in op.modules() if isinstance(m, QConvBase)]
+        if found:
+            convs.append(found[-1])
+    return convs
+
+
+def scale_output_init(net: nn.Module, factor: float) -> None:
+    """Scale the initial weights of the output convs (a near-identity/bicubic start)."""
+    if factor == 1.0:
+        return
+    import torch
+
+    with torch.no_grad():
+        for conv in output_convs(net):
+            conv.weight.mul_(factor)
+            quants = conv.w_quant if isinstance(conv.w_quant, nn.ModuleList) else [conv.w_quant]
+            for q in quants:
+                q.init_from(conv.weight)
+
+
+def build_network(genotype: Genotype, arch: ArchConfig) -> nn.Module:
+    """The final mixed-precision network of a genotype.
+
+    Args:
+        genotype: Layer choices.
+        arch: Structure (channels, scale, cells, ADQ, ...). Layer counts come from the
+            genotype (basic space) or the number of cells (rfdn).
+    """
+    check_genotype(genotype, arch)
+    net = build_topology(arch, _final_layer_fn(genotype, arch), counts=genotype.counts())
+    scale_output_init(net, arch.last_layer_init)
+    return net
+
+
+def set_quantized(net: nn.Module, quantized: bool) -> None:
+    """Switch every :class:`QConv2d` between quantized and full precision."""
+    for m in net.modules():
+        if isinstance(m, QConv2d):
+            if quantized and not m.quantized:
+                m.reset_steps()
+            m.quantized = quantized
