@@ -42,7 +42,7 @@ class ArchConfig:
     """
 
     space: str = "basic"
-    c_fixed: int = 16
+    c_fixed: int = 12
     scale: int = 4
     body_cells: int = 2
     cell_type: str = "B"

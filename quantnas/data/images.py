@@ -1,0 +1,267 @@
+"""Reading and writing RGB images, with actionable errors for bad inputs."""
+
+from __future__ import annotations
+
+import logging
+import zlib
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from quantnas.errors import QuantNASError
+
+__all__ = ["IMAGE_EXTENSIONS", "list_images", "load_rgb", "save_rgb"]
+
+logger = logging.getLogger(__name__)
+
+IMAGE_EXTENSIONS: tuple[str, ...] = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
+
+_GRAY_MODES = {"1", "L", "LA", "I", "I;16", "I;16B", "I;16L", "I;16N", "F"}
+_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+def _png_header(path: Path) -> tuple[int, int, int] | None:
+    """Return ``(bit_depth, colour_type, interlace)`` of a PNG, or ``None`` for non-PNGs."""
+    with open(path, "rb") as fh:
+        head = fh.read(29)
+    if len(head) < 29 or not head.startswith(_PNG_SIGNATURE) or head[12:16] != b"IHDR":
+        return None
+    return head[24], head[25], head[28]
+
+
+def _png_idat(data: bytes) -> bytes:
+    """Concatenate the IDAT chunks of a PNG byte string."""
+    pos, parts = len(_PNG_SIGNATURE), []
+    while pos + 8 <= len(data):
+        length = int.from_bytes(data[pos : pos + 4], "big")
+        tag = data[pos + 4 : pos + 8]
+        if tag == b"IDAT":
+            parts.append(data[pos + 8 : pos + 8 + length])
+        pos += 12 + length
+    return b"".join(parts)
+
+
+def _paeth_or_average_row(ftype: int, row: bytes, prev: bytes, bpp: int) -> bytes:
+    """Undo PNG filter 3 (Average) or 4 (Paeth) on one scanline (sequential by nature)."""
+    out = bytearray(row)
+    for i in range(len(out)):
+        a = out[i - bpp] if i >= bpp else 0
+        b = prev[i]
+        if ftype == 3:
+            out[i] = (out[i] + ((a + b) >> 1)) & 0xFF
+            continue
+        c = prev[i - bpp] if i >= bpp else 0
+        pa, pb, pc = abs(b - c), abs(a - c), abs(a + b - 2 * c)
+        pred = a if pa <= pb and pa <= pc else (b if pb <= pc else c)
+        out[i] = (out[i] + pred) & 0xFF
+    return bytes(out)
+
+
+def _unfilter_row(ftype: int, row: np.ndarray, prev: np.ndarray, bpp: int) -> np.ndarray:
+    """Undo one PNG scanline filter (types 0-4) on ``uint8`` data."""
+    if ftype == 0:
+        return row
+    if ftype == 1:
+        return (
+            (np.cumsum(row.reshape(-1, bpp), axis=0, dtype=np.int64) & 0xFF)
+            .astype(np.uint8)
+            .ravel()
+        )
+    if ftype == 2:
+        return row + prev  # uint8 arithmetic wraps modulo 256
+    if ftype in (3, 4):
+        raw = _paeth_or_average_row(ftype, row.tobytes(), prev.tobytes(), bpp)
+        return np.frombuffer(raw, dtype=np.uint8)
+    raise ValueError(f"bad PNG filter type {ftype}")
+
+
+def _read_png16(path: Path, colour_type: int) -> np.ndarray:
+    """Decode a non-interlaced 16-bit PNG at full depth (Pillow truncates it to 8 bit)."""
+    data = path.read_bytes()
+    width = int.from_bytes(data[16:20], "big")
+    height = int.from_bytes(data[20:24], "big")
+    channels = {0: 1, 2: 3, 4: 2, 6: 4}[colour_type]
+    bpp = 2 * channels
+    stride = width * bpp
+    raw = np.frombuffer(zlib.decompress(_png_idat(data)), dtype=np.uint8)
+    if raw.size < height * (stride + 1):
+        raise ValueError("truncated PNG image data")
+    rows = raw[: height * (stride + 1)].reshape(height, stride + 1)
+    out = np.empty((height, stride), dtype=np.uint8)
+    prev = np.zeros(stride, dtype=np.uint8)
+    for y in range(height):
+        prev = out[y] = _unfilter_row(int(rows[y, 0]), rows[y, 1:], prev, bpp)
+    return out.view(">u2").reshape(height, width, channels).astype(np.uint16)
+
+
+def _read_with_imageio(path: Path) -> np.ndarray:
+    """Read an image at full bit depth with imageio (used for 16-bit TIFF files)."""
+    import imageio.v3 as iio
+
+    return np.asarray(iio.imread(path))
+
+
+def _read_with_pillow(path: Path) -> np.ndarray:
+    """Read an image with Pillow, converting palette/alpha/other colour modes to RGB."""
+    with Image.open(path) as img:
+        img.load()
+        mode = img.mode
+        if mode in ("I;16", "I;16B", "I;16L", "I;16N", "I"):
+            return np.asarray(img.convert("I"), dtype=np.int64)
+        if mode == "LA":
+            logger.debug("%s: dropping the alpha channel of an LA image", path)
+            return np.asarray(img.convert("L"))
+        if mode in _GRAY_MODES:
+            return np.asarray(img.convert("L"))
+        if mode != "RGB":
+            logger.debug("%s: converting mode %s to RGB (alpha dropped)", path, mode)
+            if mode in ("P", "PA"):
+                img = img.convert("RGBA")
+            img = img.convert("RGB")
+        return np.asarray(img)
+
+
+def _read_raw(path: Path) -> np.ndarray:
+    """Read pixel data: own decoder for 16-bit colour PNGs, Pillow, imageio for TIFF."""
+    try:
+        header = _png_header(path)
+        if header is not None and header[0] == 16 and header[1] in (2, 4, 6) and not header[2]:
+            return _read_png16(path, header[1])
+        return _read_with_pillow(path)
+    except Exception as exc:  # Pillow/imageio raise OSError, SyntaxError, ValueError, ...
+        if path.suffix.lower() in (".tif", ".tiff"):
+            try:
+                return _read_with_imageio(path)
+            except Exception:  # decoders raise many types; report the Pillow error
+                pass
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise QuantNASError(f"cannot read image {path}: {reason}") from exc
+
+
+def _to_uint8(arr: np.ndarray, path: Path) -> np.ndarray:
+    """Convert 16-bit data to 8 bit with ``round(v / 257)``; pass uint8 through."""
+    if arr.dtype == np.uint8:
+        return arr
+    if arr.dtype == np.bool_:
+        return arr.astype(np.uint8) * 255
+    if np.issubdtype(arr.dtype, np.integer) and arr.min() >= 0 and arr.max() <= 65535:
+        logger.debug("%s: scaling 16-bit data to 8 bit", path)
+        return np.round(arr.astype(np.float64) / 257.0).astype(np.uint8)
+    raise QuantNASError(f"image {path} has unsupported pixel type {arr.dtype}; expected 8/16-bit")
+
+
+def _to_rgb(arr: np.ndarray, path: Path, allow_gray: bool) -> np.ndarray:
+    """Turn gray / gray+alpha / RGBA arrays into ``HxWx3``."""
+    if arr.ndim == 3 and arr.shape[2] == 1:
+        arr = arr[:, :, 0]
+    if arr.ndim == 3 and arr.shape[2] == 2:
+        arr = arr[:, :, 0]
+    if arr.ndim == 2:
+        if not allow_gray:
+            raise QuantNASError(
+                f"image {path} is grayscale; quantnas needs RGB images "
+                "(convert it, or load with allow_gray=True to replicate the channel)"
+            )
+        return np.repeat(arr[:, :, None], 3, axis=2)
+    if arr.ndim == 3 and arr.shape[2] == 4:
+        logger.debug("%s: dropping the alpha channel", path)
+        return arr[:, :, :3]
+    if arr.ndim == 3 and arr.shape[2] == 3:
+        return arr
+    raise QuantNASError(f"image {path} has shape {arr.shape}; expected HxW or HxWx3")
+
+
+def load_rgb(
+    path: str | Path, *, allow_gray: bool = False, min_size: int | None = None
+) -> np.ndarray:
+    """Load an image as ``uint8`` RGB.
+
+    Rules:
+
+    * unreadable or corrupt (e.g. truncated) file -> :class:`QuantNASError` naming it;
+    * grayscale (Pillow modes ``1``, ``L``, ``LA``, 16-bit ``I;16``, or a one-channel
+      array) -> :class:`QuantNASError` ("... is grayscale; quantnas needs RGB images"),
+      unless ``allow_gray=True``, which replicates the channel to 3 (alpha dropped);
+    * RGBA, palette (``P``/``PA``), CMYK, YCbCr ... -> converted to RGB, alpha dropped
+      (logged at debug level);
+    * 16-bit data (``I;16`` or 16-bit colour PNGs, read at full depth with imageio) ->
+      8 bit by ``round(v / 257)``;
+    * ``min_size`` given and ``min(H, W) < min_size`` -> :class:`QuantNASError` naming
+      the file, its size and the needed size.
+
+    EXIF orientation tags are ignored (pixels are used as stored).
+
+    Args:
+        path: Image file.
+        allow_gray: Accept grayscale images by replicating them to three channels.
+        min_size: Minimum accepted ``min(H, W)``; ``None`` disables the check.
+
+    Returns:
+        ``uint8`` array of shape ``HxWx3``.
+
+    Raises:
+        QuantNASError: For the cases above or a missing file.
+
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise QuantNASError(f"image file {path} does not exist")
+    arr = _to_rgb(_to_uint8(_read_raw(path), path), path, allow_gray)
+    h, w = arr.shape[:2]
+    if min_size is not None and min(h, w) < min_size:
+        raise QuantNASError(
+            f"image {path} is {h}x{w} (HxW); images must be at least {min_size} pixels "
+            "on the short side"
+        )
+    return np.ascontiguousarray(arr)
+
+
+def save_rgb(path: str | Path, arr: np.ndarray) -> Path:
+    """Write a ``uint8`` ``HxWx3`` (or ``HxW``) array as PNG, creating parent folders.
+
+    Args:
+        path: Destination file; written as PNG whatever its suffix.
+        arr: Image data.
+
+    Returns:
+        The path written.
+
+    Raises:
+        QuantNASError: If ``arr`` is not ``uint8`` ``HxW``/``HxWx3``.
+
+    """
+    path = Path(path)
+    if arr.dtype != np.uint8 or not (arr.ndim == 2 or (arr.ndim == 3 and arr.shape[2] == 3)):
+        raise QuantNASError(
+            f"save_rgb({path}): expected a uint8 HxWx3 array, got {arr.dtype} {arr.shape}"
+        )
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(np.ascontiguousarray(arr)).save(path, format="PNG")
+    return path
+
+
+def list_images(folder: str | Path) -> list[Path]:
+    """List the image files directly inside ``folder`` (not recursive), sorted by name.
+
+    Args:
+        folder: Folder to scan; files with a suffix in :data:`IMAGE_EXTENSIONS`
+            (case-insensitive) are returned.
+
+    Returns:
+        Sorted list of image paths.
+
+    Raises:
+        QuantNASError: If the folder does not exist or holds no image.
+
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise QuantNASError(f"data folder {folder} does not exist")
+    files = sorted(
+        p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS
+    )
+    if not files:
+        exts = "/".join(IMAGE_EXTENSIONS)
+        raise QuantNASError(f"no images ({exts}) in {folder}")
+    return files
