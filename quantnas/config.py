@@ -39,6 +39,7 @@ class ArchConfig:
         bits: Candidate bit-widths of the search.
         primitives: Candidate operations per block; blocks left out use the defaults.
         last_layer_init: Factor on the initial weights of the last conv (near-bicubic start).
+
     """
 
     space: str = "basic"
@@ -48,11 +49,12 @@ class ArchConfig:
     cell_type: str = "B"
     skip_mode: bool = True
     global_skip: str = "bicubic"
-    arch_pattern: dict[str, int] = field(default_factory=lambda: {
-        "head": 2, "body": 2, "skip": 1, "upsample": 1, "tail": 0})
+    arch_pattern: dict[str, int] = field(
+        default_factory=lambda: {"head": 2, "body": 2, "skip": 1, "upsample": 1, "tail": 0}
+    )
     bits: list[int] = field(default_factory=lambda: [4, 8])
     primitives: dict[str, list[str]] = field(default_factory=dict)
-    last_layer_init: float = 0.1
+    last_layer_init: float = 0.01
 
 
 @dataclass
@@ -68,6 +70,7 @@ class DataConfig:
         repeat: Random crops per training image per epoch.
         val_crop: Centre-crop validation HR images to at most this size (0 = full image).
         num_workers: DataLoader workers.
+
     """
 
     train: str = "embedded:train"
@@ -205,6 +208,11 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
     if tp is float:
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             return float(value)
+        if isinstance(value, str):
+            try:
+                return float(value)
+            except ValueError:
+                pass
         raise QuantNASError(f"config key {key}: expected a number, got {value!r}")
     if tp is str:
         if isinstance(value, (str, int, float)) and not isinstance(value, bool):
@@ -241,6 +249,8 @@ def merge(cfg: Any, data: dict, *, prefix: str = "", source: str = "config") -> 
         current = getattr(cfg, key)
         if is_dataclass(current):
             merge(current, value, prefix=f"{full}.", source=source)
+        elif isinstance(current, dict) and isinstance(value, dict):
+            current.update(_coerce(value, types_[key], full))
         else:
             setattr(cfg, key, _coerce(value, types_[key], full))
     return cfg
@@ -276,21 +286,28 @@ def validate(cfg: Config) -> Config:
     from quantnas.quant.quantizers import check_bits
 
     check_bits(cfg.arch.bits, where="arch.bits")
-    positive = {"arch.c_fixed": cfg.arch.c_fixed, "arch.scale": cfg.arch.scale,
-                "arch.body_cells": cfg.arch.body_cells, "data.lr_crop": cfg.data.lr_crop,
-                "data.repeat": cfg.data.repeat, "search.batch_size": cfg.search.batch_size,
-                "train.batch_size": cfg.train.batch_size}
+    positive = {
+        "arch.c_fixed": cfg.arch.c_fixed,
+        "arch.scale": cfg.arch.scale,
+        "arch.body_cells": cfg.arch.body_cells,
+        "data.lr_crop": cfg.data.lr_crop,
+        "data.repeat": cfg.data.repeat,
+        "search.batch_size": cfg.search.batch_size,
+        "train.batch_size": cfg.train.batch_size,
+    }
     for key, value in positive.items():
         if value < 1:
             raise QuantNASError(f"config key {key}: must be >= 1 (got {value})")
     for key in cfg.arch.arch_pattern:
         if key not in BLOCK_NAMES:
-            raise QuantNASError(f"config key arch.arch_pattern.{key}: unknown block; "
-                                f"expected {list(BLOCK_NAMES)}")
+            raise QuantNASError(
+                f"config key arch.arch_pattern.{key}: unknown block; expected {list(BLOCK_NAMES)}"
+            )
     for key in cfg.arch.primitives:
         if key not in BLOCK_NAMES:
-            raise QuantNASError(f"config key arch.primitives.{key}: unknown block; "
-                                f"expected {list(BLOCK_NAMES)}")
+            raise QuantNASError(
+                f"config key arch.primitives.{key}: unknown block; expected {list(BLOCK_NAMES)}"
+            )
     if not 0 < cfg.search.search_subsample <= 1:
         raise QuantNASError("config key search.search_subsample: must be in (0, 1]")
     if cfg.search.warm_up >= cfg.search.epochs and cfg.search.epochs > 0:
@@ -301,8 +318,12 @@ def validate(cfg: Config) -> Config:
     return cfg
 
 
-def load_config(*, preset: str | None = None, files: list[str | Path] | None = None,
-                overrides: list[str] | None = None) -> Config:
+def load_config(
+    *,
+    preset: str | None = None,
+    files: list[str | Path] | None = None,
+    overrides: list[str] | None = None,
+) -> Config:
     """Resolve a config from defaults, a preset, YAML files and overrides."""
     cfg = Config()
     if preset:
@@ -344,6 +365,16 @@ def replace(cfg: Config, **sections: Any) -> Config:
 
 
 __all__ = [
-    "ArchConfig", "Config", "DataConfig", "RunConfig", "SearchConfig", "TrainConfig",
-    "apply_override", "dump", "from_dict", "load_config", "presets", "to_dict",
+    "ArchConfig",
+    "Config",
+    "DataConfig",
+    "RunConfig",
+    "SearchConfig",
+    "TrainConfig",
+    "apply_override",
+    "dump",
+    "from_dict",
+    "load_config",
+    "presets",
+    "to_dict",
 ]

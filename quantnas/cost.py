@@ -71,11 +71,14 @@ def conv_macs(conv: QConvBase, out_hw: tuple[int, int]) -> int:
     return conv.macs_per_pixel() * out_hw[0] * out_hw[1]
 
 
-def trace_convs(net: nn.Module, lr_size: int | tuple[int, int]) -> dict[int, tuple[str, QConvBase, int, tuple[int, int]]]:
+def trace_convs(
+    net: nn.Module, lr_size: int | tuple[int, int]
+) -> dict[int, tuple[str, QConvBase, int, tuple[int, int]]]:
     """Run one forward pass on zeros and record every quantized conv's MACs.
 
     Returns:
         ``{id(conv): (name, conv, macs, out_hw)}`` (a conv run twice counts twice).
+
     """
     records: dict[int, list] = {}
     names = {id(m): n for n, m in net.named_modules()}
@@ -120,11 +123,17 @@ def network_cost(net: nn.Module, *, lr_size: int | tuple[int, int] = 32) -> Cost
     convs = []
     for name, conv, macs, hw in trace_convs(net, lr_size).values():
         bits = conv.bits if isinstance(conv, QConv2d) else 32
-        convs.append(ConvCost(name, conv.c_in, conv.c_out, conv.kernel_size, conv.groups, hw,
-                              macs, bits, bits))
+        convs.append(
+            ConvCost(
+                name, conv.c_in, conv.c_out, conv.kernel_size, conv.groups, hw, macs, bits, bits
+            )
+        )
     size_bits = 0.0
-    conv_weights = {id(m.weight): m.bits if isinstance(m, QConv2d) else 32
-                    for m in net.modules() if isinstance(m, QConvBase)}
+    conv_weights = {
+        id(m.weight): m.bits if isinstance(m, QConv2d) else 32
+        for m in net.modules()
+        if isinstance(m, QConvBase)
+    }
     for name, p in net.named_parameters():
         if name.endswith(".step") or name.startswith("alpha."):
             continue
@@ -148,6 +157,7 @@ class SupernetCost:
     Args:
         supernet: A :class:`quantnas.search.supernet.Supernet`.
         lr_size: LR input size the MACs are measured at.
+
     """
 
     def __init__(self, supernet: nn.Module, *, lr_size: int | tuple[int, int] = 32) -> None:

@@ -36,8 +36,9 @@ def set_threads(threads: int) -> None:
         torch.set_num_threads(threads)
 
 
-def warmup_cosine(optimizer: torch.optim.Optimizer, *, total_steps: int, warmup_steps: int,
-                  min_ratio: float) -> torch.optim.lr_scheduler.LambdaLR:
+def warmup_cosine(
+    optimizer: torch.optim.Optimizer, *, total_steps: int, warmup_steps: int, min_ratio: float
+) -> torch.optim.lr_scheduler.LambdaLR:
     """Linear warm-up for ``warmup_steps`` then cosine decay to ``min_ratio`` of the base lr.
 
     The short warm-up keeps Adam from killing ReLUs in the first steps (SPEC section 7).
@@ -56,15 +57,33 @@ def warmup_cosine(optimizer: torch.optim.Optimizer, *, total_steps: int, warmup_
 
 def batches(loader: DataLoader) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
     """Cycle over a loader forever."""
+    if len(loader) == 0:
+        raise QuantNASError(
+            "the training data yields no batch; raise data.repeat or lower the batch size"
+        )
     while True:
         yield from loader
+
+
+def loader(dataset, *, batch_size: int, num_workers: int) -> DataLoader:
+    """Shuffled training loader; keeps a short last batch only when the data is tiny."""
+    from quantnas.data.datasets import make_loader
+
+    return make_loader(
+        dataset,
+        batch_size=batch_size,
+        shuffle=True,
+        num_workers=num_workers,
+        drop_last=len(dataset) >= batch_size,
+    )
 
 
 def train_dataset(cfg: Config, images: list | None = None) -> SRTrainDataset:
     """The training crops dataset of a config."""
     imgs = images if images is not None else resolve_images(cfg.data.train)
-    return SRTrainDataset(imgs, scale=cfg.arch.scale, lr_crop=cfg.data.lr_crop,
-                          augment=True, repeat=cfg.data.repeat)
+    return SRTrainDataset(
+        imgs, scale=cfg.arch.scale, lr_crop=cfg.data.lr_crop, augment=True, repeat=cfg.data.repeat
+    )
 
 
 def _center_crop(img, size: int):
@@ -73,7 +92,7 @@ def _center_crop(img, size: int):
         return img
     th, tw = min(h, size), min(w, size)
     top, left = (h - th) // 2, (w - tw) // 2
-    return img[top:top + th, left:left + tw]
+    return img[top : top + th, left : left + tw]
 
 
 def val_dataset(cfg: Config) -> SRValDataset:

@@ -47,6 +47,7 @@ class Genotype:
     Attributes:
         blocks: ``{block: (LayerChoice, ...)}`` for every block in :data:`BLOCKS`.
         space: The search space the genotype belongs to (``basic`` or ``rfdn``).
+
     """
 
     blocks: Mapping[str, tuple[LayerChoice, ...]]
@@ -69,12 +70,15 @@ class Genotype:
                 check_bits(layer.bits, where=f"genotype {block}[{i}] bits")
 
     @classmethod
-    def from_pairs(cls, blocks: Mapping[str, Sequence[tuple[str, int]]], *,
-                   space: str = "basic") -> Genotype:
+    def from_pairs(
+        cls, blocks: Mapping[str, Sequence[tuple[str, int]]], *, space: str = "basic"
+    ) -> Genotype:
         """Build from ``{block: [(op, bits), ...]}``."""
         return cls(
-            {b: tuple(LayerChoice(str(op), int(bits)) for op, bits in layers)
-             for b, layers in blocks.items()},
+            {
+                b: tuple(LayerChoice(str(op), int(bits)) for op, bits in layers)
+                for b, layers in blocks.items()
+            },
             space=space,
         )
 
@@ -91,8 +95,10 @@ class Genotype:
             "format": FORMAT,
             "version": VERSION,
             "space": self.space,
-            "blocks": {b: [{"op": c.op, "bits": c.bits} for c in layers]
-                       for b, layers in self.blocks.items()},
+            "blocks": {
+                b: [{"op": c.op, "bits": c.bits} for c in layers]
+                for b, layers in self.blocks.items()
+            },
         }
 
     def to_json(self) -> str:
@@ -101,6 +107,8 @@ class Genotype:
     def to_text(self) -> str:
         """The research code's ``Genotype_SR(...)`` form."""
         parts = [f"{b}={[(c.op, c.bits) for c in self.blocks[b]]!r}" for b in BLOCKS]
+        if self.space != "basic":
+            parts.append(f"space={self.space!r}")
         return f"Genotype_SR({', '.join(parts)})"
 
     def __str__(self) -> str:
@@ -113,7 +121,9 @@ def from_dict(data: object, *, source: str = "genotype") -> Genotype:
         raise QuantNASError(f"{source}: not a quantnas genotype (missing format={FORMAT!r})")
     version = data.get("version")
     if version != VERSION:
-        raise QuantNASError(f"{source}: genotype version {version!r} unsupported; expected {VERSION}")
+        raise QuantNASError(
+            f"{source}: genotype version {version!r} unsupported; expected {VERSION}"
+        )
     blocks = data.get("blocks")
     if not isinstance(blocks, dict):
         raise QuantNASError(f"{source}: 'blocks' must be a mapping of block -> list of layers")
@@ -125,7 +135,7 @@ def from_dict(data: object, *, source: str = "genotype") -> Genotype:
         for i, layer in enumerate(layers):
             if not isinstance(layer, dict) or set(layer) != {"op", "bits"}:
                 raise QuantNASError(
-                    f"{source}: blocks.{block}[{i}] must be {{\"op\": name, \"bits\": int}}"
+                    f'{source}: blocks.{block}[{i}] must be {{"op": name, "bits": int}}'
                 )
             out.append(LayerChoice(str(layer["op"]), layer["bits"]))
         parsed[block] = tuple(out)
@@ -146,23 +156,38 @@ def parse_text(text: str, *, source: str = "genotype", space: str = "basic") -> 
     except SyntaxError as e:
         raise QuantNASError(f"{source}: malformed Genotype_SR text ({e.msg})") from None
     call = tree.body
-    if not (isinstance(call, ast.Call) and isinstance(call.func, ast.Name)
-            and call.func.id in ("Genotype_SR", "Genotype")) or call.args:
+    if (
+        not (
+            isinstance(call, ast.Call)
+            and isinstance(call.func, ast.Name)
+            and call.func.id in ("Genotype_SR", "Genotype")
+        )
+        or call.args
+    ):
         raise QuantNASError(f"{source}: expected Genotype_SR(head=[...], body=[...], ...)")
     blocks: dict[str, tuple[LayerChoice, ...]] = {}
     for kw in call.keywords:
         if kw.arg is None:
             raise QuantNASError(f"{source}: '**' is not allowed in Genotype_SR")
+        if kw.arg == "space":
+            if not (isinstance(kw.value, ast.Constant) and kw.value.value in SPACES):
+                raise QuantNASError(f"{source}: space= must be one of {SPACES}")
+            space = kw.value.value
+            continue
         try:
             value = ast.literal_eval(kw.value)
-        except ValueError:
+        except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
             raise QuantNASError(f"{source}: {kw.arg}= must be a literal list") from None
         if not isinstance(value, (list, tuple)):
             raise QuantNASError(f"{source}: {kw.arg}= must be a list of (op, bits)")
         layers = []
         for i, item in enumerate(value):
-            if (not isinstance(item, (list, tuple)) or len(item) != 2
-                    or not isinstance(item[0], str) or not isinstance(item[1], int)):
+            if (
+                not isinstance(item, (list, tuple))
+                or len(item) != 2
+                or not isinstance(item[0], str)
+                or not isinstance(item[1], int)
+            ):
                 raise QuantNASError(f"{source}: {kw.arg}[{i}] must be ('op', bits), got {item!r}")
             layers.append(LayerChoice(item[0], item[1]))
         blocks[kw.arg] = tuple(layers)
@@ -217,12 +242,14 @@ PAPER_EXAMPLE = parse_text(
 )
 
 #: A small 8-bit network used as the default for ``quantnas train``.
-DEFAULT = Genotype.from_pairs({
-    "head": [("simple_3x3", 8), ("simple_3x3", 8)],
-    "body": [("simple_3x3", 8), ("simple_3x3", 8)],
-    "skip": [("simple_1x1", 8)],
-    "upsample": [("simple_3x3", 8)],
-    "tail": [],
-})
+DEFAULT = Genotype.from_pairs(
+    {
+        "head": [("simple_3x3", 8), ("simple_3x3", 8)],
+        "body": [("simple_3x3", 8), ("simple_3x3", 8)],
+        "skip": [("simple_1x1", 8)],
+        "upsample": [("simple_3x3", 8)],
+        "tail": [],
+    }
+)
 
 BUILTIN: dict[str, Genotype] = {"default": DEFAULT, "paper-example": PAPER_EXAMPLE}

@@ -52,8 +52,9 @@ def check_op(name: str, *, where: str = "op") -> None:
         raise QuantNASError(f"{where}: unknown operation {name!r}{hint}")
 
 
-def build_op(name: str, *, c_in: int, c_out: int, c_fixed: int, conv: ConvFactory,
-             where: str = "op") -> nn.Module:
+def build_op(
+    name: str, *, c_in: int, c_out: int, c_fixed: int, conv: ConvFactory, where: str = "op"
+) -> nn.Module:
     """Build operation ``name``.
 
     Args:
@@ -66,6 +67,7 @@ def build_op(name: str, *, c_in: int, c_out: int, c_fixed: int, conv: ConvFactor
 
     Raises:
         QuantNASError: Unknown name, or channels the operation cannot handle.
+
     """
     check_op(name, where=where)
     try:
@@ -161,7 +163,9 @@ def _register_catalogue() -> None:
     for k in (1, 3, 5, 7):
         register_op(f"simple_{k}x{k}", _simple(k))
         for g in ("2", "3", "4", "full"):
-            register_op(f"simple_{k}x{k}_grouped_{g}", _simple(k, groups=g if g == "full" else int(g)))
+            register_op(
+                f"simple_{k}x{k}_grouped_{g}", _simple(k, groups=g if g == "full" else int(g))
+            )
     register_op("simple_3x3_d2", _simple(3, dilation=2))
     register_op("simple_5x5_d2", _simple(5, dilation=2))
     for k in (3, 5, 7):

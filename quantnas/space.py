@@ -1,5 +1,6 @@
 """The search space as data: layer counts, candidate operations, bit-widths; and the final
-network built from a genotype in that space."""
+network built from a genotype in that space.
+"""
 
 from __future__ import annotations
 
@@ -24,8 +25,16 @@ _GROUPED2 = ["simple_1x1_grouped_2", "simple_3x3_grouped_2", "simple_5x5_grouped
 DEFAULT_PRIMITIVES: dict[str, dict[str, list[str]]] = {
     "basic": {
         "head": ["simple_3x3", "simple_5x5", "growth2_3x3", "simple_3x3_grouped_3"],
-        "body": ["simple_1x1", "simple_3x3", "simple_5x5", "simple_3x3_grouped_3",
-                 "decenc_3x3_2", "conv_3x1_1x3", "DWS_3x3", "simple_3x3_d2"],
+        "body": [
+            "simple_1x1",
+            "simple_3x3",
+            "simple_5x5",
+            "simple_3x3_grouped_3",
+            "decenc_3x3_2",
+            "conv_3x1_1x3",
+            "DWS_3x3",
+            "simple_3x3_d2",
+        ],
         "skip": ["simple_1x1", "simple_3x3", "simple_1x1_grouped_3", "decenc_3x3_2"],
         "upsample": ["simple_3x3", "simple_5x5", "simple_3x3_grouped_3", "growth2_3x3"],
         "tail": ["simple_1x1", "simple_3x3", "simple_5x5", "growth2_3x3"],
@@ -52,8 +61,7 @@ def layer_channels(arch: ArchConfig, block: str, index: int) -> tuple[int, int]:
     """``(c_in, c_out)`` of a searchable layer."""
     if arch.space == "rfdn":
         return rfdn_channels(block, index, c=arch.c_fixed, scale=arch.scale)
-    return basic_channels(block, index, layer_counts(arch)[block], c=arch.c_fixed,
-                          scale=arch.scale)
+    return basic_channels(block, index, layer_counts(arch)[block], c=arch.c_fixed, scale=arch.scale)
 
 
 def primitives(arch: ArchConfig, block: str) -> list[str]:
@@ -67,6 +75,7 @@ def check_space(arch: ArchConfig) -> None:
 
     Raises:
         QuantNASError: naming the block, layer and operation at fault.
+
     """
     check_bits(arch.bits, where="arch.bits")
     counts = layer_counts(arch)
@@ -79,9 +88,14 @@ def check_space(arch: ArchConfig) -> None:
         for i in range(n):
             c_in, c_out = layer_channels(arch, block, i)
             for op in ops:
-                build_op(op, c_in=c_in, c_out=c_out, c_fixed=arch.c_fixed,
-                         conv=partial(QConv2d, bits=32),
-                         where=f"arch.primitives.{block} layer {block}[{i}]")
+                build_op(
+                    op,
+                    c_in=c_in,
+                    c_out=c_out,
+                    c_fixed=arch.c_fixed,
+                    conv=partial(QConv2d, bits=32),
+                    where=f"arch.primitives.{block} layer {block}[{i}]",
+                )
 
 
 def check_genotype(genotype: Genotype, arch: ArchConfig) -> None:
@@ -106,8 +120,14 @@ def check_genotype(genotype: Genotype, arch: ArchConfig) -> None:
 def _final_layer_fn(genotype: Genotype, arch: ArchConfig):
     def layer_fn(*, block: str, index: int, c_in: int, c_out: int) -> nn.Module:
         choice = genotype.blocks[block][index]
-        return build_op(choice.op, c_in=c_in, c_out=c_out, c_fixed=arch.c_fixed,
-                        conv=partial(QConv2d, bits=choice.bits), where=f"{block}[{index}]")
+        return build_op(
+            choice.op,
+            c_in=c_in,
+            c_out=c_out,
+            c_fixed=arch.c_fixed,
+            conv=partial(QConv2d, bits=choice.bits),
+            where=f"{block}[{index}]",
+        )
 
     return layer_fn
 
@@ -116,19 +136,33 @@ def build_topology(arch: ArchConfig, layer_fn, counts: dict[str, int] | None = N
     """Build the space's topology around a layer function (final net or supernet)."""
     adq = not arch.skip_mode
     if arch.space == "rfdn":
-        net: nn.Module = RFDNSRNet(layer_fn, fixed=partial(QConv2d, bits=8), c=arch.c_fixed,
-                                   scale=arch.scale, n_cells=arch.body_cells, adq=adq,
-                                   global_skip=arch.global_skip)
+        net: nn.Module = RFDNSRNet(
+            layer_fn,
+            fixed=partial(QConv2d, bits=8),
+            c=arch.c_fixed,
+            scale=arch.scale,
+            n_cells=arch.body_cells,
+            adq=adq,
+            global_skip=arch.global_skip,
+        )
     else:
-        net = BasicSRNet(layer_fn, counts or layer_counts(arch), c=arch.c_fixed,
-                         scale=arch.scale, body_cells=arch.body_cells,
-                         cell_type=arch.cell_type, adq=adq, global_skip=arch.global_skip)
+        net = BasicSRNet(
+            layer_fn,
+            counts or layer_counts(arch),
+            c=arch.c_fixed,
+            scale=arch.scale,
+            body_cells=arch.body_cells,
+            cell_type=arch.cell_type,
+            adq=adq,
+            global_skip=arch.global_skip,
+        )
     return net
 
 
 def output_convs(net: nn.Module) -> list[QConvBase]:
     """The convs producing the network output: the last conv of each candidate of the last
-    searchable layer (tail if it has layers, else upsample)."""
+    searchable layer (tail if it has layers, else upsample).
+    """
     layer = net.last_layer()
     ops = list(layer.ops) if hasattr(layer, "ops") else [layer]
     convs = []
@@ -160,6 +194,7 @@ def build_network(genotype: Genotype, arch: ArchConfig) -> nn.Module:
         genotype: Layer choices.
         arch: Structure (channels, scale, cells, ADQ, ...). Layer counts come from the
             genotype (basic space) or the number of cells (rfdn).
+
     """
     check_genotype(genotype, arch)
     net = build_topology(arch, _final_layer_fn(genotype, arch), counts=genotype.counts())

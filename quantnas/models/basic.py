@@ -22,7 +22,7 @@ from quantnas.models.blocks import LayerFn, ParallelSum, Residual, Sequence, ups
 
 
 def basic_channels(block: str, index: int, count: int, *, c: int, scale: int) -> tuple[int, int]:
-    """``(c_in, c_out)`` of layer ``index`` of ``block`` (with ``count`` layers) in the basic space."""
+    """``(c_in, c_out)`` of layer ``index`` of ``block`` (``count`` layers), basic space."""
     if block == "head":
         return (3 if index == 0 else c, c)
     if block in ("body", "skip"):
@@ -60,11 +60,21 @@ class BasicSRNet(nn.Module):
         cell_type: ``"A"`` (body path scaled by 0.2) or ``"B"``.
         adq: ADQ on every residual (``skip_mode: false`` in the original config).
         global_skip: ``none``, ``nearest`` or ``bicubic`` upscaled LR added to the output.
+
     """
 
-    def __init__(self, layer_fn: LayerFn, counts: Mapping[str, int], *, c: int, scale: int,
-                 body_cells: int, cell_type: str = "B", adq: bool = False,
-                 global_skip: str = "none") -> None:
+    def __init__(
+        self,
+        layer_fn: LayerFn,
+        counts: Mapping[str, int],
+        *,
+        c: int,
+        scale: int,
+        body_cells: int,
+        cell_type: str = "B",
+        adq: bool = False,
+        global_skip: str = "none",
+    ) -> None:
         super().__init__()
         check_basic_counts(counts, where="network")
         if cell_type not in ("A", "B"):

@@ -29,10 +29,12 @@ class Residual(nn.Module):
         channels: Channels of ``x`` (for the BatchNorm).
         adq: Enable ADQ.
         branch_scale: Constant factor on the branch (ignored with ADQ).
+
     """
 
-    def __init__(self, fn: nn.Module, channels: int, *, adq: bool = False,
-                 branch_scale: float = 1.0) -> None:
+    def __init__(
+        self, fn: nn.Module, channels: int, *, adq: bool = False, branch_scale: float = 1.0
+    ) -> None:
         super().__init__()
         self.fn = fn
         self.adq = adq

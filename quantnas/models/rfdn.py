@@ -30,8 +30,13 @@ MIN_LR_SIZE = 15
 
 def rfdn_counts(n_cells: int) -> dict[str, int]:
     """Layers per block of the RFDN space with ``n_cells`` cells."""
-    return {"head": 0, "body": BODY_PER_CELL * n_cells, "skip": SKIP_PER_CELL * n_cells,
-            "upsample": 1, "tail": 1}
+    return {
+        "head": 0,
+        "body": BODY_PER_CELL * n_cells,
+        "skip": SKIP_PER_CELL * n_cells,
+        "upsample": 1,
+        "tail": 1,
+    }
 
 
 def rfdn_channels(block: str, index: int, *, c: int, scale: int) -> tuple[int, int]:
@@ -72,18 +77,21 @@ class ESA(nn.Module):
 class DistillationCell(nn.Module):
     """One RFDB-like cell (without its outer residual)."""
 
-    def __init__(self, layer_fn: LayerFn, cell: int, *, c: int, scale: int,
-                 fixed: FixedConv) -> None:
+    def __init__(
+        self, layer_fn: LayerFn, cell: int, *, c: int, scale: int, fixed: FixedConv
+    ) -> None:
         super().__init__()
 
         def make(block: str, i: int) -> nn.Module:
             c_in, c_out = rfdn_channels(block, i, c=c, scale=scale)
             return layer_fn(block=block, index=i, c_in=c_in, c_out=c_out)
 
-        self.distill = nn.ModuleList(make("skip", cell * SKIP_PER_CELL + i)
-                                     for i in range(SKIP_PER_CELL))
-        self.refine = nn.ModuleList(make("body", cell * BODY_PER_CELL + i)
-                                    for i in range(BODY_PER_CELL))
+        self.distill = nn.ModuleList(
+            make("skip", cell * SKIP_PER_CELL + i) for i in range(SKIP_PER_CELL)
+        )
+        self.refine = nn.ModuleList(
+            make("body", cell * BODY_PER_CELL + i) for i in range(BODY_PER_CELL)
+        )
         self.fuse = fixed(c_in=2 * c, c_out=c, kernel_size=1)
         self.esa = ESA(c, fixed)
 
@@ -107,10 +115,20 @@ class RFDNSRNet(nn.Module):
         n_cells: Number of distillation cells.
         adq: ADQ around every cell and the tail instead of plain residuals.
         global_skip: ``none``, ``nearest`` or ``bicubic`` upscaled LR added to the output.
+
     """
 
-    def __init__(self, layer_fn: LayerFn, *, fixed: FixedConv, c: int, scale: int,
-                 n_cells: int, adq: bool = False, global_skip: str = "none") -> None:
+    def __init__(
+        self,
+        layer_fn: LayerFn,
+        *,
+        fixed: FixedConv,
+        c: int,
+        scale: int,
+        n_cells: int,
+        adq: bool = False,
+        global_skip: str = "none",
+    ) -> None:
         super().__init__()
         if c % 12:
             raise QuantNASError(f"rfdn space: c_fixed={c} must be divisible by 12")
@@ -124,8 +142,9 @@ class RFDNSRNet(nn.Module):
         self.fuse = fixed(c_in=n_cells * c, c_out=c, kernel_size=1)
         self.fuse3 = fixed(c_in=c, c_out=c, kernel_size=3)
         c_in, c_out = rfdn_channels("upsample", 0, c=c, scale=scale)
-        self.upsample = nn.Sequential(layer_fn(block="upsample", index=0, c_in=c_in, c_out=c_out),
-                                      nn.PixelShuffle(scale))
+        self.upsample = nn.Sequential(
+            layer_fn(block="upsample", index=0, c_in=c_in, c_out=c_out), nn.PixelShuffle(scale)
+        )
         self.tail = Residual(layer_fn(block="tail", index=0, c_in=3, c_out=3), 3, adq=adq)
 
     def last_layer(self) -> nn.Module:

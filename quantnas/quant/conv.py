@@ -61,6 +61,7 @@ class QConvBase(nn.Module):
         padding: Padding; None means "same" (``dilation * (k - 1) // 2``).
         dilation: Dilation.
         groups: Groups; ``c_in`` and ``c_out`` must be divisible by it.
+
     """
 
     def __init__(
@@ -166,6 +167,7 @@ class MixedQConv2d(QConvBase):
         detach_noise: Detach whole noisy copies (original behaviour) instead of just the
             noise term.
         **geometry: See :class:`QConvBase`.
+
     """
 
     def __init__(

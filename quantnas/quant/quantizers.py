@@ -41,8 +41,9 @@ def check_bits(bits: int | Iterable[int], *, where: str = "bits") -> None:
     Args:
         bits: One bit-width or several.
         where: Name of the config key / layer for the message.
+
     """
-    values = [bits] if isinstance(bits, int) else list(bits)
+    values = list(bits) if isinstance(bits, (list, tuple, set)) else [bits]
     if not values:
         raise QuantNASError(f"{where}: empty list of bit-widths; expected some of {SUPPORTED_BITS}")
     for b in values:
@@ -68,6 +69,7 @@ class Quantizer(nn.Module):
 
     Attributes:
         bits: The bit-width; 32 means full precision.
+
     """
 
     def __init__(self, bits: int) -> None:
@@ -92,6 +94,7 @@ class LSQ(Quantizer):
     Args:
         bits: Bit-width (32 = pass-through).
         channels: Number of output channels (size of the step vector).
+
     """
 
     def __init__(self, bits: int, channels: int) -> None:
@@ -152,6 +155,7 @@ class NoiseQuantizer(Quantizer):
             gradients reach ``x`` only through the full-precision share of the mixture).
             If False (default) only the noise term is detached, so gradients flow through
             every copy.
+
     """
 
     KINDS = ("gaussian", "uniform")

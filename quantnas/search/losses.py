@@ -24,8 +24,9 @@ def mean_entropy(probs: Mapping[str, torch.Tensor]) -> float:
     return float(sum(layer_entropy(p) for p in probs.values()) / len(probs))
 
 
-def sparsity(kind: str, probs: Mapping[str, torch.Tensor],
-             logits: Mapping[str, torch.Tensor]) -> torch.Tensor:
+def sparsity(
+    kind: str, probs: Mapping[str, torch.Tensor], logits: Mapping[str, torch.Tensor]
+) -> torch.Tensor:
     """Sparsity regularizer over all layers.
 
     Args:
@@ -34,6 +35,7 @@ def sparsity(kind: str, probs: Mapping[str, torch.Tensor],
             distribution and the one-hot of its argmax, ``2 (1 - max p)``), or ``none``.
         probs: Per-layer probabilities.
         logits: Per-layer raw alphas.
+
     """
     if kind == "none":
         return torch.zeros(())

@@ -29,9 +29,10 @@ from quantnas.checkpoint import (
 )
 from quantnas.config import Config, dump
 from quantnas.cost import SupernetCost, network_cost
-from quantnas.data.datasets import SRTrainDataset, make_loader, resolve_images
+from quantnas.data.datasets import SRTrainDataset, resolve_images
 from quantnas.engine import (
     batches,
+    loader,
     select_device,
     set_threads,
     val_dataset,
@@ -78,8 +79,13 @@ def split_images(images: list, *, subsample: float, seed: int) -> tuple[list, li
 def build_supernet(cfg: Config) -> Supernet:
     """The supernet of a config."""
     s = cfg.search
-    return Supernet(cfg.arch, mode=s.mode, noise=s.noise, detach_noise=s.detach_noise,
-                    transform=s.alpha_transform)
+    return Supernet(
+        cfg.arch,
+        mode=s.mode,
+        noise=s.noise,
+        detach_noise=s.detach_noise,
+        transform=s.alpha_transform,
+    )
 
 
 class Searcher:
@@ -88,6 +94,7 @@ class Searcher:
     Args:
         cfg: Resolved configuration.
         run_dir: Output directory (created).
+
     """
 
     def __init__(self, cfg: Config, run_dir: Path) -> None:
@@ -100,23 +107,27 @@ class Searcher:
         self.net = build_supernet(cfg).to(self.device)
         self.cost = SupernetCost(self.net, lr_size=cfg.search.bitops_lr_size)
         images = resolve_images(cfg.data.train)
-        w_imgs, a_imgs = split_images(images, subsample=cfg.search.search_subsample,
-                                      seed=cfg.seed)
+        w_imgs, a_imgs = split_images(images, subsample=cfg.search.search_subsample, seed=cfg.seed)
         kw = {"scale": cfg.arch.scale, "lr_crop": cfg.data.lr_crop, "repeat": cfg.data.repeat}
-        self.w_loader = make_loader(SRTrainDataset(w_imgs, **kw), batch_size=cfg.search.batch_size,
-                                    shuffle=True, num_workers=cfg.data.num_workers)
-        self.a_loader = make_loader(SRTrainDataset(a_imgs, **kw), batch_size=cfg.search.batch_size,
-                                    shuffle=True, num_workers=cfg.data.num_workers)
+        bs, nw = cfg.search.batch_size, cfg.data.num_workers
+        self.w_loader = loader(SRTrainDataset(w_imgs, **kw), batch_size=bs, num_workers=nw)
+        self.a_loader = loader(SRTrainDataset(a_imgs, **kw), batch_size=bs, num_workers=nw)
         self.val = val_dataset(cfg)
         s = cfg.search
         self.steps = s.steps_per_epoch or max(1, len(self.w_loader))
         self.w_opt = torch.optim.Adam(self.net.weights(), lr=s.w_lr, weight_decay=s.w_weight_decay)
-        self.a_opt = torch.optim.Adam(self.net.alphas(), lr=s.alpha_lr,
-                                      betas=tuple(s.alpha_betas),
-                                      weight_decay=s.alpha_weight_decay)
-        self.w_sched = warmup_cosine(self.w_opt, total_steps=self.steps * s.epochs,
-                                     warmup_steps=s.lr_warmup_steps,
-                                     min_ratio=s.w_lr_min / s.w_lr)
+        self.a_opt = torch.optim.Adam(
+            self.net.alphas(),
+            lr=s.alpha_lr,
+            betas=tuple(s.alpha_betas),
+            weight_decay=s.alpha_weight_decay,
+        )
+        self.w_sched = warmup_cosine(
+            self.w_opt,
+            total_steps=self.steps * s.epochs,
+            warmup_steps=s.lr_warmup_steps,
+            min_ratio=s.w_lr_min / s.w_lr,
+        )
         with torch.no_grad():
             self.initial_bitops = float(self.cost.expected_bitops(self.net.probabilities()))
         self.epoch = 0
@@ -128,10 +139,16 @@ class Searcher:
     # ----------------------------------------------------------------- checkpoints
     def state(self) -> dict:
         return {
-            "kind": "search", "epoch": self.epoch, "model": self.net.state_dict(),
-            "w_opt": self.w_opt.state_dict(), "a_opt": self.a_opt.state_dict(),
-            "w_sched": self.w_sched.state_dict(), "rng": rng_state(),
-            "history": self.history, "alpha_history": self.alpha_history, "best": self.best,
+            "kind": "search",
+            "epoch": self.epoch,
+            "model": self.net.state_dict(),
+            "w_opt": self.w_opt.state_dict(),
+            "a_opt": self.a_opt.state_dict(),
+            "w_sched": self.w_sched.state_dict(),
+            "rng": rng_state(),
+            "history": self.history,
+            "alpha_history": self.alpha_history,
+            "best": self.best,
             "initial_bitops": self.initial_bitops,
             "alpha_shapes": {k: list(v) for k, v in self.net.alpha.shapes.items()},
         }
@@ -153,8 +170,9 @@ class Searcher:
         try:
             self.net.load_state_dict(ck["model"])
         except RuntimeError as e:
-            raise QuantNASError(f"checkpoint {path} does not match the config's supernet "
-                                f"({str(e).splitlines()[0]})") from None
+            raise QuantNASError(
+                f"checkpoint {path} does not match the config's supernet ({str(e).splitlines()[0]})"
+            ) from None
         self.w_opt.load_state_dict(ck["w_opt"])
         self.a_opt.load_state_dict(ck["a_opt"])
         self.w_sched.load_state_dict(ck["w_sched"])
@@ -180,8 +198,12 @@ class Searcher:
         loss = l1 + w_reg * reg + pen.float()
         loss.backward()
         self.a_opt.step()
-        return {"alpha_l1": l1.item(), "reg": float(reg.detach()), "penalty": pen.item(),
-                "expected_bitops": expected.item()}
+        return {
+            "alpha_l1": l1.item(),
+            "reg": float(reg.detach()),
+            "penalty": pen.item(),
+            "expected_bitops": expected.item(),
+        }
 
     def _weight_step(self, lr: torch.Tensor, hr: torch.Tensor) -> float:
         self.w_opt.zero_grad(set_to_none=True)
@@ -195,12 +217,14 @@ class Searcher:
     def _epoch(self, epoch: int) -> dict:
         s = self.cfg.search
         self.net.train()
-        self.net.alpha.temperature = temperature(epoch, epochs=s.epochs, warm_up=s.warm_up,
-                                                 t_max=s.temp_max, t_min=s.temp_min)
+        self.net.alpha.temperature = temperature(
+            epoch, epochs=s.epochs, warm_up=s.warm_up, t_max=s.temp_max, t_min=s.temp_min
+        )
         w_iter, a_iter = batches(self.w_loader), batches(self.a_loader)
         sums: dict[str, float] = {}
-        bar = progress(range(self.steps), desc=f"search {epoch + 1}/{s.epochs}",
-                       enabled=self.cfg.progress)
+        bar = progress(
+            range(self.steps), desc=f"search {epoch + 1}/{s.epochs}", enabled=self.cfg.progress
+        )
         for _ in bar:
             if epoch >= s.warm_up:
                 lr, hr = next(a_iter)
@@ -208,7 +232,8 @@ class Searcher:
                     sums[k] = sums.get(k, 0.0) + v
             lr, hr = next(w_iter)
             sums["train_loss"] = sums.get("train_loss", 0.0) + self._weight_step(
-                lr.to(self.device), hr.to(self.device))
+                lr.to(self.device), hr.to(self.device)
+            )
         return {k: v / self.steps for k, v in sums.items()}
 
     def _record(self, epoch: int, train: dict, seconds: float) -> Genotype:
@@ -220,10 +245,17 @@ class Searcher:
         probs = self.net.probabilities()
         with torch.no_grad():
             expected = float(self.cost.expected_bitops(probs))
-        row = {"epoch": epoch, **train, **val, "genotype_bitops": bitops,
-               "expected_bitops": expected, "entropy": mean_entropy(probs),
-               "temperature": self.net.alpha.temperature,
-               "lr": self.w_opt.param_groups[0]["lr"], "seconds": seconds}
+        row = {
+            "epoch": epoch,
+            **train,
+            **val,
+            "genotype_bitops": bitops,
+            "expected_bitops": expected,
+            "entropy": mean_entropy(probs),
+            "temperature": self.net.alpha.temperature,
+            "lr": self.w_opt.param_groups[0]["lr"],
+            "seconds": seconds,
+        }
         for key, p in probs.items():
             self.alpha_history.setdefault(key, []).append(p.detach().tolist())
         self.history.append(row)
@@ -234,10 +266,18 @@ class Searcher:
         if epoch >= cfg.search.warm_up and val["val_loss"] < self.best["val_loss"]:
             self.best = {"epoch": epoch, "val_loss": val["val_loss"], "genotype": geno.to_dict()}
             gt.save(geno, self.run_dir / "best_arch.json")
-        log.info("search epoch %d: loss %.4f val_psnr %.2f dB entropy %.3f genotype %s "
-                 "(%.3g BitOps @%dx%d)", epoch, train.get("train_loss", 0.0), val["val_psnr"],
-                 row["entropy"], geno, bitops, cfg.search.bitops_lr_size,
-                 cfg.search.bitops_lr_size)
+        log.info(
+            "search epoch %d: loss %.4f val_psnr %.2f dB entropy %.3f genotype %s "
+            "(%.3g BitOps @%dx%d)",
+            epoch,
+            train.get("train_loss", 0.0),
+            val["val_psnr"],
+            row["entropy"],
+            geno,
+            bitops,
+            cfg.search.bitops_lr_size,
+            cfg.search.bitops_lr_size,
+        )
         return geno
 
     def _plots(self, geno: Genotype) -> None:
@@ -245,17 +285,24 @@ class Searcher:
 
         table = self.net.layer_table()
         hist = {k: np.asarray(v) for k, v in self.alpha_history.items()}
-        plot_alpha_evolution(hist, {k: v["ops"] for k, v in table.items()}, self.net.bits,
-                             self.run_dir / "alphas.png", title="alpha evolution")
-        plot_genotype(geno.pairs(), self.run_dir / "arch.png",
-                      body_cells=self.cfg.arch.body_cells if self.cfg.arch.space == "basic" else 1,
-                      title="searched architecture")
+        plot_alpha_evolution(
+            hist,
+            {k: v["ops"] for k, v in table.items()},
+            self.net.bits,
+            self.run_dir / "alphas.png",
+            title="alpha evolution",
+        )
+        plot_genotype(
+            geno.pairs(),
+            self.run_dir / "arch.png",
+            body_cells=self.cfg.arch.body_cells if self.cfg.arch.space == "basic" else 1,
+            title="searched architecture",
+        )
 
     # -------------------------------------------------------------------- main
     def run(self, *, stop_after: int | None = None) -> SearchResult:
         """Search from the current epoch to the end (or ``stop_after`` epochs, for tests)."""
         atomic_write_text(self.run_dir / "config.yaml", dump(self.cfg))
-        start = time.time()
         done = 0
         geno = self.net.export()
         while self.epoch < self.cfg.search.epochs:
@@ -273,10 +320,18 @@ class Searcher:
         if self.epoch >= self.cfg.search.epochs and not (self.run_dir / "best_arch.json").exists():
             gt.save(geno, self.run_dir / "best_arch.json")
         self.metrics.close()
-        best = gt.load(self.run_dir / "best_arch.json") if (
-            self.run_dir / "best_arch.json").exists() else geno
-        return SearchResult(self.run_dir, best, geno, int(self.best["epoch"]),
-                            sum(r["seconds"] for r in self.history))
+        best = (
+            gt.load(self.run_dir / "best_arch.json")
+            if (self.run_dir / "best_arch.json").exists()
+            else geno
+        )
+        return SearchResult(
+            self.run_dir,
+            best,
+            geno,
+            int(self.best["epoch"]),
+            sum(r["seconds"] for r in self.history),
+        )
 
 
 def search(cfg: Config, run_dir: Path, *, resume: bool = False) -> SearchResult:

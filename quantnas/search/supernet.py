@@ -39,6 +39,7 @@ class Alphas(nn.Module):
     Args:
         shapes: ``{layer_key: (n_ops, n_bits)}`` in network order.
         transform: ``softmax``, ``gumbel`` or ``hard_gumbel``.
+
     """
 
     def __init__(self, shapes: dict[str, tuple[int, int]], *, transform: str = "softmax") -> None:
@@ -87,10 +88,12 @@ class MixedLayer(nn.Module):
         op_names: Candidate operation names.
         bits: Candidate bit-widths.
         probs: ``(n_ops, n_bits)`` probabilities set by the supernet before each forward.
+
     """
 
-    def __init__(self, key: str, op_names: list[str], bits: list[int],
-                 ops: list[nn.Module]) -> None:
+    def __init__(
+        self, key: str, op_names: list[str], bits: list[int], ops: list[nn.Module]
+    ) -> None:
         super().__init__()
         self.key, self.op_names, self.bits = key, list(op_names), list(bits)
         self.ops = nn.ModuleList(ops)
@@ -127,10 +130,18 @@ class Supernet(nn.Module):
         noise: ``gaussian`` or ``uniform`` noise for ``noise`` mode.
         detach_noise: Detach whole noisy copies (original behaviour).
         transform: Alpha transform.
+
     """
 
-    def __init__(self, arch: ArchConfig, *, mode: str = "noise", noise: str = "gaussian",
-                 detach_noise: bool = False, transform: str = "softmax") -> None:
+    def __init__(
+        self,
+        arch: ArchConfig,
+        *,
+        mode: str = "noise",
+        noise: str = "gaussian",
+        detach_noise: bool = False,
+        transform: str = "softmax",
+    ) -> None:
         super().__init__()
         check_space(arch)
         if mode == "fp" and any(b != 32 for b in arch.bits):
@@ -138,15 +149,25 @@ class Supernet(nn.Module):
         self.arch = arch
         self.bits = list(arch.bits)
         self.counts = layer_counts(arch)
-        conv = partial(MixedQConv2d, bits=self.bits, mode=mode, noise=noise,
-                       detach_noise=detach_noise)
+        conv = partial(
+            MixedQConv2d, bits=self.bits, mode=mode, noise=noise, detach_noise=detach_noise
+        )
         shared = arch.space == "basic"
         self._layers: list[MixedLayer] = []
 
         def layer_fn(*, block: str, index: int, c_in: int, c_out: int) -> nn.Module:
             names = primitives(arch, block)
-            ops = [build_op(n, c_in=c_in, c_out=c_out, c_fixed=arch.c_fixed, conv=conv,
-                            where=f"{block}[{index}]") for n in names]
+            ops = [
+                build_op(
+                    n,
+                    c_in=c_in,
+                    c_out=c_out,
+                    c_fixed=arch.c_fixed,
+                    conv=conv,
+                    where=f"{block}[{index}]",
+                )
+                for n in names
+            ]
             layer = MixedLayer(layer_key(block, index), names, self.bits, ops)
             self._layers.append(layer)
             return layer
@@ -201,5 +222,11 @@ class Supernet(nn.Module):
     def layer_table(self) -> dict[str, dict]:
         """``{key: {"ops": [...], "bits": [...], "probs": [[...]]}}`` for logging/plots."""
         probs = self.probabilities()
-        return {k: {"ops": primitives(self.arch, k.split(".")[0]), "bits": self.bits,
-                    "probs": probs[k].detach().tolist()} for k in probs}
+        return {
+            k: {
+                "ops": primitives(self.arch, k.split(".")[0]),
+                "bits": self.bits,
+                "probs": probs[k].detach().tolist(),
+            }
+            for k in probs
+        }

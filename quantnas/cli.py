@@ -1,0 +1,407 @@
+"""The ``quantnas`` command line: one verb per pipeline stage.
+
+    quantnas search|train|eval|run|sweep|info|score|prepare|export|config [...]
+
+Configs are typed YAML (``--preset NAME``, ``--config FILE``) with ``section.key=value``
+overrides. User errors print one line (``error: ...``) and exit with status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+
+from quantnas import __version__
+from quantnas.errors import QuantNASError
+
+log = logging.getLogger("quantnas")
+
+
+def _config_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--preset", help="preset config shipped with quantnas (see `quantnas config --list`)"
+    )
+    p.add_argument(
+        "--config",
+        action="append",
+        default=[],
+        metavar="FILE",
+        help="YAML config file (repeatable; later files win)",
+    )
+    p.add_argument(
+        "overrides",
+        nargs="*",
+        metavar="key=value",
+        help="config overrides, e.g. search.epochs=2 arch.bits=[4,8]",
+    )
+
+
+def _load(args: argparse.Namespace, extra: list[str] | None = None):
+    from quantnas.config import load_config
+
+    return load_config(
+        preset=args.preset, files=args.config, overrides=list(extra or []) + list(args.overrides)
+    )
+
+
+def _run_dir(cfg, stage: str, resume: str | None) -> Path:
+    from quantnas.engine import run_dir_for
+
+    if resume:
+        d = Path(resume)
+        if not d.is_dir():
+            raise QuantNASError(f"--resume: run directory {d} does not exist")
+        return d
+    d = run_dir_for(cfg, stage)
+    if (d / "checkpoint.pt").exists() or (d / "state.json").exists():
+        raise QuantNASError(
+            f"run directory {d} already holds a run; pass --resume {d} to "
+            f"continue it or choose another name=..."
+        )
+    return d
+
+
+def _resumed_config(args: argparse.Namespace, run_dir: Path):
+    """On resume, the run's saved config wins (overrides still apply on top)."""
+    from quantnas.config import apply_override, from_dict
+
+    saved = run_dir / "config.yaml"
+    if not saved.exists():
+        return _load(args)
+    import yaml
+
+    cfg = from_dict(yaml.safe_load(saved.read_text(encoding="utf-8")))
+    for o in args.overrides:
+        apply_override(cfg, o)
+    return cfg
+
+
+def _print_json(obj) -> None:
+    sys.stdout.write(json.dumps(obj, indent=2, default=str) + "\n")
+
+
+# ---------------------------------------------------------------------- commands
+def cmd_search(args: argparse.Namespace) -> int:
+    from quantnas.runlog import setup_logging
+    from quantnas.search.searcher import search
+
+    cfg = _load(args)
+    run_dir = _run_dir(cfg, "search", args.resume)
+    if args.resume:
+        cfg = _resumed_config(args, run_dir)
+    setup_logging(run_dir)
+    res = search(cfg, run_dir, resume=bool(args.resume))
+    log.info("best genotype (epoch %d): %s", res.best_epoch, res.best)
+    log.info("written to %s", run_dir / "best_arch.json")
+    return 0
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from quantnas import genotype as gt
+    from quantnas.runlog import setup_logging
+    from quantnas.train import train
+
+    extra = [f"train.genotype={args.genotype}"] if args.genotype else []
+    cfg = _load(args, extra)
+    run_dir = _run_dir(cfg, "train", args.resume)
+    if args.resume:
+        cfg = _resumed_config(args, run_dir)
+    setup_logging(run_dir)
+    geno = gt.resolve(cfg.train.genotype)
+    res = train(cfg, run_dir, geno, resume=bool(args.resume))
+    log.info(
+        "best validation PSNR %.2f dB at epoch %d -> %s",
+        res.best_psnr,
+        res.best_epoch,
+        res.best_path,
+    )
+    return 0
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    from quantnas.data.datasets import SRValDataset, load_benchmark_sets, resolve_images
+    from quantnas.evaluate import bicubic_upscaler, evaluate
+    from quantnas.runlog import setup_logging
+
+    setup_logging()
+    if args.model == "bicubic":
+        if args.scale is None:
+            raise QuantNASError("--scale is required with --model bicubic")
+        model, scale, info = bicubic_upscaler(args.scale), args.scale, {"model": "bicubic"}
+    else:
+        from quantnas.cost import network_cost
+        from quantnas.train import load_model
+
+        net, geno, arch = load_model(args.model, args.device)
+        if args.scale is not None and args.scale != arch.scale:
+            raise QuantNASError(f"--scale {args.scale} differs from the model's scale {arch.scale}")
+        model, scale = net, arch.scale
+        cost = network_cost(net, lr_size=32).summary()
+        info = {"model": str(args.model), "genotype": geno.to_text(), **cost}
+    sets: dict[str, SRValDataset] = {}
+    for d in args.data or []:
+        name = Path(d).name if not d.startswith("embedded:") else d
+        sets[name] = SRValDataset(resolve_images(d, allow_gray=True), scale=scale)
+    if args.benchmarks:
+        sets.update(load_benchmark_sets(args.benchmarks, scale=scale))
+    if not sets:
+        raise QuantNASError("nothing to evaluate: give --data DIR and/or --benchmarks YAML")
+    results = {}
+    for name, ds in sets.items():
+        save = (
+            Path(args.save_images) / Path(name).name.replace(":", "_") if args.save_images else None
+        )
+        results[name] = evaluate(model, ds, device=args.device, save_dir=save)
+    if args.json:
+        _print_json({**info, "scale": scale, "sets": results})
+    else:
+        for name, r in results.items():
+            sys.stdout.write(
+                f"{name}: PSNR {r['psnr']:.2f} dB  SSIM {r['ssim']:.4f}  "
+                f"({len(r['images'])} images)\n"
+            )
+    return 0
+
+
+def cmd_score(args: argparse.Namespace) -> int:
+    from quantnas.evaluate import score_paths
+
+    res = score_paths(Path(args.sr), Path(args.hr), scale=args.scale)
+    if args.json:
+        _print_json(res)
+    else:
+        for row in res["images"]:
+            sys.stdout.write(f"{row['name']}: PSNR {row['psnr']:.2f} dB  SSIM {row['ssim']:.4f}\n")
+        sys.stdout.write(f"mean: PSNR {res['psnr']:.2f} dB  SSIM {res['ssim']:.4f}\n")
+    return 0
+
+
+def cmd_info(args: argparse.Namespace) -> int:
+    from quantnas import genotype as gt
+    from quantnas.config import ArchConfig
+    from quantnas.cost import network_cost
+    from quantnas.space import build_network
+
+    geno = gt.resolve(args.genotype)
+    arch = ArchConfig(
+        space=geno.space,
+        c_fixed=args.channels,
+        scale=args.scale,
+        body_cells=args.body_cells,
+        global_skip="none",
+        skip_mode=not args.adq,
+    )
+    rep = network_cost(build_network(geno, arch), lr_size=args.lr_size)
+    out = {
+        **rep.summary(),
+        "genotype": geno.to_text(),
+        "channels": args.channels,
+        "scale": args.scale,
+        "body_cells": args.body_cells,
+    }
+    if args.json:
+        _print_json(out)
+        return 0
+    h, w = rep.lr_size
+    sys.stdout.write(
+        f"genotype : {geno.to_text()}\n"
+        f"params   : {rep.params:,}\n"
+        f"size     : {rep.size_bytes / 1024:.2f} KiB (weights at their bit-widths)\n"
+        f"MACs     : {rep.macs:,} (LR {h}x{w})\n"
+        f"BitOps   : {rep.bitops:,} = {rep.bitops / 1e9:.3f} GBitOps (LR {h}x{w})\n"
+    )
+    if args.layers:
+        for c in rep.convs:
+            sys.stdout.write(
+                f"  {c.name:50s} {c.c_in:4d}->{c.c_out:<4d} k={c.kernel} "
+                f"g={c.groups} bits={c.bits_w} BitOps={c.bitops:,}\n"
+            )
+    return 0
+
+
+def cmd_prepare(args: argparse.Namespace) -> int:
+    from quantnas.data.prepare import prepare_patches
+    from quantnas.runlog import setup_logging
+
+    setup_logging()
+    n = prepare_patches(args.src, args.out, patch=args.patch, stride=args.stride, scale=args.scale)
+    log.info("wrote %d patches to %s", n, args.out)
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from quantnas import genotype as gt
+    from quantnas.plots import plot_genotype
+
+    src = Path(args.source)
+    if src.is_dir():
+        for name in ("best_arch.json", "genotype.json", "search/best_arch.json"):
+            if (src / name).exists():
+                src = src / name
+                break
+        else:
+            raise QuantNASError(
+                f"{args.source}: no best_arch.json or genotype.json in this run dir"
+            )
+    if src.suffix == ".pt":
+        from quantnas.checkpoint import load_checkpoint
+
+        ck = load_checkpoint(src)
+        if "genotype" in ck:
+            geno = gt.from_dict(ck["genotype"], source=str(src))
+        elif ck.get("kind") == "search":
+            raise QuantNASError(f"{src}: export a search from its run directory (best_arch.json)")
+        else:
+            raise QuantNASError(f"{src}: checkpoint holds no genotype")
+    else:
+        geno = gt.resolve(str(src))
+    if args.format == "json":
+        text = geno.to_json()
+    elif args.format == "text":
+        text = geno.to_text() + "\n"
+    else:
+        if not args.out:
+            raise QuantNASError("--format png needs --out FILE.png")
+        plot_genotype(geno.pairs(), args.out, body_cells=args.body_cells)
+        return 0
+    if args.out:
+        Path(args.out).write_text(text, encoding="utf-8")
+    else:
+        sys.stdout.write(text)
+    return 0
+
+
+def cmd_config(args: argparse.Namespace) -> int:
+    from quantnas.config import dump, presets
+
+    if args.list:
+        sys.stdout.write("\n".join(presets()) + "\n")
+        return 0
+    sys.stdout.write(dump(_load(args)))
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from quantnas.pipeline import run_pipeline
+
+    cfg = _load(args)
+    run_dir = _run_dir(cfg, "run", args.resume)
+    if args.resume:
+        cfg = _resumed_config(args, run_dir)
+    run_pipeline(cfg, run_dir, resume=bool(args.resume))
+    return 0
+
+
+def cmd_sweep(args: argparse.Namespace) -> int:
+    from quantnas.sweep import run_sweep
+
+    cfg = _load(args)
+    run_sweep(cfg, penalties=args.values, repeats=args.repeats, name=args.name, resume=args.resume)
+    return 0
+
+
+# ------------------------------------------------------------------------ parser
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="quantnas", description=__doc__.splitlines()[0])
+    p.add_argument("--version", action="version", version=f"quantnas {__version__}")
+    p.add_argument("--debug", action="store_true", help="show tracebacks for errors")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    s = sub.add_parser("search", help="differentiable quantization-aware architecture search")
+    _config_args(s)
+    s.add_argument("--resume", metavar="RUN_DIR", help="continue an interrupted search")
+    s.set_defaults(func=cmd_search)
+
+    s = sub.add_parser("train", help="train a genotype with quantization-aware training")
+    s.add_argument(
+        "--genotype",
+        help="genotype file (JSON or Genotype_SR text) or builtin name (default, paper-example)",
+    )
+    _config_args(s)
+    s.add_argument("--resume", metavar="RUN_DIR", help="continue an interrupted training")
+    s.set_defaults(func=cmd_train)
+
+    s = sub.add_parser("eval", help="PSNR/SSIM (Y channel) of a model or bicubic on image sets")
+    s.add_argument("--model", required=True, help="'bicubic' or a trained checkpoint (best.pt)")
+    s.add_argument("--data", action="append", help="HR image folder or embedded:val (repeatable)")
+    s.add_argument("--benchmarks", help="YAML file {name: {hr: dir, lr: dir}}")
+    s.add_argument("--scale", type=int, help="upscaling factor (required for bicubic)")
+    s.add_argument("--save-images", metavar="DIR", help="write SR images here")
+    s.add_argument("--device", default="cpu")
+    s.add_argument("--json", action="store_true", help="print one JSON object")
+    s.set_defaults(func=cmd_eval)
+
+    s = sub.add_parser("score", help="PSNR/SSIM of SR images against HR images")
+    s.add_argument("--sr", required=True, help="SR image or folder")
+    s.add_argument("--hr", required=True, help="HR image or folder (matched by file name)")
+    s.add_argument("--scale", type=int, required=True, help="border crop = scale")
+    s.add_argument("--json", action="store_true")
+    s.set_defaults(func=cmd_score)
+
+    s = sub.add_parser("info", help="params, size and BitOps of a genotype")
+    s.add_argument("genotype", help="genotype file, text or builtin name")
+    s.add_argument("--channels", type=int, default=36, help="c_fixed (default 36)")
+    s.add_argument("--scale", type=int, default=4)
+    s.add_argument("--body-cells", type=int, default=3)
+    s.add_argument("--lr-size", type=int, default=32, help="LR input side for BitOps")
+    s.add_argument("--adq", action="store_true", help="with ADQ (adds BN parameters)")
+    s.add_argument("--layers", action="store_true", help="list every conv")
+    s.add_argument("--json", action="store_true")
+    s.set_defaults(func=cmd_info)
+
+    s = sub.add_parser("prepare", help="cut HR images into training patches")
+    s.add_argument("src", help="folder of HR images (e.g. DIV2K_train_HR)")
+    s.add_argument("out", help="output folder")
+    s.add_argument("--patch", type=int, default=200)
+    s.add_argument("--stride", type=int, default=70)
+    s.add_argument("--scale", type=int, default=4)
+    s.set_defaults(func=cmd_prepare)
+
+    s = sub.add_parser("export", help="write the genotype of a run as JSON, text or PNG")
+    s.add_argument("source", help="run dir, genotype file or trained checkpoint")
+    s.add_argument("--format", choices=("json", "text", "png"), default="json")
+    s.add_argument("--out", help="output file (default: stdout)")
+    s.add_argument("--body-cells", type=int, default=1, help="for the PNG label")
+    s.set_defaults(func=cmd_export)
+
+    s = sub.add_parser("config", help="print the resolved config (or --list presets)")
+    _config_args(s)
+    s.add_argument("--list", action="store_true")
+    s.set_defaults(func=cmd_config)
+
+    s = sub.add_parser("run", help="the main job: search -> train -> eval -> report")
+    _config_args(s)
+    s.add_argument("--resume", metavar="RUN_DIR", help="continue an interrupted run")
+    s.set_defaults(func=cmd_run)
+
+    s = sub.add_parser("sweep", help="search/train/eval over penalty values x seeds + Pareto plot")
+    s.add_argument(
+        "-v", "--values", type=float, nargs="+", required=True, help="hardware penalty values"
+    )
+    s.add_argument("-r", "--repeats", type=int, default=1, help="seeds per value")
+    s.add_argument("-d", "--name", required=True, help="experiment name (folder under out_dir)")
+    s.add_argument("-c", "--config", action="append", default=[], metavar="FILE")
+    s.add_argument("--preset")
+    s.add_argument("--resume", action="store_true", help="reuse finished runs of the sweep")
+    s.add_argument("overrides", nargs="*", metavar="key=value")
+    s.set_defaults(func=cmd_sweep)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``quantnas`` command."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except QuantNASError as e:
+        if args.debug:
+            raise
+        sys.stderr.write(f"error: {e}\n")
+        return 2
+    except KeyboardInterrupt:
+        sys.stderr.write("interrupted; resume with --resume RUN_DIR\n")
+        return 130

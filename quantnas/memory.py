@@ -1,0 +1,92 @@
+"""Memory estimate of a search step, checked before any long computation starts."""
+
+from __future__ import annotations
+
+import os
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from quantnas.errors import QuantNASError
+
+
+def available_ram_bytes() -> int | None:
+    """``MemAvailable`` from /proc/meminfo (None where unknown)."""
+    try:
+        with open("/proc/meminfo", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        return None
+    return None
+
+
+def activation_bytes(net: nn.Module, *, lr_crop: int, scale: int) -> int:
+    """Bytes of tensors autograd saves in one forward pass of one sample (batch 1).
+
+    Measured with saved-tensor hooks on a real forward at the real crop size, so it covers
+    every candidate and bit-width copy the supernet keeps for the backward pass.
+    """
+    total = 0
+    seen: set[int] = set()
+
+    def pack(t: torch.Tensor) -> torch.Tensor:
+        nonlocal total
+        key = t.untyped_storage().data_ptr()
+        if key not in seen:
+            seen.add(key)
+            total += t.untyped_storage().nbytes()
+        return t
+
+    was = net.training
+    net.train()
+    x = torch.rand(1, 3, lr_crop, lr_crop)
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        out = net(x)
+        loss = F.l1_loss(out, torch.zeros(1, 3, lr_crop * scale, lr_crop * scale))
+    del loss, out
+    net.train(was)
+    return total
+
+
+def estimate_step_bytes(net: nn.Module, *, batch_size: int, lr_crop: int, scale: int) -> int:
+    """Rough peak memory of a training step: activations x batch + 4 copies of the weights
+    (weights, gradients, two Adam moments).
+    """
+    params = sum(p.numel() * p.element_size() for p in net.parameters())
+    return activation_bytes(net, lr_crop=lr_crop, scale=scale) * batch_size + 4 * params
+
+
+def check_memory(
+    net: nn.Module,
+    *,
+    batch_size: int,
+    lr_crop: int,
+    scale: int,
+    limit_gb: float = 0.0,
+    what: str = "search",
+) -> int:
+    """Refuse to start when the estimate exceeds the limit (or 85% of available RAM).
+
+    Returns:
+        The estimate in bytes.
+
+    """
+    need = estimate_step_bytes(net, batch_size=batch_size, lr_crop=lr_crop, scale=scale)
+    limit = limit_gb * 1024**3 if limit_gb > 0 else None
+    if limit is None:
+        avail = available_ram_bytes()
+        limit = 0.85 * avail if avail else None
+    if limit is not None and need > limit:
+        raise QuantNASError(
+            f"the {what} needs about {need / 1024**3:.1f} GiB (batch {batch_size}, LR crop "
+            f"{lr_crop}) but only {limit / 1024**3:.1f} GiB are available; lower "
+            f"{what}.batch_size, data.lr_crop or arch.c_fixed"
+        )
+    return need
+
+
+def cpu_count() -> int:
+    return os.cpu_count() or 1

@@ -1,0 +1,138 @@
+"""The main job: search -> train the found genotype with QAT -> evaluate -> report.
+
+Layout of a run directory::
+
+    config.yaml  log.txt  state.json  report.md  report.json  summary.txt
+    search/   (checkpoint.pt, best_arch.json, alphas.png, arch.png, metrics.*)
+    train/    (checkpoint.pt, best.pt, training.png, metrics.*)
+    eval.json  samples/  side_by_side.png
+
+``state.json`` records the finished stages; ``--resume RUN_DIR`` skips them and resumes
+the unfinished stage from its own checkpoint.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+
+from quantnas import genotype as gt
+from quantnas.checkpoint import atomic_write_json, atomic_write_text
+from quantnas.config import Config, dump
+from quantnas.errors import QuantNASError
+from quantnas.runlog import setup_logging
+
+log = logging.getLogger("quantnas")
+
+STAGES = ("search", "train", "eval", "report")
+
+
+class RunState:
+    """Finished stages and their timings, persisted in ``state.json``."""
+
+    def __init__(self, run_dir: Path) -> None:
+        import json
+
+        self.path = run_dir / "state.json"
+        self.data: dict = {"done": {}, "seconds": {}}
+        if self.path.exists():
+            try:
+                self.data = json.loads(self.path.read_text(encoding="utf-8"))
+            except ValueError:
+                raise QuantNASError(
+                    f"{self.path} is corrupt; delete it to restart the run"
+                ) from None
+
+    def done(self, stage: str) -> bool:
+        return stage in self.data["done"]
+
+    def finish(self, stage: str, seconds: float, **info) -> None:
+        self.data["done"][stage] = info
+        self.data["seconds"][stage] = self.data["seconds"].get(stage, 0.0) + seconds
+        atomic_write_json(self.path, self.data)
+
+    def add_time(self, stage: str, seconds: float) -> None:
+        self.data["seconds"][stage] = self.data["seconds"].get(stage, 0.0) + seconds
+        atomic_write_json(self.path, self.data)
+
+    def info(self, stage: str) -> dict:
+        return self.data["done"].get(stage, {})
+
+
+def preflight(cfg: Config) -> None:
+    """Fail fast on bad data, an impossible space or too little memory, before computing."""
+    from quantnas.data.datasets import resolve_images
+    from quantnas.memory import check_memory
+    from quantnas.search.searcher import build_supernet
+
+    need = cfg.data.lr_crop * cfg.arch.scale
+    imgs = resolve_images(cfg.data.train)
+    small = [n for n, a in imgs if min(a.shape[:2]) < need]
+    if small:
+        raise QuantNASError(
+            f"data.train: image {small[0]!r} is smaller than the HR crop {need}x{need} "
+            f"(data.lr_crop={cfg.data.lr_crop} x scale {cfg.arch.scale}); lower data.lr_crop"
+        )
+    resolve_images(cfg.data.val)
+    net = build_supernet(cfg)
+    est = check_memory(
+        net,
+        batch_size=cfg.search.batch_size,
+        lr_crop=cfg.data.lr_crop,
+        scale=cfg.arch.scale,
+        limit_gb=cfg.run.max_memory_gb,
+    )
+    log.info(
+        "preflight: %d training images, supernet step needs about %.2f GiB",
+        len(imgs),
+        est / 1024**3,
+    )
+
+
+def _stage(state: RunState, name: str):
+    class _Timer:
+        def __enter__(self):
+            self.t0 = time.time()
+            log.info("=== stage %s ===", name)
+            return self
+
+        def __exit__(self, *exc):
+            if exc[0] is not None:
+                state.add_time(name, time.time() - self.t0)
+            return False
+
+    return _Timer()
+
+
+def run_pipeline(cfg: Config, run_dir: Path, *, resume: bool = False) -> dict:
+    """Run (or resume) the whole job in ``run_dir``; returns the report dict."""
+    from quantnas.report import evaluate_run, write_report
+    from quantnas.search.searcher import search
+    from quantnas.train import train
+
+    run_dir.mkdir(parents=True, exist_ok=True)
+    setup_logging(run_dir)
+    atomic_write_text(run_dir / "config.yaml", dump(cfg))
+    state = RunState(run_dir)
+    if not state.done("search"):
+        preflight(cfg)
+        with _stage(state, "search") as t:
+            res = search(cfg, run_dir / "search", resume=resume)
+            state.finish("search", time.time() - t.t0, best_epoch=res.best_epoch)
+    geno = gt.load(run_dir / "search" / "best_arch.json")
+    log.info("searched genotype: %s", geno)
+    if not state.done("train"):
+        with _stage(state, "train") as t:
+            res = train(cfg, run_dir / "train", geno, resume=resume)
+            state.finish(
+                "train", time.time() - t.t0, best_epoch=res.best_epoch, best_psnr=res.best_psnr
+            )
+    if not state.done("eval"):
+        with _stage(state, "eval") as t:
+            evaluate_run(cfg, run_dir)
+            state.finish("eval", time.time() - t.t0)
+    with _stage(state, "report") as t:
+        report = write_report(cfg, run_dir, state.data)
+        state.finish("report", time.time() - t.t0)
+    return report

@@ -1,0 +1,264 @@
+"""Train a genotype from scratch with quantization-aware training ("augment").
+
+L1 loss, Adam with linear warm-up + cosine decay, optional full-precision warm-up epochs
+before QAT (``train.warm_up``), validation PSNR every epoch, best (by validation PSNR) and
+last checkpoints written atomically; ``resume`` continues exactly (weights, optimizer,
+scheduler, RNG, epoch).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from quantnas import genotype as gt
+from quantnas.checkpoint import (
+    atomic_save,
+    atomic_write_text,
+    load_checkpoint,
+    rng_state,
+    seed_everything,
+    set_rng_state,
+)
+from quantnas.config import ArchConfig, Config, dump, merge
+from quantnas.cost import network_cost
+from quantnas.engine import (
+    batches,
+    loader,
+    select_device,
+    set_threads,
+    train_dataset,
+    val_dataset,
+    validate,
+    warmup_cosine,
+)
+from quantnas.errors import QuantNASError
+from quantnas.genotype import Genotype
+from quantnas.plots import plot_genotype, plot_training_curves
+from quantnas.runlog import MetricLogger, progress
+from quantnas.space import build_network, set_quantized
+
+log = logging.getLogger("quantnas")
+
+CHECKPOINT = "checkpoint.pt"
+BEST = "best.pt"
+
+
+@dataclass
+class TrainResult:
+    """What training produced."""
+
+    run_dir: Path
+    best_path: Path
+    best_epoch: int
+    best_psnr: float
+    seconds: float
+
+
+def model_payload(net: nn.Module, genotype: Genotype, arch: ArchConfig, **extra) -> dict:
+    """A self-describing model checkpoint (enough to rebuild the network)."""
+    return {
+        "kind": "model",
+        "genotype": genotype.to_dict(),
+        "arch": asdict(arch),
+        "model": net.state_dict(),
+        **extra,
+    }
+
+
+def load_model(
+    path: str | Path, device: str | torch.device = "cpu"
+) -> tuple[nn.Module, Genotype, ArchConfig]:
+    """Rebuild a trained network from a ``best.pt`` / ``checkpoint.pt`` file."""
+    ck = load_checkpoint(path)
+    if ck.get("kind") not in ("model", "train"):
+        raise QuantNASError(f"checkpoint {path} holds no trained network (kind={ck.get('kind')!r})")
+    arch = merge(ArchConfig(), ck["arch"], source=str(path))
+    geno = gt.from_dict(ck["genotype"], source=str(path))
+    net = build_network(geno, arch)
+    set_quantized(net, bool(ck.get("quantized", True)))
+    net.load_state_dict(ck["model"])
+    return net.to(device).eval(), geno, arch
+
+
+class Trainer:
+    """QAT of one genotype in ``run_dir``.
+
+    Args:
+        cfg: Resolved configuration (``train`` and ``data`` sections).
+        run_dir: Output directory.
+        genotype: The architecture to train.
+
+    """
+
+    def __init__(self, cfg: Config, run_dir: Path, genotype: Genotype) -> None:
+        self.cfg, self.run_dir, self.genotype = cfg, Path(run_dir), genotype
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        set_threads(cfg.threads)
+        self.device = select_device(cfg.device)
+        seed_everything(cfg.seed)
+        self.net = build_network(genotype, cfg.arch).to(self.device)
+        t = cfg.train
+        self.loader = loader(
+            train_dataset(cfg), batch_size=t.batch_size, num_workers=cfg.data.num_workers
+        )
+        self.val = val_dataset(cfg)
+        self.steps = t.steps_per_epoch or max(1, len(self.loader))
+        self.opt = torch.optim.Adam(self.net.parameters(), lr=t.lr, weight_decay=t.weight_decay)
+        self.sched = warmup_cosine(
+            self.opt,
+            total_steps=self.steps * t.epochs,
+            warmup_steps=t.lr_warmup_steps,
+            min_ratio=t.lr_min / t.lr,
+        )
+        self.epoch = 0
+        self.history: list[dict] = []
+        self.best = {"epoch": -1, "val_psnr": -float("inf")}
+        self.metrics = MetricLogger(self.run_dir, tensorboard=cfg.tensorboard)
+
+    def quantized_at(self, epoch: int) -> bool:
+        return epoch >= self.cfg.train.warm_up
+
+    def state(self) -> dict:
+        return {
+            **model_payload(
+                self.net, self.genotype, self.cfg.arch, quantized=self.quantized_at(self.epoch - 1)
+            ),
+            "kind": "train",
+            "epoch": self.epoch,
+            "opt": self.opt.state_dict(),
+            "sched": self.sched.state_dict(),
+            "rng": rng_state(),
+            "history": self.history,
+            "best": self.best,
+        }
+
+    def resume(self, path: Path | None = None) -> bool:
+        """Restore the full state from ``run_dir/checkpoint.pt`` if present."""
+        path = path or self.run_dir / CHECKPOINT
+        if not path.exists():
+            return False
+        ck = load_checkpoint(path)
+        if ck.get("kind") != "train":
+            raise QuantNASError(f"checkpoint {path} is not a training checkpoint")
+        if ck["genotype"] != self.genotype.to_dict():
+            raise QuantNASError(f"checkpoint {path} was trained on another genotype")
+        set_quantized(self.net, bool(ck.get("quantized", True)))
+        try:
+            self.net.load_state_dict(ck["model"])
+        except RuntimeError as e:
+            raise QuantNASError(
+                f"checkpoint {path} does not match the config's network ({str(e).splitlines()[0]})"
+            ) from None
+        self.opt.load_state_dict(ck["opt"])
+        self.sched.load_state_dict(ck["sched"])
+        set_rng_state(ck["rng"])
+        self.epoch, self.history, self.best = int(ck["epoch"]), ck["history"], ck["best"]
+        self.metrics.truncate_after("epoch", self.epoch - 1)
+        log.info("resumed training from %s at epoch %d", path, self.epoch)
+        return True
+
+    def _epoch(self, epoch: int) -> float:
+        quant = self.quantized_at(epoch)
+        if quant and epoch == self.cfg.train.warm_up and epoch > 0:
+            log.info("epoch %d: switching from full precision to QAT", epoch)
+        set_quantized(self.net, quant)
+        self.net.train()
+        it = batches(self.loader)
+        total = 0.0
+        for _ in progress(
+            range(self.steps),
+            desc=f"train {epoch + 1}/{self.cfg.train.epochs}",
+            enabled=self.cfg.progress,
+        ):
+            lr, hr = next(it)
+            self.opt.zero_grad(set_to_none=True)
+            loss = F.l1_loss(self.net(lr.to(self.device)), hr.to(self.device))
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(self.net.parameters(), self.cfg.train.grad_clip)
+            self.opt.step()
+            self.sched.step()
+            total += loss.item()
+        return total / self.steps
+
+    def run(self, *, stop_after: int | None = None) -> TrainResult:
+        """Train from the current epoch to the end (or ``stop_after`` epochs, for tests)."""
+        atomic_write_text(self.run_dir / "config.yaml", dump(self.cfg))
+        gt.save(self.genotype, self.run_dir / "genotype.json")
+        done = 0
+        while self.epoch < self.cfg.train.epochs:
+            if stop_after is not None and done >= stop_after:
+                break
+            t0 = time.time()
+            train_loss = self._epoch(self.epoch)
+            val = validate(self.net, self.val, self.device)
+            row = {
+                "epoch": self.epoch,
+                "train_loss": train_loss,
+                **val,
+                "quantized": int(self.quantized_at(self.epoch)),
+                "lr": self.opt.param_groups[0]["lr"],
+                "seconds": time.time() - t0,
+            }
+            self.history.append(row)
+            self.metrics.log(row)
+            log.info(
+                "train epoch %d: loss %.4f val_psnr %.2f dB (%s)",
+                self.epoch,
+                train_loss,
+                val["val_psnr"],
+                "QAT" if row["quantized"] else "full precision",
+            )
+            self.epoch += 1
+            done += 1
+            if val["val_psnr"] > self.best["val_psnr"] and row["quantized"]:
+                self.best = {"epoch": row["epoch"], "val_psnr": val["val_psnr"]}
+                atomic_save(
+                    model_payload(
+                        self.net,
+                        self.genotype,
+                        self.cfg.arch,
+                        quantized=True,
+                        epoch=row["epoch"],
+                        val_psnr=val["val_psnr"],
+                    ),
+                    self.run_dir / BEST,
+                )
+            atomic_save(self.state(), self.run_dir / CHECKPOINT)
+        if self.history:
+            plot_training_curves(
+                self.history, self.run_dir / "training.png", title="training (QAT)"
+            )
+            plot_genotype(
+                self.genotype.pairs(),
+                self.run_dir / "arch.png",
+                body_cells=self.cfg.arch.body_cells if self.cfg.arch.space == "basic" else 1,
+                title="trained architecture",
+            )
+        self.metrics.close()
+        return TrainResult(
+            self.run_dir,
+            self.run_dir / BEST,
+            int(self.best["epoch"]),
+            float(self.best["val_psnr"]),
+            sum(r["seconds"] for r in self.history),
+        )
+
+
+def train(cfg: Config, run_dir: Path, genotype: Genotype, *, resume: bool = False) -> TrainResult:
+    """Train ``genotype`` (resuming from ``run_dir`` when asked and possible)."""
+    t = Trainer(cfg, run_dir, genotype)
+    if resume:
+        t.resume()
+    return t.run()
+
+
+def describe(net: nn.Module, lr_size: int = 32) -> dict:
+    """Params, size and BitOps of a network (for logs and reports)."""
+    return network_cost(net, lr_size=lr_size).summary()

@@ -1,0 +1,225 @@
+import pytest
+import torch
+import torch.nn.functional as F
+
+from quantnas.errors import QuantNASError
+from quantnas.quant.conv import MixedQConv2d, QConv2d, conv_out_size
+from quantnas.quant.quantizers import HWGQ, LSQ
+
+GEOM = dict(c_in=4, c_out=6, kernel_size=3)
+
+
+def _x(seed=0, shape=(2, 4, 7, 7)):
+    g = torch.Generator().manual_seed(seed)
+    return torch.randn(*shape, generator=g)
+
+
+@pytest.mark.parametrize("bits", [2, 4, 8])
+def test_qconv_equals_conv_of_quantized_input_and_weight(bits):
+    torch.manual_seed(0)
+    conv = QConv2d(bits=bits, **GEOM)
+    x = _x()
+    w_hat = LSQ(bits, 6)
+    w_hat.step = conv.w_quant.step  # same steps
+    expected = F.conv2d(HWGQ(bits)(x), w_hat(conv.weight), padding=1)
+    torch.testing.assert_close(conv(x), expected)
+    # and the quantized weight really differs from the FP weight (quantization happened)
+    assert not torch.allclose(conv.w_quant(conv.weight), conv.weight)
+
+
+def test_qconv_geometry_and_default_same_padding():
+    conv = QConv2d(bits=8, c_in=4, c_out=6, kernel_size=(3, 5), dilation=2)
+    assert conv.padding == (2, 4)
+    assert conv.weight.shape == (6, 4, 3, 5)
+    assert [n for n, _ in conv.named_parameters()] == ["weight", "w_quant.step"]  # no bias
+    assert conv.macs_per_pixel() == 4 * 6 * 3 * 5
+    assert conv(_x()).shape == (2, 6, 7, 7)
+    g = QConv2d(bits=8, c_in=4, c_out=6, kernel_size=3, groups=2)
+    assert g.weight.shape == (6, 2, 3, 3)
+    assert g.macs_per_pixel() == 4 * 6 * 9 // 2
+    assert conv_out_size(7, kernel=3, stride=2, padding=0, dilation=1) == 3
+
+
+def test_qconv_steps_initialised_from_weights():
+    conv = QConv2d(bits=4, **GEOM)
+    mean_abs = conv.weight.detach().abs().mean(dim=(1, 2, 3))
+    torch.testing.assert_close(conv.w_quant.step.flatten(), 2 * mean_abs / 7**0.5)
+    assert conv.bits_w == conv.bits_a == 4
+
+
+def test_qconv_unquantized_is_conv_of_relu():
+    torch.manual_seed(0)
+    conv = QConv2d(bits=2, **GEOM)
+    conv.quantized = False
+    x = _x()
+    torch.testing.assert_close(conv(x), F.conv2d(torch.relu(x), conv.weight, padding=1))
+    assert conv.bits_w == conv.bits_a == 32
+
+
+def test_qconv_32_bits_is_conv_of_relu():
+    conv = QConv2d(bits=32, **GEOM)
+    x = _x()
+    torch.testing.assert_close(conv(x), F.conv2d(torch.relu(x), conv.weight, padding=1))
+
+
+def test_qconv_rejects_bad_bits():
+    with pytest.raises(QuantNASError, match="conv bits"):
+        QConv2d(bits=5, **GEOM)
+
+
+@pytest.mark.parametrize("cls,kw", [(QConv2d, {"bits": 8}), (MixedQConv2d, {"bits": [4, 8]})])
+def test_groups_must_divide_channels(cls, kw):
+    with pytest.raises(QuantNASError, match="groups=3"):
+        cls(c_in=4, c_out=6, kernel_size=3, groups=3, **kw)
+    with pytest.raises(QuantNASError, match="groups=4"):
+        cls(c_in=4, c_out=6, kernel_size=3, groups=4, **kw)
+
+
+def _mixed_and_single(bits_list, pick, mode="quant"):
+    torch.manual_seed(0)
+    mixed = MixedQConv2d(bits=bits_list, mode=mode, **GEOM)
+    single = QConv2d(bits=bits_list[pick], **GEOM)
+    with torch.no_grad():
+        single.weight.copy_(mixed.weight)
+        single.w_quant.step.copy_(mixed.w_quant[pick].step)
+    return mixed, single
+
+
+@pytest.mark.parametrize("pick", [0, 1, 2])
+def test_mixed_quant_one_hot_equals_single_bit_conv(pick):
+    mixed, single = _mixed_and_single([2, 4, 8], pick)
+    q = torch.zeros(3)
+    q[pick] = 1.0
+    mixed.set_bit_weights(q)
+    x = _x(1)
+    torch.testing.assert_close(mixed(x), single(x))
+
+
+def test_mixed_quant_steps_are_parameters_per_bit():
+    mixed = MixedQConv2d(bits=[2, 4, 8], mode="quant", **GEOM)
+    names = [n for n, _ in mixed.named_parameters()]
+    assert names == ["weight", "w_quant.0.step", "w_quant.1.step", "w_quant.2.step"]
+    # each initialised with its own Qp
+    mean_abs = mixed.weight.detach().abs().mean(dim=(1, 2, 3))
+    for lsq, qp in zip(mixed.w_quant, (1, 7, 127), strict=True):
+        torch.testing.assert_close(lsq.step.flatten(), 2 * mean_abs / qp**0.5)
+
+
+def test_mixed_quant_default_is_uniform_mixture():
+    torch.manual_seed(0)
+    mixed = MixedQConv2d(bits=[2, 8], mode="quant", **GEOM)
+    x = _x(2)
+    w = 0.5 * mixed.w_quant[0](mixed.weight) + 0.5 * mixed.w_quant[1](mixed.weight)
+    a = 0.5 * HWGQ(2)(x) + 0.5 * HWGQ(8)(x)
+    expected = F.conv2d(a, w, padding=1)
+    torch.testing.assert_close(mixed(x), expected)
+    mixed.set_bit_weights(torch.tensor([0.5, 0.5]))
+    torch.testing.assert_close(mixed(x), expected)
+
+
+def test_mixed_quant_weighted_mixture_and_bit_weight_gradient():
+    torch.manual_seed(0)
+    mixed = MixedQConv2d(bits=[2, 8], mode="quant", **GEOM)
+    logits = torch.tensor([0.3, -0.2], requires_grad=True)
+    q = torch.softmax(logits, 0)
+    mixed.set_bit_weights(q)
+    x = _x(3)
+    out = mixed(x)
+    qd = q.detach()
+    w = qd[0] * mixed.w_quant[0](mixed.weight) + qd[1] * mixed.w_quant[1](mixed.weight)
+    a = qd[0] * HWGQ(2)(x) + qd[1] * HWGQ(8)(x)
+    torch.testing.assert_close(out, F.conv2d(a, w, padding=1))
+    out.square().mean().backward()
+    assert logits.grad is not None and logits.grad.abs().sum() > 0
+
+
+def test_mixed_zero_bit_weights_are_skipped():
+    mixed = MixedQConv2d(bits=[2, 4, 8], mode="quant", **GEOM)
+    calls = []
+    for i, lsq in enumerate(mixed.w_quant):
+        lsq.register_forward_hook(lambda m, inp, out, i=i: calls.append(("w", i)))
+    for i, hw in enumerate(mixed.a_quant):
+        hw.register_forward_hook(lambda m, inp, out, i=i: calls.append(("a", i)))
+    mixed.set_bit_weights(torch.tensor([0.0, 0.25, 0.75]))
+    mixed(_x())
+    assert sorted(calls) == [("a", 1), ("a", 2), ("w", 1), ("w", 2)]
+    # noise mode skips them too
+    nmixed = MixedQConv2d(bits=[2, 4, 8], mode="noise", **GEOM)
+    calls.clear()
+    for i, nq in enumerate(nmixed.noise):
+        nq.register_forward_hook(lambda m, inp, out, i=i: calls.append(i))
+    nmixed.set_bit_weights(torch.tensor([0.0, 1.0, 0.0]))
+    nmixed(_x())
+    assert calls == [1, 1]  # weight and input copies of the 4-bit noise only
+
+
+def test_mixed_noise_8bit_close_to_fp_conv():
+    torch.manual_seed(0)
+    mixed = MixedQConv2d(bits=[8], mode="noise", **GEOM)
+    x = _x(4)
+    fp = F.conv2d(torch.relu(x), mixed.weight, padding=1)
+    out = mixed(x)
+    rel = (out - fp).norm() / fp.norm()
+    assert 0 < rel.item() < 0.02  # noisy (not identical), but tiny at 8 bits
+    # 2-bit noise is much larger
+    mixed2 = MixedQConv2d(bits=[2], mode="noise", **GEOM)
+    with torch.no_grad():
+        mixed2.weight.copy_(mixed.weight)
+    rel2 = (mixed2(x) - fp).norm() / fp.norm()
+    assert rel2.item() > 5 * rel.item()
+
+
+def test_mixed_noise_mean_matches_formula():
+    # with n bits, W_mix = W/(n+1) + n/(n+1) sum_b q(b) (W + noise_b): E[W_mix] = W
+    torch.manual_seed(0)
+    mixed = MixedQConv2d(bits=[2, 4], mode="noise", noise="uniform", **GEOM)
+    x = _x(5, shape=(1, 4, 5, 5))
+    fp = F.conv2d(torch.relu(x), mixed.weight, padding=1)
+    with torch.no_grad():
+        outs = torch.stack([mixed(x) for _ in range(200)])
+    torch.testing.assert_close(outs.mean(0), fp, atol=0.05 * fp.abs().max().item(), rtol=0)
+
+
+def test_mixed_noise_differentiable_wrt_bit_weights_and_weight():
+    torch.manual_seed(0)
+    for detach in (False, True):
+        mixed = MixedQConv2d(bits=[2, 8], mode="noise", detach_noise=detach, **GEOM)
+        logits = torch.tensor([0.1, 0.4], requires_grad=True)
+        mixed.set_bit_weights(torch.softmax(logits, 0))
+        x = _x(6).requires_grad_(True)
+        mixed(x).square().mean().backward()
+        assert logits.grad is not None and logits.grad.abs().sum() > 0
+        assert mixed.weight.grad is not None and mixed.weight.grad.abs().sum() > 0
+        assert x.grad is not None and x.grad.abs().sum() > 0
+
+
+def test_mixed_noise_detach_only_fp_share_carries_weight_gradient():
+    # with detached copies, dL/dW comes only through the W/(n+1) share (the input mix is
+    # itself slightly noisy at 8 bits, hence the tolerance)
+    torch.manual_seed(0)
+    mixed = MixedQConv2d(bits=[8], mode="noise", detach_noise=True, **GEOM)
+    x = _x(7)
+    mixed(x).sum().backward()
+    ref_w = mixed.weight.detach().clone().requires_grad_(True)
+    F.conv2d(torch.relu(x), ref_w, padding=1).sum().backward()
+    torch.testing.assert_close(mixed.weight.grad, 0.5 * ref_w.grad, rtol=0.02, atol=1e-3)
+    # without detaching, the noisy copy carries the other half
+    full = MixedQConv2d(bits=[8], mode="noise", detach_noise=False, **GEOM)
+    with torch.no_grad():
+        full.weight.copy_(mixed.weight)
+    full(x).sum().backward()
+    torch.testing.assert_close(full.weight.grad, ref_w.grad, rtol=0.02, atol=1e-3)
+
+
+def test_mixed_fp_mode_is_conv_of_relu():
+    mixed = MixedQConv2d(bits=[32], mode="fp", **GEOM)
+    x = _x(8)
+    mixed.set_bit_weights(torch.tensor([1.0]))
+    torch.testing.assert_close(mixed(x), F.conv2d(torch.relu(x), mixed.weight, padding=1))
+
+
+def test_mixed_errors():
+    with pytest.raises(QuantNASError, match="search mode"):
+        MixedQConv2d(bits=[8], mode="bogus", **GEOM)
+    with pytest.raises(QuantNASError, match="search bits"):
+        MixedQConv2d(bits=[8, 6], **GEOM)
