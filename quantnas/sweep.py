@@ -1,0 +1,103 @@
+"""Penalty sweeps (the original ``batch_exp.py``): for each hardware-penalty value and each
+repeat (seed), search -> train -> eval; then one results table and a PSNR-vs-BitOps Pareto
+plot over all runs.
+
+Layout: ``out_dir/<name>/p<penalty>_s<seed>/`` (a full ``quantnas run`` directory each),
+plus ``results.csv``, ``results.json`` and ``pareto.png`` in ``out_dir/<name>``.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import logging
+from pathlib import Path
+
+from quantnas.checkpoint import atomic_write_json, atomic_write_text
+from quantnas.config import Config, from_dict, to_dict
+from quantnas.errors import QuantNASError
+from quantnas.plots import pareto_front, plot_pareto
+from quantnas.runlog import setup_logging
+
+log = logging.getLogger("quantnas")
+
+FIELDS = ("penalty", "seed", "bitops_32", "bitops_256", "params", "psnr", "ssim",
+          "bicubic_psnr", "search_s", "train_s", "pareto", "genotype", "run_dir")
+
+
+def run_name(penalty: float, seed: int) -> str:
+    return f"p{penalty:g}_s{seed}"
+
+
+def _row(report: dict, set_name: str) -> dict:
+    s = report["sets"][set_name]
+    return {"penalty": report["penalty"], "seed": report["seed"],
+            "bitops_32": report["bitops_32"], "bitops_256": report["bitops_256"],
+            "params": report["params"], "psnr": s["psnr"], "ssim": s["ssim"],
+            "bicubic_psnr": s["bicubic_psnr"], "search_s": report["seconds"].get("search", 0.0),
+            "train_s": report["seconds"].get("train", 0.0), "genotype": report["genotype_text"],
+            "run_dir": report["run_dir"]}
+
+
+def collect(sweep_dir: Path, *, set_name: str = "validation") -> list[dict]:
+    """Gather the finished runs of a sweep into rows and mark the Pareto-optimal ones."""
+    rows = []
+    for rep in sorted(sweep_dir.glob("*/report.json")):
+        rows.append(_row(json.loads(rep.read_text(encoding="utf-8")), set_name))
+    front = set(pareto_front([(r["bitops_32"], r["psnr"]) for r in rows]))
+    for i, r in enumerate(rows):
+        r["pareto"] = i in front
+    return rows
+
+
+def write_results(sweep_dir: Path, rows: list[dict]) -> None:
+    """``results.csv``, ``results.json`` and ``pareto.png``."""
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=FIELDS)
+    w.writeheader()
+    w.writerows(rows)
+    atomic_write_text(sweep_dir / "results.csv", buf.getvalue())
+    atomic_write_json(sweep_dir / "results.json", rows)
+    if rows:
+        plot_pareto(rows, sweep_dir / "pareto.png", x_key="bitops_32", y_key="psnr",
+                    label_key="penalty", x_label="BitOps (LR 32x32)",
+                    y_label="validation PSNR (dB, Y)", title="QuantNAS penalty sweep")
+
+
+def run_sweep(cfg: Config, *, penalties: list[float], repeats: int, name: str,
+              resume: bool = False) -> list[dict]:
+    """Run every (penalty, seed) pair, reusing finished runs when ``resume``."""
+    from quantnas.pipeline import run_pipeline
+
+    if repeats < 1:
+        raise QuantNASError(f"-r/--repeats must be >= 1 (got {repeats})")
+    if any(p < 0 for p in penalties):
+        raise QuantNASError("-v/--values: penalties must be >= 0")
+    sweep_dir = Path(cfg.out_dir) / name
+    if sweep_dir.exists() and any(sweep_dir.iterdir()) and not resume:
+        raise QuantNASError(f"sweep directory {sweep_dir} exists; pass --resume to continue it "
+                            f"or choose another -d name")
+    sweep_dir.mkdir(parents=True, exist_ok=True)
+    setup_logging(sweep_dir)
+    base = to_dict(cfg)
+    for penalty in penalties:
+        for r in range(repeats):
+            seed = cfg.seed + r
+            run_dir = sweep_dir / run_name(penalty, seed)
+            if (run_dir / "report.json").exists():
+                log.info("sweep: %s already finished", run_dir.name)
+                continue
+            run_cfg = from_dict(base)
+            run_cfg.search.penalty, run_cfg.seed = float(penalty), seed
+            run_cfg.out_dir, run_cfg.name = str(sweep_dir), run_name(penalty, seed)
+            log.info("sweep: running %s", run_dir.name)
+            run_pipeline(run_cfg, run_dir, resume=run_dir.exists())
+            setup_logging(sweep_dir)
+    rows = collect(sweep_dir)
+    write_results(sweep_dir, rows)
+    log.info("sweep: %d runs, results in %s", len(rows), sweep_dir / "results.csv")
+    for r in rows:
+        log.info("  penalty %-8g seed %-3d BitOps %10.4g  PSNR %.2f dB%s", r["penalty"],
+                 r["seed"], r["bitops_32"], r["psnr"], "  (Pareto)" if r["pareto"] else "")
+    return rows
