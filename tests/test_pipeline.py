@@ -1,0 +1,315 @@
+"""The main job (search -> train -> eval -> report), its stage reuse on resume, and sweeps."""
+
+import csv
+import json
+import shutil
+import warnings
+
+import pytest
+import torch
+
+from quantnas import genotype as gt
+from quantnas.checkpoint import load_checkpoint
+from quantnas.cli import main
+from quantnas.config import load_config
+from quantnas.errors import QuantNASError
+from quantnas.pipeline import STAGES, RunState, preflight, run_pipeline
+
+TINY = [
+    "arch.c_fixed=12",
+    "data.lr_crop=12",
+    "data.repeat=1",
+    "data.val_crop=64",
+    "search.batch_size=4",
+    "search.epochs=3",
+    "search.warm_up=1",
+    "search.steps_per_epoch=2",
+    "search.alpha_lr=0.05",
+    "train.batch_size=4",
+    "train.epochs=1",
+    "train.steps_per_epoch=2",
+    "tensorboard=false",
+    "progress=false",
+    "threads=1",
+]
+
+
+@pytest.fixture(autouse=True)
+def _quiet_torch_warnings():
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        yield
+
+
+def run_cli(out, name, *extra):
+    return main(["run", f"out_dir={out}", f"name={name}", *TINY, *extra])
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory):
+    out = tmp_path_factory.mktemp("pipeline")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        assert run_cli(out, "full") == 0
+    return out / "full"
+
+
+def copy_run(src, dst):
+    shutil.copytree(src, dst)
+    return dst
+
+
+def counting(monkeypatch, target, name):
+    """Replace ``target.name`` with a wrapper counting its calls."""
+    calls = []
+    real = getattr(target, name)
+
+    def wrapper(*a, **k):
+        calls.append(a)
+        return real(*a, **k)
+
+    monkeypatch.setattr(target, name, wrapper)
+    return calls
+
+
+def forbid(monkeypatch, target, name):
+    def boom(*a, **k):
+        raise AssertionError(f"{name} must not run again")
+
+    monkeypatch.setattr(target, name, boom)
+
+
+# --------------------------------------------------------------------------- full run
+def test_run_outputs(finished):
+    d = finished
+    for name in (
+        "report.md",
+        "report.json",
+        "summary.txt",
+        "side_by_side.png",
+        "eval.json",
+        "config.yaml",
+        "log.txt",
+        "search/alphas.png",
+        "search/arch.png",
+        "search/best_arch.json",
+        "search/checkpoint.pt",
+        "train/training.png",
+        "train/best.pt",
+        "train/checkpoint.pt",
+    ):
+        assert (d / name).is_file() and (d / name).stat().st_size > 0, name
+    state = json.loads((d / "state.json").read_text())
+    assert set(state["done"]) == set(STAGES)
+    assert all(state["seconds"][s] >= 0 for s in STAGES)
+
+    rep = json.loads((d / "report.json").read_text())
+    assert rep["bitops_32"] > 0 and rep["bitops_256"] == 64 * rep["bitops_32"]
+    val = rep["sets"]["validation"]
+    assert 15 < val["psnr"] < 60 and 15 < val["bicubic_psnr"] < 60
+    assert len(val["images"]) == 2  # the embedded validation photos
+    for img in val["images"]:
+        assert img["bitops"] > 0 and "bicubic_psnr" in img
+        h, w = img["lr_size"]
+        assert img["bitops"] == rep["bitops_32"] * h * w // (32 * 32)
+    # the trained genotype is the searched one
+    searched = gt.load(d / "search" / "best_arch.json")
+    assert gt.from_dict(rep["genotype"]) == searched
+    assert gt.loads(rep["genotype_text"]) == searched
+    md = (d / "report.md").read_text()
+    assert "BitOps" in md and "bicubic" in md and searched.to_text() in md
+    assert "validation" in (d / "summary.txt").read_text()
+
+
+def test_run_state_roundtrip(tmp_path):
+    st = RunState(tmp_path)
+    assert not st.done("search")
+    st.finish("search", 1.5, best_epoch=2)
+    st.add_time("train", 2.0)
+    again = RunState(tmp_path)
+    assert again.done("search") and not again.done("train")
+    assert again.info("search") == {"best_epoch": 2}
+    assert again.data["seconds"] == {"search": 1.5, "train": 2.0}
+    (tmp_path / "state.json").write_text("{not json")
+    with pytest.raises(QuantNASError, match="corrupt"):
+        RunState(tmp_path)
+
+
+# ----------------------------------------------------------------------- stage reuse
+def test_resume_reuses_search_and_train(tmp_path, monkeypatch, finished):
+    import quantnas.report
+    import quantnas.search.searcher
+    import quantnas.train
+
+    d = copy_run(finished, tmp_path / "copy")
+    (d / "report.md").unlink()
+    state = json.loads((d / "state.json").read_text())
+    for s in ("eval", "report"):
+        del state["done"][s]
+    (d / "state.json").write_text(json.dumps(state))
+    ck_search = (d / "search" / "checkpoint.pt").stat().st_mtime_ns
+    ck_train = (d / "train" / "checkpoint.pt").stat().st_mtime_ns
+
+    forbid(monkeypatch, quantnas.search.searcher, "search")
+    forbid(monkeypatch, quantnas.train, "train")
+    evals = counting(monkeypatch, quantnas.report, "evaluate_run")
+    assert main(["run", "--resume", str(d)]) == 0
+    assert len(evals) == 1
+    assert (d / "report.md").is_file()
+    assert set(json.loads((d / "state.json").read_text())["done"]) == set(STAGES)
+    assert (d / "search" / "checkpoint.pt").stat().st_mtime_ns == ck_search
+    assert (d / "train" / "checkpoint.pt").stat().st_mtime_ns == ck_train
+
+
+def test_killed_during_eval_resumes_at_eval(tmp_path, monkeypatch):
+    import quantnas.report
+    import quantnas.search.searcher
+    import quantnas.train
+
+    real = quantnas.report.evaluate_run
+
+    def killed(*a, **k):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(quantnas.report, "evaluate_run", killed)
+    assert run_cli(tmp_path, "k") == 130
+    d = tmp_path / "k"
+    state = json.loads((d / "state.json").read_text())
+    assert set(state["done"]) == {"search", "train"}
+    assert not (d / "report.md").exists()
+    assert state["seconds"]["eval"] >= 0  # time of the interrupted stage is kept
+
+    monkeypatch.setattr(quantnas.report, "evaluate_run", real)
+    forbid(monkeypatch, quantnas.search.searcher, "search")
+    forbid(monkeypatch, quantnas.train, "train")
+    assert main(["run", "--resume", str(d)]) == 0
+    assert (d / "report.md").is_file() and (d / "report.json").is_file()
+    assert set(json.loads((d / "state.json").read_text())["done"]) == set(STAGES)
+
+
+def test_killed_mid_search_resumes_from_checkpoint(tmp_path, monkeypatch, finished):
+    from quantnas.search.searcher import Searcher
+
+    real = Searcher._record
+
+    def record(self, epoch, train, seconds):
+        if epoch == 1:
+            raise KeyboardInterrupt
+        return real(self, epoch, train, seconds)
+
+    monkeypatch.setattr(Searcher, "_record", record)
+    assert run_cli(tmp_path, "m") == 130
+    d = tmp_path / "m"
+    assert load_checkpoint(d / "search" / "checkpoint.pt")["epoch"] == 1
+    g0 = d / "search" / "genotypes" / "epoch_000.json"
+    stamp = g0.stat().st_mtime_ns
+    assert not (d / "search" / "genotypes" / "epoch_001.json").exists()
+
+    monkeypatch.setattr(Searcher, "_record", real)
+    epochs = []
+    real_epoch = Searcher._epoch
+
+    def epoch_spy(self, epoch):
+        epochs.append(epoch)
+        return real_epoch(self, epoch)
+
+    monkeypatch.setattr(Searcher, "_epoch", epoch_spy)
+    assert main(["run", "--resume", str(d)]) == 0
+    assert epochs == [1, 2]  # epoch 0 was not searched again
+    assert g0.stat().st_mtime_ns == stamp
+    # same result as the uninterrupted run with the same config
+    assert gt.load(d / "search" / "best_arch.json") == gt.load(
+        finished / "search" / "best_arch.json"
+    )
+    a = load_checkpoint(d / "search" / "checkpoint.pt")["model"]
+    b = load_checkpoint(finished / "search" / "checkpoint.pt")["model"]
+    for k in a:
+        if k.startswith("alpha."):
+            assert torch.allclose(a[k], b[k], atol=1e-6, rtol=0), k
+    assert (d / "report.md").is_file()
+
+
+def test_run_into_existing_dir_refused(capsys, finished):
+    code = main(["run", f"out_dir={finished.parent}", f"name={finished.name}", *TINY])
+    assert code == 2
+    assert "--resume" in capsys.readouterr().err
+
+
+# -------------------------------------------------------------------------- preflight
+def test_memory_preflight_refuses(tmp_path, capsys):
+    code = run_cli(tmp_path, "mem", "run.max_memory_gb=0.0001")
+    err = capsys.readouterr().err
+    assert code == 2
+    errors = [ln for ln in err.splitlines() if ln.startswith("error:")]
+    assert len(errors) == 1 and "GiB" in errors[0] and "batch_size" in errors[0]
+    assert "Traceback" not in err
+    assert not (tmp_path / "mem" / "search" / "checkpoint.pt").exists()
+
+
+def test_preflight_function(tmp_path):
+    cfg = load_config(overrides=[*TINY, "run.max_memory_gb=0.0001"])
+    with pytest.raises(QuantNASError, match="GiB"):
+        preflight(cfg)
+    preflight(load_config(overrides=[*TINY, "run.max_memory_gb=50"]))
+
+
+def test_preflight_small_training_image(tmp_path):
+    from quantnas.data.images import save_rgb
+
+    folder = tmp_path / "small"
+    folder.mkdir()
+    save_rgb(folder / "s.png", torch.zeros(20, 20, 3, dtype=torch.uint8).numpy())
+    cfg = load_config(overrides=[*TINY, f"data.train={folder}", "data.lr_crop=16"])
+    with pytest.raises(QuantNASError, match="lr_crop"):
+        preflight(cfg)
+
+
+def test_run_pipeline_api_finished_run_only_rewrites_report(tmp_path, monkeypatch, finished):
+    import quantnas.report
+
+    d = copy_run(finished, tmp_path / "api")
+    cfg = load_config(overrides=[*TINY, f"out_dir={tmp_path}", "name=api"])
+    forbid(monkeypatch, quantnas.report, "evaluate_run")
+    rep = run_pipeline(cfg, d, resume=True)
+    assert rep["bitops_32"] > 0 and "validation" in rep["sets"]
+
+
+# ------------------------------------------------------------------------------ sweep
+@pytest.mark.slow
+def test_sweep_two_penalties(tmp_path, monkeypatch, capsys):
+    args = ["sweep", f"out_dir={tmp_path}", *TINY, "-v", "0", "1", "-r", "1", "-d", "sw"]
+    assert main(args) == 0
+    sw = tmp_path / "sw"
+    with open(sw / "results.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == 2
+    assert sorted(float(r["penalty"]) for r in rows) == [0.0, 1.0]
+    for r in rows:
+        assert int(r["bitops_32"]) > 0 and float(r["psnr"]) > 0
+    data = json.loads((sw / "results.json").read_text())
+    assert len(data) == 2 and any(r["pareto"] for r in data)
+    assert (sw / "pareto.png").is_file()
+    by_pen = {r["penalty"]: r for r in data}
+    assert by_pen[1.0]["bitops_32"] <= by_pen[0.0]["bitops_32"]
+    for r in data:
+        assert (sw / f"p{r['penalty']:g}_s0" / "report.json").is_file()
+
+    # without --resume the existing sweep is refused
+    capsys.readouterr()
+    assert main(args) == 2
+    assert "--resume" in capsys.readouterr().err
+
+    # --resume reuses the finished runs
+    import quantnas.pipeline
+
+    forbid(monkeypatch, quantnas.pipeline, "run_pipeline")
+    assert main([*args, "--resume"]) == 0
+    with open(sw / "results.csv", newline="") as f:
+        assert len(list(csv.DictReader(f))) == 2
+
+
+def test_sweep_bad_arguments(tmp_path, capsys):
+    code = main(["sweep", f"out_dir={tmp_path}", "-v", "0", "-r", "0", "-d", "x"])
+    assert code == 2 and "repeats" in capsys.readouterr().err
+    code = main(["sweep", f"out_dir={tmp_path}", "-v", "-1", "-d", "x"])
+    assert code == 2 and "penalties" in capsys.readouterr().err

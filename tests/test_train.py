@@ -1,0 +1,200 @@
+"""Behaviour of QAT training of a genotype (outputs, reload, resume, warm-up, quality)."""
+
+import math
+
+import pytest
+import torch
+
+from quantnas import genotype as gt
+from quantnas.checkpoint import load_checkpoint
+from quantnas.config import load_config
+from quantnas.engine import bicubic_reference, val_dataset
+from quantnas.errors import QuantNASError
+from quantnas.space import build_network
+from quantnas.train import Trainer, describe, load_model, train
+
+TINY = [
+    "arch.c_fixed=12",
+    "data.lr_crop=12",
+    "data.repeat=2",
+    "data.val_crop=64",
+    "train.batch_size=4",
+    "train.epochs=2",
+    "train.steps_per_epoch=2",
+    "tensorboard=false",
+    "progress=false",
+    "threads=1",
+]
+
+
+def tiny_cfg(tmp_path, *extra):
+    return load_config(overrides=[*TINY, f"out_dir={tmp_path}", *extra])
+
+
+def _lr(seed=0, size=16):
+    g = torch.Generator().manual_seed(seed)
+    return torch.rand(1, 3, size, size, generator=g)
+
+
+def test_train_outputs_and_reload(tmp_path):
+    cfg = tiny_cfg(tmp_path, "train.epochs=1")
+    t = Trainer(cfg, tmp_path / "t", gt.DEFAULT)
+    res = t.run()
+    d = tmp_path / "t"
+    for name in ("best.pt", "checkpoint.pt", "training.png", "genotype.json", "config.yaml"):
+        assert (d / name).is_file() and (d / name).stat().st_size > 0, name
+    assert gt.load(d / "genotype.json") == gt.DEFAULT
+    assert res.best_path == d / "best.pt"
+    assert 0 <= res.best_epoch < cfg.train.epochs
+    assert res.best_psnr == max(h["val_psnr"] for h in t.history)
+    assert [h["epoch"] for h in t.history] == [0]
+    assert t.history[0]["quantized"] == 1
+    # the best checkpoint rebuilds the network and reproduces its output
+    best = load_checkpoint(d / "best.pt")
+    assert best["epoch"] == res.best_epoch and best["val_psnr"] == pytest.approx(res.best_psnr)
+    net, geno, arch = load_model(d / "best.pt")
+    assert geno == gt.DEFAULT and arch.c_fixed == 12 and not net.training
+    x = _lr()
+    assert res.best_epoch == 0  # the only epoch: best.pt holds the final weights
+    t.net.eval()
+    with torch.no_grad():
+        assert torch.equal(net(x), t.net(x))
+    # the last checkpoint also loads (kind=train) and matches the final weights
+    last, _, _ = load_model(d / "checkpoint.pt")
+    t.net.eval()
+    with torch.no_grad():
+        assert torch.equal(last(x), t.net(x))
+    # a fresh model differs (the comparison is not vacuous)
+    fresh = build_network(gt.DEFAULT, cfg.arch).eval()
+    with torch.no_grad():
+        assert not torch.equal(fresh(x), t.net(x))
+
+
+def test_load_model_rejects_search_checkpoint(tmp_path):
+    from quantnas.checkpoint import atomic_save
+
+    atomic_save({"kind": "search", "epoch": 1}, tmp_path / "s.pt")
+    with pytest.raises(QuantNASError, match="no trained network"):
+        load_model(tmp_path / "s.pt")
+
+
+def test_resume_is_exact(tmp_path):
+    cfg = tiny_cfg(tmp_path, "train.epochs=3")
+    full = Trainer(cfg, tmp_path / "full", gt.DEFAULT)
+    full.run()
+    part = Trainer(cfg, tmp_path / "part", gt.DEFAULT)
+    part.run(stop_after=1)
+    assert part.epoch == 1
+    resumed = Trainer(cfg, tmp_path / "part", gt.DEFAULT)
+    assert resumed.resume() is True and resumed.epoch == 1
+    resumed.run()
+    sd_full, sd_res = full.net.state_dict(), resumed.net.state_dict()
+    assert sd_full.keys() == sd_res.keys()
+    for k in sd_full:
+        assert torch.equal(sd_full[k], sd_res[k]), k
+    assert [h["epoch"] for h in resumed.history] == [0, 1, 2]
+    assert resumed.history[-1]["val_psnr"] == full.history[-1]["val_psnr"]
+    assert resumed.best == full.best
+    lines = (tmp_path / "part" / "metrics.csv").read_text().strip().splitlines()
+    assert len(lines) == 1 + 3
+
+
+def test_resume_with_warm_up_is_exact(tmp_path):
+    # stop inside the full-precision warm-up, resume into QAT
+    cfg = tiny_cfg(tmp_path, "train.epochs=2", "train.warm_up=1")
+    full = Trainer(cfg, tmp_path / "full", gt.DEFAULT)
+    full.run()
+    Trainer(cfg, tmp_path / "part", gt.DEFAULT).run(stop_after=1)
+    resumed = Trainer(cfg, tmp_path / "part", gt.DEFAULT)
+    resumed.resume()
+    resumed.run()
+    for k, v in full.net.state_dict().items():
+        assert torch.equal(v, resumed.net.state_dict()[k]), k
+
+
+def test_resume_other_genotype_refused(tmp_path):
+    cfg = tiny_cfg(tmp_path)
+    Trainer(cfg, tmp_path / "r", gt.DEFAULT).run(stop_after=1)
+    other = gt.Genotype.from_pairs({**gt.DEFAULT.pairs(), "upsample": [("simple_5x5", 8)]})
+    with pytest.raises(QuantNASError, match="another genotype"):
+        Trainer(cfg, tmp_path / "r", other).resume()
+
+
+def test_full_precision_warm_up(tmp_path):
+    cfg = tiny_cfg(tmp_path, "train.epochs=2", "train.warm_up=1")
+    t = Trainer(cfg, tmp_path / "w", gt.DEFAULT)
+    res = t.run()
+    assert [h["quantized"] for h in t.history] == [0, 1]
+    rows = (tmp_path / "w" / "metrics.csv").read_text().splitlines()
+    col = rows[0].split(",").index("quantized")
+    assert [r.split(",")[col] for r in rows[1:]] == ["0", "1"]
+    # the best checkpoint is a quantized one
+    assert res.best_epoch == 1
+    assert load_checkpoint(tmp_path / "w" / "best.pt")["quantized"] is True
+
+
+def test_genotype_of_other_space_refused(tmp_path):
+    rfdn_geno = gt.Genotype.from_pairs(
+        {
+            "body": [("simple_3x3", 8)] * 4,
+            "skip": [("simple_1x1", 8)] * 3,
+            "upsample": [("simple_3x3", 8)],
+            "tail": [("simple_3x3", 8)],
+        },
+        space="rfdn",
+    )
+    cfg = tiny_cfg(tmp_path)
+    with pytest.raises(QuantNASError, match="space"):
+        Trainer(cfg, tmp_path / "x", rfdn_geno)
+    cfg = tiny_cfg(tmp_path, "arch.space=rfdn", "arch.body_cells=1", "data.lr_crop=16")
+    with pytest.raises(QuantNASError, match="space"):
+        train(cfg, tmp_path / "y", gt.DEFAULT)
+
+
+def test_rfdn_genotype_trains(tmp_path):
+    geno = gt.Genotype.from_pairs(
+        {
+            "body": [("simple_3x3", 8)] * 4,
+            "skip": [("simple_1x1", 4)] * 3,
+            "upsample": [("simple_3x3", 8)],
+            "tail": [("simple_3x3", 8)],
+        },
+        space="rfdn",
+    )
+    cfg = tiny_cfg(
+        tmp_path, "arch.space=rfdn", "arch.body_cells=1", "data.lr_crop=16", "train.epochs=1"
+    )
+    res = train(cfg, tmp_path / "r", geno)
+    assert math.isfinite(res.best_psnr)
+    net, g2, _ = load_model(res.best_path)
+    assert g2 == geno
+
+
+def test_describe():
+    cfg = load_config(overrides=["arch.c_fixed=12"])
+    d = describe(build_network(gt.DEFAULT, cfg.arch))
+    assert d["bitops"] > 0 and d["params"] > 0
+
+
+def test_training_improves_psnr_over_bicubic(tmp_path):
+    # about 4 s with one thread; deterministic for a fixed seed
+    cfg = load_config(
+        overrides=[
+            "arch.c_fixed=12",
+            "data.lr_crop=24",
+            "data.repeat=24",
+            "data.val_crop=64",
+            "train.epochs=8",
+            "tensorboard=false",
+            "progress=false",
+            "threads=1",
+            "seed=0",
+            f"out_dir={tmp_path}",
+        ]
+    )
+    t = Trainer(cfg, tmp_path / "q", gt.DEFAULT)
+    res = t.run()
+    psnrs = [h["val_psnr"] for h in t.history]
+    bic = bicubic_reference(val_dataset(cfg))["psnr"]
+    assert res.best_psnr > psnrs[0] + 0.1, (psnrs, bic)
+    assert res.best_psnr > bic, (psnrs, bic)
