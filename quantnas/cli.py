@@ -19,10 +19,15 @@ from quantnas.errors import QuantNASError
 
 log = logging.getLogger("quantnas")
 
+#: Preset applied when ``--preset`` is not given (the quick embedded-data job).
+DEFAULT_PRESET = "default"
+
 
 def _config_args(p: argparse.ArgumentParser) -> None:
     p.add_argument(
-        "--preset", help="preset config shipped with quantnas (see `quantnas config --list`)"
+        "--preset",
+        help="preset config shipped with quantnas (default: 'default'; see `quantnas config "
+        "--list`)",
     )
     p.add_argument(
         "--config",
@@ -43,7 +48,9 @@ def _load(args: argparse.Namespace, extra: list[str] | None = None):
     from quantnas.config import load_config
 
     return load_config(
-        preset=args.preset, files=args.config, overrides=list(extra or []) + list(args.overrides)
+        preset=args.preset or DEFAULT_PRESET,
+        files=args.config,
+        overrides=list(extra or []) + list(args.overrides),
     )
 
 

@@ -38,7 +38,9 @@ class ArchConfig:
         arch_pattern: Searchable layers per block (basic space; rfdn is fixed per cell).
         bits: Candidate bit-widths of the search.
         primitives: Candidate operations per block; blocks left out use the defaults.
-        last_layer_init: Factor on the initial weights of the last conv (near-bicubic start).
+        output_scale: Multiply the network's output (before the global skip) by a learned
+            scalar initialised to 0 (ReZero-style): training starts exactly at the global
+            skip (bicubic) and no quantized conv starts with shrunken weights.
 
     """
 
@@ -54,7 +56,7 @@ class ArchConfig:
     )
     bits: list[int] = field(default_factory=lambda: [4, 8])
     primitives: dict[str, list[str]] = field(default_factory=dict)
-    last_layer_init: float = 0.01
+    output_scale: bool = True
 
 
 @dataclass
@@ -69,6 +71,8 @@ class DataConfig:
         lr_crop: LR patch size of training crops (HR = lr_crop * scale).
         repeat: Random crops per training image per epoch.
         val_crop: Centre-crop validation HR images to at most this size (0 = full image).
+        min_patch_std: Redraw training crops flatter than this standard deviation (0-1
+            scale; 0 = keep every crop).
         num_workers: DataLoader workers.
 
     """
@@ -80,12 +84,19 @@ class DataConfig:
     lr_crop: int = 24
     repeat: int = 16
     val_crop: int = 0
+    min_patch_std: float = 0.0
     num_workers: int = 0
 
 
 @dataclass
 class SearchConfig:
-    """Differentiable search (SPEC sections 3, 5, 6)."""
+    """Differentiable search (SPEC sections 3, 5, 6).
+
+    ``c_fixed`` / ``lr_crop`` (0 = use ``arch.c_fixed`` / ``data.lr_crop``) let the supernet
+    be searched narrower and on smaller crops than the final network is trained (DARTS
+    practice), which keeps a CPU search short. ``steps_per_epoch`` 0 means one pass over
+    the weight split.
+    """
 
     epochs: int = 4
     warm_up: int = 1
@@ -110,6 +121,9 @@ class SearchConfig:
     penalty: float = 0.0
     bitops_lr_size: int = 32
     steps_per_epoch: int = 0
+    c_fixed: int = 0
+    lr_crop: int = 0
+    step_lr_scale: float = 0.01
 
 
 @dataclass
@@ -119,13 +133,14 @@ class TrainConfig:
     genotype: str = "default"
     epochs: int = 10
     batch_size: int = 8
-    lr: float = 1e-3
+    lr: float = 2e-3
     lr_min: float = 1e-5
     weight_decay: float = 0.0
     grad_clip: float = 5.0
     lr_warmup_steps: int = 20
     warm_up: int = 0
     steps_per_epoch: int = 0
+    step_lr_scale: float = 0.01
 
 
 @dataclass
@@ -315,6 +330,11 @@ def validate(cfg: Config) -> Config:
             f"config key search.warm_up: {cfg.search.warm_up} leaves no epoch for alpha "
             f"updates (search.epochs={cfg.search.epochs})"
         )
+    if cfg.train.warm_up >= cfg.train.epochs:
+        raise QuantNASError(
+            f"config key train.warm_up: {cfg.train.warm_up} full-precision epochs leave no QAT "
+            f"epoch (train.epochs={cfg.train.epochs})"
+        )
     return cfg
 
 
@@ -354,14 +374,6 @@ def dump(cfg: Config) -> str:
 def from_dict(data: dict) -> Config:
     """Rebuild a config from :func:`to_dict` output (e.g. a run dir's ``config.yaml``)."""
     return validate(merge(Config(), data, source="saved config"))
-
-
-def replace(cfg: Config, **sections: Any) -> Config:
-    """A deep copy of ``cfg`` (helper for sweeps)."""
-    new = from_dict(to_dict(cfg))
-    for k, v in sections.items():
-        setattr(new, k, v)
-    return new
 
 
 __all__ = [

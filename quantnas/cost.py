@@ -96,8 +96,10 @@ def trace_convs(
     net.eval()
     try:
         h, w = _hw(lr_size)
+        param = next(net.parameters(), None)
+        device = param.device if param is not None else torch.device("cpu")
         with torch.no_grad():
-            net(torch.zeros(1, 3, h, w))
+            net(torch.zeros(1, 3, h, w, device=device))
     finally:
         for hk in hooks:
             hk.remove()
@@ -193,7 +195,8 @@ class SupernetCost:
 
     def expected_bitops(self, probs: Mapping[str, torch.Tensor]) -> torch.Tensor:
         """Differentiable expected BitOps (float64 scalar) of the whole supernet."""
-        total = torch.tensor(self.fixed_bitops, dtype=torch.float64)
+        device = next(iter(probs.values())).device if probs else torch.device("cpu")
+        total = torch.tensor(self.fixed_bitops, dtype=torch.float64, device=device)
         for key, p in probs.items():
             total = total + self.layer_bitops(key, p)
         return total

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import torch
@@ -31,9 +31,39 @@ def select_device(name: str) -> torch.device:
 
 
 def set_threads(threads: int) -> None:
-    """Set intra-op threads (0 = leave PyTorch's default)."""
+    """Set PyTorch's intra-op threads (0 = its default) and keep numpy's BLAS at one thread.
+
+    numpy's OpenBLAS threads busy-wait after each call and steal the cores PyTorch's
+    OpenMP threads compute on; the data pipeline only needs small products.
+    """
     if threads > 0:
         torch.set_num_threads(threads)
+    from threadpoolctl import threadpool_limits
+
+    threadpool_limits(limits=1, user_api="blas")
+
+
+def param_groups(
+    params: Iterable[tuple[str, nn.Parameter]],
+    *,
+    lr: float,
+    weight_decay: float,
+    step_lr_scale: float,
+) -> list[dict]:
+    """Adam parameter groups: quantizer step sizes get ``lr * step_lr_scale`` and no decay.
+
+    Adam normalises gradient magnitudes, so LSQ's step-gradient scaling has no effect under
+    it; LSQ steps are orders of magnitude smaller than weights and, at the weights' learning
+    rate, one update can jump a step by 10-20x (all weights round to zero, the layer dies).
+    A smaller learning rate for steps keeps them stable.
+    """
+    steps, others = [], []
+    for name, p in params:
+        (steps if name.endswith(".step") else others).append(p)
+    groups = [{"params": others, "lr": lr, "weight_decay": weight_decay}]
+    if steps:
+        groups.append({"params": steps, "lr": lr * step_lr_scale, "weight_decay": 0.0})
+    return groups
 
 
 def warmup_cosine(
@@ -82,7 +112,12 @@ def train_dataset(cfg: Config, images: list | None = None) -> SRTrainDataset:
     """The training crops dataset of a config."""
     imgs = images if images is not None else resolve_images(cfg.data.train)
     return SRTrainDataset(
-        imgs, scale=cfg.arch.scale, lr_crop=cfg.data.lr_crop, augment=True, repeat=cfg.data.repeat
+        imgs,
+        scale=cfg.arch.scale,
+        lr_crop=cfg.data.lr_crop,
+        augment=True,
+        repeat=cfg.data.repeat,
+        min_std=cfg.data.min_patch_std,
     )
 
 

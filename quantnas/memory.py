@@ -81,11 +81,15 @@ def check_memory(
         limit = 0.85 * avail if avail else None
     if limit is not None and need > limit:
         raise QuantNASError(
-            f"the {what} needs about {need / 1024**3:.1f} GiB (batch {batch_size}, LR crop "
-            f"{lr_crop}) but only {limit / 1024**3:.1f} GiB are available; lower "
-            f"{what}.batch_size, data.lr_crop or arch.c_fixed"
+            f"the {what} needs about {_human(need)} (batch {batch_size}, LR crop "
+            f"{lr_crop}) but only {_human(limit)} are available; lower "
+            f"{what}.batch_size, {what}.lr_crop or {what}.c_fixed"
         )
     return need
+
+
+def _human(n: float) -> str:
+    return f"{n / 1024**3:.2f} GiB" if n >= 1024**3 else f"{n / 1024**2:.3g} MiB"
 
 
 def cpu_count() -> int:

@@ -64,22 +64,23 @@ def preflight(cfg: Config) -> None:
     """Fail fast on bad data, an impossible space or too little memory, before computing."""
     from quantnas.data.datasets import resolve_images
     from quantnas.memory import check_memory
-    from quantnas.search.searcher import build_supernet
+    from quantnas.search.searcher import build_supernet, search_crop
 
-    need = cfg.data.lr_crop * cfg.arch.scale
+    crop = max(cfg.data.lr_crop, search_crop(cfg))
+    need = crop * cfg.arch.scale
     imgs = resolve_images(cfg.data.train)
     small = [n for n, a in imgs if min(a.shape[:2]) < need]
     if small:
         raise QuantNASError(
             f"data.train: image {small[0]!r} is smaller than the HR crop {need}x{need} "
-            f"(data.lr_crop={cfg.data.lr_crop} x scale {cfg.arch.scale}); lower data.lr_crop"
+            f"(LR crop {crop} x scale {cfg.arch.scale}); lower data.lr_crop / search.lr_crop"
         )
     resolve_images(cfg.data.val)
     net = build_supernet(cfg)
     est = check_memory(
         net,
         batch_size=cfg.search.batch_size,
-        lr_crop=cfg.data.lr_crop,
+        lr_crop=search_crop(cfg),
         scale=cfg.arch.scale,
         limit_gb=cfg.run.max_memory_gb,
     )

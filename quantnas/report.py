@@ -6,7 +6,6 @@ import json
 import logging
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from quantnas.checkpoint import atomic_write_json, atomic_write_text
@@ -192,7 +191,3 @@ def write_report(cfg: Config, run_dir: Path, state: dict) -> dict:
     atomic_write_text(run_dir / "summary.txt", table + "\n")
     log.info("summary\n%s", table)
     return report
-
-
-def mean(values: list[float]) -> float:
-    return float(np.mean(values)) if values else float("nan")

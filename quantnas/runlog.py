@@ -364,6 +364,14 @@ class MetricLogger:
             self._writer.flush()
         return clean
 
+    def scalars(self, values: Mapping[str, float], step: int) -> None:
+        """Send extra scalars to TensorBoard only (e.g. every alpha probability)."""
+        if self._writer is None:
+            return
+        for key, value in values.items():
+            self._writer.add_scalar(key, float(value), step)
+        self._writer.flush()
+
     @staticmethod
     def _tb_step(row: Mapping[str, Any], index: int) -> int:
         """TensorBoard step of a row: ``step``, else ``epoch``, else its index."""

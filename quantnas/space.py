@@ -14,7 +14,7 @@ from quantnas.genotype import BLOCKS, Genotype
 from quantnas.models.basic import BasicSRNet, basic_channels, check_basic_counts
 from quantnas.models.rfdn import RFDNSRNet, rfdn_channels, rfdn_counts
 from quantnas.ops import build_op, check_op
-from quantnas.quant.conv import QConv2d, QConvBase
+from quantnas.quant.conv import QConv2d
 from quantnas.quant.quantizers import check_bits
 
 _SIMPLE = ["simple_1x1", "simple_3x3", "simple_5x5"]
@@ -144,6 +144,7 @@ def build_topology(arch: ArchConfig, layer_fn, counts: dict[str, int] | None = N
             n_cells=arch.body_cells,
             adq=adq,
             global_skip=arch.global_skip,
+            output_scale=arch.output_scale,
         )
     else:
         net = BasicSRNet(
@@ -155,36 +156,9 @@ def build_topology(arch: ArchConfig, layer_fn, counts: dict[str, int] | None = N
             cell_type=arch.cell_type,
             adq=adq,
             global_skip=arch.global_skip,
+            output_scale=arch.output_scale,
         )
     return net
-
-
-def output_convs(net: nn.Module) -> list[QConvBase]:
-    """The convs producing the network output: the last conv of each candidate of the last
-    searchable layer (tail if it has layers, else upsample).
-    """
-    layer = net.last_layer()
-    ops = list(layer.ops) if hasattr(layer, "ops") else [layer]
-    convs = []
-    for op in ops:
-        found = [m for m in op.modules() if isinstance(m, QConvBase)]
-        if found:
-            convs.append(found[-1])
-    return convs
-
-
-def scale_output_init(net: nn.Module, factor: float) -> None:
-    """Scale the initial weights of the output convs (a near-identity/bicubic start)."""
-    if factor == 1.0:
-        return
-    import torch
-
-    with torch.no_grad():
-        for conv in output_convs(net):
-            conv.weight.mul_(factor)
-            quants = conv.w_quant if isinstance(conv.w_quant, nn.ModuleList) else [conv.w_quant]
-            for q in quants:
-                q.init_from(conv.weight)
 
 
 def build_network(genotype: Genotype, arch: ArchConfig) -> nn.Module:
@@ -197,9 +171,7 @@ def build_network(genotype: Genotype, arch: ArchConfig) -> nn.Module:
 
     """
     check_genotype(genotype, arch)
-    net = build_topology(arch, _final_layer_fn(genotype, arch), counts=genotype.counts())
-    scale_output_init(net, arch.last_layer_init)
-    return net
+    return build_topology(arch, _final_layer_fn(genotype, arch), counts=genotype.counts())
 
 
 def set_quantized(net: nn.Module, quantized: bool) -> None:

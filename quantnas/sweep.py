@@ -22,8 +22,21 @@ from quantnas.runlog import setup_logging
 
 log = logging.getLogger("quantnas")
 
-FIELDS = ("penalty", "seed", "bitops_32", "bitops_256", "params", "psnr", "ssim",
-          "bicubic_psnr", "search_s", "train_s", "pareto", "genotype", "run_dir")
+FIELDS = (
+    "penalty",
+    "seed",
+    "bitops_32",
+    "bitops_256",
+    "params",
+    "psnr",
+    "ssim",
+    "bicubic_psnr",
+    "search_s",
+    "train_s",
+    "pareto",
+    "genotype",
+    "run_dir",
+)
 
 
 def run_name(penalty: float, seed: int) -> str:
@@ -32,12 +45,20 @@ def run_name(penalty: float, seed: int) -> str:
 
 def _row(report: dict, set_name: str) -> dict:
     s = report["sets"][set_name]
-    return {"penalty": report["penalty"], "seed": report["seed"],
-            "bitops_32": report["bitops_32"], "bitops_256": report["bitops_256"],
-            "params": report["params"], "psnr": s["psnr"], "ssim": s["ssim"],
-            "bicubic_psnr": s["bicubic_psnr"], "search_s": report["seconds"].get("search", 0.0),
-            "train_s": report["seconds"].get("train", 0.0), "genotype": report["genotype_text"],
-            "run_dir": report["run_dir"]}
+    return {
+        "penalty": report["penalty"],
+        "seed": report["seed"],
+        "bitops_32": report["bitops_32"],
+        "bitops_256": report["bitops_256"],
+        "params": report["params"],
+        "psnr": s["psnr"],
+        "ssim": s["ssim"],
+        "bicubic_psnr": s["bicubic_psnr"],
+        "search_s": report["seconds"].get("search", 0.0),
+        "train_s": report["seconds"].get("train", 0.0),
+        "genotype": report["genotype_text"],
+        "run_dir": report["run_dir"],
+    }
 
 
 def collect(sweep_dir: Path, *, set_name: str = "validation") -> list[dict]:
@@ -60,13 +81,21 @@ def write_results(sweep_dir: Path, rows: list[dict]) -> None:
     atomic_write_text(sweep_dir / "results.csv", buf.getvalue())
     atomic_write_json(sweep_dir / "results.json", rows)
     if rows:
-        plot_pareto(rows, sweep_dir / "pareto.png", x_key="bitops_32", y_key="psnr",
-                    label_key="penalty", x_label="BitOps (LR 32x32)",
-                    y_label="validation PSNR (dB, Y)", title="QuantNAS penalty sweep")
+        plot_pareto(
+            rows,
+            sweep_dir / "pareto.png",
+            x_key="bitops_32",
+            y_key="psnr",
+            label_key="penalty",
+            x_label="BitOps (LR 32x32)",
+            y_label="validation PSNR (dB, Y)",
+            title="QuantNAS penalty sweep",
+        )
 
 
-def run_sweep(cfg: Config, *, penalties: list[float], repeats: int, name: str,
-              resume: bool = False) -> list[dict]:
+def run_sweep(
+    cfg: Config, *, penalties: list[float], repeats: int, name: str, resume: bool = False
+) -> list[dict]:
     """Run every (penalty, seed) pair, reusing finished runs when ``resume``."""
     from quantnas.pipeline import run_pipeline
 
@@ -76,8 +105,10 @@ def run_sweep(cfg: Config, *, penalties: list[float], repeats: int, name: str,
         raise QuantNASError("-v/--values: penalties must be >= 0")
     sweep_dir = Path(cfg.out_dir) / name
     if sweep_dir.exists() and any(sweep_dir.iterdir()) and not resume:
-        raise QuantNASError(f"sweep directory {sweep_dir} exists; pass --resume to continue it "
-                            f"or choose another -d name")
+        raise QuantNASError(
+            f"sweep directory {sweep_dir} exists; pass --resume to continue it "
+            f"or choose another -d name"
+        )
     sweep_dir.mkdir(parents=True, exist_ok=True)
     setup_logging(sweep_dir)
     base = to_dict(cfg)
@@ -98,6 +129,12 @@ def run_sweep(cfg: Config, *, penalties: list[float], repeats: int, name: str,
     write_results(sweep_dir, rows)
     log.info("sweep: %d runs, results in %s", len(rows), sweep_dir / "results.csv")
     for r in rows:
-        log.info("  penalty %-8g seed %-3d BitOps %10.4g  PSNR %.2f dB%s", r["penalty"],
-                 r["seed"], r["bitops_32"], r["psnr"], "  (Pareto)" if r["pareto"] else "")
+        log.info(
+            "  penalty %-8g seed %-3d BitOps %10.4g  PSNR %.2f dB%s",
+            r["penalty"],
+            r["seed"],
+            r["bitops_32"],
+            r["psnr"],
+            "  (Pareto)" if r["pareto"] else "",
+        )
     return rows

@@ -27,10 +27,10 @@ from quantnas.checkpoint import (
     set_rng_state,
 )
 from quantnas.config import ArchConfig, Config, dump, merge
-from quantnas.cost import network_cost
 from quantnas.engine import (
     batches,
     loader,
+    param_groups,
     select_device,
     set_threads,
     train_dataset,
@@ -110,7 +110,14 @@ class Trainer:
         )
         self.val = val_dataset(cfg)
         self.steps = t.steps_per_epoch or max(1, len(self.loader))
-        self.opt = torch.optim.Adam(self.net.parameters(), lr=t.lr, weight_decay=t.weight_decay)
+        self.opt = torch.optim.Adam(
+            param_groups(
+                self.net.named_parameters(),
+                lr=t.lr,
+                weight_decay=t.weight_decay,
+                step_lr_scale=t.step_lr_scale,
+            )
+        )
         self.sched = warmup_cosine(
             self.opt,
             total_steps=self.steps * t.epochs,
@@ -257,8 +264,3 @@ def train(cfg: Config, run_dir: Path, genotype: Genotype, *, resume: bool = Fals
     if resume:
         t.resume()
     return t.run()
-
-
-def describe(net: nn.Module, lr_size: int = 32) -> dict:
-    """Params, size and BitOps of a network (for logs and reports)."""
-    return network_cost(net, lr_size=lr_size).summary()

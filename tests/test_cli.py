@@ -19,6 +19,7 @@ TINY_TRAIN = [
     "data.val_crop=64",
     "train.batch_size=4",
     "train.epochs=1",
+    "train.steps_per_epoch=0",
     *QUIET,
 ]
 TINY_SEARCH = [
@@ -29,6 +30,9 @@ TINY_SEARCH = [
     "search.batch_size=4",
     "search.epochs=2",
     "search.warm_up=1",
+    "search.c_fixed=0",
+    "search.lr_crop=0",
+    "search.steps_per_epoch=0",
     *QUIET,
 ]
 
@@ -226,8 +230,10 @@ def test_export_formats(tmp_path, capsys, searched):
     assert main(["export", str(searched), "--format", "png", "--out", str(png)]) == 0
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     out = tmp_path / "g.txt"
-    assert main(["export", str(searched / "best_arch.json"), "--format", "text",
-                 "--out", str(out)]) == 0
+    assert (
+        main(["export", str(searched / "best_arch.json"), "--format", "text", "--out", str(out)])
+        == 0
+    )
     assert gt.load(out) == best
 
 
@@ -242,8 +248,15 @@ def test_export_trained_checkpoint(capsys, trained):
 
 
 def test_search_cli_outputs(searched):
-    for name in ("best_arch.json", "alphas.png", "arch.png", "checkpoint.pt", "log.txt",
-                 "config.yaml", "metrics.csv"):
+    for name in (
+        "best_arch.json",
+        "alphas.png",
+        "arch.png",
+        "checkpoint.pt",
+        "log.txt",
+        "config.yaml",
+        "metrics.csv",
+    ):
         assert (searched / name).is_file(), name
     cfg = yaml.safe_load((searched / "config.yaml").read_text())
     assert cfg["search"]["epochs"] == 2 and cfg["arch"]["c_fixed"] == 12
@@ -288,8 +301,16 @@ def test_error_bad_choice(tmp_path, capsys):
 
 
 def test_error_missing_genotype_file(tmp_path, capsys):
-    code = main(["train", "--genotype", str(tmp_path / "nope.json"), f"out_dir={tmp_path}",
-                 "name=g", *TINY_TRAIN])
+    code = main(
+        [
+            "train",
+            "--genotype",
+            str(tmp_path / "nope.json"),
+            f"out_dir={tmp_path}",
+            "name=g",
+            *TINY_TRAIN,
+        ]
+    )
     assert_user_error(code, capsys, "nope.json")
 
 
@@ -308,8 +329,9 @@ def test_error_genotype_unknown_op(tmp_path, capsys):
 
 
 def test_error_data_folder_missing(tmp_path, capsys):
-    code = main(["train", "data.train=/nonexistent/quantnas", f"out_dir={tmp_path}", "name=d",
-                 *TINY_TRAIN])
+    code = main(
+        ["train", "data.train=/nonexistent/quantnas", f"out_dir={tmp_path}", "name=d", *TINY_TRAIN]
+    )
     assert_user_error(code, capsys, "/nonexistent/quantnas")
 
 
@@ -324,8 +346,17 @@ def test_error_image_smaller_than_crop(tmp_path, capsys):
     small = tmp_path / "small"
     small.mkdir()
     save_rgb(small / "s.png", smooth_image(20, 20))
-    code = main(["train", f"data.train={small}", f"out_dir={tmp_path}", "name=d",
-                 *TINY_TRAIN, "data.lr_crop=16", "arch.scale=4"])
+    code = main(
+        [
+            "train",
+            f"data.train={small}",
+            f"out_dir={tmp_path}",
+            "name=d",
+            *TINY_TRAIN,
+            "data.lr_crop=16",
+            "arch.scale=4",
+        ]
+    )
     assert_user_error(code, capsys, "64")
 
 

@@ -63,7 +63,8 @@ def test_global_skip_adds_upscaled_lr():
     base = build_network(_geno(), ArchConfig(c_fixed=6, scale=2, body_cells=1, global_skip="none"))
     state = base.state_dict()
     for mode in ("nearest", "bicubic"):
-        net = build_network(_geno(), ArchConfig(c_fixed=6, scale=2, body_cells=1, global_skip=mode))
+        arch = ArchConfig(c_fixed=6, scale=2, body_cells=1, global_skip=mode, output_scale=False)
+        net = build_network(_geno(), arch)
         net.load_state_dict(state)
         torch.testing.assert_close(net(x), base(x) + upscale_input(x, 2, mode))
     torch.testing.assert_close(
@@ -248,6 +249,13 @@ def test_supernet_forward_backward():
     x = torch.rand(2, 3, 6, 6)
     out = sn(x)
     assert out.shape == (2, 3, 12, 12)
+    if sn.net.out_scale is not None:
+        # ReZero output scale: the network starts exactly at its global skip, so alphas get
+        # no gradient before the first weight step moves the scale off zero
+        torch.testing.assert_close(out, sn.net(x) * 0 + upscale_input(x, 2, "bicubic"))
+        with torch.no_grad():
+            sn.net.out_scale.fill_(1.0)
+        out = sn(x)
     out.abs().mean().backward()
     assert all(a.grad is not None and a.grad.abs().sum() > 0 for a in sn.alphas())
 

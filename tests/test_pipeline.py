@@ -10,7 +10,7 @@ import torch
 
 from quantnas import genotype as gt
 from quantnas.checkpoint import load_checkpoint
-from quantnas.cli import main
+from quantnas.cli import DEFAULT_PRESET, main
 from quantnas.config import load_config
 from quantnas.errors import QuantNASError
 from quantnas.pipeline import STAGES, RunState, preflight, run_pipeline
@@ -24,6 +24,8 @@ TINY = [
     "search.epochs=3",
     "search.warm_up=1",
     "search.steps_per_epoch=2",
+    "search.c_fixed=0",
+    "search.lr_crop=0",
     "search.alpha_lr=0.05",
     "train.batch_size=4",
     "train.epochs=1",
@@ -229,6 +231,44 @@ def test_killed_mid_search_resumes_from_checkpoint(tmp_path, monkeypatch, finish
     assert (d / "report.md").is_file()
 
 
+def test_killed_mid_train_resumes_from_checkpoint(tmp_path, monkeypatch):
+    import quantnas.search.searcher
+    from quantnas.train import Trainer
+
+    real_epoch = Trainer._epoch
+
+    def killed(self, epoch):
+        if epoch == 1:
+            raise KeyboardInterrupt
+        return real_epoch(self, epoch)
+
+    monkeypatch.setattr(Trainer, "_epoch", killed)
+    assert run_cli(tmp_path, "t", "train.epochs=2") == 130
+    d = tmp_path / "t"
+    assert set(json.loads((d / "state.json").read_text())["done"]) == {"search"}
+    assert load_checkpoint(d / "train" / "checkpoint.pt")["epoch"] == 1
+
+    epochs = []
+
+    def spy(self, epoch):
+        epochs.append(epoch)
+        return real_epoch(self, epoch)
+
+    monkeypatch.setattr(Trainer, "_epoch", spy)
+    forbid(monkeypatch, quantnas.search.searcher, "search")
+    assert main(["run", "--resume", str(d)]) == 0
+    assert epochs == [1]
+    assert (d / "report.md").is_file()
+
+    # same weights as an uninterrupted training of the searched genotype
+    cfg = load_config(preset=DEFAULT_PRESET, overrides=[*TINY, "train.epochs=2"])
+    ref = Trainer(cfg, tmp_path / "ref", gt.load(d / "search" / "best_arch.json"))
+    ref.run()
+    got = load_checkpoint(d / "train" / "checkpoint.pt")["model"]
+    for k, v in ref.net.state_dict().items():
+        assert torch.equal(v, got[k]), k
+
+
 def test_run_into_existing_dir_refused(capsys, finished):
     code = main(["run", f"out_dir={finished.parent}", f"name={finished.name}", *TINY])
     assert code == 2
@@ -241,16 +281,29 @@ def test_memory_preflight_refuses(tmp_path, capsys):
     err = capsys.readouterr().err
     assert code == 2
     errors = [ln for ln in err.splitlines() if ln.startswith("error:")]
-    assert len(errors) == 1 and "GiB" in errors[0] and "batch_size" in errors[0]
+    assert len(errors) == 1 and "iB" in errors[0] and "batch_size" in errors[0]
     assert "Traceback" not in err
     assert not (tmp_path / "mem" / "search" / "checkpoint.pt").exists()
 
 
-def test_preflight_function(tmp_path):
-    cfg = load_config(overrides=[*TINY, "run.max_memory_gb=0.0001"])
-    with pytest.raises(QuantNASError, match="GiB"):
+def test_memory_error_message_shows_distinct_numbers():
+    import re
+
+    cfg = load_config(preset=DEFAULT_PRESET, overrides=[*TINY, "run.max_memory_gb=0.0001"])
+    with pytest.raises(QuantNASError) as ei:
         preflight(cfg)
-    preflight(load_config(overrides=[*TINY, "run.max_memory_gb=50"]))
+    nums = re.findall(r"([0-9.]+(?:e[-+]?[0-9]+)?) ([KMG]iB)", str(ei.value))
+    assert len(nums) == 2, str(ei.value)
+    (need, u1), (limit, u2) = nums
+    scale = {"GiB": 1024.0**2, "MiB": 1024.0, "KiB": 1.0}
+    assert float(need) * scale[u1] > float(limit) * scale[u2] > 0, str(ei.value)
+
+
+def test_preflight_function(tmp_path):
+    cfg = load_config(preset=DEFAULT_PRESET, overrides=[*TINY, "run.max_memory_gb=0.0001"])
+    with pytest.raises(QuantNASError, match="iB"):
+        preflight(cfg)
+    preflight(load_config(preset=DEFAULT_PRESET, overrides=[*TINY, "run.max_memory_gb=50"]))
 
 
 def test_preflight_small_training_image(tmp_path):
@@ -259,7 +312,9 @@ def test_preflight_small_training_image(tmp_path):
     folder = tmp_path / "small"
     folder.mkdir()
     save_rgb(folder / "s.png", torch.zeros(20, 20, 3, dtype=torch.uint8).numpy())
-    cfg = load_config(overrides=[*TINY, f"data.train={folder}", "data.lr_crop=16"])
+    cfg = load_config(
+        preset=DEFAULT_PRESET, overrides=[*TINY, f"data.train={folder}", "data.lr_crop=16"]
+    )
     with pytest.raises(QuantNASError, match="lr_crop"):
         preflight(cfg)
 
@@ -268,7 +323,7 @@ def test_run_pipeline_api_finished_run_only_rewrites_report(tmp_path, monkeypatc
     import quantnas.report
 
     d = copy_run(finished, tmp_path / "api")
-    cfg = load_config(overrides=[*TINY, f"out_dir={tmp_path}", "name=api"])
+    cfg = load_config(preset=DEFAULT_PRESET, overrides=[*TINY, f"out_dir={tmp_path}", "name=api"])
     forbid(monkeypatch, quantnas.report, "evaluate_run")
     rep = run_pipeline(cfg, d, resume=True)
     assert rep["bitops_32"] > 0 and "validation" in rep["sets"]

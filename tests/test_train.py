@@ -8,10 +8,10 @@ import torch
 from quantnas import genotype as gt
 from quantnas.checkpoint import load_checkpoint
 from quantnas.config import load_config
-from quantnas.engine import bicubic_reference, val_dataset
+from quantnas.engine import bicubic_reference, val_dataset, validate
 from quantnas.errors import QuantNASError
 from quantnas.space import build_network
-from quantnas.train import Trainer, describe, load_model, train
+from quantnas.train import Trainer, load_model, train
 
 TINY = [
     "arch.c_fixed=12",
@@ -133,6 +133,16 @@ def test_full_precision_warm_up(tmp_path):
     assert load_checkpoint(tmp_path / "w" / "best.pt")["quantized"] is True
 
 
+def test_train_warm_up_covering_all_epochs_refused():
+    with pytest.raises(QuantNASError, match="train.warm_up"):
+        load_config(overrides=["train.epochs=2", "train.warm_up=2"])
+
+
+def test_train_zero_epochs_refused():
+    with pytest.raises(QuantNASError, match="train.epochs"):
+        load_config(overrides=["train.epochs=0"])
+
+
 def test_genotype_of_other_space_refused(tmp_path):
     rfdn_geno = gt.Genotype.from_pairs(
         {
@@ -170,10 +180,45 @@ def test_rfdn_genotype_trains(tmp_path):
     assert g2 == geno
 
 
-def test_describe():
-    cfg = load_config(overrides=["arch.c_fixed=12"])
-    d = describe(build_network(gt.DEFAULT, cfg.arch))
-    assert d["bitops"] > 0 and d["params"] > 0
+def _initial_psnr(geno, *overrides):
+    cfg = load_config(overrides=["arch.c_fixed=12", "data.val_crop=64", *overrides])
+    torch.manual_seed(0)
+    net = build_network(geno, cfg.arch).eval()
+    return validate(net, val_dataset(cfg), torch.device("cpu"))["val_psnr"]
+
+
+def test_initial_network_starts_near_bicubic_without_tail():
+    cfg = load_config(overrides=["data.val_crop=64"])
+    bic = bicubic_reference(val_dataset(cfg))["psnr"]
+    assert _initial_psnr(gt.DEFAULT) > bic - 4
+
+
+_TAIL_GENOTYPES = {
+    "basic-tail": (
+        gt.Genotype.from_pairs({**gt.DEFAULT.pairs(), "tail": [("simple_3x3", 8)]}),
+        [],
+    ),
+    "rfdn": (
+        gt.Genotype.from_pairs(
+            {
+                "body": [("simple_3x3", 8)] * 4,
+                "skip": [("simple_1x1", 8)] * 3,
+                "upsample": [("simple_3x3", 8)],
+                "tail": [("simple_3x3", 8)],
+            },
+            space="rfdn",
+        ),
+        ["arch.space=rfdn", "arch.body_cells=1"],
+    ),
+}
+
+
+@pytest.mark.parametrize("which", sorted(_TAIL_GENOTYPES))
+def test_initial_network_starts_near_bicubic_with_tail(which):
+    geno, overrides = _TAIL_GENOTYPES[which]
+    cfg = load_config(overrides=["data.val_crop=64"])
+    bic = bicubic_reference(val_dataset(cfg))["psnr"]
+    assert _initial_psnr(geno, *overrides) > bic - 4
 
 
 def test_training_improves_psnr_over_bicubic(tmp_path):
@@ -182,7 +227,7 @@ def test_training_improves_psnr_over_bicubic(tmp_path):
         overrides=[
             "arch.c_fixed=12",
             "data.lr_crop=24",
-            "data.repeat=24",
+            "data.repeat=48",
             "data.val_crop=64",
             "train.epochs=8",
             "tensorboard=false",

@@ -142,6 +142,10 @@ class SRTrainDataset(Dataset):
     (``torch.randint``), so DataLoader workers are seeded by torch and a saved RNG state
     reproduces the stream.
 
+    With ``min_std > 0`` a crop whose standard deviation (on the ``[0, 1]`` scale) is below
+    it, e.g. the black sky of ``hubble_deep_field``, is redrawn up to ``tries`` times (the
+    last draw is kept), so training steps are not spent on flat patches.
+
     Items are ``(lr, hr)`` float32 tensors ``3 x h x w`` in ``[0, 1]``.
     """
 
@@ -153,6 +157,8 @@ class SRTrainDataset(Dataset):
         lr_crop: int,
         augment: bool = True,
         repeat: int = 1,
+        min_std: float = 0.0,
+        tries: int = 10,
     ) -> None:
         if not images:
             raise QuantNASError("SRTrainDataset: no training images")
@@ -167,6 +173,8 @@ class SRTrainDataset(Dataset):
         self.hr_crop = self.lr_crop * self.scale
         self.augment = augment
         self.repeat = int(repeat)
+        self.min_std = float(min_std) * 255.0
+        self.tries = max(1, int(tries))
         for name, arr in self.images:
             h, w = arr.shape[:2]
             if min(h, w) < self.hr_crop:
@@ -197,6 +205,10 @@ class SRTrainDataset(Dataset):
     def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
         _, arr = self.images[index % len(self.images)]
         hr = self._crop(arr)
+        for _ in range(self.tries - 1):
+            if self.min_std <= 0 or hr[::4, ::4].std() >= self.min_std:
+                break
+            hr = self._crop(arr)
         hr = self._augment(hr) if self.augment else np.ascontiguousarray(hr)
         lr = downscale_uint8(hr, self.scale)
         return _to_tensor(lr), _to_tensor(hr)

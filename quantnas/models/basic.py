@@ -60,6 +60,8 @@ class BasicSRNet(nn.Module):
         cell_type: ``"A"`` (body path scaled by 0.2) or ``"B"``.
         adq: ADQ on every residual (``skip_mode: false`` in the original config).
         global_skip: ``none``, ``nearest`` or ``bicubic`` upscaled LR added to the output.
+        output_scale: Learned scalar (init 0) on the output before the global skip
+            (only with a global skip).
 
     """
 
@@ -74,6 +76,7 @@ class BasicSRNet(nn.Module):
         cell_type: str = "B",
         adq: bool = False,
         global_skip: str = "none",
+        output_scale: bool = False,
     ) -> None:
         super().__init__()
         check_basic_counts(counts, where="network")
@@ -82,6 +85,8 @@ class BasicSRNet(nn.Module):
         if body_cells < 1:
             raise QuantNASError(f"body_cells must be >= 1 (got {body_cells})")
         self.scale, self.global_skip = scale, global_skip
+        use_scale = output_scale and global_skip != "none"
+        self.out_scale = nn.Parameter(torch.zeros(())) if use_scale else None
 
         def layers(block: str) -> Sequence:
             n = counts.get(block, 0)
@@ -102,13 +107,9 @@ class BasicSRNet(nn.Module):
         tail = layers("tail")
         self.tail = Residual(tail, 3, adq=adq) if len(tail) else nn.Identity()
 
-    def last_layer(self) -> nn.Module:
-        """The module of the last searchable layer (tail, else upsample)."""
-        if isinstance(self.tail, Residual):
-            return self.tail.fn[-1]
-        return self.upsample[-2]
-
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = self.tail(self.upsample(self.body(self.head(x))))
+        if self.out_scale is not None:
+            out = out * self.out_scale
         skip = upscale_input(x, self.scale, self.global_skip)
         return out if skip is None else out + skip

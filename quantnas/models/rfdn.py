@@ -115,6 +115,8 @@ class RFDNSRNet(nn.Module):
         n_cells: Number of distillation cells.
         adq: ADQ around every cell and the tail instead of plain residuals.
         global_skip: ``none``, ``nearest`` or ``bicubic`` upscaled LR added to the output.
+        output_scale: Learned scalar (init 0) on the output before the global skip
+            (only with a global skip).
 
     """
 
@@ -128,6 +130,7 @@ class RFDNSRNet(nn.Module):
         n_cells: int,
         adq: bool = False,
         global_skip: str = "none",
+        output_scale: bool = False,
     ) -> None:
         super().__init__()
         if c % 12:
@@ -135,6 +138,8 @@ class RFDNSRNet(nn.Module):
         if n_cells < 1:
             raise QuantNASError(f"rfdn space: body_cells must be >= 1 (got {n_cells})")
         self.c, self.scale, self.global_skip = c, scale, global_skip
+        use_scale = output_scale and global_skip != "none"
+        self.out_scale = nn.Parameter(torch.zeros(())) if use_scale else None
         self.cells = nn.ModuleList(
             Residual(DistillationCell(layer_fn, k, c=c, scale=scale, fixed=fixed), c, adq=adq)
             for k in range(n_cells)
@@ -146,10 +151,6 @@ class RFDNSRNet(nn.Module):
             layer_fn(block="upsample", index=0, c_in=c_in, c_out=c_out), nn.PixelShuffle(scale)
         )
         self.tail = Residual(layer_fn(block="tail", index=0, c_in=3, c_out=3), 3, adq=adq)
-
-    def last_layer(self) -> nn.Module:
-        """The module of the last searchable layer (the tail)."""
-        return self.tail.fn
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if min(x.shape[-2:]) < MIN_LR_SIZE:
@@ -164,5 +165,7 @@ class RFDNSRNet(nn.Module):
             outs.append(h)
         z = self.fuse3(self.fuse(torch.cat(outs, dim=1))) + x0
         out = self.tail(self.upsample(z))
+        if self.out_scale is not None:
+            out = out * self.out_scale
         skip = upscale_input(x, self.scale, self.global_skip)
         return out if skip is None else out + skip

@@ -214,12 +214,33 @@ class MixedQConv2d(QConvBase):
             w = sum(q * self.w_quant[i](self.weight) for i, q in mix)
             a = sum(q * self.a_quant[i](x) for i, q in mix)
             return self._conv(a, w)
-        n = len(self.bits)
-        xr = torch.relu(x)
-        share = 1.0 / (n + 1)
-        w = share * self.weight + (1 - share) * sum(q * self.noise[i](self.weight) for i, q in mix)
-        a = share * xr + (1 - share) * sum(q * self.noise[i](xr) for i, q in mix)
-        return self._conv(a, w)
+        return self._conv(self._noisy_mix(torch.relu(x), mix), self._noisy_mix(self.weight, mix))
+
+    def _noisy_mix(
+        self, v: torch.Tensor, mix: list[tuple[int, torch.Tensor | float]]
+    ) -> torch.Tensor:
+        """``v / (n+1) + n / (n+1) * sum_b q(b) (v + Delta_b eps)``.
+
+        The bit-width copies share one noise draw ``eps``, so with ``sum_b q(b) = 1`` the
+        mixture is ``v + n / (n+1) * (sum_b q(b) Delta_b) * eps``: one random tensor and one
+        fused multiply-add instead of one noisy copy per bit-width. Values and gradients
+        (w.r.t. ``v`` and the alphas) are those of the mixture of copies; only the noise of
+        different copies is correlated instead of independent. ``detach_noise`` keeps the
+        original code's per-copy detached noise.
+        """
+        share = 1.0 / (len(self.bits) + 1)
+        if self.noise[0].detach:
+            return share * v + (1 - share) * sum(q * self.noise[i](v) for i, q in mix)
+        with torch.no_grad():
+            span = v.max() - v.min()
+            if self.noise[0].kind == "gaussian":
+                eps = torch.randn_like(v).mul_(0.5)
+            else:
+                eps = torch.rand_like(v).sub_(0.5)
+        scale = sum(q * (span / (2 ** self.bits[i] - 1)) for i, q in mix if self.bits[i] < 32)
+        if isinstance(scale, int):  # only 32-bit candidates: no noise
+            return v
+        return v + (1 - share) * scale * eps
 
     def extra_repr(self) -> str:
         return f"{super().extra_repr()}, bits={self.bits}, mode={self.mode}"

@@ -115,7 +115,7 @@ class LSQ(Quantizer):
     def forward(self, weight: torch.Tensor) -> torch.Tensor:
         if self.full_precision:
             return weight
-        step = scale_grad(self.step, 1.0 / math.sqrt(self.qp * weight.numel()))
+        step = scale_grad(self.step, 1.0 / math.sqrt(self.qp * weight.numel())).clamp_min(1e-8)
         q = torch.clamp(weight / step, self.qn, self.qp)
         return round_ste(q) * step
 

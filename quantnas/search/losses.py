@@ -21,7 +21,8 @@ def mean_entropy(probs: Mapping[str, torch.Tensor]) -> float:
     """Mean per-layer entropy (for logging)."""
     if not probs:
         return 0.0
-    return float(sum(layer_entropy(p) for p in probs.values()) / len(probs))
+    with torch.no_grad():
+        return float(sum(layer_entropy(p.detach()) for p in probs.values()) / len(probs))
 
 
 def sparsity(

@@ -9,6 +9,7 @@ its BitOps, alpha history, plots and an atomic full-state checkpoint that resume
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from dataclasses import dataclass
@@ -27,12 +28,13 @@ from quantnas.checkpoint import (
     seed_everything,
     set_rng_state,
 )
-from quantnas.config import Config, dump
+from quantnas.config import ArchConfig, Config, dump
 from quantnas.cost import SupernetCost, network_cost
 from quantnas.data.datasets import SRTrainDataset, resolve_images
 from quantnas.engine import (
     batches,
     loader,
+    param_groups,
     select_device,
     set_threads,
     val_dataset,
@@ -76,11 +78,27 @@ def split_images(images: list, *, subsample: float, seed: int) -> tuple[list, li
     return chosen[half:], chosen[:half]
 
 
+def search_arch(cfg: Config) -> ArchConfig:
+    """The space searched: ``arch`` with ``search.c_fixed`` channels when set.
+
+    As in DARTS, the supernet may be narrower than the network trained afterwards: the
+    genotype (ops and bit-widths per layer) does not depend on the width.
+    """
+    if cfg.search.c_fixed <= 0 or cfg.search.c_fixed == cfg.arch.c_fixed:
+        return cfg.arch
+    return dataclasses.replace(cfg.arch, c_fixed=cfg.search.c_fixed)
+
+
+def search_crop(cfg: Config) -> int:
+    """LR crop of the search batches (``search.lr_crop``, else ``data.lr_crop``)."""
+    return cfg.search.lr_crop if cfg.search.lr_crop > 0 else cfg.data.lr_crop
+
+
 def build_supernet(cfg: Config) -> Supernet:
     """The supernet of a config."""
     s = cfg.search
     return Supernet(
-        cfg.arch,
+        search_arch(cfg),
         mode=s.mode,
         noise=s.noise,
         detach_noise=s.detach_noise,
@@ -108,14 +126,26 @@ class Searcher:
         self.cost = SupernetCost(self.net, lr_size=cfg.search.bitops_lr_size)
         images = resolve_images(cfg.data.train)
         w_imgs, a_imgs = split_images(images, subsample=cfg.search.search_subsample, seed=cfg.seed)
-        kw = {"scale": cfg.arch.scale, "lr_crop": cfg.data.lr_crop, "repeat": cfg.data.repeat}
+        kw = {
+            "scale": cfg.arch.scale,
+            "lr_crop": search_crop(cfg),
+            "repeat": cfg.data.repeat,
+            "min_std": cfg.data.min_patch_std,
+        }
         bs, nw = cfg.search.batch_size, cfg.data.num_workers
         self.w_loader = loader(SRTrainDataset(w_imgs, **kw), batch_size=bs, num_workers=nw)
         self.a_loader = loader(SRTrainDataset(a_imgs, **kw), batch_size=bs, num_workers=nw)
         self.val = val_dataset(cfg)
         s = cfg.search
         self.steps = s.steps_per_epoch or max(1, len(self.w_loader))
-        self.w_opt = torch.optim.Adam(self.net.weights(), lr=s.w_lr, weight_decay=s.w_weight_decay)
+        self.w_opt = torch.optim.Adam(
+            param_groups(
+                self.net.named_weights(),
+                lr=s.w_lr,
+                weight_decay=s.w_weight_decay,
+                step_lr_scale=s.step_lr_scale,
+            )
+        )
         self.a_opt = torch.optim.Adam(
             self.net.alphas(),
             lr=s.alpha_lr,
@@ -240,7 +270,7 @@ class Searcher:
         cfg = self.cfg
         val = validate(self.net, self.val, self.device)
         geno = self.net.export()
-        final = build_network(geno, cfg.arch)
+        final = build_network(geno, self.net.arch)
         bitops = network_cost(final, lr_size=cfg.search.bitops_lr_size).bitops
         probs = self.net.probabilities()
         with torch.no_grad():
@@ -260,6 +290,17 @@ class Searcher:
             self.alpha_history.setdefault(key, []).append(p.detach().tolist())
         self.history.append(row)
         self.metrics.log(row)
+        table = self.net.layer_table()
+        self.metrics.scalars(
+            {
+                f"alpha/{k}/{op}@{b}b": p[o][j]
+                for k, v in table.items()
+                for o, op in enumerate(v["ops"])
+                for j, b in enumerate(v["bits"])
+                for p in [v["probs"]]
+            },
+            epoch,
+        )
         gdir = self.run_dir / "genotypes"
         gt.save(geno, gdir / f"epoch_{epoch:03d}.json")
         gt.save(geno, self.run_dir / "last_arch.json")

@@ -24,7 +24,7 @@ from quantnas.errors import QuantNASError
 from quantnas.genotype import BLOCKS, Genotype, LayerChoice
 from quantnas.ops import build_op
 from quantnas.quant.conv import MixedQConv2d
-from quantnas.space import build_topology, check_space, layer_counts, primitives, scale_output_init
+from quantnas.space import build_topology, check_space, layer_counts, primitives
 
 TRANSFORMS = ("softmax", "gumbel", "hard_gumbel")
 
@@ -173,7 +173,6 @@ class Supernet(nn.Module):
             return layer
 
         self.net = build_topology(arch, layer_fn, self.counts)
-        scale_output_init(self.net, arch.last_layer_init)
         shapes: dict[str, tuple[int, int]] = {}
         for block in BLOCKS:
             for i in range(self.counts[block]):
