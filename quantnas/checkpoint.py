@@ -36,6 +36,7 @@ logger = logging.getLogger(__name__)
 __all__ = [
     "atomic_save",
     "atomic_write_bytes",
+    "load_state",
     "atomic_write_json",
     "atomic_write_text",
     "load_checkpoint",
@@ -332,3 +333,20 @@ def load_checkpoint(
             f"(expected a dict, found {type(obj).__name__})"
         )
     return obj
+
+
+def load_state(module: Any, state: dict, *, path: str | Path, what: str) -> None:
+    """``module.load_state_dict(state)`` with a one-line error naming the checkpoint.
+
+    Args:
+        module: The network to restore.
+        state: Its saved ``state_dict``.
+        path: The checkpoint file (for the message).
+        what: What the module is, e.g. ``"the config's supernet"``.
+
+    """
+    try:
+        module.load_state_dict(state)
+    except RuntimeError as e:
+        first = str(e).splitlines()[0]
+        raise QuantNASError(f"checkpoint {path} does not match {what} ({first})") from None

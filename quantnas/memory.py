@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -90,7 +88,3 @@ def check_memory(
 
 def _human(n: float) -> str:
     return f"{n / 1024**3:.2f} GiB" if n >= 1024**3 else f"{n / 1024**2:.3g} MiB"
-
-
-def cpu_count() -> int:
-    return os.cpu_count() or 1

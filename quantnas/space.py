@@ -174,6 +174,11 @@ def build_network(genotype: Genotype, arch: ArchConfig) -> nn.Module:
     return build_topology(arch, _final_layer_fn(genotype, arch), counts=genotype.counts())
 
 
+def picture_cells(arch: ArchConfig) -> int:
+    """Cell count to label an architecture picture with (rfdn genotypes list every cell)."""
+    return arch.body_cells if arch.space == "basic" else 1
+
+
 def set_quantized(net: nn.Module, quantized: bool) -> None:
     """Switch every :class:`QConv2d` between quantized and full precision."""
     for m in net.modules():

@@ -22,6 +22,7 @@ from quantnas.checkpoint import (
     atomic_save,
     atomic_write_text,
     load_checkpoint,
+    load_state,
     rng_state,
     seed_everything,
     set_rng_state,
@@ -42,7 +43,7 @@ from quantnas.errors import QuantNASError
 from quantnas.genotype import Genotype
 from quantnas.plots import plot_genotype, plot_training_curves
 from quantnas.runlog import MetricLogger, progress
-from quantnas.space import build_network, set_quantized
+from quantnas.space import build_network, picture_cells, set_quantized
 
 log = logging.getLogger("quantnas")
 
@@ -83,7 +84,7 @@ def load_model(
     geno = gt.from_dict(ck["genotype"], source=str(path))
     net = build_network(geno, arch)
     set_quantized(net, bool(ck.get("quantized", True)))
-    net.load_state_dict(ck["model"])
+    load_state(net, ck["model"], path=path, what="the network rebuilt from its genotype")
     return net.to(device).eval(), geno, arch
 
 
@@ -157,12 +158,7 @@ class Trainer:
         if ck["genotype"] != self.genotype.to_dict():
             raise QuantNASError(f"checkpoint {path} was trained on another genotype")
         set_quantized(self.net, bool(ck.get("quantized", True)))
-        try:
-            self.net.load_state_dict(ck["model"])
-        except RuntimeError as e:
-            raise QuantNASError(
-                f"checkpoint {path} does not match the config's network ({str(e).splitlines()[0]})"
-            ) from None
+        load_state(self.net, ck["model"], path=path, what="the config's network")
         self.opt.load_state_dict(ck["opt"])
         self.sched.load_state_dict(ck["sched"])
         set_rng_state(ck["rng"])
@@ -245,7 +241,7 @@ class Trainer:
             plot_genotype(
                 self.genotype.pairs(),
                 self.run_dir / "arch.png",
-                body_cells=self.cfg.arch.body_cells if self.cfg.arch.space == "basic" else 1,
+                body_cells=picture_cells(self.cfg.arch),
                 title="trained architecture",
             )
         self.metrics.close()

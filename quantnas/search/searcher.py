@@ -24,6 +24,7 @@ from quantnas.checkpoint import (
     atomic_write_json,
     atomic_write_text,
     load_checkpoint,
+    load_state,
     rng_state,
     seed_everything,
     set_rng_state,
@@ -47,7 +48,7 @@ from quantnas.plots import plot_alpha_evolution, plot_genotype
 from quantnas.runlog import MetricLogger, progress
 from quantnas.search.losses import hardware_penalty, mean_entropy, ramp, sparsity, temperature
 from quantnas.search.supernet import Supernet
-from quantnas.space import build_network
+from quantnas.space import build_network, picture_cells
 
 log = logging.getLogger("quantnas")
 
@@ -197,12 +198,7 @@ class Searcher:
                 f"checkpoint {path}: its alphas {ck.get('alpha_shapes')} do not match the "
                 f"search space of the config {want}"
             )
-        try:
-            self.net.load_state_dict(ck["model"])
-        except RuntimeError as e:
-            raise QuantNASError(
-                f"checkpoint {path} does not match the config's supernet ({str(e).splitlines()[0]})"
-            ) from None
+        load_state(self.net, ck["model"], path=path, what="the config's supernet")
         self.w_opt.load_state_dict(ck["w_opt"])
         self.a_opt.load_state_dict(ck["a_opt"])
         self.w_sched.load_state_dict(ck["w_sched"])
@@ -293,11 +289,10 @@ class Searcher:
         table = self.net.layer_table()
         self.metrics.scalars(
             {
-                f"alpha/{k}/{op}@{b}b": p[o][j]
+                f"alpha/{k}/{op}@{b}b": v["probs"][o][j]
                 for k, v in table.items()
                 for o, op in enumerate(v["ops"])
                 for j, b in enumerate(v["bits"])
-                for p in [v["probs"]]
             },
             epoch,
         )
@@ -336,7 +331,7 @@ class Searcher:
         plot_genotype(
             geno.pairs(),
             self.run_dir / "arch.png",
-            body_cells=self.cfg.arch.body_cells if self.cfg.arch.space == "basic" else 1,
+            body_cells=picture_cells(self.cfg.arch),
             title="searched architecture",
         )
 
