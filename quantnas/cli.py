@@ -54,6 +54,10 @@ def _load(args: argparse.Namespace, extra: list[str] | None = None):
     )
 
 
+_ACTIVE: dict[str, Path] = {}
+"""The run directory of the current command (named in the Ctrl-C hint)."""
+
+
 def _run_dir(cfg, stage: str, resume: str | None) -> Path:
     from quantnas.engine import run_dir_for
 
@@ -61,8 +65,10 @@ def _run_dir(cfg, stage: str, resume: str | None) -> Path:
         d = Path(resume)
         if not d.is_dir():
             raise QuantNASError(f"--resume: run directory {d} does not exist")
+        _ACTIVE["run_dir"] = d
         return d
     d = run_dir_for(cfg, stage)
+    _ACTIVE["run_dir"] = d
     if (d / "checkpoint.pt").exists() or (d / "state.json").exists():
         raise QuantNASError(
             f"run directory {d} already holds a run; pass --resume {d} to "
@@ -410,5 +416,12 @@ def main(argv: list[str] | None = None) -> int:
         sys.stderr.write(f"error: {e}\n")
         return 2
     except KeyboardInterrupt:
-        sys.stderr.write("interrupted; resume with --resume RUN_DIR\n")
+        run_dir = _ACTIVE.get("run_dir")
+        if args.command == "sweep":
+            hint = "rerun the same quantnas sweep command with --resume"
+        elif run_dir is not None and args.command in ("search", "train", "run"):
+            hint = f"resume with: quantnas {args.command} --resume {run_dir}"
+        else:
+            hint = "nothing to resume"
+        sys.stderr.write(f"interrupted; {hint}\n")
         return 130

@@ -141,6 +141,10 @@ class TrainConfig:
     warm_up: int = 0
     steps_per_epoch: int = 0
     step_lr_scale: float = 0.01
+    loss: str = "l1"
+    finetune_epochs: int = 0
+    finetune_loss: str = "mse"
+    ema: float = 0.0
 
 
 @dataclass
@@ -177,6 +181,8 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "search.noise": ("gaussian", "uniform"),
     "search.alpha_transform": ("softmax", "gumbel", "hard_gumbel"),
     "search.sparse_type": ("entropy", "l1", "l1_softmax", "none"),
+    "train.loss": ("l1", "mse", "charbonnier"),
+    "train.finetune_loss": ("l1", "mse", "charbonnier"),
 }
 
 
@@ -334,6 +340,13 @@ def validate(cfg: Config) -> Config:
         raise QuantNASError(
             f"config key train.warm_up: {cfg.train.warm_up} full-precision epochs leave no QAT "
             f"epoch (train.epochs={cfg.train.epochs})"
+        )
+    if not 0 <= cfg.train.ema < 1:
+        raise QuantNASError(f"config key train.ema: decay must be in [0, 1) (got {cfg.train.ema})")
+    if not 0 <= cfg.train.finetune_epochs <= cfg.train.epochs:
+        raise QuantNASError(
+            f"config key train.finetune_epochs: must be in [0, train.epochs={cfg.train.epochs}] "
+            f"(got {cfg.train.finetune_epochs})"
         )
     return cfg
 

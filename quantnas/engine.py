@@ -66,6 +66,21 @@ def param_groups(
     return groups
 
 
+def pixel_loss(name: str):
+    """The training loss ``f(sr, hr) -> scalar`` named by ``train.loss``.
+
+    ``l1`` (the SR default), ``mse`` (the PSNR objective itself; used to fine-tune at the
+    end, as RFDN does) or ``charbonnier`` (``sqrt(d^2 + 1e-6)``, a smooth L1).
+    """
+    if name == "l1":
+        return F.l1_loss
+    if name == "mse":
+        return F.mse_loss
+    if name == "charbonnier":
+        return lambda sr, hr: torch.sqrt((sr - hr).pow(2) + 1e-6).mean()
+    raise QuantNASError(f"unknown loss {name!r}; expected l1, mse or charbonnier")
+
+
 def warmup_cosine(
     optimizer: torch.optim.Optimizer, *, total_steps: int, warmup_steps: int, min_ratio: float
 ) -> torch.optim.lr_scheduler.LambdaLR:

@@ -378,3 +378,16 @@ def test_train_resume_finished_run_is_noop(capsys, trained):
     before = (run / "best.pt").stat().st_mtime_ns
     assert main(["train", "--resume", str(run)]) == 0
     assert (run / "best.pt").stat().st_mtime_ns == before
+
+
+def test_ctrl_c_names_the_run_directory(tmp_path, monkeypatch, capsys):
+    import quantnas.pipeline
+
+    def interrupted(cfg, run_dir, *, resume):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(quantnas.pipeline, "run_pipeline", interrupted)
+    rc = main(["run", f"out_dir={tmp_path}", "name=r1", *QUIET])
+    assert rc == 130
+    err = capsys.readouterr().err.strip()
+    assert err == f"interrupted; resume with: quantnas run --resume {tmp_path / 'r1'}"

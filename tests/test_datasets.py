@@ -40,7 +40,7 @@ def _find(haystack, needle):
 def test_embedded_splits_are_disjoint_rgb():
     assert not set(EMBEDDED_TRAIN) & set(EMBEDDED_VAL)
     val = embedded_images("val")
-    assert [n for n, _ in val] == ["coffee", "chelsea"]
+    assert [n for n, _ in val] == ["astronaut", "coffee", "chelsea"]
     for _, arr in val:
         assert arr.dtype == np.uint8 and arr.ndim == 3 and arr.shape[2] == 3
     with pytest.raises(QuantNASError, match="unknown embedded split 'test'"):
@@ -235,3 +235,15 @@ def test_prepare_errors(tmp_path):
         prepare_patches(tmp_path / "src", tmp_path / "out")
     with pytest.raises(QuantNASError, match="does not exist"):
         prepare_patches(tmp_path / "missing", tmp_path / "out")
+
+
+def test_embedded_name_lists():
+    from quantnas.data.datasets import EMBEDDED_ALL, embedded_names
+
+    assert embedded_names("val") == ("astronaut", "coffee", "chelsea")
+    assert embedded_names("rocket, coffee") == ("rocket", "coffee")
+    assert set(EMBEDDED_ALL) == set(embedded_names("train")) | set(embedded_names("val"))
+    imgs = resolve_images("embedded:coffee,rocket")
+    assert [n for n, _ in imgs] == ["coffee", "rocket"]
+    with pytest.raises(QuantNASError, match="unknown embedded split 'cat'.*comma-separated"):
+        resolve_images("embedded:coffee,cat")

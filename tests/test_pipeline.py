@@ -109,7 +109,7 @@ def test_run_outputs(finished):
     assert rep["bitops_32"] > 0 and rep["bitops_256"] == 64 * rep["bitops_32"]
     val = rep["sets"]["validation"]
     assert 15 < val["psnr"] < 60 and 15 < val["bicubic_psnr"] < 60
-    assert len(val["images"]) == 2  # the embedded validation photos
+    assert len(val["images"]) == 3  # the embedded validation photos
     for img in val["images"]:
         assert img["bitops"] > 0 and "bicubic_psnr" in img
         h, w = img["lr_size"]

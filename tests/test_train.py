@@ -1,4 +1,5 @@
-"""Behaviour of QAT training of a genotype (outputs, reload, resume, warm-up, quality)."""
+"""Behaviour of QAT training of a genotype (outputs, reload, resume, warm-up, losses, EMA,
+quality)."""
 
 import math
 
@@ -8,10 +9,10 @@ import torch
 from quantnas import genotype as gt
 from quantnas.checkpoint import load_checkpoint
 from quantnas.config import load_config
-from quantnas.engine import bicubic_reference, val_dataset, validate
+from quantnas.engine import bicubic_reference, pixel_loss, val_dataset, validate
 from quantnas.errors import QuantNASError
 from quantnas.space import build_network
-from quantnas.train import Trainer, load_model, train
+from quantnas.train import Trainer, ema_update, load_model, train
 
 TINY = [
     "arch.c_fixed=12",
@@ -243,3 +244,77 @@ def test_training_improves_psnr_over_bicubic(tmp_path):
     bic = bicubic_reference(val_dataset(cfg))["psnr"]
     assert res.best_psnr > psnrs[0] + 0.1, (psnrs, bic)
     assert res.best_psnr > bic, (psnrs, bic)
+
+
+def test_pixel_losses_on_a_known_pair():
+    sr = torch.tensor([0.0, 0.5, 1.0, 1.0])
+    hr = torch.tensor([0.0, 0.0, 0.0, 1.0])
+    # |d| = 0, 0.5, 1, 0
+    assert float(pixel_loss("l1")(sr, hr)) == pytest.approx(1.5 / 4)
+    assert float(pixel_loss("mse")(sr, hr)) == pytest.approx(1.25 / 4)
+    expect = (2 * 1e-3 + (0.25 + 1e-6) ** 0.5 + (1 + 1e-6) ** 0.5) / 4
+    assert float(pixel_loss("charbonnier")(sr, hr)) == pytest.approx(expect, rel=1e-6)
+    with pytest.raises(QuantNASError, match="unknown loss 'l3'"):
+        pixel_loss("l3")
+
+
+def test_ema_decay_warms_up():
+    upd = ema_update(0.99)
+    avg, new = torch.zeros(3), torch.ones(3)
+    # first update: decay min(0.99, 1/10) = 0.1 -> 90% of the way to the new weights
+    assert torch.allclose(upd(avg, new, 0), torch.full((3,), 0.9))
+    # late updates use the configured decay
+    assert torch.allclose(upd(avg, new, 10_000), torch.full((3,), 0.01))
+
+
+def test_finetune_epochs_switch_the_loss(tmp_path):
+    cfg = tiny_cfg(tmp_path, "train.epochs=3", "train.finetune_epochs=1")
+    t = Trainer(cfg, tmp_path / "f", gt.DEFAULT)
+    assert [t.loss_at(e) for e in range(3)] == [pixel_loss("l1")] * 2 + [pixel_loss("mse")]
+    t.run()
+    # MSE of [0, 1] images is far below their L1: the logged loss shows the switch
+    losses = [h["train_loss"] for h in t.history]
+    assert losses[2] < 0.5 * min(losses[:2])
+
+
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        ("train.ema=1.0", "train.ema: decay must be in"),
+        ("train.finetune_epochs=3", "train.finetune_epochs: must be in"),
+        ("train.loss=l3", "train.loss: 'l3' is not one of"),
+    ],
+)
+def test_bad_training_options_refused(tmp_path, override, message):
+    with pytest.raises(QuantNASError, match=message):
+        tiny_cfg(tmp_path, override)
+
+
+def test_ema_network_is_validated_saved_and_resumed_exactly(tmp_path):
+    cfg = tiny_cfg(tmp_path, "train.epochs=3", "train.ema=0.9")
+    full = Trainer(cfg, tmp_path / "full", gt.DEFAULT)
+    full.run()
+    # the EMA copy differs from the raw weights and is what best.pt holds
+    raw, ema = full.net.state_dict(), full.ema.module.state_dict()
+    assert any(not torch.equal(raw[k], ema[k]) for k in raw)
+    net, _, _ = load_model(tmp_path / "full" / "best.pt")
+    best_epoch = load_checkpoint(tmp_path / "full" / "best.pt")["epoch"]
+    if best_epoch == cfg.train.epochs - 1:
+        for k, v in net.state_dict().items():
+            assert torch.equal(v, ema[k]), k
+    # interrupted after one epoch and resumed: bit-identical raw and EMA weights
+    Trainer(cfg, tmp_path / "part", gt.DEFAULT).run(stop_after=1)
+    resumed = Trainer(cfg, tmp_path / "part", gt.DEFAULT)
+    assert resumed.resume()
+    resumed.run()
+    for k, v in full.ema.state_dict().items():
+        assert torch.equal(v, resumed.ema.state_dict()[k]), k
+    for k, v in raw.items():
+        assert torch.equal(v, resumed.net.state_dict()[k]), k
+
+
+def test_resume_without_ema_weights_refused(tmp_path):
+    Trainer(tiny_cfg(tmp_path), tmp_path / "r", gt.DEFAULT).run(stop_after=1)
+    t = Trainer(tiny_cfg(tmp_path, "train.epochs=3", "train.ema=0.9"), tmp_path / "r", gt.DEFAULT)
+    with pytest.raises(QuantNASError, match="no EMA weights"):
+        t.resume()
