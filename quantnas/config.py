@@ -41,6 +41,9 @@ class ArchConfig:
         output_scale: Multiply the network's output (before the global skip) by a learned
             scalar initialised to 0 (ReZero-style): training starts exactly at the global
             skip (bicubic) and no quantized conv starts with shrunken weights.
+        input_quant: How the convs that read the LR image quantize it: ``image`` (uniform
+            on ``[0, 1]``, lossless for 8-bit images at 8 bits) or ``hwgq`` (the original:
+            HWGQ like every other activation).
 
     """
 
@@ -57,6 +60,7 @@ class ArchConfig:
     bits: list[int] = field(default_factory=lambda: [4, 8])
     primitives: dict[str, list[str]] = field(default_factory=dict)
     output_scale: bool = True
+    input_quant: str = "image"
 
 
 @dataclass
@@ -177,6 +181,7 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "arch.space": ("basic", "rfdn"),
     "arch.cell_type": ("A", "B"),
     "arch.global_skip": ("none", "nearest", "bicubic"),
+    "arch.input_quant": ("image", "hwgq"),
     "search.mode": ("noise", "quant", "fp"),
     "search.noise": ("gaussian", "uniform"),
     "search.alpha_transform": ("softmax", "gumbel", "hard_gumbel"),

@@ -14,7 +14,7 @@ from quantnas.genotype import BLOCKS, Genotype
 from quantnas.models.basic import BasicSRNet, basic_channels, check_basic_counts
 from quantnas.models.rfdn import RFDNSRNet, rfdn_channels, rfdn_counts
 from quantnas.ops import build_op, check_op
-from quantnas.quant.conv import QConv2d
+from quantnas.quant.conv import QConv2d, QConvBase
 from quantnas.quant.quantizers import check_bits
 
 _SIMPLE = ["simple_1x1", "simple_3x3", "simple_5x5"]
@@ -158,7 +158,30 @@ def build_topology(arch: ArchConfig, layer_fn, counts: dict[str, int] | None = N
             global_skip=arch.global_skip,
             output_scale=arch.output_scale,
         )
+    if arch.input_quant == "image":
+        mark_image_inputs(net)
     return net
+
+
+def mark_image_inputs(net: nn.Module) -> list[QConvBase]:
+    """Switch the convs that read the LR image to :class:`ImageQuantizer` inputs.
+
+    The topology names its layers that receive the image (``image_layers()``); in each of
+    them (each candidate operation of a supernet layer) the first conv reads it.
+
+    Returns:
+        The switched convs.
+
+    """
+    switched: list[QConvBase] = []
+    for layer in net.image_layers():
+        ops = layer.ops if isinstance(getattr(layer, "ops", None), nn.ModuleList) else [layer]
+        for op in ops:
+            first = next((m for m in op.modules() if isinstance(m, QConvBase)), None)
+            if first is not None:
+                first.read_image()
+                switched.append(first)
+    return switched
 
 
 def build_network(genotype: Genotype, arch: ArchConfig) -> nn.Module:

@@ -434,3 +434,61 @@ def test_rfdn_channels_and_c_fixed_check():
     assert len(fixed) == 1 + 6 + 2  # the cell's fuse + 6 ESA convs; global fuse + fuse3
     assert sum(isinstance(m, QConv2d) and m.bits == 4 for m in net.modules()) == 9
     assert net(torch.rand(1, 3, 15, 15)).shape == (1, 3, 30, 30)
+
+
+def _image_convs(net):
+    from quantnas.quant.conv import QConvBase
+    from quantnas.quant.quantizers import ImageQuantizer
+
+    out = []
+    for name, m in net.named_modules():
+        if isinstance(m, QConvBase):
+            aq = m.a_quant[0] if isinstance(m.a_quant, nn.ModuleList) else m.a_quant
+            if isinstance(aq, ImageQuantizer):
+                out.append(name)
+    return out
+
+
+def test_only_the_first_head_conv_reads_the_image():
+    arch = ArchConfig(c_fixed=6, body_cells=1)
+    net = build_network(_geno(), arch)
+    assert _image_convs(net) == ["head.0"]
+    # the original behaviour: HWGQ everywhere
+    assert _image_convs(build_network(_geno(), ArchConfig(c_fixed=6, input_quant="hwgq"))) == []
+    # a quantized conv on an 8-bit image is then exact: compare with the unquantized input
+    conv = net.head[0]
+    x = torch.randint(0, 256, (1, 3, 5, 5)).float() / 255
+    want = F.conv2d(x, conv.w_quant(conv.weight), None, 1, 1)
+    assert torch.allclose(conv(x), want, atol=1e-6)
+
+
+def test_supernet_head_candidates_read_the_image_in_quant_mode():
+    sn = _supernet(mode="quant")
+    names = _image_convs(sn)
+    head0 = [n for n in names if n.startswith("net.head.0.")]
+    assert names == head0 and len(head0) == len(SMALL["primitives"]["head"])
+    x = torch.randint(0, 256, (1, 3, 8, 8)).float() / 255
+    assert torch.isfinite(sn(x)).all()
+
+
+@pytest.mark.parametrize("skip_mode, expect", [(True, 2), (False, 0)])
+def test_rfdn_image_layers(skip_mode, expect):
+    arch = ArchConfig(
+        space="rfdn",
+        c_fixed=12,
+        scale=2,
+        body_cells=2,
+        skip_mode=skip_mode,
+        primitives={
+            "body": ["simple_1x1", "simple_3x3"],
+            "skip": ["simple_1x1"],
+            "upsample": ["simple_1x1"],
+            "tail": ["simple_1x1"],
+        },
+    )
+    sn = Supernet(arch, mode="quant")
+    names = _image_convs(sn)
+    # first cell: distill[0] has 1 candidate, refine[0] has 2 -> 3 convs, none elsewhere
+    assert len({n.rsplit(".ops.", 1)[0] for n in names}) == expect
+    assert len(names) == (3 if expect else 0)
+    assert all(".cells.0." in n for n in names)

@@ -9,6 +9,7 @@ from quantnas.quant.quantizers import (
     HWGQ_STEPS,
     LSQ,
     SUPPORTED_BITS,
+    ImageQuantizer,
     NoiseQuantizer,
     check_bits,
 )
@@ -271,3 +272,25 @@ def test_check_bits_rejects(bad):
 def test_check_bits_rejects_scalar_non_int(bad):
     with pytest.raises(QuantNASError, match="my.key"):
         check_bits(bad, where="my.key")
+
+
+# -------------------------------------------------------------------------- image
+
+
+def test_image_quantizer_is_lossless_on_8bit_images_where_hwgq_is_not():
+    x = torch.arange(256, dtype=torch.float32) / 255.0
+    assert torch.equal(ImageQuantizer(8)(x), x)
+    # HWGQ's 8-bit step (0.0203) leaves 50 levels on [0, 1]
+    assert HWGQ(8)(x).unique().numel() == 50
+    assert ImageQuantizer(4)(x).unique().numel() == 16
+    assert HWGQ(4)(x).unique().numel() == 6
+
+
+def test_image_quantizer_hand_values_clip_and_gradient():
+    q = ImageQuantizer(2)  # levels 0, 1/3, 2/3, 1
+    x = torch.tensor([-0.5, 0.1, 0.2, 0.5, 0.9, 1.4], requires_grad=True)
+    y = q(x)
+    assert torch.allclose(y, torch.tensor([0.0, 0.0, 1 / 3, 2 / 3, 1.0, 1.0]))
+    y.sum().backward()
+    assert torch.equal(x.grad, torch.tensor([0.0, 1.0, 1.0, 1.0, 1.0, 0.0]))
+    assert torch.equal(ImageQuantizer(32)(x), torch.relu(x))

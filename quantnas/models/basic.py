@@ -107,6 +107,10 @@ class BasicSRNet(nn.Module):
         tail = layers("tail")
         self.tail = Residual(tail, 3, adq=adq) if len(tail) else nn.Identity()
 
+    def image_layers(self) -> list[nn.Module]:
+        """The layers whose input is the LR image: the first head layer."""
+        return [self.head[0]] if len(self.head) else []
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = self.tail(self.upsample(self.body(self.head(x))))
         if self.out_scale is not None:

@@ -152,6 +152,17 @@ class RFDNSRNet(nn.Module):
         )
         self.tail = Residual(layer_fn(block="tail", index=0, c_in=3, c_out=3), 3, adq=adq)
 
+    def image_layers(self) -> list[nn.Module]:
+        """The layers whose input is the (channel-repeated) LR image.
+
+        The first cell's first distillation and refinement layers; none with ADQ, whose
+        residuals normalise the input first.
+        """
+        if self.cells[0].adq:
+            return []
+        first = self.cells[0].fn
+        return [first.distill[0], first.refine[0]]
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if min(x.shape[-2:]) < MIN_LR_SIZE:
             raise QuantNASError(

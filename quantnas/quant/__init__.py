@@ -6,6 +6,7 @@ from quantnas.quant.quantizers import (
     HWGQ_STEPS,
     LSQ,
     SUPPORTED_BITS,
+    ImageQuantizer,
     NoiseQuantizer,
     Quantizer,
     check_bits,
@@ -14,6 +15,7 @@ from quantnas.quant.quantizers import (
 __all__ = [
     "HWGQ",
     "HWGQ_STEPS",
+    "ImageQuantizer",
     "LSQ",
     "SUPPORTED_BITS",
     "ConvFactory",

@@ -22,7 +22,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from quantnas.errors import QuantNASError
-from quantnas.quant.quantizers import HWGQ, LSQ, NoiseQuantizer, check_bits
+from quantnas.quant.quantizers import HWGQ, LSQ, ImageQuantizer, NoiseQuantizer, check_bits
 
 MIX_MODES = ("quant", "noise", "fp")
 
@@ -137,13 +137,18 @@ class QConv2d(QConvBase):
         """Re-initialise the LSQ step from the current weights (e.g. after FP warm-up)."""
         self.w_quant.init_from(self.weight)
 
+    def read_image(self) -> None:
+        """Quantize the input as an image in ``[0, 1]`` (:class:`ImageQuantizer`), not HWGQ."""
+        self.a_quant = ImageQuantizer(self.bits)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not self.quantized:
             return self._conv(torch.relu(x), self.weight)
         return self._conv(self.a_quant(x), self.w_quant(self.weight))
 
     def extra_repr(self) -> str:
-        return f"{super().extra_repr()}, bits={self.bits}"
+        kind = ", input=image" if isinstance(self.a_quant, ImageQuantizer) else ""
+        return f"{super().extra_repr()}, bits={self.bits}{kind}"
 
 
 class MixedQConv2d(QConvBase):
@@ -193,6 +198,13 @@ class MixedQConv2d(QConvBase):
         for lsq in self.w_quant:
             lsq.init_from(self.weight)
         self.bit_weights: torch.Tensor | None = None
+
+    def read_image(self) -> None:
+        """Quantize the input as an image in ``[0, 1]`` in ``quant`` mode (not HWGQ).
+
+        ``noise`` mode needs no change: its noise already scales with the input's range.
+        """
+        self.a_quant = nn.ModuleList(ImageQuantizer(b) for b in self.bits)
 
     def set_bit_weights(self, q: torch.Tensor | None) -> None:
         """Set the mixing weights over ``bits`` for the next forward pass."""

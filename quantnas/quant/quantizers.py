@@ -144,6 +144,23 @@ class HWGQ(Quantizer):
         return round_ste(y / self.step) * self.step
 
 
+class ImageQuantizer(Quantizer):
+    """Uniform quantizer of an input with the known range ``[0, 1]`` (the LR image).
+
+    ``round(clamp(x, 0, 1) * (2^b - 1)) / (2^b - 1)`` with a straight-through estimator. HWGQ's
+    steps are fitted to half-Gaussian activations of unit variance: on an image in
+    ``[0, 1]`` its 8-bit grid has only 50 levels and its 4-bit grid 6, while this grid keeps
+    every level of an 8-bit image and 16 at 4 bits. Used for the convs that read the image
+    (``arch.input_quant: image``); at 32 bits it is a ReLU like HWGQ.
+    """
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.full_precision:
+            return torch.relu(x)
+        n = 2**self.bits - 1
+        return round_ste(torch.clamp(x, 0.0, 1.0) * n) / n
+
+
 class NoiseQuantizer(Quantizer):
     """Pseudo-quantization noise: ``x + Delta_b * eps`` with ``Delta_b = range(x) / (2^b - 1)``.
 
