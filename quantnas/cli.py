@@ -54,21 +54,21 @@ def _load(args: argparse.Namespace, extra: list[str] | None = None):
     )
 
 
-_ACTIVE: dict[str, Path] = {}
-"""The run directory of the current command (named in the Ctrl-C hint)."""
+def _run_dir(args: argparse.Namespace, cfg, stage: str) -> Path:
+    """The command's run directory (``--resume`` or a fresh one).
 
-
-def _run_dir(cfg, stage: str, resume: str | None) -> Path:
+    It is also kept as ``args.run_dir``, which the Ctrl-C hint names.
+    """
     from quantnas.engine import run_dir_for
 
-    if resume:
-        d = Path(resume)
+    if args.resume:
+        d = Path(args.resume)
         if not d.is_dir():
             raise QuantNASError(f"--resume: run directory {d} does not exist")
-        _ACTIVE["run_dir"] = d
+        args.run_dir = d
         return d
     d = run_dir_for(cfg, stage)
-    _ACTIVE["run_dir"] = d
+    args.run_dir = d
     if (d / "checkpoint.pt").exists() or (d / "state.json").exists():
         raise QuantNASError(
             f"run directory {d} already holds a run; pass --resume {d} to "
@@ -102,7 +102,7 @@ def cmd_search(args: argparse.Namespace) -> int:
     from quantnas.search.searcher import search
 
     cfg = _load(args)
-    run_dir = _run_dir(cfg, "search", args.resume)
+    run_dir = _run_dir(args, cfg, "search")
     if args.resume:
         cfg = _resumed_config(args, run_dir)
     setup_logging(run_dir)
@@ -119,7 +119,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     extra = [f"train.genotype={args.genotype}"] if args.genotype else []
     cfg = _load(args, extra)
-    run_dir = _run_dir(cfg, "train", args.resume)
+    run_dir = _run_dir(args, cfg, "train")
     if args.resume:
         cfg = _resumed_config(args, run_dir)
     setup_logging(run_dir)
@@ -301,7 +301,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from quantnas.pipeline import run_pipeline
 
     cfg = _load(args)
-    run_dir = _run_dir(cfg, "run", args.resume)
+    run_dir = _run_dir(args, cfg, "run")
     if args.resume:
         cfg = _resumed_config(args, run_dir)
     run_pipeline(cfg, run_dir, resume=bool(args.resume))
@@ -416,7 +416,7 @@ def main(argv: list[str] | None = None) -> int:
         sys.stderr.write(f"error: {e}\n")
         return 2
     except KeyboardInterrupt:
-        run_dir = _ACTIVE.get("run_dir")
+        run_dir = getattr(args, "run_dir", None)
         if args.command == "sweep":
             hint = "rerun the same quantnas sweep command with --resume"
         elif run_dir is not None and args.command in ("search", "train", "run"):

@@ -302,6 +302,11 @@ def test_ema_network_is_validated_saved_and_resumed_exactly(tmp_path):
     if best_epoch == cfg.train.epochs - 1:
         for k, v in net.state_dict().items():
             assert torch.equal(v, ema[k]), k
+    # the recorded PSNRs are those of the EMA copy, and best.pt reproduces its score
+    val = val_dataset(cfg)
+    cpu = torch.device("cpu")
+    assert validate(full.ema.module, val, cpu)["val_psnr"] == full.history[-1]["val_psnr"]
+    assert validate(net, val, cpu)["val_psnr"] == pytest.approx(full.best["val_psnr"])
     # interrupted after one epoch and resumed: bit-identical raw and EMA weights
     Trainer(cfg, tmp_path / "part", gt.DEFAULT).run(stop_after=1)
     resumed = Trainer(cfg, tmp_path / "part", gt.DEFAULT)
