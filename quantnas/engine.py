@@ -14,6 +14,7 @@ from torch.utils.data import DataLoader
 
 from quantnas.config import Config
 from quantnas.data.datasets import SRTrainDataset, SRValDataset, resolve_images
+from quantnas.data.roles import training_images, validation_images
 from quantnas.errors import QuantNASError
 from quantnas.metrics import sr_metrics, to_uint8_image
 
@@ -125,7 +126,7 @@ def loader(dataset, *, batch_size: int, num_workers: int) -> DataLoader:
 
 def train_dataset(cfg: Config, images: list | None = None) -> SRTrainDataset:
     """The training crops dataset of a config."""
-    imgs = images if images is not None else resolve_images(cfg.data.train)
+    imgs = images if images is not None else training_images(cfg)
     return SRTrainDataset(
         imgs,
         scale=cfg.arch.scale,
@@ -147,7 +148,7 @@ def _center_crop(img, size: int):
 
 def val_dataset(cfg: Config) -> SRValDataset:
     """The validation set of a config (optionally centre-cropped to ``data.val_crop``)."""
-    hr = [(n, _center_crop(a, cfg.data.val_crop)) for n, a in resolve_images(cfg.data.val)]
+    hr = [(n, _center_crop(a, cfg.data.val_crop)) for n, a in validation_images(cfg)]
     lr = resolve_images(cfg.data.val_lr) if cfg.data.val_lr else None
     return SRValDataset(hr, scale=cfg.arch.scale, lr_images=lr)
 
