@@ -4,6 +4,7 @@ import torch.nn.functional as F
 
 from quantnas.errors import QuantNASError
 from quantnas.quant.conv import MixedQConv2d, QConv2d, conv_out_size
+from quantnas.quant.fused import draw_noise
 from quantnas.quant.quantizers import HWGQ, LSQ
 
 GEOM = dict(c_in=4, c_out=6, kernel_size=3)
@@ -141,6 +142,7 @@ def test_mixed_zero_bit_weights_are_skipped():
     for i, hw in enumerate(mixed.a_quant):
         hw.register_forward_hook(lambda m, inp, out, i=i: calls.append(("a", i)))
     mixed.set_bit_weights(torch.tensor([0.0, 0.25, 0.75]))
+    mixed.fused = False  # the plain path calls each quantizer module
     mixed(_x())
     assert sorted(calls) == [("a", 1), ("a", 2), ("w", 1), ("w", 2)]
     # shared noise: a zero-weight bit-width adds no noise (fused mixture, one shared draw)
@@ -162,10 +164,13 @@ def test_mixed_zero_bit_weights_are_skipped():
     torch.manual_seed(7)
     out = omixed(x)
     torch.manual_seed(7)
+    seed = int(torch.randint(0, 2**31 - 1, ()))  # the conv draws its noise seed like this
     c = 0.6 / (0.6 + share)
-    a = share * xr + c * (xr + (xr.max() - xr.min()) / 15 * (torch.randn_like(xr) * 0.5))
+    eps_a = draw_noise(xr, seed=seed, index=1, kind="gaussian")
+    a = share * xr + c * (xr + (xr.max() - xr.min()) / 15 * eps_a)
     w0 = omixed.weight.detach()
-    w = share * w0 + c * (w0 + (w0.max() - w0.min()) / 15 * (torch.randn_like(w0) * 0.5))
+    eps_w = draw_noise(w0, seed=seed + 1, index=1, kind="gaussian")
+    w = share * w0 + c * (w0 + (w0.max() - w0.min()) / 15 * eps_w)
     torch.testing.assert_close(out, F.conv2d(a, w, padding=1))
 
 
@@ -221,8 +226,10 @@ def test_noise_mix_statistics_independent_vs_shared():
         span = float(v.max() - v.min())
         d2, d4 = span / 3, span / 15
         pairs = [(0, p[0]), (1, p[1])]
-        mixer = conv._original_mix if mix == "original" else conv._shared_mix
-        draws = torch.stack([mixer(v, pairs, p.sum()) for _ in range(400)])
+        if mix == "original":
+            draws = torch.stack([conv._original_mix(v, pairs, p.sum(), seed=s) for s in range(400)])
+        else:
+            draws = torch.stack([conv._shared_mix(v, pairs, p.sum()) for _ in range(400)])
         var = float(draws.var(dim=0).mean())
         if mix == "original":
             want = ((0.3 / (total + f)) ** 2 * d2**2 + (0.2 / (total + f)) ** 2 * d4**2) / 4
@@ -282,3 +289,90 @@ def test_mixed_errors():
         MixedQConv2d(bits=[8, 6], **GEOM)
     with pytest.raises(QuantNASError, match="search.noise_mix"):
         MixedQConv2d(bits=[8], noise_mix="fused", **GEOM)
+
+
+# ------------------------------------------------------------- fused vs plain autograd
+def _fused_pair(mode, noise_mix="original", bits=(2, 4, 8), image=False):
+    torch.manual_seed(3)
+    fast = MixedQConv2d(bits=list(bits), mode=mode, noise_mix=noise_mix, **GEOM)
+    ref = MixedQConv2d(bits=list(bits), mode=mode, noise_mix=noise_mix, **GEOM)
+    ref.load_state_dict(fast.state_dict())
+    ref.fused = False
+    if image:
+        fast.read_image()
+        ref.read_image()
+    return fast, ref
+
+
+@pytest.mark.parametrize(
+    "mode,noise_mix,image,p",
+    [
+        ("quant", "original", False, [0.2, 0.0, 0.3]),
+        ("quant", "original", True, [0.1, 0.3, 0.2]),
+        ("quant", "original", False, None),
+        ("noise", "original", False, [0.2, 0.0, 0.3]),
+        ("noise", "original", False, [0.05, 0.25, 0.1]),
+        ("noise", "original", False, None),
+    ],
+)
+def test_fused_mixtures_match_plain_autograd(mode, noise_mix, image, p):
+    # values and gradients w.r.t. the input, the weight, the LSQ steps and the alphas
+    fast, ref = _fused_pair(mode, noise_mix, image=image)
+    grads = {}
+    for name, conv in (("fast", fast), ("ref", ref)):
+        logits = torch.tensor([0.3, -0.1, 0.2], requires_grad=True)
+        if p is not None:
+            probs = torch.softmax(logits, 0) * torch.tensor([float(v > 0) for v in p]) * 0.6
+            conv.set_bit_weights(probs)
+        x = (_x(11) * 2).requires_grad_(True)
+        if image:
+            x = torch.rand(2, 4, 6, 6, generator=torch.Generator().manual_seed(5))
+            x.requires_grad_(True)
+        torch.manual_seed(99)  # the same noise seed for both
+        out = conv(x)
+        (out * torch.linspace(-1, 1, out.numel()).view_as(out)).sum().backward()
+        grads[name] = (
+            out.detach(),
+            x.grad,
+            conv.weight.grad,
+            logits.grad,
+            [q.step.grad for q in conv.w_quant],
+        )
+    f, r = grads["fast"], grads["ref"]
+    torch.testing.assert_close(f[0], r[0], rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(f[1], r[1], rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(f[2], r[2], rtol=1e-5, atol=1e-5)
+    if p is not None:
+        torch.testing.assert_close(f[3], r[3], rtol=1e-4, atol=1e-5)
+        assert f[3].abs().sum() > 0
+    for a, b in zip(f[4], r[4], strict=True):
+        if a is None or b is None:
+            assert a is None and b is None
+        else:
+            torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+
+
+def test_fused_mixture_keeps_fewer_tensors_for_backward():
+    # the saved-tensor bytes of one quant-mode mixed conv (3 bit-widths) drop to the input,
+    # the mixed input the conv needs and the small weight-side tensors
+    from torch.autograd.graph import saved_tensors_hooks
+
+    def saved_bytes(conv):
+        total = []
+
+        def pack(t):
+            total.append(t.numel() * t.element_size())
+            return t
+
+        x = torch.randn(4, 4, 32, 32, requires_grad=True)
+        logits = torch.zeros(3, requires_grad=True)
+        conv.set_bit_weights(torch.softmax(logits, 0) * 0.5)
+        with saved_tensors_hooks(pack, lambda t: t):
+            conv(x)
+        return sum(total)
+
+    act = 4 * 4 * 32 * 32 * 4  # bytes of one input-sized tensor
+    for mode in ("quant", "noise"):
+        fast, ref = _fused_pair(mode)
+        assert saved_bytes(fast) < 2.5 * act
+        assert saved_bytes(ref) > 4 * act

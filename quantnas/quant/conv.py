@@ -22,6 +22,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from quantnas.errors import QuantNASError
+from quantnas.quant.fused import draw_noise, mixed_activation, original_noisy_mix
 from quantnas.quant.quantizers import HWGQ, LSQ, ImageQuantizer, NoiseQuantizer, check_bits
 
 MIX_MODES = ("quant", "noise", "fp")
@@ -217,6 +218,8 @@ class MixedQConv2d(QConvBase):
         for lsq in self.w_quant:
             lsq.init_from(self.weight)
         self.bit_weights: torch.Tensor | None = None
+        #: Use the memory-lean fused mixtures (False: the plain autograd reference).
+        self.fused = True
 
     def read_image(self) -> None:
         """Quantize the input as an image in ``[0, 1]`` in ``quant`` mode (not HWGQ).
@@ -248,19 +251,50 @@ class MixedQConv2d(QConvBase):
         mix, total = self._mixture()
         if self.mode == "quant":
             w = sum(p / total * self.w_quant[i](self.weight) for i, p in mix)
-            a = sum(p / total * self.a_quant[i](x) for i, p in mix)
-            return self._conv(a, w)
-        noisy = self._original_mix if self.noise_mix == "original" else self._shared_mix
-        return self._conv(noisy(torch.relu(x), mix, total), noisy(self.weight, mix, total))
+            if not self.fused:
+                return self._conv(sum(p / total * self.a_quant[i](x) for i, p in mix), w)
+            return self._conv(mixed_activation(x, self._bit_vector(mix, total), self.a_quant), w)
+        if self.noise_mix == "shared":
+            return self._conv(
+                self._shared_mix(torch.relu(x), mix, total),
+                self._shared_mix(self.weight, mix, total),
+            )
+        seed = int(torch.randint(0, 2**31 - 1, ()))
+        if not self.fused:
+            return self._conv(
+                self._original_mix(torch.relu(x), mix, total, seed=seed),
+                self._original_mix(self.weight, mix, total, seed=seed + 1),
+            )
+        share = 1.0 / (len(self.bits) + 1)
+        c = self._bit_vector(mix, total + share)
+        kw = {"share": share, "bits": self.bits, "kind": self.noise[0].kind}
+        a = original_noisy_mix(x, c, relu=True, seed=seed, **kw)
+        return self._conv(a, original_noisy_mix(self.weight, c, relu=False, seed=seed + 1, **kw))
+
+    def _bit_vector(self, mix: list[tuple[int, torch.Tensor | float]], norm) -> torch.Tensor:
+        """``p(o, b) / norm`` as one vector over ``bits`` (zeros where skipped)."""
+        if self.bit_weights is None:
+            return torch.full((len(self.bits),), 1.0 / len(self.bits)) / norm
+        return self.bit_weights / norm
 
     def _original_mix(
-        self, v: torch.Tensor, mix: list[tuple[int, torch.Tensor | float]], total
+        self, v: torch.Tensor, mix: list[tuple[int, torch.Tensor | float]], total, *, seed: int
     ) -> torch.Tensor:
-        """``f v + sum_b p(o, b) / (P + f) * sg(v + Delta_b eps_b)``, independent draws."""
+        """``f v + sum_b p(o, b) / (P + f) * sg(v + Delta_b eps_b)``, independent draws.
+
+        The straightforward autograd form of :func:`~quantnas.quant.fused.original_noisy_mix`
+        (``fused = False``), kept as its reference.
+        """
         share = 1.0 / (len(self.bits) + 1)
         out = share * v
+        with torch.no_grad():
+            span = v.max() - v.min()
         for i, p in mix:
-            out = out + p / (total + share) * self.noise[i](v).detach()
+            copy = v.detach()
+            if self.bits[i] < 32:
+                eps = draw_noise(v, seed=seed, index=i, kind=self.noise[0].kind)
+                copy = copy + span / (2 ** self.bits[i] - 1) * eps
+            out = out + p / (total + share) * copy
         return out
 
     def _shared_mix(

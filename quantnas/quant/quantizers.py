@@ -143,6 +143,20 @@ class HWGQ(Quantizer):
         y = torch.clamp(x, 0.0, self.clip)
         return round_ste(y / self.step) * self.step
 
+    @torch.no_grad()
+    def value(self, x: torch.Tensor) -> torch.Tensor:
+        """The forward value without building a graph (a new tensor)."""
+        if self.full_precision:
+            return torch.relu(x)
+        return x.clamp(0.0, self.clip).div_(self.step).round_().mul_(self.step)
+
+    @torch.no_grad()
+    def pass_mask(self, x: torch.Tensor) -> torch.Tensor:
+        """Where the straight-through gradient passes: ``x > 0`` (ReLU) or ``0 <= x <= clip``."""
+        if self.full_precision:
+            return x > 0
+        return (x >= 0) & (x <= self.clip)
+
 
 class ImageQuantizer(Quantizer):
     """Uniform quantizer of an input with the known range ``[0, 1]`` (the LR image).
@@ -159,6 +173,21 @@ class ImageQuantizer(Quantizer):
             return torch.relu(x)
         n = 2**self.bits - 1
         return round_ste(torch.clamp(x, 0.0, 1.0) * n) / n
+
+    @torch.no_grad()
+    def value(self, x: torch.Tensor) -> torch.Tensor:
+        """The forward value without building a graph (a new tensor)."""
+        if self.full_precision:
+            return torch.relu(x)
+        n = 2**self.bits - 1
+        return x.clamp(0.0, 1.0).mul_(n).round_().div_(n)
+
+    @torch.no_grad()
+    def pass_mask(self, x: torch.Tensor) -> torch.Tensor:
+        """Where the straight-through gradient passes: ``x > 0`` (ReLU) or ``0 <= x <= 1``."""
+        if self.full_precision:
+            return x > 0
+        return (x >= 0) & (x <= 1.0)
 
 
 class NoiseQuantizer(Quantizer):

@@ -1,0 +1,140 @@
+"""Memory-lean mixtures for the supernet's mixed convs (same values and gradients as the
+straightforward autograd formulas, fewer saved tensors).
+
+A candidate conv of the supernet mixes several bit-width copies of its input and weight.
+Written with autograd ops, every copy and every intermediate (clamp, round, product, sum)
+is kept for the backward pass: ``3-4 x n_bits`` activation-sized tensors per candidate conv,
+which made the RFDN-space search at batch 16 need 20 GB. These functions keep only the
+input (a tensor the graph holds anyway, shared by all candidates that read it) and
+recompute the cheap per-bit parts in the backward pass; the quantization noise is
+re-drawn from a saved seed instead of being stored.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+
+from quantnas.quant.quantizers import FULL_PRECISION
+
+
+class _MixedActivation(torch.autograd.Function):
+    """``sum_b q_b A_b(x)`` for activation quantizers ``A_b`` with straight-through masks."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, q: torch.Tensor, quantizers: Sequence) -> torch.Tensor:
+        out = None
+        for b, quant in enumerate(quantizers):
+            if q[b] == 0:
+                continue
+            term = quant.value(x).mul_(q[b])
+            out = term if out is None else out.add_(term)
+        ctx.save_for_backward(x, q)
+        ctx.quantizers = quantizers
+        return out if out is not None else torch.zeros_like(x)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):
+        x, q = ctx.saved_tensors
+        gx = torch.zeros_like(x) if ctx.needs_input_grad[0] else None
+        gq = torch.zeros_like(q) if ctx.needs_input_grad[1] else None
+        for b, quant in enumerate(ctx.quantizers):
+            if q[b] == 0:  # skipped entries get no gradient, as in the plain sum
+                continue
+            if gx is not None:
+                gx.add_(grad * quant.pass_mask(x), alpha=float(q[b]))
+            if gq is not None:
+                gq[b] = (grad * quant.value(x)).sum()
+        return gx, gq, None
+
+
+def mixed_activation(x: torch.Tensor, q: torch.Tensor, quantizers: Sequence) -> torch.Tensor:
+    """``sum_b q_b A_b(x)`` (``A_b``: HWGQ or image quantizers) keeping only ``x`` for backward.
+
+    Entries with ``q_b == 0`` are skipped (no value, no gradient). Same value and gradients
+    (w.r.t. ``x`` and ``q``) as ``sum(q[b] * quantizers[b](x))``.
+    """
+    return _MixedActivation.apply(x, q.to(x.dtype), tuple(quantizers))
+
+
+def draw_noise(like: torch.Tensor, *, seed: int, index: int, kind: str) -> torch.Tensor:
+    """The noise ``eps`` of copy ``index`` for ``seed``: ``N(0, 1/4)`` or ``U[-1/2, 1/2]``.
+
+    Drawn from a private generator, so the same ``(seed, index)`` gives the same tensor in
+    the forward and the backward pass.
+    """
+    g = torch.Generator(device=like.device).manual_seed(seed * 1009 + index)
+    if kind == "gaussian":
+        return torch.randn(like.shape, generator=g, dtype=like.dtype, device=like.device).mul_(0.5)
+    return torch.rand(like.shape, generator=g, dtype=like.dtype, device=like.device).sub_(0.5)
+
+
+class _OriginalNoisyMix(torch.autograd.Function):
+    """``f v + sum_b c_b sg(v + Delta_b eps_b)`` with ``v = relu(x)`` or ``x``."""
+
+    @staticmethod
+    def forward(ctx, x, c, share, bits, relu, kind, seed):
+        v = torch.relu(x) if relu else x
+        span = float(v.max() - v.min())
+        out = v * share
+        for b, bit in enumerate(bits):
+            if c[b] == 0:
+                continue
+            out.add_(v, alpha=float(c[b]))
+            if bit < FULL_PRECISION:
+                delta = span / (2**bit - 1)
+                eps = draw_noise(v, seed=seed, index=b, kind=kind)
+                out.add_(eps, alpha=float(c[b]) * delta)
+        ctx.save_for_backward(x, c)
+        ctx.share, ctx.bits, ctx.relu, ctx.kind, ctx.seed, ctx.span = (
+            share,
+            bits,
+            relu,
+            kind,
+            seed,
+            span,
+        )
+        return out
+
+    @staticmethod
+    def backward(ctx, grad):
+        x, c = ctx.saved_tensors
+        gx = gc = None
+        if ctx.needs_input_grad[0]:
+            gx = grad * ctx.share
+            if ctx.relu:
+                gx = gx * (x > 0)
+        if ctx.needs_input_grad[1]:
+            v = torch.relu(x) if ctx.relu else x
+            gc = torch.zeros_like(c)
+            base = (grad * v).sum()
+            for b, bit in enumerate(ctx.bits):
+                if c[b] == 0:  # skipped entries get no gradient, as in the plain sum
+                    continue
+                gc[b] = base
+                if bit < FULL_PRECISION:
+                    eps = draw_noise(v, seed=ctx.seed, index=b, kind=ctx.kind)
+                    gc[b] = gc[b] + ctx.span / (2**bit - 1) * (grad * eps).sum()
+        return gx, gc, None, None, None, None, None
+
+
+def original_noisy_mix(
+    x: torch.Tensor,
+    c: torch.Tensor,
+    *,
+    share: float,
+    bits: Sequence[int],
+    relu: bool,
+    kind: str,
+    seed: int,
+) -> torch.Tensor:
+    """The original code's noisy mixture of bit-width copies, keeping only ``x`` for backward.
+
+    ``v = relu(x)`` (inputs) or ``x`` (weights); returns
+    ``share * v + sum_b c_b * sg(v + Delta_b eps_b)`` with
+    ``Delta_b = (max v - min v) / (2^b - 1)`` (0 at 32 bits) and ``eps_b`` from
+    :func:`draw_noise`. Gradients: ``share * dv/dx`` for ``x`` (the copies are detached) and
+    ``<grad, v + Delta_b eps_b>`` for ``c_b``.
+    """
+    return _OriginalNoisyMix.apply(x, c.to(x.dtype), float(share), tuple(bits), relu, kind, seed)
