@@ -78,6 +78,8 @@ class DataConfig:
         min_patch_std: Redraw training crops flatter than this standard deviation (0-1
             scale; 0 = keep every crop).
         num_workers: DataLoader workers.
+        max_pixels: Largest image (H*W pixels) any reader decodes; checked from the file's
+            header before decoding (0 = Pillow's ``MAX_IMAGE_PIXELS``, about 89.5 M).
 
     """
 
@@ -90,6 +92,7 @@ class DataConfig:
     val_crop: int = 0
     min_patch_std: float = 0.0
     num_workers: int = 0
+    max_pixels: int = 0
 
 
 @dataclass

@@ -125,7 +125,8 @@ def loader(dataset, *, batch_size: int, num_workers: int) -> DataLoader:
 
 def train_dataset(cfg: Config, images: list | None = None) -> SRTrainDataset:
     """The training crops dataset of a config."""
-    imgs = images if images is not None else resolve_images(cfg.data.train)
+    mp = cfg.data.max_pixels
+    imgs = images if images is not None else resolve_images(cfg.data.train, max_pixels=mp)
     return SRTrainDataset(
         imgs,
         scale=cfg.arch.scale,
@@ -147,8 +148,10 @@ def _center_crop(img, size: int):
 
 def val_dataset(cfg: Config) -> SRValDataset:
     """The validation set of a config (optionally centre-cropped to ``data.val_crop``)."""
-    hr = [(n, _center_crop(a, cfg.data.val_crop)) for n, a in resolve_images(cfg.data.val)]
-    lr = resolve_images(cfg.data.val_lr) if cfg.data.val_lr else None
+    mp = cfg.data.max_pixels
+    val = resolve_images(cfg.data.val, max_pixels=mp)
+    hr = [(n, _center_crop(a, cfg.data.val_crop)) for n, a in val]
+    lr = resolve_images(cfg.data.val_lr, max_pixels=mp) if cfg.data.val_lr else None
     return SRValDataset(hr, scale=cfg.arch.scale, lr_images=lr)
 
 

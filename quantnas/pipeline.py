@@ -68,14 +68,14 @@ def preflight(cfg: Config) -> None:
 
     crop = max(cfg.data.lr_crop, search_crop(cfg))
     need = crop * cfg.arch.scale
-    imgs = resolve_images(cfg.data.train)
+    imgs = resolve_images(cfg.data.train, max_pixels=cfg.data.max_pixels)
     small = [n for n, a in imgs if min(a.shape[:2]) < need]
     if small:
         raise QuantNASError(
             f"data.train: image {small[0]!r} is smaller than the HR crop {need}x{need} "
             f"(LR crop {crop} x scale {cfg.arch.scale}); lower data.lr_crop / search.lr_crop"
         )
-    resolve_images(cfg.data.val)
+    resolve_images(cfg.data.val, max_pixels=cfg.data.max_pixels)
     net = build_supernet(cfg)
     est = check_memory(
         net,

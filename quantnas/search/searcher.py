@@ -125,7 +125,7 @@ class Searcher:
         seed_everything(cfg.seed)
         self.net = build_supernet(cfg).to(self.device)
         self.cost = SupernetCost(self.net, lr_size=cfg.search.bitops_lr_size)
-        images = resolve_images(cfg.data.train)
+        images = resolve_images(cfg.data.train, max_pixels=cfg.data.max_pixels)
         w_imgs, a_imgs = split_images(images, subsample=cfg.search.search_subsample, seed=cfg.seed)
         kw = {
             "scale": cfg.arch.scale,
