@@ -9,6 +9,7 @@ resolved config as ``config.yaml``.
 from __future__ import annotations
 
 import difflib
+import math
 import types
 import typing
 from dataclasses import asdict, dataclass, field, fields, is_dataclass
@@ -194,6 +195,59 @@ CHOICES: dict[str, tuple[str, ...]] = {
 }
 
 
+#: Numeric keys that must be > 0 (every numeric key must be finite and >= 0 unless listed
+#: in :data:`SIGNED`).
+POSITIVE: tuple[str, ...] = (
+    "arch.c_fixed",
+    "arch.scale",
+    "arch.body_cells",
+    "data.lr_crop",
+    "data.repeat",
+    "search.epochs",
+    "search.batch_size",
+    "search.temp_max",
+    "search.temp_min",
+    "search.w_lr",
+    "search.w_grad_clip",
+    "search.bitops_lr_size",
+    "train.epochs",
+    "train.batch_size",
+    "train.lr",
+    "train.grad_clip",
+)
+
+#: Numeric keys allowed to be negative (none so far).
+SIGNED: tuple[str, ...] = ()
+
+
+def _numbers(node: Any, prefix: str) -> typing.Iterator[tuple[str, Any]]:
+    """``(key, value)`` of every number in a config (dataclasses, lists, dicts)."""
+    if is_dataclass(node):
+        for f in fields(node):
+            sub = getattr(node, f.name)
+            yield from _numbers(sub, f"{prefix}{f.name}" + ("." if is_dataclass(sub) else ""))
+    elif isinstance(node, dict):
+        for k, v in node.items():
+            yield from _numbers(v, f"{prefix}.{k}")
+    elif isinstance(node, list):
+        for i, v in enumerate(node):
+            yield from _numbers(v, f"{prefix}[{i}]")
+    elif isinstance(node, (int, float)) and not isinstance(node, bool):
+        yield prefix, node
+
+
+def check_ranges(cfg: Config) -> None:
+    """Every number finite and >= 0 (> 0 for :data:`POSITIVE`), errors naming the key."""
+    for key, value in _numbers(cfg, ""):
+        if not math.isfinite(value):
+            raise QuantNASError(f"config key {key}: must be a finite number (got {value})")
+        if key in POSITIVE and value <= 0:
+            low = ">= 1" if isinstance(value, int) else "> 0"
+            raise QuantNASError(f"config key {key}: must be {low} (got {value})")
+        if value < 0 and key not in SIGNED:
+            raise QuantNASError(f"config key {key}: must be >= 0 (got {value})")
+
+
 def presets() -> list[str]:
     """Names of the presets shipped in the package."""
     root = resources.files("quantnas") / "configs"
@@ -312,6 +366,7 @@ def validate(cfg: Config) -> Config:
         value = getattr(getattr(cfg, section), name)
         if value not in options:
             raise QuantNASError(f"config key {key}: {value!r} is not one of {list(options)}")
+    check_ranges(cfg)
     from quantnas.quant.quantizers import check_bits
 
     check_bits(cfg.arch.bits, where="arch.bits")
@@ -337,6 +392,11 @@ def validate(cfg: Config) -> Config:
             raise QuantNASError(
                 f"config key arch.primitives.{key}: unknown block; expected {list(BLOCK_NAMES)}"
             )
+    if not all(0 <= b < 1 for b in cfg.search.alpha_betas) or len(cfg.search.alpha_betas) != 2:
+        raise QuantNASError(
+            f"config key search.alpha_betas: expected two numbers in [0, 1) "
+            f"(got {cfg.search.alpha_betas})"
+        )
     if not 0 < cfg.search.search_subsample <= 1:
         raise QuantNASError("config key search.search_subsample: must be in (0, 1]")
     if cfg.search.warm_up >= cfg.search.epochs and cfg.search.epochs > 0:
