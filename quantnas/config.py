@@ -19,7 +19,7 @@ from typing import Any
 
 import yaml
 
-from quantnas.errors import QuantNASError
+from quantnas.errors import QuantNASError, read_user_text
 
 BLOCK_NAMES = ("head", "body", "skip", "upsample", "tail")
 
@@ -434,7 +434,7 @@ def load_config(
         if not p.is_file():
             raise QuantNASError(f"config file {p} does not exist")
         try:
-            data = yaml.safe_load(p.read_text(encoding="utf-8")) or {}
+            data = yaml.safe_load(read_user_text(p, "config file")) or {}
         except yaml.YAMLError as e:
             raise QuantNASError(f"config file {p}: invalid YAML ({e.__class__.__name__})") from None
         merge(cfg, data, source=str(p))

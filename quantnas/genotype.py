@@ -19,7 +19,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from quantnas.errors import QuantNASError
+from quantnas.errors import QuantNASError, read_user_text
 from quantnas.ops import check_op
 from quantnas.quant.quantizers import check_bits
 
@@ -211,7 +211,7 @@ def load(path: str | Path) -> Genotype:
     p = Path(path)
     if not p.is_file():
         raise QuantNASError(f"genotype file {p} does not exist")
-    return loads(p.read_text(encoding="utf-8"), source=str(p))
+    return loads(read_user_text(p, "genotype file"), source=str(p))
 
 
 def save(genotype: Genotype, path: str | Path) -> Path:

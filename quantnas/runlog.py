@@ -155,6 +155,8 @@ def progress(
 
 def _plain(value: Any) -> Any:
     """Convert numpy/torch scalars and paths to plain JSON values."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None  # strict JSON: no NaN/Infinity
     if value is None or isinstance(value, (bool, int, float, str)):
         return value
     if isinstance(value, (list, tuple)):
@@ -162,7 +164,7 @@ def _plain(value: Any) -> Any:
     if isinstance(value, Mapping):
         return {str(k): _plain(v) for k, v in value.items()}
     try:
-        return _json_default(value)
+        return _plain(_json_default(value))
     except TypeError:
         return str(value)
 

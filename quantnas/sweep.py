@@ -12,6 +12,7 @@ import csv
 import io
 import json
 import logging
+import math
 from pathlib import Path
 
 from quantnas.checkpoint import atomic_write_json, atomic_write_text
@@ -101,8 +102,8 @@ def run_sweep(
 
     if repeats < 1:
         raise QuantNASError(f"-r/--repeats must be >= 1 (got {repeats})")
-    if any(p < 0 for p in penalties):
-        raise QuantNASError("-v/--values: penalties must be >= 0")
+    if any(not math.isfinite(p) or p < 0 for p in penalties):
+        raise QuantNASError(f"-v/--values: penalties must be finite numbers >= 0 (got {penalties})")
     sweep_dir = Path(cfg.out_dir) / name
     if sweep_dir.exists() and any(sweep_dir.iterdir()) and not resume:
         raise QuantNASError(

@@ -18,7 +18,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from quantnas.data.bicubic import downscale_uint8
 from quantnas.data.images import list_images, load_rgb
-from quantnas.errors import QuantNASError
+from quantnas.errors import QuantNASError, read_user_text
 
 __all__ = [
     "EMBEDDED_ALL",
@@ -320,7 +320,7 @@ def _read_yaml(path: Path) -> dict:
     if not path.is_file():
         raise QuantNASError(f"benchmark sets file {path} does not exist")
     try:
-        data = yaml.safe_load(path.read_text())
+        data = yaml.safe_load(read_user_text(path, "benchmark sets file"))
     except yaml.YAMLError as exc:
         first = str(exc).replace("\n", " ")
         raise QuantNASError(f"{path}: malformed YAML ({first})") from exc

@@ -103,9 +103,7 @@ def _read_png16(path: Path, colour_type: int) -> np.ndarray:
     stride = width * bpp
     expected = height * (stride + 1)
     # Bounded: never inflate more than the header's image size (zlib bombs in IDAT).
-    raw = np.frombuffer(
-        zlib.decompressobj().decompress(_png_idat(data), expected), dtype=np.uint8
-    )
+    raw = np.frombuffer(zlib.decompressobj().decompress(_png_idat(data), expected), dtype=np.uint8)
     if raw.size < expected:
         raise ValueError("truncated PNG image data")
     rows = raw[: height * (stride + 1)].reshape(height, stride + 1)
@@ -145,7 +143,7 @@ def _open_pillow(path: Path, max_pixels: int) -> Image.Image:
                 Image.MAX_IMAGE_PIXELS = max_pixels
             img = Image.open(path)
     except Image.DecompressionBombError as exc:
-        raise _Refused(str(exc)) from exc
+        raise _RefusedError(str(exc)) from exc
     finally:
         Image.MAX_IMAGE_PIXELS = saved
     width, height = img.size
@@ -157,7 +155,7 @@ def _open_pillow(path: Path, max_pixels: int) -> Image.Image:
     return img
 
 
-class _Refused(Exception):
+class _RefusedError(Exception):
     """Pillow refused an image as a decompression bomb (no fallback decoder is tried)."""
 
 
@@ -196,10 +194,9 @@ def _read_raw(path: Path, max_pixels: int) -> np.ndarray:
         return _read_with_pillow(path, max_pixels)
     except QuantNASError:
         raise
-    except _Refused as exc:
+    except _RefusedError as exc:
         raise QuantNASError(
-            f"image {path} exceeds the pixel limit ({exc}); raise data.max_pixels if it is "
-            "genuine"
+            f"image {path} exceeds the pixel limit ({exc}); raise data.max_pixels if it is genuine"
         ) from None
     except MemoryError:
         raise QuantNASError(f"image {path}: not enough memory to decode it") from None
