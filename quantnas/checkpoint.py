@@ -16,6 +16,7 @@ this check. Files written with arbitrary Python objects can still be read by pas
 from __future__ import annotations
 
 import contextlib
+import io
 import json
 import logging
 import math
@@ -130,6 +131,12 @@ def _atomic_open(path: str | Path, mode: str = "wb") -> Iterator[IO[Any]]:
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, dest)
+    except OSError as exc:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        if exc.filename is None:  # e.g. ENOSPC from write(): name the file being written
+            raise OSError(exc.errno, exc.strerror or str(exc), str(dest)) from exc
+        raise
     except BaseException:
         with contextlib.suppress(OSError):
             tmp.unlink()
@@ -153,8 +160,11 @@ def atomic_save(obj: Any, path: str | Path) -> Path:
 
     """
     dest = Path(path)
+    buffer = io.BytesIO()
+    # Serialised first: torch.save hides write errors (a full disk) in a RuntimeError.
+    torch.save(obj, buffer)
     with _atomic_open(dest, "wb") as handle:
-        torch.save(obj, handle)
+        handle.write(buffer.getbuffer())
     return dest
 
 
