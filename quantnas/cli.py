@@ -91,7 +91,8 @@ def _run_dir(args: argparse.Namespace, cfg, stage: str) -> Path:
         return d
     d = run_dir_for(cfg, stage)
     args.run_dir = d
-    if d.is_dir() and any(d.iterdir()):
+    # A folder holding only the log of a run that failed before its first write is reused.
+    if d.is_dir() and any(p.name != "log.txt" for p in d.iterdir()):
         if not any((d / m).exists() for m in RUN_MARKERS):
             raise QuantNASError(
                 f"{d} exists and is not a quantnas run directory; choose another name=... "
@@ -109,7 +110,7 @@ def _run_dir(args: argparse.Namespace, cfg, stage: str) -> Path:
 
 
 #: Files a run directory of search/train/run starts with (``--restart`` only deletes those).
-RUN_MARKERS = ("config.yaml", "log.txt", "state.json", "checkpoint.pt")
+RUN_MARKERS = ("config.yaml", "state.json", "checkpoint.pt", "search", "train")
 
 
 def _resumed_config(args: argparse.Namespace, run_dir: Path):
@@ -491,7 +492,9 @@ def build_parser() -> argparse.ArgumentParser:
 def _environment_error(e: OSError | MemoryError, args: argparse.Namespace) -> str:
     """One line for a failure of the machine rather than of the input (disk, memory)."""
     run_dir = getattr(args, "run_dir", None)
-    resumable = run_dir is not None and args.command in ("search", "train", "run")
+    resumable = (
+        run_dir is not None and args.command in ("search", "train", "run") and run_dir.is_dir()
+    )
     hint = f"; fix it, then resume with: quantnas {args.command} --resume {run_dir}"
     if isinstance(e, MemoryError):
         return "out of memory" + (hint if resumable else "; use smaller sizes or batches")
@@ -499,6 +502,8 @@ def _environment_error(e: OSError | MemoryError, args: argparse.Namespace) -> st
     what = e.strerror or str(e) or type(e).__name__
     if e.errno == errno.ENOSPC:
         what = "no space left on the device"
+    elif e.errno in (errno.ENOTDIR, errno.EEXIST):
+        what = f"{what} (expected a folder there, or a path whose parents are folders)"
     return f"{where}{what}" + (hint if resumable else "")
 
 

@@ -120,10 +120,11 @@ def run_pipeline(cfg: Config, run_dir: Path, *, resume: bool = False) -> dict:
 
     run_dir.mkdir(parents=True, exist_ok=True)
     setup_logging(run_dir)
-    atomic_write_text(run_dir / "config.yaml", dump(cfg))
     state = RunState(run_dir)
     if not state.done("search"):
-        preflight(cfg)
+        preflight(cfg)  # before the first file of the run: bad data leaves no run behind
+    atomic_write_text(run_dir / "config.yaml", dump(cfg))
+    if not state.done("search"):
         with _stage(state, "search") as t:
             res = search(cfg, run_dir / "search", resume=resume)
             state.finish("search", time.time() - t.t0, best_epoch=res.best_epoch)

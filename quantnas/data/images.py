@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import warnings
 import zlib
 from pathlib import Path
 
@@ -132,18 +131,14 @@ def _read_with_imageio(path: Path, max_pixels: int) -> np.ndarray:
 def _open_pillow(path: Path, max_pixels: int) -> Image.Image:
     """``Image.open`` (header only) with the pixel limit checked before any decoding.
 
-    Pillow's own bomb check (twice ``MAX_IMAGE_PIXELS``) is lifted to ``max_pixels``
-    when that is larger, so one limit rules every path.
+    Pillow's own bomb check (a warning above ``MAX_IMAGE_PIXELS``, an error above twice
+    that) is replaced by the check against ``max_pixels`` here, so one limit, with one
+    message, rules every path.
     """
     saved = Image.MAX_IMAGE_PIXELS
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            if saved is not None and max_pixels > saved:
-                Image.MAX_IMAGE_PIXELS = max_pixels
-            img = Image.open(path)
-    except Image.DecompressionBombError as exc:
-        raise _RefusedError(str(exc)) from exc
+        Image.MAX_IMAGE_PIXELS = None  # Image.open only parses the header
+        img = Image.open(path)
     finally:
         Image.MAX_IMAGE_PIXELS = saved
     width, height = img.size
@@ -153,10 +148,6 @@ def _open_pillow(path: Path, max_pixels: int) -> Image.Image:
         img.close()
         raise
     return img
-
-
-class _RefusedError(Exception):
-    """Pillow refused an image as a decompression bomb (no fallback decoder is tried)."""
 
 
 def _read_with_pillow(path: Path, max_pixels: int) -> np.ndarray:
@@ -194,10 +185,6 @@ def _read_raw(path: Path, max_pixels: int) -> np.ndarray:
         return _read_with_pillow(path, max_pixels)
     except QuantNASError:
         raise
-    except _RefusedError as exc:
-        raise QuantNASError(
-            f"image {path} exceeds the pixel limit ({exc}); raise data.max_pixels if it is genuine"
-        ) from None
     except MemoryError:
         raise QuantNASError(f"image {path}: not enough memory to decode it") from None
     except Exception as exc:  # Pillow/imageio raise OSError, SyntaxError, ValueError, ...
