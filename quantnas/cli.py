@@ -510,7 +510,10 @@ def _environment_error(e: OSError | MemoryError, args: argparse.Namespace) -> st
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``quantnas`` command."""
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as e:  # --help, --version, or a one-line usage error (status 2)
+        return e.code if isinstance(e.code, int) else 2
     try:
         return int(args.func(args) or 0)
     except QuantNASError as e:

@@ -414,9 +414,7 @@ def test_prepare_refuses_a_non_empty_output(tmp_path, capsys):
     ],
 )
 def test_bad_argument_values(args, flag, capsys):
-    with pytest.raises(SystemExit) as exc:
-        main(args)
-    one_error(exc.value.code, capsys, flag, "positive integer")
+    one_error(main(args), capsys, flag, "positive integer")
 
 
 def test_non_utf8_genotype_and_config_files(tmp_path, capsys):
