@@ -98,6 +98,11 @@ def _run_dir(args: argparse.Namespace, cfg, stage: str) -> Path:
                 f"{d} exists and is not a quantnas run directory; choose another name=... "
                 "or out_dir=..."
             )
+        if args.restart and not _written_by_quantnas(d / "config.yaml"):
+            raise QuantNASError(
+                f"--restart: {d} has no quantnas config.yaml, so it is not deleted; remove it "
+                "yourself or choose another name=..."
+            )
         if not args.restart:
             raise QuantNASError(
                 f"run directory {d} already holds a run (finished or not); continue it with: "
@@ -107,6 +112,17 @@ def _run_dir(args: argparse.Namespace, cfg, stage: str) -> Path:
         log.warning("--restart: discarding the run in %s", d)
         shutil.rmtree(d)
     return d
+
+
+def _written_by_quantnas(config_file: Path) -> bool:
+    """Whether ``config_file`` is a config quantnas dumped (guards ``--restart``'s delete)."""
+    import yaml
+
+    try:
+        data = yaml.safe_load(config_file.read_text(encoding="utf-8"))
+    except (OSError, ValueError, yaml.YAMLError, RecursionError):
+        return False
+    return isinstance(data, dict) and {"arch", "data", "search", "train"} <= set(data)
 
 
 #: Files a run directory of search/train/run starts with (``--restart`` only deletes those).
@@ -125,7 +141,7 @@ def _resumed_config(args: argparse.Namespace, run_dir: Path):
         return _load(args)
     try:
         data = yaml.safe_load(read_user_text(saved, "saved config"))
-    except yaml.YAMLError as e:
+    except (yaml.YAMLError, RecursionError) as e:
         raise QuantNASError(
             f"saved config {saved} is corrupt (invalid YAML: {e.__class__.__name__}); restore "
             "it or start again with --restart"

@@ -347,7 +347,7 @@ def apply_override(cfg: Config, override: str) -> None:
     key = key.strip()
     try:
         value = yaml.safe_load(raw) if raw.strip() else ""
-    except yaml.YAMLError:
+    except (yaml.YAMLError, RecursionError):
         value = raw
     node: dict = {}
     cursor = node
@@ -435,7 +435,7 @@ def load_config(
             raise QuantNASError(f"config file {p} does not exist")
         try:
             data = yaml.safe_load(read_user_text(p, "config file")) or {}
-        except yaml.YAMLError as e:
+        except (yaml.YAMLError, RecursionError) as e:
             raise QuantNASError(f"config file {p}: invalid YAML ({e.__class__.__name__})") from None
         merge(cfg, data, source=str(p))
     for o in overrides or []:

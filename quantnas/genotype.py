@@ -202,6 +202,8 @@ def loads(text: str, *, source: str = "genotype") -> Genotype:
             data = json.loads(stripped)
         except json.JSONDecodeError as e:
             raise QuantNASError(f"{source}: invalid JSON ({e.msg}, line {e.lineno})") from None
+        except RecursionError:
+            raise QuantNASError(f"{source}: invalid JSON (nested too deeply)") from None
         return from_dict(data, source=source)
     return parse_text(stripped, source=source)
 

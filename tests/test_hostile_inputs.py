@@ -559,3 +559,23 @@ def test_atomic_files_get_umask_mode_and_stale_tmp_removed(tmp_path, capsys):
     stale.write_bytes(b"partial")
     assert main(["train", "--resume", str(run)]) == 0  # finished: a no-op that cleans up
     assert not stale.exists()
+
+
+# ------------------------------------------------- further cases found on the way
+def test_deeply_nested_genotype_and_config(tmp_path, capsys):
+    deep = tmp_path / "deep.json"
+    deep.write_text('{"a":' * 100_000 + "1" + "}" * 100_000)
+    one_error(main(["info", str(deep)]), capsys, str(deep), "nested too deeply")
+    cfg = tmp_path / "deep.yaml"
+    cfg.write_text("arch: " + "[" * 100_000 + "]" * 100_000)
+    one_error(main(["config", "--config", str(cfg)]), capsys, str(cfg), "invalid YAML")
+
+
+def test_restart_never_deletes_a_folder_quantnas_did_not_write(tmp_path, capsys):
+    mine = tmp_path / "x"
+    mine.mkdir()
+    (mine / "config.yaml").write_text("my: own settings\n")
+    (mine / "checkpoint.pt").write_bytes(b"precious")
+    code = main(["train", f"out_dir={tmp_path}", "name=x", *TINY, "--restart"])
+    one_error(code, capsys, "not deleted")
+    assert (mine / "checkpoint.pt").read_bytes() == b"precious"

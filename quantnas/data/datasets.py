@@ -321,7 +321,7 @@ def _read_yaml(path: Path) -> dict:
         raise QuantNASError(f"benchmark sets file {path} does not exist")
     try:
         data = yaml.safe_load(read_user_text(path, "benchmark sets file"))
-    except yaml.YAMLError as exc:
+    except (yaml.YAMLError, RecursionError) as exc:
         first = str(exc).replace("\n", " ")
         raise QuantNASError(f"{path}: malformed YAML ({first})") from exc
     if not isinstance(data, dict) or not data:
