@@ -27,6 +27,9 @@ BLOCKS: tuple[str, ...] = ("head", "body", "skip", "upsample", "tail")
 FORMAT = "quantnas-genotype"
 VERSION = 1
 SPACES = ("basic", "rfdn")
+#: Most layers one block may hold (searched genotypes have a handful; a genotype file with
+#: hundreds of thousands would build a network for minutes and exhaust memory).
+MAX_LAYERS = 256
 
 
 @dataclass(frozen=True)
@@ -65,6 +68,10 @@ class Genotype:
         full = {b: tuple(self.blocks.get(b, ())) for b in BLOCKS}
         object.__setattr__(self, "blocks", full)
         for block, layers in full.items():
+            if len(layers) > MAX_LAYERS:
+                raise QuantNASError(
+                    f"genotype {block}: {len(layers)} layers; expected at most {MAX_LAYERS}"
+                )
             for i, layer in enumerate(layers):
                 check_op(layer.op, where=f"genotype {block}[{i}]")
                 check_bits(layer.bits, where=f"genotype {block}[{i}] bits")

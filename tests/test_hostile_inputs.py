@@ -579,3 +579,13 @@ def test_restart_never_deletes_a_folder_quantnas_did_not_write(tmp_path, capsys)
     code = main(["train", f"out_dir={tmp_path}", "name=x", *TINY, "--restart"])
     one_error(code, capsys, "not deleted")
     assert (mine / "checkpoint.pt").read_bytes() == b"precious"
+
+
+def test_genotype_with_huge_blocks_refused(tmp_path, capsys):
+    from quantnas import genotype as gt
+
+    path = tmp_path / "huge.json"
+    data = gt.DEFAULT.to_dict()
+    data["blocks"]["head"] = [{"op": "simple_3x3", "bits": 8}] * 200_000
+    path.write_text(json.dumps(data))
+    one_error(main(["info", str(path)]), capsys, "head", "200000 layers", "at most")
