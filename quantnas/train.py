@@ -89,10 +89,37 @@ def load_model(
     require_keys(ck, ("genotype", "arch", "model"), path=path, what="a trained network")
     arch = merge(ArchConfig(), ck["arch"], source=str(path))
     geno = gt.from_dict(ck["genotype"], source=str(path))
+    _check_shapes(geno, arch, ck["model"], path)
     net = build_network(geno, arch)
     set_quantized(net, bool(ck.get("quantized", True)))
     load_state(net, ck["model"], path=path, what="the network rebuilt from its genotype")
     return net.to(device).eval(), geno, arch
+
+
+def _check_shapes(geno: Genotype, arch: ArchConfig, state: object, path: str | Path) -> None:
+    """Compare the network a checkpoint describes with its weights, allocating nothing.
+
+    The network is built on PyTorch's ``meta`` device, so an ``arch`` claiming, say,
+    100000 channels is refused instead of allocating terabytes.
+    """
+    try:
+        with torch.device("meta"):
+            want = {k: tuple(v.shape) for k, v in build_network(geno, arch).state_dict().items()}
+    except QuantNASError:
+        raise
+    except Exception as e:  # noqa: BLE001 - a bad arch makes layer constructors raise anything
+        raise QuantNASError(
+            f"checkpoint {path}: its arch {asdict(arch)} is invalid ({e})"
+        ) from None
+    if not isinstance(state, dict):
+        raise QuantNASError(f"checkpoint {path}: 'model' is not a state dict")
+    have = {k: tuple(v.shape) for k, v in state.items() if isinstance(v, torch.Tensor)}
+    for key, shape in want.items():
+        if have.get(key) != shape:
+            raise QuantNASError(
+                f"checkpoint {path} does not match the network its arch and genotype describe "
+                f"({key}: expected shape {shape}, found {have.get(key)})"
+            )
 
 
 def ema_update(decay: float):

@@ -589,3 +589,22 @@ def test_genotype_with_huge_blocks_refused(tmp_path, capsys):
     data["blocks"]["head"] = [{"op": "simple_3x3", "bits": 8}] * 200_000
     path.write_text(json.dumps(data))
     one_error(main(["info", str(path)]), capsys, "head", "200000 layers", "at most")
+
+
+def test_checkpoint_arch_claiming_huge_network_refused_without_allocating(tmp_path, capsys):
+    import resource
+
+    from quantnas import genotype as gt
+    from quantnas.config import ArchConfig
+    from quantnas.space import build_network
+    from quantnas.train import model_payload
+
+    arch = ArchConfig(c_fixed=8, body_cells=1)
+    ck = model_payload(build_network(gt.DEFAULT, arch), gt.DEFAULT, arch)
+    ck["arch"]["c_fixed"] = 100_000  # a 1.9 TB network, claimed by a few kilobytes
+    path = tmp_path / "claim.pt"
+    torch.save(ck, path)
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    code = main(["eval", "--model", str(path), "--data", "embedded:val"])
+    one_error(code, capsys, str(path), "does not match", "head.0.weight")
+    assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before < 200 * 1024  # KiB
