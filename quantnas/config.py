@@ -19,7 +19,11 @@ from typing import Any
 
 import yaml
 
+from quantnas.cost import PENALTY_COSTS
 from quantnas.errors import QuantNASError, read_user_text
+from quantnas.quant.conv import MIX_MODES, NOISE_MIXES
+from quantnas.quant.quantizers import NoiseQuantizer
+from quantnas.search.losses import SPARSE_RAMPS, SPARSE_TYPES
 
 BLOCK_NAMES = ("head", "body", "skip", "upsample", "tail")
 
@@ -69,8 +73,13 @@ class DataConfig:
     """Training/validation data.
 
     Attributes:
-        train: ``embedded:train`` or a folder of HR images/patches.
-        val: ``embedded:val`` or a folder of HR images.
+        train: ``embedded:train`` (or ``embedded:NAME,...``) or a folder of HR images or
+            patches.
+        val: Validation images, which choose the search's best epoch and the training's
+            best checkpoint: ``auto`` (``embedded:val`` when training on embedded photos,
+            else ``holdout``), ``holdout`` (a fixed ``val_holdout`` share of the training
+            images, taken out of training and logged), ``embedded:...`` or a folder.
+        val_holdout: Share of the training images held out with ``val=holdout``.
         val_lr: Optional folder of LR images matching ``val``.
         benchmarks: Optional YAML file ``{name: {hr: dir, lr: dir}}`` evaluated at the end.
         lr_crop: LR patch size of training crops (HR = lr_crop * scale).
@@ -85,7 +94,8 @@ class DataConfig:
     """
 
     train: str = "embedded:train"
-    val: str = "embedded:val"
+    val: str = "auto"
+    val_holdout: float = 0.1
     val_lr: str | None = None
     benchmarks: str | None = None
     lr_crop: int = 24
@@ -112,7 +122,7 @@ class SearchConfig:
     search_subsample: float = 1.0
     mode: str = "noise"
     noise: str = "gaussian"
-    detach_noise: bool = False
+    noise_mix: str = "original"
     alpha_transform: str = "softmax"
     temp_max: float = 1.0
     temp_min: float = 0.1
@@ -126,7 +136,9 @@ class SearchConfig:
     alpha_weight_decay: float = 0.0
     sparse_type: str = "entropy"
     sparse_coef: float = 1e-3
+    sparse_ramp: str = "original"
     penalty: float = 0.0
+    penalty_cost: str = "bitops"
     bitops_lr_size: int = 32
     steps_per_epoch: int = 0
     c_fixed: int = 0
@@ -186,10 +198,13 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "arch.cell_type": ("A", "B"),
     "arch.global_skip": ("none", "nearest", "bicubic"),
     "arch.input_quant": ("image", "hwgq"),
-    "search.mode": ("noise", "quant", "fp"),
-    "search.noise": ("gaussian", "uniform"),
+    "search.mode": MIX_MODES,
+    "search.noise": NoiseQuantizer.KINDS,
+    "search.noise_mix": NOISE_MIXES,
     "search.alpha_transform": ("softmax", "gumbel", "hard_gumbel"),
-    "search.sparse_type": ("entropy", "l1", "l1_softmax", "none"),
+    "search.sparse_type": SPARSE_TYPES,
+    "search.sparse_ramp": SPARSE_RAMPS,
+    "search.penalty_cost": PENALTY_COSTS,
     "train.loss": ("l1", "mse", "charbonnier"),
     "train.finetune_loss": ("l1", "mse", "charbonnier"),
 }
@@ -213,7 +228,6 @@ POSITIVE: tuple[str, ...] = (
     "train.epochs",
     "train.batch_size",
     "train.lr",
-    "train.grad_clip",
 )
 
 #: Numeric keys allowed to be negative (none so far).
@@ -396,6 +410,10 @@ def validate(cfg: Config) -> Config:
         raise QuantNASError(
             f"config key search.alpha_betas: expected two numbers in [0, 1) "
             f"(got {cfg.search.alpha_betas})"
+        )
+    if not 0 < cfg.data.val_holdout < 1:
+        raise QuantNASError(
+            f"config key data.val_holdout: must be in (0, 1) (got {cfg.data.val_holdout})"
         )
     if not 0 < cfg.search.search_subsample <= 1:
         raise QuantNASError("config key search.search_subsample: must be in (0, 1]")

@@ -21,7 +21,11 @@ from dataclasses import asdict, dataclass, field
 import torch
 from torch import nn
 
+from quantnas.errors import QuantNASError
 from quantnas.quant.conv import MixedQConv2d, QConv2d, QConvBase
+
+#: What the search's hardware penalty measures (``search.penalty_cost``).
+PENALTY_COSTS = ("bitops", "linear_bits")
 
 
 def _hw(lr_size: int | tuple[int, int]) -> tuple[int, int]:
@@ -183,8 +187,8 @@ class SupernetCost:
             else:
                 bits = conv.bits if isinstance(conv, QConv2d) else 32
                 fixed += m * bits * bits
-        bits = torch.tensor([float(b) for b in supernet.bits], dtype=torch.float64)
-        self.bit_cost = bits * bits
+        self.bits = torch.tensor([float(b) for b in supernet.bits], dtype=torch.float64)
+        self.bit_cost = self.bits * self.bits
         self.macs = {k: torch.tensor(v, dtype=torch.float64) for k, v in macs.items()}
         self.fixed_bitops = float(fixed)
 
@@ -200,3 +204,31 @@ class SupernetCost:
         for key, p in probs.items():
             total = total + self.layer_bitops(key, p)
         return total
+
+    def expected_linear_bits(self, probs: Mapping[str, torch.Tensor]) -> torch.Tensor:
+        """The original code's penalty cost: ``sum p(o, b) * MACs_o * b`` over the searchable
+        layers only (linear in the bit-width, fixed layers left out).
+        """
+        device = next(iter(probs.values())).device if probs else torch.device("cpu")
+        total = torch.zeros((), dtype=torch.float64, device=device)
+        for key, p in probs.items():
+            table = self.macs[key].to(p.device)[:, None] * self.bits.to(p.device)[None]
+            total = total + (p.double() * table).sum()
+        return total
+
+    def penalty_cost(self, probs: Mapping[str, torch.Tensor], kind: str) -> torch.Tensor:
+        """The quantity the hardware penalty normalises and weights (``search.penalty_cost``).
+
+        Args:
+            probs: Per-layer ``(n_ops, n_bits)`` probabilities.
+            kind: ``bitops`` (``MACs * b_w * b_a`` with the fixed layers, what reports
+                show) or ``linear_bits`` (the original's :meth:`expected_linear_bits`).
+
+        """
+        if kind == "bitops":
+            return self.expected_bitops(probs)
+        if kind == "linear_bits":
+            return self.expected_linear_bits(probs)
+        raise QuantNASError(
+            f"search.penalty_cost {kind!r} unknown; expected one of {PENALTY_COSTS}"
+        )

@@ -14,6 +14,7 @@ from torch.utils.data import DataLoader
 
 from quantnas.config import Config
 from quantnas.data.datasets import SRTrainDataset, SRValDataset, resolve_images
+from quantnas.data.roles import training_images, validation_images
 from quantnas.errors import QuantNASError
 from quantnas.metrics import sr_metrics, to_uint8_image
 
@@ -149,8 +150,7 @@ def loader(dataset, *, batch_size: int, num_workers: int) -> DataLoader:
 
 def train_dataset(cfg: Config, images: list | None = None) -> SRTrainDataset:
     """The training crops dataset of a config."""
-    mp = cfg.data.max_pixels
-    imgs = images if images is not None else resolve_images(cfg.data.train, max_pixels=mp)
+    imgs = images if images is not None else training_images(cfg)
     return SRTrainDataset(
         imgs,
         scale=cfg.arch.scale,
@@ -172,9 +172,8 @@ def _center_crop(img, size: int):
 
 def val_dataset(cfg: Config) -> SRValDataset:
     """The validation set of a config (optionally centre-cropped to ``data.val_crop``)."""
+    hr = [(n, _center_crop(a, cfg.data.val_crop)) for n, a in validation_images(cfg)]
     mp = cfg.data.max_pixels
-    val = resolve_images(cfg.data.val, max_pixels=mp)
-    hr = [(n, _center_crop(a, cfg.data.val_crop)) for n, a in val]
     lr = resolve_images(cfg.data.val_lr, max_pixels=mp) if cfg.data.val_lr else None
     return SRValDataset(hr, scale=cfg.arch.scale, lr_images=lr)
 

@@ -12,7 +12,12 @@ supernet's candidates (``MixedQConv2d``). Channel plans (they decide BitOps):
 * ``conv_Kx1_1xK``: (K,1) conv ``c_in -> c_fixed`` then (1,K) conv ``c_fixed -> c_out``.
 * ``growthG_KxK``: KxK ``c_in -> c_fixed*G`` then KxK ``-> c_out``.
 * ``decenc_KxK_R``: KxK ``c_in -> c_fixed/R``, KxK ``c_fixed/R -> c_fixed/R``, KxK ``-> c_out``.
-* ``DWS_KxK``: depthwise KxK ``c_in -> c_in`` then 1x1 ``-> c_out``.
+* ``decenc_KxK_R_g3``: the same with every conv grouped by 3.
+* ``DWS_KxK``: the original code's layer of that name (its ``K`` is ignored there too):
+  1x1 ``c_in -> 4 c_in`` then grouped 1x1 (``groups = c_in``) ``-> c_out``; needs
+  ``c_in == c_out``.
+* ``dwsep_KxK``: depthwise-separable (a quantnas op): depthwise KxK ``c_in -> c_in`` then
+  1x1 ``-> c_out``.
 * ``skip_connect``: identity (needs ``c_in == c_out``); ``zero``: zeros.
 """
 
@@ -125,21 +130,33 @@ def _growth(k: int, g: int) -> OpFactory:
     return make
 
 
-def _decenc(k: int, r: int) -> OpFactory:
+def _decenc(k: int, r: int, groups: int = 1) -> OpFactory:
     def make(*, c_in: int, c_out: int, c_fixed: int, conv: ConvFactory) -> nn.Module:
         if c_fixed % r:
             raise QuantNASError(f"c_fixed={c_fixed} is not divisible by the reduction {r}")
         mid = c_fixed // r
         return nn.Sequential(
-            conv(c_in=c_in, c_out=mid, kernel_size=k),
-            conv(c_in=mid, c_out=mid, kernel_size=k),
-            conv(c_in=mid, c_out=c_out, kernel_size=k),
+            conv(c_in=c_in, c_out=mid, kernel_size=k, groups=groups),
+            conv(c_in=mid, c_out=mid, kernel_size=k, groups=groups),
+            conv(c_in=mid, c_out=c_out, kernel_size=k, groups=groups),
         )
 
     return make
 
 
-def _dws(k: int) -> OpFactory:
+def _dws_original() -> OpFactory:
+    def make(*, c_in: int, c_out: int, c_fixed: int, conv: ConvFactory) -> nn.Module:
+        if c_in != c_out:
+            raise QuantNASError("DWS needs c_in == c_out")
+        return nn.Sequential(
+            conv(c_in=c_in, c_out=4 * c_in, kernel_size=1),
+            conv(c_in=4 * c_in, c_out=c_out, kernel_size=1, groups=c_in),
+        )
+
+    return make
+
+
+def _dwsep(k: int) -> OpFactory:
     def make(*, c_in: int, c_out: int, c_fixed: int, conv: ConvFactory) -> nn.Module:
         return nn.Sequential(
             conv(c_in=c_in, c_out=c_in, kernel_size=k, groups=c_in),
@@ -170,12 +187,14 @@ def _register_catalogue() -> None:
     register_op("simple_5x5_d2", _simple(5, dilation=2))
     for k in (3, 5, 7):
         register_op(f"conv_{k}x1_1x{k}", _factorized(k))
-        register_op(f"DWS_{k}x{k}", _dws(k))
+        register_op(f"DWS_{k}x{k}", _dws_original())
+        register_op(f"dwsep_{k}x{k}", _dwsep(k))
     for k in (1, 3, 5):
         for g in (1, 2, 3):
             register_op(f"growth{g}_{k}x{k}", _growth(k, g))
         for r in (2, 4):
             register_op(f"decenc_{k}x{k}_{r}", _decenc(k, r))
+            register_op(f"decenc_{k}x{k}_{r}_g3", _decenc(k, r, groups=3))
     register_op("skip_connect", _skip)
     register_op("zero", _zero)
 

@@ -68,20 +68,20 @@ class RunState:
 
 def preflight(cfg: Config) -> None:
     """Fail fast on bad data, an impossible space or too little memory, before computing."""
-    from quantnas.data.datasets import resolve_images
+    from quantnas.data.roles import training_images, validation_images
     from quantnas.memory import check_memory
     from quantnas.search.searcher import build_supernet, search_crop
 
     crop = max(cfg.data.lr_crop, search_crop(cfg))
     need = crop * cfg.arch.scale
-    imgs = resolve_images(cfg.data.train, max_pixels=cfg.data.max_pixels)
+    imgs = training_images(cfg)
     small = [n for n, a in imgs if min(a.shape[:2]) < need]
     if small:
         raise QuantNASError(
             f"data.train: image {small[0]!r} is smaller than the HR crop {need}x{need} "
             f"(LR crop {crop} x scale {cfg.arch.scale}); lower data.lr_crop / search.lr_crop"
         )
-    resolve_images(cfg.data.val, max_pixels=cfg.data.max_pixels)
+    validation_images(cfg)
     net = build_supernet(cfg)
     est = check_memory(
         net,

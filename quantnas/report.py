@@ -32,6 +32,11 @@ def eval_sets(cfg: Config) -> dict[str, SRValDataset]:
     return sets
 
 
+def set_role(name: str) -> str:
+    """The role of an evaluated set: ``validation`` (it chose the checkpoint) or ``test``."""
+    return "validation" if name == "validation" else "test"
+
+
 def _per_image_bitops(net: torch.nn.Module, rows: list[dict]) -> None:
     cache: dict[tuple[int, int], int] = {}
     for row in rows:
@@ -69,6 +74,7 @@ def evaluate_run(cfg: Config, run_dir: Path) -> dict:
             row["bicubic_psnr"], row["bicubic_ssim"] = brow["psnr"], brow["ssim"]
         _per_image_bitops(net, res["images"])
         out["sets"][name] = {
+            "role": set_role(name),
             "psnr": res["psnr"],
             "ssim": res["ssim"],
             "bicubic_psnr": bic["psnr"],
@@ -106,11 +112,13 @@ def summary_table(report: dict) -> str:
         f"time       : search {report['seconds'].get('search', 0):.0f} s, train "
         f"{report['seconds'].get('train', 0):.0f} s, eval {report['seconds'].get('eval', 0):.0f} s",
         "",
-        f"{'set':14s} {'PSNR':>8s} {'bicubic':>8s} {'gain':>7s} {'SSIM':>7s} {'bicubic':>8s}",
+        f"{'set':14s} {'role':10s} {'PSNR':>8s} {'bicubic':>8s} {'gain':>7s} {'SSIM':>7s} "
+        f"{'bicubic':>8s}",
     ]
     for name, s in report["sets"].items():
         lines.append(
-            f"{name:14s} {s['psnr']:8.2f} {s['bicubic_psnr']:8.2f} "
+            f"{name:14s} {s.get('role', set_role(name)):10s} "
+            f"{s['psnr']:8.2f} {s['bicubic_psnr']:8.2f} "
             f"{s['psnr'] - s['bicubic_psnr']:+7.2f} {s['ssim']:7.4f} "
             f"{s['bicubic_ssim']:8.4f}"
         )
@@ -159,12 +167,15 @@ def write_report(cfg: Config, run_dir: Path, state: dict) -> dict:
         f"\nParams {c32['params']:,}; weights {c32['size_bytes'] / 1024:.1f} KiB at their "
         f"bit-widths.\n",
         "## Quality (Y channel, border = scale)\n",
-        "| set | PSNR | bicubic PSNR | SSIM | bicubic SSIM |",
-        "|---|---|---|---|---|",
+        "Validation chose the search's best epoch and the best checkpoint; test sets chose "
+        "nothing.\n",
+        "| set | role | PSNR | bicubic PSNR | SSIM | bicubic SSIM |",
+        "|---|---|---|---|---|---|",
     ]
     for name, s in ev["sets"].items():
         md.append(
-            f"| {name} | {s['psnr']:.2f} | {s['bicubic_psnr']:.2f} | {s['ssim']:.4f} | "
+            f"| {name} | {s.get('role', set_role(name))} | {s['psnr']:.2f} | "
+            f"{s['bicubic_psnr']:.2f} | {s['ssim']:.4f} | "
             f"{s['bicubic_ssim']:.4f} |"
         )
     md += [

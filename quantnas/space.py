@@ -32,7 +32,7 @@ DEFAULT_PRIMITIVES: dict[str, dict[str, list[str]]] = {
             "simple_3x3_grouped_3",
             "decenc_3x3_2",
             "conv_3x1_1x3",
-            "DWS_3x3",
+            "dwsep_3x3",
             "simple_3x3_d2",
         ],
         "skip": ["simple_1x1", "simple_3x3", "simple_1x1_grouped_3", "decenc_3x3_2"],

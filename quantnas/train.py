@@ -272,7 +272,8 @@ class Trainer:
             self.opt.zero_grad(set_to_none=True)
             loss = loss_fn(self.net(lr.to(self.device)), hr.to(self.device))
             loss.backward()
-            torch.nn.utils.clip_grad_norm_(self.net.parameters(), self.cfg.train.grad_clip)
+            if self.cfg.train.grad_clip > 0:
+                torch.nn.utils.clip_grad_norm_(self.net.parameters(), self.cfg.train.grad_clip)
             self.opt.step()
             self.sched.step()
             if self.ema is not None:

@@ -54,7 +54,7 @@ def test_default_instances_are_independent():
         ("search.penalty=2", "search", "penalty", 2.0),
         ("search.w_lr=1.0e-4", "search", "w_lr", 1e-4),
         ("arch.skip_mode=false", "arch", "skip_mode", False),
-        ("search.detach_noise=true", "search", "detach_noise", True),
+        ("search.noise_mix=shared", "search", "noise_mix", "shared"),
         ("arch.bits=[2, 4, 8]", "arch", "bits", [2, 4, 8]),
         ("search.alpha_betas=[0.9, 1]", "search", "alpha_betas", [0.9, 1.0]),
         (
@@ -155,7 +155,7 @@ def test_override_needs_equals():
 @pytest.mark.parametrize(
     "override,match",
     [
-        ("search.mode=foo", r"search.mode: 'foo' is not one of \['noise', 'quant', 'fp'\]"),
+        ("search.mode=foo", r"search.mode: 'foo' is not one of \['quant', 'noise', 'fp'\]"),
         ("arch.space=big", "arch.space"),
         ("search.alpha_transform=gumble", "search.alpha_transform"),
         ("arch.bits=[4, 6]", "arch.bits"),

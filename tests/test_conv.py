@@ -143,8 +143,8 @@ def test_mixed_zero_bit_weights_are_skipped():
     mixed.set_bit_weights(torch.tensor([0.0, 0.25, 0.75]))
     mixed(_x())
     assert sorted(calls) == [("a", 1), ("a", 2), ("w", 1), ("w", 2)]
-    # noise mode: a zero-weight bit-width adds no noise (fused mixture, one shared draw)
-    nmixed = MixedQConv2d(bits=[2, 4, 8], mode="noise", **GEOM)
+    # shared noise: a zero-weight bit-width adds no noise (fused mixture, one shared draw)
+    nmixed = MixedQConv2d(bits=[2, 4, 8], mode="noise", noise_mix="shared", **GEOM)
     nmixed.set_bit_weights(torch.tensor([0.0, 1.0, 0.0]))
     x = _x()
     torch.manual_seed(123)
@@ -156,64 +156,116 @@ def test_mixed_zero_bit_weights_are_skipped():
     w0 = nmixed.weight.detach()
     w = w0 + (1 - share) * (w0.max() - w0.min()) / 15 * (torch.randn_like(w0) * 0.5)
     torch.testing.assert_close(out, F.conv2d(a, w, padding=1))
+    # original noise: f v + p / (P + f) (v + Delta eps), one draw per non-zero bit-width
+    omixed = MixedQConv2d(bits=[2, 4, 8], mode="noise", noise_mix="original", **GEOM)
+    omixed.set_bit_weights(torch.tensor([0.0, 0.6, 0.0]))
+    torch.manual_seed(7)
+    out = omixed(x)
+    torch.manual_seed(7)
+    c = 0.6 / (0.6 + share)
+    a = share * xr + c * (xr + (xr.max() - xr.min()) / 15 * (torch.randn_like(xr) * 0.5))
+    w0 = omixed.weight.detach()
+    w = share * w0 + c * (w0 + (w0.max() - w0.min()) / 15 * (torch.randn_like(w0) * 0.5))
+    torch.testing.assert_close(out, F.conv2d(a, w, padding=1))
+
+
+def _clean_weight(p: list[float]) -> float:
+    """Weight on the clean tensor in the original noise mix: ``f + P / (P + f)``."""
+    f = 1 / (len(p) + 1)
+    return f + sum(p) / (sum(p) + f)
 
 
 def test_mixed_noise_8bit_close_to_fp_conv():
     torch.manual_seed(0)
-    mixed = MixedQConv2d(bits=[8], mode="noise", **GEOM)
     x = _x(4)
-    fp = F.conv2d(torch.relu(x), mixed.weight, padding=1)
-    out = mixed(x)
-    rel = (out - fp).norm() / fp.norm()
-    assert 0 < rel.item() < 0.02  # noisy (not identical), but tiny at 8 bits
-    # 2-bit noise is much larger
-    mixed2 = MixedQConv2d(bits=[2], mode="noise", **GEOM)
-    with torch.no_grad():
-        mixed2.weight.copy_(mixed.weight)
-    rel2 = (mixed2(x) - fp).norm() / fp.norm()
-    assert rel2.item() > 5 * rel.item()
+    for mix, gain in (("shared", 1.0), ("original", _clean_weight([1.0]) ** 2)):
+        mixed = MixedQConv2d(bits=[8], mode="noise", noise_mix=mix, **GEOM)
+        fp = gain * F.conv2d(torch.relu(x), mixed.weight, padding=1)
+        out = mixed(x)
+        rel = (out - fp).norm() / fp.norm()
+        assert 0 < rel.item() < 0.02, mix  # noisy (not identical), but tiny at 8 bits
+        # 2-bit noise is much larger
+        mixed2 = MixedQConv2d(bits=[2], mode="noise", noise_mix=mix, **GEOM)
+        with torch.no_grad():
+            mixed2.weight.copy_(mixed.weight)
+        rel2 = (mixed2(x) - fp).norm() / fp.norm()
+        assert rel2.item() > 5 * rel.item(), mix
 
 
-def test_mixed_noise_mean_matches_formula():
-    # with n bits, W_mix = W/(n+1) + n/(n+1) sum_b q(b) (W + noise_b): E[W_mix] = W
+@pytest.mark.parametrize("noise_mix", ["shared", "original"])
+def test_mixed_noise_mean_matches_formula(noise_mix):
+    # shared: E[v_mix] = v. original: E[v_mix] = (f + P / (P + f)) v, here 1/3 + 3/4 for the
+    # default uniform p = [1/2, 1/2]; weight and input noise are independent, so the mean
+    # output is the conv of the means
     torch.manual_seed(0)
-    mixed = MixedQConv2d(bits=[2, 4], mode="noise", noise="uniform", **GEOM)
+    mixed = MixedQConv2d(bits=[2, 4], mode="noise", noise="uniform", noise_mix=noise_mix, **GEOM)
     x = _x(5, shape=(1, 4, 5, 5))
-    fp = F.conv2d(torch.relu(x), mixed.weight, padding=1)
+    gain = 1.0 if noise_mix == "shared" else _clean_weight([0.5, 0.5]) ** 2
+    fp = gain * F.conv2d(torch.relu(x), mixed.weight, padding=1)
     with torch.no_grad():
         outs = torch.stack([mixed(x) for _ in range(200)])
     torch.testing.assert_close(outs.mean(0), fp, atol=0.05 * fp.abs().max().item(), rtol=0)
 
 
-def test_mixed_noise_differentiable_wrt_bit_weights_and_weight():
+def test_noise_mix_statistics_independent_vs_shared():
+    # noise variance of the mixed weight, for p = (0.3, 0.2) over bits (2, 4) (P = 0.5,
+    # f = 1/3), gaussian eps ~ N(0, 1/4):
+    #   original: sum_b (p_b / (P + f))^2 Delta_b^2 / 4   (independent draws)
+    #   shared:   ((1 - f) sum_b (p_b / P) Delta_b)^2 / 4  (one draw)
     torch.manual_seed(0)
-    for detach in (False, True):
-        mixed = MixedQConv2d(bits=[2, 8], mode="noise", detach_noise=detach, **GEOM)
-        logits = torch.tensor([0.1, 0.4], requires_grad=True)
-        mixed.set_bit_weights(torch.softmax(logits, 0))
-        x = _x(6).requires_grad_(True)
-        mixed(x).square().mean().backward()
-        assert logits.grad is not None and logits.grad.abs().sum() > 0
-        assert mixed.weight.grad is not None and mixed.weight.grad.abs().sum() > 0
-        assert x.grad is not None and x.grad.abs().sum() > 0
+    p = torch.tensor([0.3, 0.2])
+    f, total = 1 / 3, 0.5
+    for mix in ("original", "shared"):
+        conv = MixedQConv2d(bits=[2, 4], mode="noise", noise_mix=mix, **GEOM)
+        v = conv.weight.detach()
+        span = float(v.max() - v.min())
+        d2, d4 = span / 3, span / 15
+        pairs = [(0, p[0]), (1, p[1])]
+        mixer = conv._original_mix if mix == "original" else conv._shared_mix
+        draws = torch.stack([mixer(v, pairs, p.sum()) for _ in range(400)])
+        var = float(draws.var(dim=0).mean())
+        if mix == "original":
+            want = ((0.3 / (total + f)) ** 2 * d2**2 + (0.2 / (total + f)) ** 2 * d4**2) / 4
+        else:
+            want = ((1 - f) * (0.6 * d2 + 0.4 * d4)) ** 2 / 4
+        assert var == pytest.approx(want, rel=0.1), mix
+        mean = draws.mean(dim=0)
+        clean = f + total / (total + f) if mix == "original" else 1.0
+        torch.testing.assert_close(mean, clean * v, atol=4 * (want / 400) ** 0.5, rtol=0)
 
 
-def test_mixed_noise_detach_only_fp_share_carries_weight_gradient():
-    # with detached copies, dL/dW comes only through the W/(n+1) share (the input mix is
-    # itself slightly noisy at 8 bits, hence the tolerance)
+@pytest.mark.parametrize("noise_mix", ["shared", "original"])
+def test_mixed_noise_differentiable_wrt_bit_weights_and_weight(noise_mix):
     torch.manual_seed(0)
-    mixed = MixedQConv2d(bits=[8], mode="noise", detach_noise=True, **GEOM)
+    mixed = MixedQConv2d(bits=[2, 8], mode="noise", noise_mix=noise_mix, **GEOM)
+    logits = torch.tensor([0.1, 0.4], requires_grad=True)
+    mixed.set_bit_weights(torch.softmax(logits, 0) * 0.5)
+    x = _x(6).requires_grad_(True)
+    mixed(x).square().mean().backward()
+    assert logits.grad is not None and logits.grad.abs().sum() > 0
+    assert mixed.weight.grad is not None and mixed.weight.grad.abs().sum() > 0
+    assert x.grad is not None and x.grad.abs().sum() > 0
+
+
+def test_mixed_noise_original_only_fp_share_carries_weight_gradient():
+    # original: the copies are detached, so dL/dW comes only through f W = W / 2 (one
+    # bit-width); the input mix is (f + P / (P + f)) relu(x) plus small 8-bit noise
+    torch.manual_seed(0)
+    mixed = MixedQConv2d(bits=[8], mode="noise", noise_mix="original", **GEOM)
+    mixed.set_bit_weights(torch.tensor([1.0]))
     x = _x(7)
     mixed(x).sum().backward()
     ref_w = mixed.weight.detach().clone().requires_grad_(True)
-    F.conv2d(torch.relu(x), ref_w, padding=1).sum().backward()
+    F.conv2d(_clean_weight([1.0]) * torch.relu(x), ref_w, padding=1).sum().backward()
     torch.testing.assert_close(mixed.weight.grad, 0.5 * ref_w.grad, rtol=0.02, atol=1e-3)
-    # without detaching, the noisy copy carries the other half
-    full = MixedQConv2d(bits=[8], mode="noise", detach_noise=False, **GEOM)
+    # shared: nothing detached, the whole gradient reaches W
+    full = MixedQConv2d(bits=[8], mode="noise", noise_mix="shared", **GEOM)
     with torch.no_grad():
         full.weight.copy_(mixed.weight)
     full(x).sum().backward()
-    torch.testing.assert_close(full.weight.grad, ref_w.grad, rtol=0.02, atol=1e-3)
+    ref2 = mixed.weight.detach().clone().requires_grad_(True)
+    F.conv2d(torch.relu(x), ref2, padding=1).sum().backward()
+    torch.testing.assert_close(full.weight.grad, ref2.grad, rtol=0.02, atol=1e-3)
 
 
 def test_mixed_fp_mode_is_conv_of_relu():
@@ -228,3 +280,5 @@ def test_mixed_errors():
         MixedQConv2d(bits=[8], mode="bogus", **GEOM)
     with pytest.raises(QuantNASError, match="search bits"):
         MixedQConv2d(bits=[8, 6], **GEOM)
+    with pytest.raises(QuantNASError, match="search.noise_mix"):
+        MixedQConv2d(bits=[8], noise_mix="fused", **GEOM)

@@ -10,7 +10,7 @@ from quantnas.models import BasicSRNet, Residual
 from quantnas.models.basic import basic_channels
 from quantnas.models.blocks import ParallelSum, upscale_input
 from quantnas.models.rfdn import MIN_LR_SIZE, rfdn_channels
-from quantnas.quant.conv import QConv2d
+from quantnas.quant.conv import MixedQConv2d, QConv2d
 from quantnas.search.supernet import Alphas, MixedLayer, Supernet
 from quantnas.space import build_network, set_quantized
 
@@ -252,12 +252,24 @@ def test_supernet_forward_backward():
     if sn.net.out_scale is not None:
         # ReZero output scale: the network starts exactly at its global skip, so alphas get
         # no gradient before the first weight step moves the scale off zero
-        torch.testing.assert_close(out, sn.net(x) * 0 + upscale_input(x, 2, "bicubic"))
+        torch.testing.assert_close(out, upscale_input(x, 2, "bicubic"))
         with torch.no_grad():
             sn.net.out_scale.fill_(1.0)
         out = sn(x)
     out.abs().mean().backward()
     assert all(a.grad is not None and a.grad.abs().sum() > 0 for a in sn.alphas())
+
+
+def test_supernet_distribution_lives_for_one_forward_pass():
+    # the (op, bit) distribution is set for one forward pass and cleared afterwards, so the
+    # inner network run on its own cannot silently reuse the previous step's distribution
+    sn = _supernet()
+    sn(torch.rand(1, 3, 6, 6))
+    assert all(layer.probs is None for layer in sn.mixed_layers())
+    convs = [m for m in sn.modules() if isinstance(m, MixedQConv2d)]
+    assert convs and all(c.bit_weights is None for c in convs)
+    with pytest.raises(RuntimeError, match="probabilities not set"):
+        sn.net(torch.rand(1, 3, 6, 6))
 
 
 def test_export_argmax():
@@ -351,22 +363,30 @@ def test_gumbel_sampling_frequencies_follow_softmax():
     torch.testing.assert_close(counts / 3000, torch.softmax(logits, 0), atol=0.03, rtol=0)
 
 
+def _seen_probs(sn: Supernet, x: torch.Tensor) -> list[torch.Tensor]:
+    seen = []
+    hooks = [
+        layer.register_forward_pre_hook(lambda m, inp: seen.append(m.probs))
+        for layer in sn.mixed_layers()
+    ]
+    sn(x)
+    for h in hooks:
+        h.remove()
+    assert len(seen) == len(sn.mixed_layers())
+    return seen
+
+
 def test_hard_gumbel_supernet_training_mode_is_one_hot():
     sn = _supernet(transform="hard_gumbel")
     sn.train()
     x = torch.rand(1, 3, 6, 6)
-    sn(x)
-    for layer in sn.mixed_layers():
-        p = layer.probs
+    for p in _seen_probs(sn, x):
         assert p.sum().item() == pytest.approx(1.0)
         assert int((p == 1.0).sum()) == 1 and int((p == 0.0).sum()) == p.numel() - 1
     # eval mode uses the deterministic softmax
     sn.eval()
-    sn(x)
-    for layer in sn.mixed_layers():
-        torch.testing.assert_close(
-            layer.probs, torch.full_like(layer.probs, 1.0 / layer.probs.numel())
-        )
+    for p in _seen_probs(sn, x):
+        torch.testing.assert_close(p, torch.full_like(p, 1.0 / p.numel()))
 
 
 def test_unknown_transform():
@@ -431,7 +451,7 @@ def test_rfdn_channels_and_c_fixed_check():
         build_network(g, ArchConfig(space="rfdn", c_fixed=16, body_cells=1))
     net = build_network(g, ArchConfig(space="rfdn", c_fixed=12, scale=2, body_cells=1))
     fixed = [m for m in net.modules() if isinstance(m, QConv2d) and m.bits == 8]
-    assert len(fixed) == 1 + 6 + 2  # the cell's fuse + 6 ESA convs; global fuse + fuse3
+    assert len(fixed) == 1 + 7 + 2  # the cell's fuse + 7 ESA convs; global fuse + fuse3
     assert sum(isinstance(m, QConv2d) and m.bits == 4 for m in net.modules()) == 9
     assert net(torch.rand(1, 3, 15, 15)).shape == (1, 3, 30, 30)
 

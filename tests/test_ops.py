@@ -36,7 +36,12 @@ def test_every_op_maps_shape(name):
 
 
 @pytest.mark.parametrize(
-    "name", [n for n in available_ops() if n not in ("skip_connect",) and "grouped_full" not in n]
+    "name",
+    [
+        n
+        for n in available_ops()
+        if n not in ("skip_connect",) and "grouped_full" not in n and not n.startswith("DWS_")
+    ],
 )
 def test_every_op_maps_channels_in_to_out(name):
     op = build_op(name, c_in=12, c_out=24, c_fixed=12, conv=CONV8)
@@ -102,9 +107,24 @@ def test_decenc_needs_divisible_c_fixed():
         build_op("decenc_3x3_4", c_in=6, c_out=12, c_fixed=18, conv=CONV8, where="skip[0]")
 
 
-def test_channel_plan_dws_3x3():
-    op = build_op("DWS_3x3", c_in=6, c_out=12, c_fixed=18, conv=CONV8)
+def test_channel_plan_dwsep_3x3():
+    op = build_op("dwsep_3x3", c_in=6, c_out=12, c_fixed=18, conv=CONV8)
     assert _plan(op) == [(6, 6, (3, 3), 6), (6, 12, (1, 1), 1)]
+
+
+@pytest.mark.parametrize("name", ["DWS_3x3", "DWS_5x5"])
+def test_channel_plan_dws_original(name):
+    # the original code's DWS: 1x1 c -> 4c, then 1x1 grouped by c back to c; its KxK is unused
+    op = build_op(name, c_in=6, c_out=6, c_fixed=18, conv=CONV8)
+    assert _plan(op) == [(6, 24, (1, 1), 1), (24, 6, (1, 1), 6)]
+    assert sum(c.macs_per_pixel() for c in _convs(op)) == 6 * 24 + 24 * 6 // 6
+    with pytest.raises(QuantNASError, match="DWS needs c_in == c_out"):
+        build_op(name, c_in=6, c_out=12, c_fixed=18, conv=CONV8)
+
+
+def test_channel_plan_decenc_grouped_3():
+    op = build_op("decenc_5x5_2_g3", c_in=36, c_out=36, c_fixed=36, conv=CONV8)
+    assert _plan(op) == [(36, 18, (5, 5), 3), (18, 18, (5, 5), 3), (18, 36, (5, 5), 3)]
 
 
 def test_channel_plan_grouped():

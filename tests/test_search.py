@@ -230,8 +230,8 @@ def test_gumbel_transforms_and_temperature(tmp_path, transform):
 
 # ----------------------------------------------------------------------------- losses
 @pytest.mark.parametrize("epochs,warm_up", [(20, 9), (4, 1), (3, 1), (10, 0), (9, 4)])
-def test_ramp_schedule(epochs, warm_up):
-    vals = [losses.ramp(e, epochs=epochs, warm_up=warm_up) for e in range(epochs)]
+def test_ramp_schedule_linear(epochs, warm_up):
+    vals = [losses.ramp(e, epochs=epochs, warm_up=warm_up, shape="linear") for e in range(epochs)]
     remaining = epochs - warm_up
     for e in range(warm_up):
         assert vals[e] == 0.0
@@ -246,12 +246,35 @@ def test_ramp_schedule(epochs, warm_up):
         assert any(0.0 < v < 1.0 for v in vals)
 
 
-def test_ramp_original_defaults_values():
+def test_ramp_linear_values():
     # 20 epochs, warm-up 9: 11 alpha epochs, zero for the first 2.75 of them
-    vals = [losses.ramp(e, epochs=20, warm_up=9) for e in range(20)]
+    vals = [losses.ramp(e, epochs=20, warm_up=9, shape="linear") for e in range(20)]
     assert vals[:12] == [0.0] * 12
     assert vals[12] == pytest.approx(0.25 / 7.25)
     assert vals[19] == 1.0
+    # the linear ramp also applies to the l1 types
+    assert losses.ramp(12, epochs=20, warm_up=9, shape="linear", kind="l1") == vals[12]
+
+
+def test_ramp_original_values():
+    # SparseCrit.update of the original: r = 11 alpha epochs, q = r // 4 = 2,
+    # weight = (e / 10) * log_10(e - 2 + 2) for e = epoch - 9 >= 2
+    vals = [losses.ramp(e, epochs=20, warm_up=9) for e in range(20)]
+    assert vals[:11] == [0.0] * 11
+    assert vals[11] == pytest.approx(0.2 * math.log10(2))  # 0.0602
+    assert vals[12] == pytest.approx(0.3 * math.log10(3))  # 0.1431
+    assert vals[15] == pytest.approx(0.6 * math.log10(6))
+    assert vals[19] == pytest.approx(1.0)
+    assert all(b >= a for a, b in zip(vals, vals[1:], strict=False))
+    # 4 epochs, warm-up 1: r = 3, q = 0: e / 2 * log_4(e + 2)
+    assert [losses.ramp(e, epochs=4, warm_up=1) for e in range(4)] == pytest.approx(
+        [0.0, 0.0, 0.5 * math.log(3, 4), 1.0]
+    )
+    # the original ramps only the entropy; l1 and l1_softmax have weight 1 throughout
+    for kind in ("l1", "l1_softmax"):
+        assert losses.ramp(9, epochs=20, warm_up=9, kind=kind) == 1.0
+    with pytest.raises(QuantNASError, match="sparse_ramp"):
+        losses.ramp(0, epochs=2, warm_up=1, shape="cubic")
 
 
 def test_temperature_endpoints():
@@ -278,13 +301,17 @@ def test_sparsity_kinds():
     assert float(losses.layer_entropy(probs["a.0"])) == pytest.approx(math.log(8), rel=1e-6)
     assert losses.mean_entropy(probs) == pytest.approx((math.log(8) + h_p) / 2, rel=1e-6)
     assert float(losses.sparsity("l1", probs, logits)) == pytest.approx(3.75)
+    # the original's l1_softmax: the L1 norm of exp(alpha), on the raw logits
     l1s = losses.sparsity("l1_softmax", probs, logits)
-    assert float(l1s) == pytest.approx(2 * (1 - 1 / 8) + 2 * (1 - 0.7), rel=1e-6)
+    want = math.exp(1.0) + math.exp(-2.0) + math.exp(0.5) + math.exp(-0.25)
+    assert float(l1s) == pytest.approx(want, rel=1e-6)  # 5.2811
+    l1h = losses.sparsity("l1_onehot", probs, logits)
+    assert float(l1h) == pytest.approx(2 * (1 - 1 / 8) + 2 * (1 - 0.7), rel=1e-6)
     assert float(losses.sparsity("none", probs, logits)) == 0.0
-    # one-hot: zero entropy, zero l1_softmax
+    # one-hot: zero entropy, zero l1_onehot
     hot = {"x.0": torch.tensor([[0.0, 1.0], [0.0, 0.0]])}
     assert float(losses.sparsity("entropy", hot, {})) == pytest.approx(0.0, abs=1e-6)
-    assert float(losses.sparsity("l1_softmax", hot, {})) == pytest.approx(0.0, abs=1e-6)
+    assert float(losses.sparsity("l1_onehot", hot, {})) == pytest.approx(0.0, abs=1e-6)
 
 
 def test_sparsity_entropy_has_gradient():

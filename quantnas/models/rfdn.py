@@ -3,7 +3,8 @@
 No head: the LR input repeated along channels to ``c`` channels is the first feature map
 and the long skip. Each of the ``n_cells`` distillation cells has 3 searchable distillation
 ("skip") layers ``c -> c/2``, 4 searchable body layers (3 residual ``c -> c``, the last
-``c -> c/2``), a fixed 8-bit 1x1 fusion ``2c -> c`` and a fixed 8-bit ESA attention block.
+``c -> c/2``), a fixed 8-bit 1x1 fusion ``2c -> c`` and a fixed 8-bit ESA attention block
+(with ADQ, ``arch.skip_mode=false``, around each cell only).
 The cell outputs are fused (fixed 8-bit 1x1 ``4c -> c`` and 3x3 convs), the long skip is
 added, then one searchable upsample layer ``c -> 3 s^2`` + PixelShuffle and one searchable
 tail layer ``3 -> 3`` at HR with a residual. Every cell has its own layer choices.
@@ -53,13 +54,20 @@ def rfdn_channels(block: str, index: int, *, c: int, scale: int) -> tuple[int, i
 
 
 class ESA(nn.Module):
-    """Enhanced spatial attention (RFDN) with fixed-precision convs; ``f = c / 4``."""
+    """Enhanced spatial attention (RFDN) with fixed-precision convs; ``f = c / 4``.
+
+    As in the original code's ``ESA``: 1x1 ``c -> f`` (``c1``); 3x3 stride 2 without
+    padding (``c2``); 7x7/3 max-pool; three 3x3 ``f -> f`` convs (``c_max``, ``c3``,
+    ``c3_``); bilinear upsampling; plus a 1x1 ``f -> f`` (``c_f``) of ``c1``; 1x1 ``f -> c``
+    (``c4``); sigmoid mask on ``x``. Seven convs.
+    """
 
     def __init__(self, c: int, fixed: FixedConv) -> None:
         super().__init__()
         f = c // 4
         self.c1 = fixed(c_in=c, c_out=f, kernel_size=1)
         self.c_f = fixed(c_in=f, c_out=f, kernel_size=1)
+        self.c_max = fixed(c_in=f, c_out=f, kernel_size=3)
         self.c2 = fixed(c_in=f, c_out=f, kernel_size=3, stride=2, padding=0)
         self.c3 = fixed(c_in=f, c_out=f, kernel_size=3)
         self.c3_ = fixed(c_in=f, c_out=f, kernel_size=3)
@@ -68,7 +76,7 @@ class ESA(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         c1 = self.c1(x)
         y = F.max_pool2d(self.c2(c1), kernel_size=7, stride=3)
-        y = self.c3_(self.c3(y))
+        y = self.c3_(self.c3(self.c_max(y)))
         y = F.interpolate(y, size=x.shape[-2:], mode="bilinear", align_corners=False)
         mask = torch.sigmoid(self.c4(y + self.c_f(c1)))
         return x * mask
@@ -113,7 +121,8 @@ class RFDNSRNet(nn.Module):
         c: Channels (divisible by 12: repeated input, halves and quarters).
         scale: Upscaling factor.
         n_cells: Number of distillation cells.
-        adq: ADQ around every cell and the tail instead of plain residuals.
+        adq: ADQ around every cell instead of plain residuals (the tail keeps a plain
+            residual, as in the original RFDN space).
         global_skip: ``none``, ``nearest`` or ``bicubic`` upscaled LR added to the output.
         output_scale: Learned scalar (init 0) on the output before the global skip
             (only with a global skip).
@@ -150,7 +159,7 @@ class RFDNSRNet(nn.Module):
         self.upsample = nn.Sequential(
             layer_fn(block="upsample", index=0, c_in=c_in, c_out=c_out), nn.PixelShuffle(scale)
         )
-        self.tail = Residual(layer_fn(block="tail", index=0, c_in=3, c_out=3), 3, adq=adq)
+        self.tail = Residual(layer_fn(block="tail", index=0, c_in=3, c_out=3), 3)
 
     def image_layers(self) -> list[nn.Module]:
         """The layers whose input is the (channel-repeated) LR image.

@@ -25,6 +25,8 @@ from quantnas.errors import QuantNASError
 from quantnas.quant.quantizers import HWGQ, LSQ, ImageQuantizer, NoiseQuantizer, check_bits
 
 MIX_MODES = ("quant", "noise", "fp")
+#: How noise mode mixes the noisy bit-width copies (see :class:`MixedQConv2d`).
+NOISE_MIXES = ("original", "shared")
 
 
 def _pair(v: int | Sequence[int]) -> tuple[int, int]:
@@ -152,25 +154,39 @@ class QConv2d(QConvBase):
 
 
 class MixedQConv2d(QConvBase):
-    """A supernet conv mixing several bit-widths of one shared weight.
+    """A supernet candidate conv mixing several bit-widths of one shared weight.
 
-    The mixing weights ``q(b)`` (one per entry of ``bits``, summing to 1) are set by the
-    enclosing mixed layer through :meth:`set_bit_weights` before the forward pass; unset
-    means uniform. Entries equal to 0 are skipped.
+    The enclosing mixed layer hands it, through :meth:`set_bit_weights`, the probabilities
+    ``p(o, b)`` of its operation ``o`` at each entry of ``bits`` (their sum ``P`` is the
+    operation's probability); unset means uniform with ``P = 1``. Entries equal to 0 are
+    skipped. ``q(b) = p(o, b) / P`` are the within-op bit weights.
 
     Modes:
         quant: ``W_mix = sum_b q(b) LSQ_b(W)``, ``x_mix = sum_b q(b) HWGQ_b(x)``.
-        noise: with ``n = len(bits)``, ``W_mix = W / (n + 1) + n / (n + 1) * sum_b q(b)
-            noisy_b(W)`` and the same for the ReLU'd input; ``noisy_b(v) = v + Delta_b
-            eps``. No rounding happens during the search.
+        noise: search against quantization noise; no rounding. With ``n = len(bits)``,
+            ``f = 1 / (n + 1)`` and ``noisy_b(v) = v + Delta_b eps_b``,
+            ``Delta_b = (max v - min v) / (2^b - 1)``, applied to the weight and to the
+            ReLU'd input. ``noise_mix`` picks the formula:
+
+            * ``original`` (the original code, SPEC section 3):
+              ``v_mix = f v + sum_b p(o, b) / (P + f) * sg(noisy_b(v))`` with one
+              independent ``eps_b`` per bit-width and detached copies, so ``v`` gets
+              gradient only through ``f v`` and the alphas through the copies; the weight
+              on the clean tensor, ``f + P / (P + f)``, varies with ``P``.
+            * ``shared`` (a quantnas variant, not the paper's method):
+              ``v_mix = v + (1 - f) (sum_b q(b) Delta_b) eps`` -- one draw shared by all
+              copies, nothing detached. Cheaper (one random tensor instead of ``n``), but
+              it is a different estimator: the noise of the copies is fully correlated
+              (more variance than independent draws) and gradients flow through every
+              copy.
         fp: ``W`` and ``relu(x)``, no quantization (e.g. ``bits = [32]``).
 
     Args:
         bits: Candidate bit-widths.
         mode: One of ``quant``, ``noise``, ``fp``.
-        noise: Noise distribution for ``noise`` mode (``gaussian`` or ``uniform``).
-        detach_noise: Detach whole noisy copies (original behaviour) instead of just the
-            noise term.
+        noise: Noise distribution for ``noise`` mode (``gaussian``: ``eps ~ N(0, 1/4)`` as
+            in the original, or ``uniform``: ``U[-1/2, 1/2]``).
+        noise_mix: ``original`` or ``shared`` (see above).
         **geometry: See :class:`QConvBase`.
 
     """
@@ -181,20 +197,23 @@ class MixedQConv2d(QConvBase):
         bits: Sequence[int],
         mode: str = "noise",
         noise: str = "gaussian",
-        detach_noise: bool = False,
+        noise_mix: str = "original",
         **geometry,
     ) -> None:
         super().__init__(**geometry)
         check_bits(list(bits), where="search bits")
         if mode not in MIX_MODES:
             raise QuantNASError(f"search mode {mode!r} unknown; expected one of {MIX_MODES}")
+        if noise_mix not in NOISE_MIXES:
+            raise QuantNASError(
+                f"search.noise_mix {noise_mix!r} unknown; expected one of {NOISE_MIXES}"
+            )
         self.bits = [int(b) for b in bits]
         self.mode = mode
+        self.noise_mix = noise_mix
         self.w_quant = nn.ModuleList(LSQ(b, self.c_out) for b in self.bits)
         self.a_quant = nn.ModuleList(HWGQ(b) for b in self.bits)
-        self.noise = nn.ModuleList(
-            NoiseQuantizer(b, kind=noise, detach=detach_noise) for b in self.bits
-        )
+        self.noise = nn.ModuleList(NoiseQuantizer(b, kind=noise, detach=True) for b in self.bits)
         for lsq in self.w_quant:
             lsq.init_from(self.weight)
         self.bit_weights: torch.Tensor | None = None
@@ -206,56 +225,65 @@ class MixedQConv2d(QConvBase):
         """
         self.a_quant = nn.ModuleList(ImageQuantizer(b) for b in self.bits)
 
-    def set_bit_weights(self, q: torch.Tensor | None) -> None:
-        """Set the mixing weights over ``bits`` for the next forward pass."""
-        self.bit_weights = q
+    def set_bit_weights(self, p: torch.Tensor | None) -> None:
+        """Set the op's bit-width probabilities ``p(o, b)`` for the next forward pass.
 
-    def _weights(self) -> list[tuple[int, torch.Tensor | float]]:
-        q = self.bit_weights
-        if q is None:
+        The mixed layer clears them (``None``) after the pass, so a later call without a
+        distribution does not silently reuse an old one.
+        """
+        self.bit_weights = p
+
+    def _mixture(self) -> tuple[list[tuple[int, torch.Tensor | float]], torch.Tensor | float]:
+        """The non-zero ``(index, p(o, b))`` pairs and their sum ``P``."""
+        p = self.bit_weights
+        if p is None:
             n = len(self.bits)
-            return [(i, 1.0 / n) for i in range(n)]
-        values = q.detach().tolist()
-        return [(i, q[i]) for i in range(len(self.bits)) if values[i] != 0.0]
+            return [(i, 1.0 / n) for i in range(n)], 1.0
+        values = p.detach().tolist()
+        return [(i, p[i]) for i in range(len(self.bits)) if values[i] != 0.0], p.sum()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.mode == "fp":
             return self._conv(torch.relu(x), self.weight)
-        mix = self._weights()
+        mix, total = self._mixture()
         if self.mode == "quant":
-            w = sum(q * self.w_quant[i](self.weight) for i, q in mix)
-            a = sum(q * self.a_quant[i](x) for i, q in mix)
+            w = sum(p / total * self.w_quant[i](self.weight) for i, p in mix)
+            a = sum(p / total * self.a_quant[i](x) for i, p in mix)
             return self._conv(a, w)
-        return self._conv(self._noisy_mix(torch.relu(x), mix), self._noisy_mix(self.weight, mix))
+        noisy = self._original_mix if self.noise_mix == "original" else self._shared_mix
+        return self._conv(noisy(torch.relu(x), mix, total), noisy(self.weight, mix, total))
 
-    def _noisy_mix(
-        self, v: torch.Tensor, mix: list[tuple[int, torch.Tensor | float]]
+    def _original_mix(
+        self, v: torch.Tensor, mix: list[tuple[int, torch.Tensor | float]], total
     ) -> torch.Tensor:
-        """``v / (n+1) + n / (n+1) * sum_b q(b) (v + Delta_b eps)``.
-
-        The bit-width copies share one noise draw ``eps``, so with ``sum_b q(b) = 1`` the
-        mixture is ``v + n / (n+1) * (sum_b q(b) Delta_b) * eps``: one random tensor and one
-        fused multiply-add instead of one noisy copy per bit-width. Values and gradients
-        (w.r.t. ``v`` and the alphas) are those of the mixture of copies; only the noise of
-        different copies is correlated instead of independent. ``detach_noise`` keeps the
-        original code's per-copy detached noise.
-        """
+        """``f v + sum_b p(o, b) / (P + f) * sg(v + Delta_b eps_b)``, independent draws."""
         share = 1.0 / (len(self.bits) + 1)
-        if self.noise[0].detach:
-            return share * v + (1 - share) * sum(q * self.noise[i](v) for i, q in mix)
+        out = share * v
+        for i, p in mix:
+            out = out + p / (total + share) * self.noise[i](v).detach()
+        return out
+
+    def _shared_mix(
+        self, v: torch.Tensor, mix: list[tuple[int, torch.Tensor | float]], total
+    ) -> torch.Tensor:
+        """``v + (1 - f) (sum_b q(b) Delta_b) eps`` with one draw ``eps`` for all copies."""
+        share = 1.0 / (len(self.bits) + 1)
         with torch.no_grad():
             span = v.max() - v.min()
             if self.noise[0].kind == "gaussian":
                 eps = torch.randn_like(v).mul_(0.5)
             else:
                 eps = torch.rand_like(v).sub_(0.5)
-        scale = sum(q * (span / (2 ** self.bits[i] - 1)) for i, q in mix if self.bits[i] < 32)
+        scale = sum(
+            p / total * (span / (2 ** self.bits[i] - 1)) for i, p in mix if self.bits[i] < 32
+        )
         if isinstance(scale, int):  # only 32-bit candidates: no noise
             return v
         return v + (1 - share) * scale * eps
 
     def extra_repr(self) -> str:
-        return f"{super().extra_repr()}, bits={self.bits}, mode={self.mode}"
+        extra = f", noise_mix={self.noise_mix}" if self.mode == "noise" else ""
+        return f"{super().extra_repr()}, bits={self.bits}, mode={self.mode}{extra}"
 
 
 def conv_out_size(size: int, *, kernel: int, stride: int, padding: int, dilation: int) -> int:

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 
 import torch
 
 from quantnas.errors import QuantNASError
 
-SPARSE_TYPES = ("entropy", "l1", "l1_softmax", "none")
+SPARSE_TYPES = ("entropy", "l1", "l1_softmax", "l1_onehot", "none")
+#: Ramp-in schedules of the sparsity regularizer (see :func:`ramp`).
+SPARSE_RAMPS = ("original", "linear")
 
 
 def layer_entropy(p: torch.Tensor) -> torch.Tensor:
@@ -32,8 +35,10 @@ def sparsity(
 
     Args:
         kind: ``entropy`` (sum of per-layer entropies), ``l1`` (sum of ``|alpha|``),
-            ``l1_softmax`` (sum over layers of the L1 distance between the layer's
-            distribution and the one-hot of its argmax, ``2 (1 - max p)``), or ``none``.
+            ``l1_softmax`` (the original's: sum of ``exp(alpha)``, the L1 norm of the
+            unnormalised softmax numerators), ``l1_onehot`` (a quantnas variant: sum over
+            layers of the L1 distance between the layer's distribution and the one-hot of
+            its argmax, ``2 (1 - max p)``), or ``none``.
         probs: Per-layer probabilities.
         logits: Per-layer raw alphas.
 
@@ -45,18 +50,46 @@ def sparsity(
     if kind == "l1":
         return sum(a.abs().sum() for a in logits.values())
     if kind == "l1_softmax":
+        return sum(torch.exp(a).sum() for a in logits.values())
+    if kind == "l1_onehot":
         return sum(2.0 * (1.0 - p.max()) for p in probs.values())
     raise QuantNASError(f"search.sparse_type {kind!r} unknown; expected one of {SPARSE_TYPES}")
 
 
-def ramp(epoch: int, *, epochs: int, warm_up: int) -> float:
-    """Weight of the sparsity regularizer at ``epoch``.
+def ramp(
+    epoch: int, *, epochs: int, warm_up: int, shape: str = "original", kind: str = "entropy"
+) -> float:
+    """Weight of the sparsity regularizer at ``epoch`` (alpha steps start at ``warm_up``).
 
-    Zero during alpha warm-up and the first quarter of the remaining epochs, then growing
-    linearly to 1 at the last epoch.
+    With ``r = epochs - warm_up`` remaining epochs, ``e = epoch - warm_up`` and
+    ``q = r // 4``:
+
+    * ``original`` (the original code's ``SparseCrit``): only ``entropy`` is ramped, by
+      ``e / (r - 1) * log_{r - q + 1}(e - q + 2)`` once ``e >= q`` (0 before), which
+      reaches 1 at the last epoch; ``l1`` and ``l1_softmax`` are not ramped (weight 1).
+    * ``linear`` (a quantnas variant): every type is ramped, 0 for the first quarter
+      (``e < r / 4``), then linear up to 1 at the last epoch.
+
+    Args:
+        epoch: Current epoch (0-based).
+        epochs: Search epochs.
+        warm_up: Epochs before alpha updates start.
+        shape: ``original`` or ``linear``.
+        kind: The sparsity type (``original`` ramps only ``entropy``).
+
     """
+    if shape not in SPARSE_RAMPS:
+        raise QuantNASError(f"search.sparse_ramp {shape!r} unknown; expected one of {SPARSE_RAMPS}")
     remaining = epochs - warm_up
     e = epoch - warm_up
+    if shape == "original":
+        if kind != "entropy":
+            return 1.0
+        quarter = remaining // 4
+        if e < 0 or e < quarter or remaining <= 1:
+            return 0.0 if remaining > 1 or e < 0 else 1.0
+        base = remaining - quarter + 1
+        return e / (remaining - 1) * math.log(e - quarter + 2, base)
     if e < 0 or remaining <= 0:
         return 0.0
     start = remaining / 4

@@ -33,7 +33,8 @@ from quantnas.checkpoint import (
 )
 from quantnas.config import ArchConfig, Config, dump
 from quantnas.cost import SupernetCost, network_cost
-from quantnas.data.datasets import SRTrainDataset, resolve_images
+from quantnas.data.datasets import SRTrainDataset
+from quantnas.data.roles import training_images
 from quantnas.engine import (
     batches,
     check_finite,
@@ -105,7 +106,7 @@ def build_supernet(cfg: Config) -> Supernet:
         search_arch(cfg),
         mode=s.mode,
         noise=s.noise,
-        detach_noise=s.detach_noise,
+        noise_mix=s.noise_mix,
         transform=s.alpha_transform,
     )
 
@@ -129,7 +130,7 @@ class Searcher:
         seed_everything(cfg.seed)
         self.net = build_supernet(cfg).to(self.device)
         self.cost = SupernetCost(self.net, lr_size=cfg.search.bitops_lr_size)
-        images = resolve_images(cfg.data.train, max_pixels=cfg.data.max_pixels)
+        images = training_images(cfg)
         w_imgs, a_imgs = split_images(images, subsample=cfg.search.search_subsample, seed=cfg.seed)
         kw = {
             "scale": cfg.arch.scale,
@@ -164,7 +165,9 @@ class Searcher:
             min_ratio=s.w_lr_min / s.w_lr,
         )
         with torch.no_grad():
-            self.initial_bitops = float(self.cost.expected_bitops(self.net.probabilities()))
+            probs0 = self.net.probabilities()
+            self.initial_bitops = float(self.cost.expected_bitops(probs0))
+            self.initial_cost = float(self.cost.penalty_cost(probs0, cfg.search.penalty_cost))
         self.epoch = 0
         self.history: list[dict] = []
         self.alpha_history: dict[str, list] = {}
@@ -232,10 +235,13 @@ class Searcher:
         l1 = F.l1_loss(self.net(lr), hr)
         probs = self.net.probabilities()
         logits = {k: self.net.alpha.logits(k) for k in probs}
-        w_reg = ramp(epoch, epochs=s.epochs, warm_up=s.warm_up) * s.sparse_coef
+        w_reg = s.sparse_coef * ramp(
+            epoch, epochs=s.epochs, warm_up=s.warm_up, shape=s.sparse_ramp, kind=s.sparse_type
+        )
         reg = sparsity(s.sparse_type, probs, logits)
         expected = self.cost.expected_bitops(probs)
-        pen = hardware_penalty(expected, self.initial_bitops, s.penalty)
+        cost = self.cost.penalty_cost(probs, s.penalty_cost)
+        pen = hardware_penalty(cost, self.initial_cost, s.penalty)
         loss = l1 + w_reg * reg + pen.float()
         self._check(loss.item(), "search alpha loss", epoch)
         loss.backward()

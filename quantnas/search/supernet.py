@@ -5,7 +5,8 @@ architecture parameters.
   (zeros at start) and turns them into probabilities with a swappable transform
   (``softmax``, ``gumbel``, ``hard_gumbel`` with a temperature).
 * :class:`MixedLayer` computes ``sum_o P(o) op_o(x)`` with ``P(o) = sum_b p(o, b)``; inside
-  op ``o`` every conv mixes its bit-widths with ``p(o, b) / P(o)``.
+  op ``o`` every conv mixes its bit-widths from ``p(o, b)`` (see
+  :class:`~quantnas.quant.conv.MixedQConv2d`).
 * :class:`Supernet` wires them into the space's topology; ``weights()`` / ``alphas()``
   iterate the two parameter groups and ``export()`` returns the argmax genotype.
 """
@@ -87,7 +88,8 @@ class MixedLayer(nn.Module):
         key: Layer key ``block.index`` (its alphas; shared by body cells in the basic space).
         op_names: Candidate operation names.
         bits: Candidate bit-widths.
-        probs: ``(n_ops, n_bits)`` probabilities set by the supernet before each forward.
+        probs: ``(n_ops, n_bits)`` probabilities, set by the supernet for the duration of
+            one forward pass (``None`` outside it).
 
     """
 
@@ -109,10 +111,13 @@ class MixedLayer(nn.Module):
         for o, op in enumerate(self.ops):
             if keep[o] == 0.0:
                 continue
-            q = self.probs[o] / p_op[o]
             for conv in self._convs[o]:
-                conv.set_bit_weights(q)
-            y = p_op[o] * op(x)
+                conv.set_bit_weights(self.probs[o])
+            try:
+                y = p_op[o] * op(x)
+            finally:
+                for conv in self._convs[o]:
+                    conv.set_bit_weights(None)
             out = y if out is None else out + y
         return out
 
@@ -128,7 +133,8 @@ class Supernet(nn.Module):
         mode: ``noise`` (search against quantization noise), ``quant`` (direct
             quantization with shared weights) or ``fp``.
         noise: ``gaussian`` or ``uniform`` noise for ``noise`` mode.
-        detach_noise: Detach whole noisy copies (original behaviour).
+        noise_mix: How noise mode mixes its noisy copies: ``original`` (independent,
+            detached draws, the original's weights) or ``shared`` (one draw).
         transform: Alpha transform.
 
     """
@@ -139,7 +145,7 @@ class Supernet(nn.Module):
         *,
         mode: str = "noise",
         noise: str = "gaussian",
-        detach_noise: bool = False,
+        noise_mix: str = "original",
         transform: str = "softmax",
     ) -> None:
         super().__init__()
@@ -149,9 +155,7 @@ class Supernet(nn.Module):
         self.arch = arch
         self.bits = list(arch.bits)
         self.counts = layer_counts(arch)
-        conv = partial(
-            MixedQConv2d, bits=self.bits, mode=mode, noise=noise, detach_noise=detach_noise
-        )
+        conv = partial(MixedQConv2d, bits=self.bits, mode=mode, noise=noise, noise_mix=noise_mix)
         shared = arch.space == "basic"
         self._layers: list[MixedLayer] = []
 
@@ -204,7 +208,11 @@ class Supernet(nn.Module):
         probs = self.alpha.probabilities(sample=self.training)
         for layer in self._layers:
             layer.probs = probs[layer.key]
-        return self.net(x)
+        try:
+            return self.net(x)
+        finally:
+            for layer in self._layers:
+                layer.probs = None
 
     def export(self) -> Genotype:
         """The genotype of the argmax (op, bit) pair of every layer."""

@@ -1,0 +1,99 @@
+"""The three roles of data: training, validation (chooses epochs, checkpoints and
+architectures) and test (only reported).
+
+``data.val`` names the validation images: ``embedded:...``, a folder, ``holdout`` (a fixed
+part of the training images, taken out of training) or ``auto`` (the default:
+``embedded:val`` when training on embedded photos, else ``holdout``). Test sets come from
+``data.benchmarks`` and never choose anything.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from pathlib import Path
+
+from quantnas.config import Config
+from quantnas.data.datasets import NamedImage, resolve_images
+from quantnas.errors import QuantNASError
+
+log = logging.getLogger(__name__)
+
+AUTO = "auto"
+HOLDOUT = "holdout"
+_EMBEDDED = "embedded:"
+
+
+def validation_source(cfg: Config) -> str:
+    """``data.val`` with ``auto`` resolved."""
+    val = cfg.data.val
+    if val != AUTO:
+        return val
+    return "embedded:val" if cfg.data.train.startswith(_EMBEDDED) else HOLDOUT
+
+
+def holdout_names(names: list[str], fraction: float) -> list[str]:
+    """The images held out for validation: a fixed choice that depends only on the names.
+
+    Names are ordered by a hash of the name, so the choice does not change with the seed or
+    with the order of the files; ``max(1, round(n * fraction))`` images, never all of them.
+
+    Raises:
+        QuantNASError: Fewer than two training images.
+
+    """
+    if len(names) < 2:
+        raise QuantNASError(
+            "data.val=holdout needs at least 2 training images (got "
+            f"{len(names)}); give a validation folder with data.val=DIR"
+        )
+    k = min(len(names) - 1, max(1, round(len(names) * fraction)))
+    ranked = sorted(names, key=lambda n: hashlib.sha1(n.encode("utf-8")).hexdigest())
+    return sorted(ranked[:k])
+
+
+def _split(cfg: Config) -> tuple[list[NamedImage], list[NamedImage]]:
+    images = resolve_images(cfg.data.train, max_pixels=cfg.data.max_pixels)
+    held = set(holdout_names([n for n, _ in images], cfg.data.val_holdout))
+    log.info(
+        "validation: %d of %d training images held out (data.val=holdout): %s",
+        len(held),
+        len(images),
+        ", ".join(sorted(held)),
+    )
+    return [im for im in images if im[0] not in held], [im for im in images if im[0] in held]
+
+
+def _same_source(a: str, b: str) -> bool:
+    if a.startswith(_EMBEDDED) or b.startswith(_EMBEDDED):
+        return False
+    return Path(a).resolve() == Path(b).resolve()
+
+
+def training_images(cfg: Config) -> list[NamedImage]:
+    """The training images (without the held-out validation images)."""
+    source = validation_source(cfg)
+    if source == HOLDOUT:
+        return _split(cfg)[0]
+    if _same_source(cfg.data.train, source):
+        raise QuantNASError(
+            f"data.val {source!r} is the training folder; use data.val=holdout or another folder"
+        )
+    images = resolve_images(cfg.data.train, max_pixels=cfg.data.max_pixels)
+    if cfg.data.train.startswith(_EMBEDDED) and source.startswith(_EMBEDDED):
+        val_names = {n for n, _ in resolve_images(source, max_pixels=cfg.data.max_pixels)}
+        both = sorted(val_names & {n for n, _ in images})
+        if both:
+            raise QuantNASError(
+                f"data.val: embedded photo {both[0]!r} is also in data.train; "
+                "the validation images must not be trained on"
+            )
+    return images
+
+
+def validation_images(cfg: Config) -> list[NamedImage]:
+    """The validation images (HR)."""
+    source = validation_source(cfg)
+    if source == HOLDOUT:
+        return _split(cfg)[1]
+    return resolve_images(source, max_pixels=cfg.data.max_pixels)
