@@ -125,7 +125,7 @@ def _written_by_quantnas(config_file: Path) -> bool:
     return isinstance(data, dict) and {"arch", "data", "search", "train"} <= set(data)
 
 
-#: Files a run directory of search/train/run starts with (``--restart`` only deletes those).
+#: What a run directory of search/train/run holds once it has started (any one of them).
 RUN_MARKERS = ("config.yaml", "state.json", "checkpoint.pt", "search", "train")
 
 
@@ -144,7 +144,7 @@ def _resumed_config(args: argparse.Namespace, run_dir: Path):
     except (yaml.YAMLError, RecursionError) as e:
         raise QuantNASError(
             f"saved config {saved} is corrupt (invalid YAML: {e.__class__.__name__}); restore "
-            "it or start again with --restart"
+            "it, or delete the run directory and start again"
         ) from None
     cfg = merge(Config(), {} if data is None else data, source=f"saved config {saved}")
     for o in args.overrides:
