@@ -16,12 +16,15 @@ this check. Files written with arbitrary Python objects can still be read by pas
 from __future__ import annotations
 
 import contextlib
+import io
 import json
 import logging
+import math
 import os
 import pickle
 import random
 import tempfile
+import zipfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import IO, Any
@@ -39,7 +42,11 @@ __all__ = [
     "load_state",
     "atomic_write_json",
     "atomic_write_text",
+    "json_safe",
+    "json_text",
     "load_checkpoint",
+    "remove_stale_tmp",
+    "require_keys",
     "rng_state",
     "seed_everything",
     "set_rng_state",
@@ -62,6 +69,41 @@ def _fsync_dir(directory: Path) -> None:
         os.close(fd)
 
 
+TMP_SUFFIX = ".tmp"
+
+
+def _umask_mode() -> int:
+    """``0o666`` less the process umask (the mode ``open(path, "w")`` creates files with)."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return 0o666 & ~mask
+
+
+def remove_stale_tmp(directory: str | Path) -> int:
+    """Remove temporary files left in ``directory`` by atomic writes that were killed.
+
+    Only names of the form ``.<file>.<random>.tmp`` (what :func:`atomic_save` and friends
+    create) are removed; call this when a run (re)starts in ``directory``, i.e. when no
+    other writer is active there.
+
+    Returns:
+        The number of files removed.
+
+    """
+    removed = 0
+    folder = Path(directory)
+    if not folder.is_dir():
+        return 0
+    for p in folder.glob(f".*{TMP_SUFFIX}"):
+        if p.is_file() and p.name.count(".") >= 3:
+            with contextlib.suppress(OSError):
+                p.unlink()
+                removed += 1
+    if removed:
+        logger.info("removed %d leftover temporary file(s) in %s", removed, folder)
+    return removed
+
+
 @contextlib.contextmanager
 def _atomic_open(path: str | Path, mode: str = "wb") -> Iterator[IO[Any]]:
     """Open a temporary file next to ``path`` and move it onto ``path`` on success.
@@ -77,15 +119,24 @@ def _atomic_open(path: str | Path, mode: str = "wb") -> Iterator[IO[Any]]:
     """
     dest = Path(path)
     dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".tmp", dir=dest.parent)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=TMP_SUFFIX, dir=dest.parent)
     tmp = Path(tmp_name)
     try:
+        # mkstemp creates 0600; the final file gets the mode a plain open() would give.
+        if hasattr(os, "fchmod"):
+            os.fchmod(fd, _umask_mode())
         encoding = None if "b" in mode else "utf-8"
         with os.fdopen(fd, mode, encoding=encoding) as handle:
             yield handle
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, dest)
+    except OSError as exc:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        if exc.filename is None:  # e.g. ENOSPC from write(): name the file being written
+            raise OSError(exc.errno, exc.strerror or str(exc), str(dest)) from exc
+        raise
     except BaseException:
         with contextlib.suppress(OSError):
             tmp.unlink()
@@ -109,8 +160,11 @@ def atomic_save(obj: Any, path: str | Path) -> Path:
 
     """
     dest = Path(path)
+    buffer = io.BytesIO()
+    # Serialised first: torch.save hides write errors (a full disk) in a RuntimeError.
+    torch.save(obj, buffer)
     with _atomic_open(dest, "wb") as handle:
-        torch.save(obj, handle)
+        handle.write(buffer.getbuffer())
     return dest
 
 
@@ -163,11 +217,33 @@ def _json_default(obj: Any) -> Any:
     raise TypeError(f"object of type {type(obj).__name__} is not JSON serializable")
 
 
+def json_safe(obj: Any) -> Any:
+    """``obj`` with NaN/Infinity replaced by ``None`` and non-JSON types converted.
+
+    ``json.dumps`` would write ``NaN``/``Infinity``, which are not JSON; a PSNR of identical
+    images (infinite) is written as ``null``.
+    """
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if obj is None or isinstance(obj, (bool, int, str)):
+        return obj
+    if isinstance(obj, dict):
+        return {str(k) if not isinstance(k, str) else k: json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [json_safe(v) for v in obj]
+    return json_safe(_json_default(obj))
+
+
+def json_text(obj: Any) -> str:
+    """Strict JSON text of ``obj`` (indent 2, no NaN/Infinity; see :func:`json_safe`)."""
+    return json.dumps(json_safe(obj), indent=2, sort_keys=False, allow_nan=False) + "\n"
+
+
 def atomic_write_json(path: str | Path, obj: Any) -> Path:
     """Write ``obj`` as JSON (indent 2, keys in insertion order) to ``path`` atomically.
 
     Numpy scalars/arrays, one-element tensors and paths are converted to plain JSON
-    values.
+    values; NaN and infinities become ``null`` (strict JSON).
 
     Args:
         path: Destination file; parent directories are created.
@@ -177,8 +253,7 @@ def atomic_write_json(path: str | Path, obj: Any) -> Path:
         The destination path.
 
     """
-    text = json.dumps(obj, indent=2, sort_keys=False, default=_json_default) + "\n"
-    return atomic_write_text(path, text)
+    return atomic_write_text(path, json_text(obj))
 
 
 def rng_state() -> dict[str, Any]:
@@ -309,6 +384,10 @@ def load_checkpoint(
     src = Path(path)
     if not src.is_file():
         raise QuantNASError(f"checkpoint {src} does not exist")
+    if not zipfile.is_zipfile(src):
+        raise QuantNASError(
+            f"checkpoint {src} is corrupt or not a quantnas checkpoint (not a PyTorch zip archive)"
+        )
     try:
         obj = torch.load(src, map_location=map_location, weights_only=not trusted)
     except pickle.UnpicklingError as exc:
@@ -335,6 +414,27 @@ def load_checkpoint(
     return obj
 
 
+def require_keys(ck: dict, keys: tuple[str, ...], *, path: str | Path, what: str) -> None:
+    """Refuse a checkpoint that lacks an entry ``what`` needs (one line naming it).
+
+    Args:
+        ck: The loaded checkpoint.
+        keys: Entries that must be present.
+        path: The checkpoint file (for the message).
+        what: What it should be, e.g. ``"a training checkpoint"``.
+
+    Raises:
+        QuantNASError: Naming the first missing key.
+
+    """
+    missing = [k for k in keys if k not in ck]
+    if missing:
+        raise QuantNASError(
+            f"checkpoint {path} is incomplete: {what} needs {missing[0]!r} "
+            f"({len(missing)} of {len(keys)} entries missing)"
+        )
+
+
 def load_state(module: Any, state: dict, *, path: str | Path, what: str) -> None:
     """``module.load_state_dict(state)`` with a one-line error naming the checkpoint.
 
@@ -347,6 +447,6 @@ def load_state(module: Any, state: dict, *, path: str | Path, what: str) -> None
     """
     try:
         module.load_state_dict(state)
-    except RuntimeError as e:
+    except (RuntimeError, TypeError, AttributeError, KeyError) as e:
         first = str(e).splitlines()[0]
         raise QuantNASError(f"checkpoint {path} does not match {what} ({first})") from None

@@ -9,9 +9,11 @@ overrides. User errors print one line (``error: ...``) and exit with status 2.
 from __future__ import annotations
 
 import argparse
-import json
+import errno
 import logging
+import shutil
 import sys
+import typing
 from pathlib import Path
 
 from quantnas import __version__
@@ -21,6 +23,24 @@ log = logging.getLogger("quantnas")
 
 #: Preset applied when ``--preset`` is not given (the quick embedded-data job).
 DEFAULT_PRESET = "default"
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with the project's one-line errors (``error: ...``, exit status 2)."""
+
+    def error(self, message: str) -> typing.NoReturn:
+        self.exit(2, f"error: {self.prog}: {message} (see {self.prog} --help)\n")
+
+
+def _positive_int(text: str) -> int:
+    """An argparse type: an integer >= 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
 
 
 def _config_args(p: argparse.ArgumentParser) -> None:
@@ -62,6 +82,8 @@ def _run_dir(args: argparse.Namespace, cfg, stage: str) -> Path:
     from quantnas.engine import run_dir_for
 
     if args.resume:
+        if args.restart:
+            raise QuantNASError("--resume and --restart exclude each other; choose one")
         d = Path(args.resume)
         if not d.is_dir():
             raise QuantNASError(f"--resume: run directory {d} does not exist")
@@ -69,31 +91,71 @@ def _run_dir(args: argparse.Namespace, cfg, stage: str) -> Path:
         return d
     d = run_dir_for(cfg, stage)
     args.run_dir = d
-    if (d / "checkpoint.pt").exists() or (d / "state.json").exists():
-        raise QuantNASError(
-            f"run directory {d} already holds a run; pass --resume {d} to "
-            f"continue it or choose another name=..."
-        )
+    # A folder holding only the log of a run that failed before its first write is reused.
+    if d.is_dir() and any(p.name != "log.txt" for p in d.iterdir()):
+        if not any((d / m).exists() for m in RUN_MARKERS):
+            raise QuantNASError(
+                f"{d} exists and is not a quantnas run directory; choose another name=... "
+                "or out_dir=..."
+            )
+        if args.restart and not _written_by_quantnas(d / "config.yaml"):
+            raise QuantNASError(
+                f"--restart: {d} has no quantnas config.yaml, so it is not deleted; remove it "
+                "yourself or choose another name=..."
+            )
+        if not args.restart:
+            raise QuantNASError(
+                f"run directory {d} already holds a run (finished or not); continue it with: "
+                f"quantnas {args.command} --resume {d} (or pass --restart to discard it, or "
+                "choose another name=...)"
+            )
+        log.warning("--restart: discarding the run in %s", d)
+        shutil.rmtree(d)
     return d
+
+
+def _written_by_quantnas(config_file: Path) -> bool:
+    """Whether ``config_file`` is a config quantnas dumped (guards ``--restart``'s delete)."""
+    import yaml
+
+    try:
+        data = yaml.safe_load(config_file.read_text(encoding="utf-8"))
+    except (OSError, ValueError, yaml.YAMLError, RecursionError):
+        return False
+    return isinstance(data, dict) and {"arch", "data", "search", "train"} <= set(data)
+
+
+#: What a run directory of search/train/run holds once it has started (any one of them).
+RUN_MARKERS = ("config.yaml", "state.json", "checkpoint.pt", "search", "train")
 
 
 def _resumed_config(args: argparse.Namespace, run_dir: Path):
     """On resume, the run's saved config wins (overrides still apply on top)."""
-    from quantnas.config import apply_override, from_dict
+    import yaml
+
+    from quantnas.config import Config, apply_override, merge, validate
+    from quantnas.errors import read_user_text
 
     saved = run_dir / "config.yaml"
     if not saved.exists():
         return _load(args)
-    import yaml
-
-    cfg = from_dict(yaml.safe_load(saved.read_text(encoding="utf-8")))
+    try:
+        data = yaml.safe_load(read_user_text(saved, "saved config"))
+    except (yaml.YAMLError, RecursionError) as e:
+        raise QuantNASError(
+            f"saved config {saved} is corrupt (invalid YAML: {e.__class__.__name__}); restore "
+            "it, or delete the run directory and start again"
+        ) from None
+    cfg = merge(Config(), {} if data is None else data, source=f"saved config {saved}")
     for o in args.overrides:
         apply_override(cfg, o)
-    return cfg
+    return validate(cfg)
 
 
 def _print_json(obj) -> None:
-    sys.stdout.write(json.dumps(obj, indent=2, default=str) + "\n")
+    from quantnas.checkpoint import json_text
+
+    sys.stdout.write(json_text(obj))
 
 
 # ---------------------------------------------------------------------- commands
@@ -117,6 +179,11 @@ def cmd_train(args: argparse.Namespace) -> int:
     from quantnas.runlog import setup_logging
     from quantnas.train import train
 
+    if args.resume and args.genotype:
+        raise QuantNASError(
+            f"--genotype cannot be combined with --resume: {args.resume} goes on with the "
+            "genotype it was started with (start a new run for another genotype)"
+        )
     extra = [f"train.genotype={args.genotype}"] if args.genotype else []
     cfg = _load(args, extra)
     run_dir = _run_dir(args, cfg, "train")
@@ -140,6 +207,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from quantnas.runlog import setup_logging
 
     setup_logging()
+    if args.save_images:
+        Path(args.save_images).mkdir(parents=True, exist_ok=True)  # fail before computing
     if args.model == "bicubic":
         if args.scale is None:
             raise QuantNASError("--scale is required with --model bicubic")
@@ -240,7 +309,14 @@ def cmd_prepare(args: argparse.Namespace) -> int:
     from quantnas.runlog import setup_logging
 
     setup_logging()
-    n = prepare_patches(args.src, args.out, patch=args.patch, stride=args.stride, scale=args.scale)
+    n = prepare_patches(
+        args.src,
+        args.out,
+        patch=args.patch,
+        stride=args.stride,
+        scale=args.scale,
+        skip_bad=args.skip_bad,
+    )
     log.info("wrote %d patches to %s", n, args.out)
     return 0
 
@@ -281,7 +357,9 @@ def cmd_export(args: argparse.Namespace) -> int:
         plot_genotype(geno.pairs(), args.out, body_cells=args.body_cells)
         return 0
     if args.out:
-        Path(args.out).write_text(text, encoding="utf-8")
+        from quantnas.checkpoint import atomic_write_text
+
+        atomic_write_text(args.out, text)
     else:
         sys.stdout.write(text)
     return 0
@@ -312,13 +390,23 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     from quantnas.sweep import run_sweep
 
     cfg = _load(args)
-    run_sweep(cfg, penalties=args.values, repeats=args.repeats, name=args.name, resume=args.resume)
+    run_sweep(
+        cfg,
+        penalties=args.values,
+        repeats=args.repeats,
+        name=args.name,
+        resume=args.resume,
+        extend=args.extend,
+    )
     return 0
 
 
 # ------------------------------------------------------------------------ parser
+RESTART_HELP = "discard what the run directory (out_dir/name) holds and start over"
+
+
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="quantnas", description=__doc__.splitlines()[0])
+    p = _Parser(prog="quantnas", description=__doc__.splitlines()[0])
     p.add_argument("--version", action="version", version=f"quantnas {__version__}")
     p.add_argument("--debug", action="store_true", help="show tracebacks for errors")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -326,6 +414,7 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("search", help="differentiable quantization-aware architecture search")
     _config_args(s)
     s.add_argument("--resume", metavar="RUN_DIR", help="continue an interrupted search")
+    s.add_argument("--restart", action="store_true", help=RESTART_HELP)
     s.set_defaults(func=cmd_search)
 
     s = sub.add_parser("train", help="train a genotype with quantization-aware training")
@@ -335,13 +424,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _config_args(s)
     s.add_argument("--resume", metavar="RUN_DIR", help="continue an interrupted training")
+    s.add_argument("--restart", action="store_true", help=RESTART_HELP)
     s.set_defaults(func=cmd_train)
 
     s = sub.add_parser("eval", help="PSNR/SSIM (Y channel) of a model or bicubic on image sets")
     s.add_argument("--model", required=True, help="'bicubic' or a trained checkpoint (best.pt)")
     s.add_argument("--data", action="append", help="HR image folder or embedded:val (repeatable)")
     s.add_argument("--benchmarks", help="YAML file {name: {hr: dir, lr: dir}}")
-    s.add_argument("--scale", type=int, help="upscaling factor (required for bicubic)")
+    s.add_argument("--scale", type=_positive_int, help="upscaling factor (required for bicubic)")
     s.add_argument("--save-images", metavar="DIR", help="write SR images here")
     s.add_argument("--device", default="cpu")
     s.add_argument("--json", action="store_true", help="print one JSON object")
@@ -350,16 +440,16 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("score", help="PSNR/SSIM of SR images against HR images")
     s.add_argument("--sr", required=True, help="SR image or folder")
     s.add_argument("--hr", required=True, help="HR image or folder (matched by file name)")
-    s.add_argument("--scale", type=int, required=True, help="border crop = scale")
+    s.add_argument("--scale", type=_positive_int, required=True, help="border crop = scale")
     s.add_argument("--json", action="store_true")
     s.set_defaults(func=cmd_score)
 
     s = sub.add_parser("info", help="params, size and BitOps of a genotype")
     s.add_argument("genotype", help="genotype file, text or builtin name")
-    s.add_argument("--channels", type=int, default=36, help="c_fixed (default 36)")
-    s.add_argument("--scale", type=int, default=4)
-    s.add_argument("--body-cells", type=int, default=3)
-    s.add_argument("--lr-size", type=int, default=32, help="LR input side for BitOps")
+    s.add_argument("--channels", type=_positive_int, default=36, help="c_fixed (default 36)")
+    s.add_argument("--scale", type=_positive_int, default=4)
+    s.add_argument("--body-cells", type=_positive_int, default=3)
+    s.add_argument("--lr-size", type=_positive_int, default=32, help="LR input side for BitOps")
     s.add_argument("--adq", action="store_true", help="with ADQ (adds BN parameters)")
     s.add_argument("--layers", action="store_true", help="list every conv")
     s.add_argument("--json", action="store_true")
@@ -368,16 +458,21 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("prepare", help="cut HR images into training patches")
     s.add_argument("src", help="folder of HR images (e.g. DIV2K_train_HR)")
     s.add_argument("out", help="output folder")
-    s.add_argument("--patch", type=int, default=200)
-    s.add_argument("--stride", type=int, default=70)
-    s.add_argument("--scale", type=int, default=4)
+    s.add_argument("--patch", type=_positive_int, default=200)
+    s.add_argument("--stride", type=_positive_int, default=70)
+    s.add_argument("--scale", type=_positive_int, default=4)
+    s.add_argument(
+        "--skip-bad",
+        action="store_true",
+        help="skip unreadable/too large images (listed at the end) instead of failing",
+    )
     s.set_defaults(func=cmd_prepare)
 
     s = sub.add_parser("export", help="write the genotype of a run as JSON, text or PNG")
     s.add_argument("source", help="run dir, genotype file or trained checkpoint")
     s.add_argument("--format", choices=("json", "text", "png"), default="json")
     s.add_argument("--out", help="output file (default: stdout)")
-    s.add_argument("--body-cells", type=int, default=1, help="for the PNG label")
+    s.add_argument("--body-cells", type=_positive_int, default=1, help="for the PNG label")
     s.set_defaults(func=cmd_export)
 
     s = sub.add_parser("config", help="print the resolved config (or --list presets)")
@@ -388,32 +483,64 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("run", help="the main job: search -> train -> eval -> report")
     _config_args(s)
     s.add_argument("--resume", metavar="RUN_DIR", help="continue an interrupted run")
+    s.add_argument("--restart", action="store_true", help=RESTART_HELP)
     s.set_defaults(func=cmd_run)
 
     s = sub.add_parser("sweep", help="search/train/eval over penalty values x seeds + Pareto plot")
     s.add_argument(
         "-v", "--values", type=float, nargs="+", required=True, help="hardware penalty values"
     )
-    s.add_argument("-r", "--repeats", type=int, default=1, help="seeds per value")
+    s.add_argument("-r", "--repeats", type=_positive_int, default=1, help="seeds per value")
     s.add_argument("-d", "--name", required=True, help="experiment name (folder under out_dir)")
     s.add_argument("-c", "--config", action="append", default=[], metavar="FILE")
     s.add_argument("--preset")
     s.add_argument("--resume", action="store_true", help="reuse finished runs of the sweep")
+    s.add_argument(
+        "--extend",
+        action="store_true",
+        help="with --resume: allow other penalty values / repeats than the sweep started with",
+    )
     s.add_argument("overrides", nargs="*", metavar="key=value")
     s.set_defaults(func=cmd_sweep)
     return p
 
 
+def _environment_error(e: OSError | MemoryError, args: argparse.Namespace) -> str:
+    """One line for a failure of the machine rather than of the input (disk, memory)."""
+    run_dir = getattr(args, "run_dir", None)
+    resumable = (
+        run_dir is not None and args.command in ("search", "train", "run") and run_dir.is_dir()
+    )
+    hint = f"; fix it, then resume with: quantnas {args.command} --resume {run_dir}"
+    if isinstance(e, MemoryError):
+        return "out of memory" + (hint if resumable else "; use smaller sizes or batches")
+    where = f"{e.filename}: " if e.filename else ""
+    what = e.strerror or str(e) or type(e).__name__
+    if e.errno == errno.ENOSPC:
+        what = "no space left on the device"
+    elif e.errno in (errno.ENOTDIR, errno.EEXIST):
+        what = f"{what} (expected a folder there, or a path whose parents are folders)"
+    return f"{where}{what}" + (hint if resumable else "")
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``quantnas`` command."""
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as e:  # --help, --version, or a one-line usage error (status 2)
+        return e.code if isinstance(e.code, int) else 2
     try:
         return int(args.func(args) or 0)
     except QuantNASError as e:
         if args.debug:
             raise
         sys.stderr.write(f"error: {e}\n")
+        return 2
+    except (OSError, MemoryError) as e:
+        if args.debug:
+            raise
+        sys.stderr.write(f"error: {_environment_error(e, args)}\n")
         return 2
     except KeyboardInterrupt:
         run_dir = getattr(args, "run_dir", None)

@@ -9,6 +9,7 @@ resolved config as ``config.yaml``.
 from __future__ import annotations
 
 import difflib
+import math
 import types
 import typing
 from dataclasses import asdict, dataclass, field, fields, is_dataclass
@@ -19,7 +20,7 @@ from typing import Any
 import yaml
 
 from quantnas.cost import PENALTY_COSTS
-from quantnas.errors import QuantNASError
+from quantnas.errors import QuantNASError, read_user_text
 from quantnas.quant.conv import MIX_MODES, NOISE_MIXES
 from quantnas.quant.quantizers import NoiseQuantizer
 from quantnas.search.losses import SPARSE_RAMPS, SPARSE_TYPES
@@ -87,6 +88,8 @@ class DataConfig:
         min_patch_std: Redraw training crops flatter than this standard deviation (0-1
             scale; 0 = keep every crop).
         num_workers: DataLoader workers.
+        max_pixels: Largest image (H*W pixels) any reader decodes; checked from the file's
+            header before decoding (0 = Pillow's ``MAX_IMAGE_PIXELS``, about 89.5 M).
 
     """
 
@@ -100,6 +103,7 @@ class DataConfig:
     val_crop: int = 0
     min_patch_std: float = 0.0
     num_workers: int = 0
+    max_pixels: int = 0
 
 
 @dataclass
@@ -206,6 +210,58 @@ CHOICES: dict[str, tuple[str, ...]] = {
 }
 
 
+#: Numeric keys that must be > 0 (every numeric key must be finite and >= 0 unless listed
+#: in :data:`SIGNED`).
+POSITIVE: tuple[str, ...] = (
+    "arch.c_fixed",
+    "arch.scale",
+    "arch.body_cells",
+    "data.lr_crop",
+    "data.repeat",
+    "search.epochs",
+    "search.batch_size",
+    "search.temp_max",
+    "search.temp_min",
+    "search.w_lr",
+    "search.w_grad_clip",
+    "search.bitops_lr_size",
+    "train.epochs",
+    "train.batch_size",
+    "train.lr",
+)
+
+#: Numeric keys allowed to be negative (none so far).
+SIGNED: tuple[str, ...] = ()
+
+
+def _numbers(node: Any, prefix: str) -> typing.Iterator[tuple[str, Any]]:
+    """``(key, value)`` of every number in a config (dataclasses, lists, dicts)."""
+    if is_dataclass(node):
+        for f in fields(node):
+            sub = getattr(node, f.name)
+            yield from _numbers(sub, f"{prefix}{f.name}" + ("." if is_dataclass(sub) else ""))
+    elif isinstance(node, dict):
+        for k, v in node.items():
+            yield from _numbers(v, f"{prefix}.{k}")
+    elif isinstance(node, list):
+        for i, v in enumerate(node):
+            yield from _numbers(v, f"{prefix}[{i}]")
+    elif isinstance(node, (int, float)) and not isinstance(node, bool):
+        yield prefix, node
+
+
+def check_ranges(cfg: Config) -> None:
+    """Every number finite and >= 0 (> 0 for :data:`POSITIVE`), errors naming the key."""
+    for key, value in _numbers(cfg, ""):
+        if not math.isfinite(value):
+            raise QuantNASError(f"config key {key}: must be a finite number (got {value})")
+        if key in POSITIVE and value <= 0:
+            low = ">= 1" if isinstance(value, int) else "> 0"
+            raise QuantNASError(f"config key {key}: must be {low} (got {value})")
+        if value < 0 and key not in SIGNED:
+            raise QuantNASError(f"config key {key}: must be >= 0 (got {value})")
+
+
 def presets() -> list[str]:
     """Names of the presets shipped in the package."""
     root = resources.files("quantnas") / "configs"
@@ -305,7 +361,7 @@ def apply_override(cfg: Config, override: str) -> None:
     key = key.strip()
     try:
         value = yaml.safe_load(raw) if raw.strip() else ""
-    except yaml.YAMLError:
+    except (yaml.YAMLError, RecursionError):
         value = raw
     node: dict = {}
     cursor = node
@@ -324,6 +380,7 @@ def validate(cfg: Config) -> Config:
         value = getattr(getattr(cfg, section), name)
         if value not in options:
             raise QuantNASError(f"config key {key}: {value!r} is not one of {list(options)}")
+    check_ranges(cfg)
     from quantnas.quant.quantizers import check_bits
 
     check_bits(cfg.arch.bits, where="arch.bits")
@@ -349,6 +406,11 @@ def validate(cfg: Config) -> Config:
             raise QuantNASError(
                 f"config key arch.primitives.{key}: unknown block; expected {list(BLOCK_NAMES)}"
             )
+    if not all(0 <= b < 1 for b in cfg.search.alpha_betas) or len(cfg.search.alpha_betas) != 2:
+        raise QuantNASError(
+            f"config key search.alpha_betas: expected two numbers in [0, 1) "
+            f"(got {cfg.search.alpha_betas})"
+        )
     if not 0 < cfg.data.val_holdout < 1:
         raise QuantNASError(
             f"config key data.val_holdout: must be in (0, 1) (got {cfg.data.val_holdout})"
@@ -390,8 +452,8 @@ def load_config(
         if not p.is_file():
             raise QuantNASError(f"config file {p} does not exist")
         try:
-            data = yaml.safe_load(p.read_text(encoding="utf-8")) or {}
-        except yaml.YAMLError as e:
+            data = yaml.safe_load(read_user_text(p, "config file")) or {}
+        except (yaml.YAMLError, RecursionError) as e:
             raise QuantNASError(f"config file {p}: invalid YAML ({e.__class__.__name__})") from None
         merge(cfg, data, source=str(p))
     for o in overrides or []:

@@ -101,6 +101,30 @@ def warmup_cosine(
     return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
 
 
+def check_finite(value: float, what: str, *, epoch: int, checkpoint: Path, hint: str) -> None:
+    """Stop a run whose loss became NaN or infinite, naming the last good checkpoint.
+
+    Args:
+        value: The loss just computed.
+        what: Which loss, e.g. ``"training loss"``.
+        epoch: The current epoch (0-based).
+        checkpoint: The run's checkpoint file (kept as it is: the last finished epoch).
+        hint: The settings worth changing, e.g. ``"lower train.lr"``.
+
+    Raises:
+        QuantNASError: When ``value`` is not finite.
+
+    """
+    if math.isfinite(value):
+        return
+    kept = (
+        f"the last good checkpoint {checkpoint} is kept"
+        if checkpoint.exists()
+        else "no epoch finished, so no checkpoint or best result was written"
+    )
+    raise QuantNASError(f"{what} became {value} in epoch {epoch}; run stopped, {kept}; {hint}")
+
+
 def batches(loader: DataLoader) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
     """Cycle over a loader forever."""
     if len(loader) == 0:
@@ -149,7 +173,8 @@ def _center_crop(img, size: int):
 def val_dataset(cfg: Config) -> SRValDataset:
     """The validation set of a config (optionally centre-cropped to ``data.val_crop``)."""
     hr = [(n, _center_crop(a, cfg.data.val_crop)) for n, a in validation_images(cfg)]
-    lr = resolve_images(cfg.data.val_lr) if cfg.data.val_lr else None
+    mp = cfg.data.max_pixels
+    lr = resolve_images(cfg.data.val_lr, max_pixels=mp) if cfg.data.val_lr else None
     return SRValDataset(hr, scale=cfg.arch.scale, lr_images=lr)
 
 

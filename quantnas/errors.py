@@ -6,6 +6,33 @@ key and what was expected. The CLI prints ``error: <message>`` and exits with st
 it never shows a traceback for these.
 """
 
+from os import PathLike
+
 
 class QuantNASError(ValueError):
     """A user-facing error with a one-line, actionable message."""
+
+
+def read_user_text(path: str | PathLike[str], what: str) -> str:
+    """Read a user-supplied UTF-8 text file, with one-line errors naming it.
+
+    Args:
+        path: The file.
+        what: What it is, for the message (e.g. ``"config file"``).
+
+    Returns:
+        The file's text.
+
+    Raises:
+        QuantNASError: If the file cannot be read or is not UTF-8 text.
+
+    """
+    try:
+        with open(path, encoding="utf-8") as handle:
+            return handle.read()
+    except UnicodeDecodeError as e:
+        raise QuantNASError(
+            f"{what} {path} is not UTF-8 text (undecodable byte at offset {e.start})"
+        ) from None
+    except OSError as e:
+        raise QuantNASError(f"{what} {path} cannot be read ({e.strerror or e})") from None

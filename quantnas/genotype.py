@@ -19,7 +19,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from quantnas.errors import QuantNASError
+from quantnas.errors import QuantNASError, read_user_text
 from quantnas.ops import check_op
 from quantnas.quant.quantizers import check_bits
 
@@ -27,6 +27,9 @@ BLOCKS: tuple[str, ...] = ("head", "body", "skip", "upsample", "tail")
 FORMAT = "quantnas-genotype"
 VERSION = 1
 SPACES = ("basic", "rfdn")
+#: Most layers one block may hold (searched genotypes have a handful; a genotype file with
+#: hundreds of thousands would build a network for minutes and exhaust memory).
+MAX_LAYERS = 256
 
 
 @dataclass(frozen=True)
@@ -65,6 +68,10 @@ class Genotype:
         full = {b: tuple(self.blocks.get(b, ())) for b in BLOCKS}
         object.__setattr__(self, "blocks", full)
         for block, layers in full.items():
+            if len(layers) > MAX_LAYERS:
+                raise QuantNASError(
+                    f"genotype {block}: {len(layers)} layers; expected at most {MAX_LAYERS}"
+                )
             for i, layer in enumerate(layers):
                 check_op(layer.op, where=f"genotype {block}[{i}]")
                 check_bits(layer.bits, where=f"genotype {block}[{i}] bits")
@@ -202,6 +209,8 @@ def loads(text: str, *, source: str = "genotype") -> Genotype:
             data = json.loads(stripped)
         except json.JSONDecodeError as e:
             raise QuantNASError(f"{source}: invalid JSON ({e.msg}, line {e.lineno})") from None
+        except RecursionError:
+            raise QuantNASError(f"{source}: invalid JSON (nested too deeply)") from None
         return from_dict(data, source=source)
     return parse_text(stripped, source=source)
 
@@ -211,7 +220,7 @@ def load(path: str | Path) -> Genotype:
     p = Path(path)
     if not p.is_file():
         raise QuantNASError(f"genotype file {p} does not exist")
-    return loads(p.read_text(encoding="utf-8"), source=str(p))
+    return loads(read_user_text(p, "genotype file"), source=str(p))
 
 
 def save(genotype: Genotype, path: str | Path) -> Path:

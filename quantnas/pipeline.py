@@ -20,7 +20,7 @@ from pathlib import Path
 from quantnas import genotype as gt
 from quantnas.checkpoint import atomic_write_json, atomic_write_text
 from quantnas.config import Config, dump
-from quantnas.errors import QuantNASError
+from quantnas.errors import QuantNASError, read_user_text
 from quantnas.runlog import setup_logging
 
 log = logging.getLogger("quantnas")
@@ -38,11 +38,17 @@ class RunState:
         self.data: dict = {"done": {}, "seconds": {}}
         if self.path.exists():
             try:
-                self.data = json.loads(self.path.read_text(encoding="utf-8"))
+                self.data = json.loads(read_user_text(self.path, "run state"))
             except ValueError:
+                self.data = None
+            ok = isinstance(self.data, dict) and all(
+                isinstance(self.data.get(k), dict) for k in ("done", "seconds")
+            )
+            if not ok:
                 raise QuantNASError(
-                    f"{self.path} is corrupt; delete it to restart the run"
-                ) from None
+                    f"{self.path} is corrupt (expected a JSON object with 'done' and "
+                    "'seconds'); delete it to redo every stage from its checkpoint"
+                )
 
     def done(self, stage: str) -> bool:
         return stage in self.data["done"]
@@ -114,10 +120,11 @@ def run_pipeline(cfg: Config, run_dir: Path, *, resume: bool = False) -> dict:
 
     run_dir.mkdir(parents=True, exist_ok=True)
     setup_logging(run_dir)
-    atomic_write_text(run_dir / "config.yaml", dump(cfg))
     state = RunState(run_dir)
     if not state.done("search"):
-        preflight(cfg)
+        preflight(cfg)  # before the first file of the run: bad data leaves no run behind
+    atomic_write_text(run_dir / "config.yaml", dump(cfg))
+    if not state.done("search"):
         with _stage(state, "search") as t:
             res = search(cfg, run_dir / "search", resume=resume)
             state.finish("search", time.time() - t.t0, best_epoch=res.best_epoch)

@@ -24,7 +24,11 @@ def eval_sets(cfg: Config) -> dict[str, SRValDataset]:
     """The validation set plus the benchmark sets of the config."""
     sets = {"validation": val_dataset(cfg)}
     if cfg.data.benchmarks:
-        sets.update(load_benchmark_sets(cfg.data.benchmarks, scale=cfg.arch.scale))
+        sets.update(
+            load_benchmark_sets(
+                cfg.data.benchmarks, scale=cfg.arch.scale, max_pixels=cfg.data.max_pixels
+            )
+        )
     return sets
 
 

@@ -56,6 +56,17 @@ class TqdmHandler(logging.Handler):
             self.handleError(record)
 
 
+class _LogFileHandler(logging.FileHandler):
+    """A log file that never prints logging's own traceback when a write fails.
+
+    On a full disk the run stops at its next checkpoint write with one ``error:`` line;
+    the log line that could not be written is dropped.
+    """
+
+    def handleError(self, record: logging.LogRecord) -> None:  # noqa: N802 - logging's name
+        return
+
+
 def setup_logging(
     run_dir: str | Path | None = None,
     *,
@@ -96,7 +107,7 @@ def setup_logging(
             run_path.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise QuantNASError(f"run directory {run_path} cannot be created ({exc})") from exc
-        file_handler = logging.FileHandler(run_path / filename, mode="a", encoding="utf-8")
+        file_handler = _LogFileHandler(run_path / filename, mode="a", encoding="utf-8")
         file_handler.setLevel(level)
         file_handler.setFormatter(logging.Formatter(FILE_FORMAT))
         setattr(file_handler, _OWN_HANDLER_ATTR, True)
@@ -155,6 +166,8 @@ def progress(
 
 def _plain(value: Any) -> Any:
     """Convert numpy/torch scalars and paths to plain JSON values."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None  # strict JSON: no NaN/Infinity
     if value is None or isinstance(value, (bool, int, float, str)):
         return value
     if isinstance(value, (list, tuple)):
@@ -162,7 +175,7 @@ def _plain(value: Any) -> Any:
     if isinstance(value, Mapping):
         return {str(k): _plain(v) for k, v in value.items()}
     try:
-        return _json_default(value)
+        return _plain(_json_default(value))
     except TypeError:
         return str(value)
 

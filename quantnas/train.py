@@ -25,6 +25,8 @@ from quantnas.checkpoint import (
     atomic_write_text,
     load_checkpoint,
     load_state,
+    remove_stale_tmp,
+    require_keys,
     rng_state,
     seed_everything,
     set_rng_state,
@@ -32,6 +34,7 @@ from quantnas.checkpoint import (
 from quantnas.config import ArchConfig, Config, dump, merge
 from quantnas.engine import (
     batches,
+    check_finite,
     loader,
     param_groups,
     pixel_loss,
@@ -83,12 +86,40 @@ def load_model(
     ck = load_checkpoint(path)
     if ck.get("kind") not in ("model", "train"):
         raise QuantNASError(f"checkpoint {path} holds no trained network (kind={ck.get('kind')!r})")
+    require_keys(ck, ("genotype", "arch", "model"), path=path, what="a trained network")
     arch = merge(ArchConfig(), ck["arch"], source=str(path))
     geno = gt.from_dict(ck["genotype"], source=str(path))
+    _check_shapes(geno, arch, ck["model"], path)
     net = build_network(geno, arch)
     set_quantized(net, bool(ck.get("quantized", True)))
     load_state(net, ck["model"], path=path, what="the network rebuilt from its genotype")
     return net.to(device).eval(), geno, arch
+
+
+def _check_shapes(geno: Genotype, arch: ArchConfig, state: object, path: str | Path) -> None:
+    """Compare the network a checkpoint describes with its weights, allocating nothing.
+
+    The network is built on PyTorch's ``meta`` device, so an ``arch`` claiming, say,
+    100000 channels is refused instead of allocating terabytes.
+    """
+    try:
+        with torch.device("meta"):
+            want = {k: tuple(v.shape) for k, v in build_network(geno, arch).state_dict().items()}
+    except QuantNASError:
+        raise
+    except Exception as e:  # noqa: BLE001 - a bad arch makes layer constructors raise anything
+        raise QuantNASError(
+            f"checkpoint {path}: its arch {asdict(arch)} is invalid ({e})"
+        ) from None
+    if not isinstance(state, dict):
+        raise QuantNASError(f"checkpoint {path}: 'model' is not a state dict")
+    have = {k: tuple(v.shape) for k, v in state.items() if isinstance(v, torch.Tensor)}
+    for key, shape in want.items():
+        if have.get(key) != shape:
+            raise QuantNASError(
+                f"checkpoint {path} does not match the network its arch and genotype describe "
+                f"({key}: expected shape {shape}, found {have.get(key)})"
+            )
 
 
 def ema_update(decay: float):
@@ -119,6 +150,7 @@ class Trainer:
     def __init__(self, cfg: Config, run_dir: Path, genotype: Genotype) -> None:
         self.cfg, self.run_dir, self.genotype = cfg, Path(run_dir), genotype
         self.run_dir.mkdir(parents=True, exist_ok=True)
+        remove_stale_tmp(self.run_dir)
         set_threads(cfg.threads)
         self.device = select_device(cfg.device)
         seed_everything(cfg.seed)
@@ -195,6 +227,19 @@ class Trainer:
         ck = load_checkpoint(path)
         if ck.get("kind") != "train":
             raise QuantNASError(f"checkpoint {path} is not a training checkpoint")
+        keys = ("genotype", "model", "opt", "sched", "rng", "epoch", "history", "best")
+        require_keys(ck, keys, path=path, what="a training checkpoint")
+        try:
+            self._restore(ck, path)
+        except (KeyError, TypeError, ValueError, IndexError) as e:
+            msg = f"checkpoint {path} is malformed ({type(e).__name__}: {e})"
+            raise QuantNASError(msg) from None
+        self.metrics.truncate_after("epoch", self.epoch - 1)
+        log.info("resumed training from %s at epoch %d", path, self.epoch)
+        return True
+
+    def _restore(self, ck: dict, path: Path) -> None:
+        """Load a training checkpoint's state into this trainer."""
         if ck["genotype"] != self.genotype.to_dict():
             raise QuantNASError(f"checkpoint {path} was trained on another genotype")
         self._set_quantized(bool(ck.get("quantized", True)))
@@ -206,10 +251,8 @@ class Trainer:
         self.opt.load_state_dict(ck["opt"])
         self.sched.load_state_dict(ck["sched"])
         set_rng_state(ck["rng"])
-        self.epoch, self.history, self.best = int(ck["epoch"]), ck["history"], ck["best"]
-        self.metrics.truncate_after("epoch", self.epoch - 1)
-        log.info("resumed training from %s at epoch %d", path, self.epoch)
-        return True
+        self.epoch, self.history, self.best = int(ck["epoch"]), list(ck["history"]), ck["best"]
+        float(self.best["val_psnr"])
 
     def _epoch(self, epoch: int) -> float:
         quant = self.quantized_at(epoch)
@@ -235,7 +278,15 @@ class Trainer:
             self.sched.step()
             if self.ema is not None:
                 self.ema.update_parameters(self.net)
-            total += loss.item()
+            value = loss.item()
+            check_finite(
+                value,
+                "training loss",
+                epoch=epoch,
+                checkpoint=self.run_dir / CHECKPOINT,
+                hint="lower train.lr or raise train.lr_warmup_steps",
+            )
+            total += value
         return total / self.steps
 
     def run(self, *, stop_after: int | None = None) -> TrainResult:
@@ -249,6 +300,13 @@ class Trainer:
             t0 = time.time()
             train_loss = self._epoch(self.epoch)
             val = validate(self.eval_net, self.val, self.device)
+            check_finite(
+                val["val_loss"],
+                "validation loss",
+                epoch=self.epoch,
+                checkpoint=self.run_dir / CHECKPOINT,
+                hint="lower train.lr or raise train.lr_warmup_steps",
+            )
             row = {
                 "epoch": self.epoch,
                 "train_loss": train_loss,

@@ -120,9 +120,11 @@ def test_score_identical_file_is_inf(tmp_path, capsys):
     x = str(tmp_path / "x.png")
     assert main(["score", "--sr", x, "--hr", x, "--scale", "4", "--json"]) == 0
     raw = capsys.readouterr().out
-    assert "Infinity" in raw
+    assert "Infinity" not in raw  # strict JSON: an infinite PSNR is written as null
     res = json.loads(raw)
-    assert math.isinf(res["psnr"]) and res["ssim"] == pytest.approx(1.0)
+    assert res["psnr"] is None and res["ssim"] == pytest.approx(1.0)
+    assert main(["score", "--sr", x, "--hr", x, "--scale", "4"]) == 0
+    assert "PSNR inf dB" in capsys.readouterr().out
     assert res["images"][0]["lr_size"] == [12, 10]
 
 
@@ -137,7 +139,7 @@ def test_score_folders(tmp_path, capsys):
     res = json.loads(capsys.readouterr().out)
     rows = {r["name"]: r for r in res["images"]}
     assert set(rows) == {"a", "b"}
-    assert math.isinf(rows["a"]["psnr"]) and 30 < rows["b"]["psnr"] < 60
+    assert rows["a"]["psnr"] is None and 30 < rows["b"]["psnr"] < 60  # identical: inf -> null
     assert main(["score", "--sr", str(sr), "--hr", str(hr), "--scale", "4"]) == 0
     assert "mean: PSNR" in capsys.readouterr().out
 

@@ -18,7 +18,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from quantnas.data.bicubic import downscale_uint8
 from quantnas.data.images import list_images, load_rgb
-from quantnas.errors import QuantNASError
+from quantnas.errors import QuantNASError, read_user_text
 
 __all__ = [
     "EMBEDDED_ALL",
@@ -110,7 +110,11 @@ def embedded_images(split: str) -> list[NamedImage]:
 
 
 def resolve_images(
-    source: str | Path, *, min_size: int | None = None, allow_gray: bool = False
+    source: str | Path,
+    *,
+    min_size: int | None = None,
+    allow_gray: bool = False,
+    max_pixels: int | None = None,
 ) -> list[NamedImage]:
     """Load the images named by a data source.
 
@@ -121,6 +125,7 @@ def resolve_images(
         source: ``"embedded:train"``, ``"embedded:val"`` or a folder of images.
         min_size: Minimum short side of each image (see :func:`load_rgb`).
         allow_gray: Replicate grayscale images to RGB instead of rejecting them.
+        max_pixels: Pixel limit per image file (see :func:`load_rgb`; ``data.max_pixels``).
 
     Returns:
         List of ``(file stem or embedded name, uint8 HxWx3)``, sorted by file name.
@@ -142,7 +147,10 @@ def resolve_images(
         return images
     files = list_images(text)
     logger.info("loading %d images from %s", len(files), text)
-    return [(p.stem, load_rgb(p, allow_gray=allow_gray, min_size=min_size)) for p in files]
+    return [
+        (p.stem, load_rgb(p, allow_gray=allow_gray, min_size=min_size, max_pixels=max_pixels))
+        for p in files
+    ]
 
 
 def _to_tensor(arr: np.ndarray) -> torch.Tensor:
@@ -312,8 +320,8 @@ def _read_yaml(path: Path) -> dict:
     if not path.is_file():
         raise QuantNASError(f"benchmark sets file {path} does not exist")
     try:
-        data = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as exc:
+        data = yaml.safe_load(read_user_text(path, "benchmark sets file"))
+    except (yaml.YAMLError, RecursionError) as exc:
         first = str(exc).replace("\n", " ")
         raise QuantNASError(f"{path}: malformed YAML ({first})") from exc
     if not isinstance(data, dict) or not data:
@@ -346,7 +354,9 @@ def _entry_dirs(path: Path, name: str, entry: object) -> tuple[Path, Path | None
     return dirs[0], dirs[1]
 
 
-def load_benchmark_sets(path: str | Path, *, scale: int) -> dict[str, SRValDataset]:
+def load_benchmark_sets(
+    path: str | Path, *, scale: int, max_pixels: int | None = None
+) -> dict[str, SRValDataset]:
     """Load benchmark sets listed in a YAML file.
 
     The file maps set names to folders, e.g.::
@@ -360,6 +370,7 @@ def load_benchmark_sets(path: str | Path, *, scale: int) -> dict[str, SRValDatas
     Args:
         path: YAML file.
         scale: Upscaling factor.
+        max_pixels: Pixel limit per image file (see :func:`load_rgb`).
 
     Returns:
         Mapping set name -> :class:`SRValDataset`, in file order.
@@ -373,8 +384,12 @@ def load_benchmark_sets(path: str | Path, *, scale: int) -> dict[str, SRValDatas
     sets: dict[str, SRValDataset] = {}
     for name, entry in _read_yaml(path).items():
         hr_dir, lr_dir = _entry_dirs(path, str(name), entry)
-        hr = resolve_images(hr_dir, allow_gray=True)
-        lr = resolve_images(lr_dir, allow_gray=True) if lr_dir is not None else None
+        hr = resolve_images(hr_dir, allow_gray=True, max_pixels=max_pixels)
+        lr = (
+            resolve_images(lr_dir, allow_gray=True, max_pixels=max_pixels)
+            if lr_dir is not None
+            else None
+        )
         label = f"{path}: {name}"
         sets[str(name)] = SRValDataset(hr, scale=scale, lr_images=lr, label=label)
         logger.info("benchmark %s: %d images", name, len(hr))

@@ -11,7 +11,7 @@ from PIL import Image
 
 from quantnas.errors import QuantNASError
 
-__all__ = ["IMAGE_EXTENSIONS", "list_images", "load_rgb", "save_rgb"]
+__all__ = ["IMAGE_EXTENSIONS", "default_max_pixels", "list_images", "load_rgb", "save_rgb"]
 
 logger = logging.getLogger(__name__)
 
@@ -21,13 +21,29 @@ _GRAY_MODES = {"1", "L", "LA", "I", "I;16", "I;16B", "I;16L", "I;16N", "F"}
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 
-def _png_header(path: Path) -> tuple[int, int, int] | None:
-    """Return ``(bit_depth, colour_type, interlace)`` of a PNG, or ``None`` for non-PNGs."""
+def default_max_pixels() -> int:
+    """The pixel limit used when none is given: Pillow's ``Image.MAX_IMAGE_PIXELS``."""
+    return int(Image.MAX_IMAGE_PIXELS or 0) or 89_478_485
+
+
+def _check_pixels(path: Path, pixels: int, max_pixels: int, *, claim: str) -> None:
+    """Refuse an image whose header claims more than ``max_pixels`` pixels (before decoding)."""
+    if pixels > max_pixels:
+        raise QuantNASError(
+            f"image {path} claims {claim} = {pixels:,} pixels, more than the limit of "
+            f"{max_pixels:,} (a decompression bomb?); raise data.max_pixels if it is genuine"
+        )
+
+
+def _png_header(path: Path) -> tuple[int, int, int, int, int] | None:
+    """Return ``(bit_depth, colour_type, interlace, width, height)`` of a PNG, else ``None``."""
     with open(path, "rb") as fh:
         head = fh.read(29)
     if len(head) < 29 or not head.startswith(_PNG_SIGNATURE) or head[12:16] != b"IHDR":
         return None
-    return head[24], head[25], head[28]
+    width = int.from_bytes(head[16:20], "big")
+    height = int.from_bytes(head[20:24], "big")
+    return head[24], head[25], head[28], width, height
 
 
 def _png_idat(data: bytes) -> bytes:
@@ -84,8 +100,10 @@ def _read_png16(path: Path, colour_type: int) -> np.ndarray:
     channels = {0: 1, 2: 3, 4: 2, 6: 4}[colour_type]
     bpp = 2 * channels
     stride = width * bpp
-    raw = np.frombuffer(zlib.decompress(_png_idat(data)), dtype=np.uint8)
-    if raw.size < height * (stride + 1):
+    expected = height * (stride + 1)
+    # Bounded: never inflate more than the header's image size (zlib bombs in IDAT).
+    raw = np.frombuffer(zlib.decompressobj().decompress(_png_idat(data), expected), dtype=np.uint8)
+    if raw.size < expected:
         raise ValueError("truncated PNG image data")
     rows = raw[: height * (stride + 1)].reshape(height, stride + 1)
     out = np.empty((height, stride), dtype=np.uint8)
@@ -95,16 +113,46 @@ def _read_png16(path: Path, colour_type: int) -> np.ndarray:
     return out.view(">u2").reshape(height, width, channels).astype(np.uint16)
 
 
-def _read_with_imageio(path: Path) -> np.ndarray:
-    """Read an image at full bit depth with imageio (used for 16-bit TIFF files)."""
+def _read_with_imageio(path: Path, max_pixels: int) -> np.ndarray:
+    """Read an image at full bit depth with imageio (used for 16-bit TIFF files).
+
+    The size in the file's header is checked against ``max_pixels`` before decoding.
+    """
     import imageio.v3 as iio
 
+    shape = tuple(int(d) for d in iio.improps(path).shape)
+    pixels = int(np.prod(shape, dtype=np.int64))
+    if len(shape) >= 3 and shape[-1] <= 4:  # channels last: count pixels, not samples
+        pixels //= max(1, shape[-1])
+    _check_pixels(path, pixels, max_pixels, claim=f"shape {shape}")
     return np.asarray(iio.imread(path))
 
 
-def _read_with_pillow(path: Path) -> np.ndarray:
+def _open_pillow(path: Path, max_pixels: int) -> Image.Image:
+    """``Image.open`` (header only) with the pixel limit checked before any decoding.
+
+    Pillow's own bomb check (a warning above ``MAX_IMAGE_PIXELS``, an error above twice
+    that) is replaced by the check against ``max_pixels`` here, so one limit, with one
+    message, rules every path.
+    """
+    saved = Image.MAX_IMAGE_PIXELS
+    try:
+        Image.MAX_IMAGE_PIXELS = None  # Image.open only parses the header
+        img = Image.open(path)
+    finally:
+        Image.MAX_IMAGE_PIXELS = saved
+    width, height = img.size
+    try:
+        _check_pixels(path, width * height, max_pixels, claim=f"{width}x{height}")
+    except QuantNASError:
+        img.close()
+        raise
+    return img
+
+
+def _read_with_pillow(path: Path, max_pixels: int) -> np.ndarray:
     """Read an image with Pillow, converting palette/alpha/other colour modes to RGB."""
-    with Image.open(path) as img:
+    with _open_pillow(path, max_pixels) as img:
         img.load()
         mode = img.mode
         if mode in ("I;16", "I;16B", "I;16L", "I;16N", "I"):
@@ -122,17 +170,29 @@ def _read_with_pillow(path: Path) -> np.ndarray:
         return np.asarray(img)
 
 
-def _read_raw(path: Path) -> np.ndarray:
-    """Read pixel data: own decoder for 16-bit colour PNGs, Pillow, imageio for TIFF."""
+def _read_raw(path: Path, max_pixels: int) -> np.ndarray:
+    """Read pixel data: own decoder for 16-bit colour PNGs, Pillow, imageio for TIFF.
+
+    Every path checks the pixel count of the header against ``max_pixels`` first.
+    """
     try:
         header = _png_header(path)
+        if header is not None:
+            w, h = header[3], header[4]
+            _check_pixels(path, w * h, max_pixels, claim=f"{w}x{h}")
         if header is not None and header[0] == 16 and header[1] in (2, 4, 6) and not header[2]:
             return _read_png16(path, header[1])
-        return _read_with_pillow(path)
+        return _read_with_pillow(path, max_pixels)
+    except QuantNASError:
+        raise
+    except MemoryError:
+        raise QuantNASError(f"image {path}: not enough memory to decode it") from None
     except Exception as exc:  # Pillow/imageio raise OSError, SyntaxError, ValueError, ...
         if path.suffix.lower() in (".tif", ".tiff"):
             try:
-                return _read_with_imageio(path)
+                return _read_with_imageio(path, max_pixels)
+            except QuantNASError:
+                raise
             except Exception:  # decoders raise many types; report the Pillow error
                 pass
         reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
@@ -147,7 +207,8 @@ def _to_uint8(arr: np.ndarray, path: Path) -> np.ndarray:
         return arr.astype(np.uint8) * 255
     if np.issubdtype(arr.dtype, np.integer) and arr.min() >= 0 and arr.max() <= 65535:
         logger.debug("%s: scaling 16-bit data to 8 bit", path)
-        return np.round(arr.astype(np.float64) / 257.0).astype(np.uint8)
+        # round(v / 257) in integers ((v + 128) // 257; 257 is odd, so no ties).
+        return ((arr.astype(np.uint32) + 128) // 257).astype(np.uint8)
     raise QuantNASError(f"image {path} has unsupported pixel type {arr.dtype}; expected 8/16-bit")
 
 
@@ -173,7 +234,11 @@ def _to_rgb(arr: np.ndarray, path: Path, allow_gray: bool) -> np.ndarray:
 
 
 def load_rgb(
-    path: str | Path, *, allow_gray: bool = False, min_size: int | None = None
+    path: str | Path,
+    *,
+    allow_gray: bool = False,
+    min_size: int | None = None,
+    max_pixels: int | None = None,
 ) -> np.ndarray:
     """Load an image as ``uint8`` RGB.
 
@@ -188,7 +253,9 @@ def load_rgb(
     * 16-bit data (``I;16`` or 16-bit colour PNGs, read at full depth with imageio) ->
       8 bit by ``round(v / 257)``;
     * ``min_size`` given and ``min(H, W) < min_size`` -> :class:`QuantNASError` naming
-      the file, its size and the needed size.
+      the file, its size and the needed size;
+    * a header claiming more than ``max_pixels`` pixels -> :class:`QuantNASError` before
+      any decoding, whichever decoder (own 16-bit PNG, Pillow, imageio) would read it.
 
     EXIF orientation tags are ignored (pixels are used as stored).
 
@@ -196,6 +263,8 @@ def load_rgb(
         path: Image file.
         allow_gray: Accept grayscale images by replicating them to three channels.
         min_size: Minimum accepted ``min(H, W)``; ``None`` disables the check.
+        max_pixels: Largest accepted ``H * W``; ``None`` or 0 = Pillow's
+            ``MAX_IMAGE_PIXELS`` (:func:`default_max_pixels`).
 
     Returns:
         ``uint8`` array of shape ``HxWx3``.
@@ -207,7 +276,8 @@ def load_rgb(
     path = Path(path)
     if not path.is_file():
         raise QuantNASError(f"image file {path} does not exist")
-    arr = _to_rgb(_to_uint8(_read_raw(path), path), path, allow_gray)
+    limit = int(max_pixels) if max_pixels else default_max_pixels()
+    arr = _to_rgb(_to_uint8(_read_raw(path, limit), path), path, allow_gray)
     h, w = arr.shape[:2]
     if min_size is not None and min(h, w) < min_size:
         raise QuantNASError(

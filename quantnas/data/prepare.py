@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import logging
+import os
+import shutil
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -54,14 +57,57 @@ def _cut(arr: np.ndarray, patch: int, stride: int) -> list[np.ndarray]:
     ]
 
 
+def _tile_keys(files: list[Path]) -> dict[Path, str]:
+    """The name each image's tiles start with: its stem, or its full name when stems clash.
+
+    ``a.png`` and ``a.jpg`` would both write ``a_s001.png``; when any two stems are equal
+    (ignoring case, for case-insensitive file systems) every image's tiles are named after
+    the full file name (``a.png_s001.png``), which is unique in a folder.
+    """
+    stems = [p.stem.casefold() for p in files]
+    if len(set(stems)) == len(stems):
+        return {p: p.stem for p in files}
+    logger.warning(
+        "prepare: several images share a name stem (e.g. a.png and a.jpg); tiles are named "
+        "after the full file names (<name.ext>_s001.png)"
+    )
+    return {p: p.name for p in files}
+
+
+def _new_output(out: Path) -> Path:
+    """A hidden temporary folder next to ``out`` (refusing an ``out`` that holds files)."""
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise QuantNASError(
+            f"prepare: output {out} already exists and is not an empty folder; choose a new "
+            "folder (nothing was written)"
+        )
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".partial", dir=out.parent))
+    mask = os.umask(0)
+    os.umask(mask)
+    tmp.chmod(0o777 & ~mask)  # mkdtemp makes 0700; the result should look like a mkdir
+    return tmp
+
+
 def prepare_patches(
-    src: str | Path, out: str | Path, *, patch: int = 200, stride: int = 70, scale: int = 4
+    src: str | Path,
+    out: str | Path,
+    *,
+    patch: int = 200,
+    stride: int = 70,
+    scale: int = 4,
+    skip_bad: bool = False,
 ) -> int:
     """Cut every image of ``src`` into ``patch x patch`` PNG tiles in ``out``.
 
     ``patch`` and ``stride`` are rounded down to multiples of ``scale``. Tiles are named
-    ``<stem>_s001.png``, ``<stem>_s002.png``, ... in row-major order. Images smaller
-    than a patch are skipped with a warning.
+    ``<stem>_s001.png``, ``<stem>_s002.png``, ... in row-major order (``<name.ext>_s001.png``
+    for every image when two images share a stem). Images smaller than a patch are skipped
+    with a warning.
+
+    Tiles are written into a temporary folder next to ``out`` that is renamed to ``out``
+    only when every image succeeded: a bad image leaves nothing behind (``out`` must not
+    exist or be empty).
 
     Args:
         src: Folder of HR images (RGB; see :func:`load_rgb`).
@@ -69,30 +115,52 @@ def prepare_patches(
         patch: Tile size in HR pixels.
         stride: Step between tiles.
         scale: SR scale the tiles are meant for.
+        skip_bad: Skip images that cannot be read (corrupt, grayscale, over the pixel
+            limit, ...) instead of failing; they are listed in a warning at the end.
 
     Returns:
         The number of tiles written.
 
     Raises:
-        QuantNASError: Missing/empty source folder, bad image, sizes smaller than the
-            scale, or no image large enough for one tile.
+        QuantNASError: Missing/empty source folder, bad image (without ``skip_bad``),
+            sizes smaller than the scale, an ``out`` that holds files, or no image large
+            enough for one tile.
 
     """
     patch = _round_down(int(patch), scale, "patch")
     stride = _round_down(int(stride), scale, "stride")
     files = list_images(src)
+    keys = _tile_keys(files)
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    tmp = _new_output(out)
     total = 0
-    for i, path in enumerate(files, start=1):
-        tiles = _cut(load_rgb(path), patch, stride)
-        if not tiles:
-            logger.warning("prepare: %s is smaller than %dx%d, skipped", path, patch, patch)
-        for k, tile in enumerate(tiles, start=1):
-            save_rgb(out / f"{path.stem}_s{k:03d}.png", np.ascontiguousarray(tile))
-        total += len(tiles)
-        logger.info("prepare: [%d/%d] %s -> %d patches", i, len(files), path.name, len(tiles))
-    if total == 0:
-        raise QuantNASError(f"prepare: no image in {src} is at least {patch}x{patch} pixels")
+    skipped: list[str] = []
+    try:
+        for i, path in enumerate(files, start=1):
+            try:
+                img = load_rgb(path)
+            except QuantNASError as e:
+                if not skip_bad:
+                    raise
+                skipped.append(f"{path.name} ({e})")
+                logger.warning("prepare: skipping %s: %s", path, e)
+                continue
+            tiles = _cut(img, patch, stride)
+            if not tiles:
+                logger.warning("prepare: %s is smaller than %dx%d, skipped", path, patch, patch)
+            for k, tile in enumerate(tiles, start=1):
+                save_rgb(tmp / f"{keys[path]}_s{k:03d}.png", np.ascontiguousarray(tile))
+            total += len(tiles)
+            logger.info("prepare: [%d/%d] %s -> %d patches", i, len(files), path.name, len(tiles))
+        if total == 0:
+            raise QuantNASError(f"prepare: no image in {src} is at least {patch}x{patch} pixels")
+        if out.exists():
+            out.rmdir()  # empty (checked above)
+        os.replace(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    if skipped:
+        logger.warning("prepare: skipped %d bad image(s): %s", len(skipped), "; ".join(skipped))
     logger.info("prepare: wrote %d patches of %dx%d to %s", total, patch, patch, out)
     return total

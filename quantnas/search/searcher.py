@@ -25,6 +25,8 @@ from quantnas.checkpoint import (
     atomic_write_text,
     load_checkpoint,
     load_state,
+    remove_stale_tmp,
+    require_keys,
     rng_state,
     seed_everything,
     set_rng_state,
@@ -35,6 +37,7 @@ from quantnas.data.datasets import SRTrainDataset
 from quantnas.data.roles import training_images
 from quantnas.engine import (
     batches,
+    check_finite,
     loader,
     param_groups,
     select_device,
@@ -121,6 +124,7 @@ class Searcher:
         self.cfg = cfg
         self.run_dir = Path(run_dir)
         self.run_dir.mkdir(parents=True, exist_ok=True)
+        remove_stale_tmp(self.run_dir)
         set_threads(cfg.threads)
         self.device = select_device(cfg.device)
         seed_everything(cfg.seed)
@@ -195,6 +199,20 @@ class Searcher:
         ck = load_checkpoint(path)
         if ck.get("kind") != "search":
             raise QuantNASError(f"checkpoint {path} is not a search checkpoint")
+        keys = ("model", "w_opt", "a_opt", "w_sched", "rng", "epoch", "history")
+        keys += ("alpha_history", "best", "initial_bitops", "alpha_shapes")
+        require_keys(ck, keys, path=path, what="a search checkpoint")
+        try:
+            self._restore(ck, path)
+        except (KeyError, TypeError, ValueError, IndexError) as e:
+            msg = f"checkpoint {path} is malformed ({type(e).__name__}: {e})"
+            raise QuantNASError(msg) from None
+        self.metrics.truncate_after("epoch", self.epoch - 1)
+        log.info("resumed search from %s at epoch %d", path, self.epoch)
+        return True
+
+    def _restore(self, ck: dict, path: Path) -> None:
+        """Load a search checkpoint's state into this searcher."""
         want = {k: list(v) for k, v in self.net.alpha.shapes.items()}
         if ck.get("alpha_shapes") != want:
             raise QuantNASError(
@@ -209,9 +227,6 @@ class Searcher:
         self.epoch = int(ck["epoch"])
         self.history, self.alpha_history = ck["history"], ck["alpha_history"]
         self.best, self.initial_bitops = ck["best"], float(ck["initial_bitops"])
-        self.metrics.truncate_after("epoch", self.epoch - 1)
-        log.info("resumed search from %s at epoch %d", path, self.epoch)
-        return True
 
     # ------------------------------------------------------------------- steps
     def _alpha_step(self, lr: torch.Tensor, hr: torch.Tensor, epoch: int) -> dict[str, float]:
@@ -228,6 +243,7 @@ class Searcher:
         cost = self.cost.penalty_cost(probs, s.penalty_cost)
         pen = hardware_penalty(cost, self.initial_cost, s.penalty)
         loss = l1 + w_reg * reg + pen.float()
+        self._check(loss.item(), "search alpha loss", epoch)
         loss.backward()
         self.a_opt.step()
         return {
@@ -237,9 +253,19 @@ class Searcher:
             "expected_bitops": expected.item(),
         }
 
-    def _weight_step(self, lr: torch.Tensor, hr: torch.Tensor) -> float:
+    def _check(self, value: float, what: str, epoch: int) -> None:
+        check_finite(
+            value,
+            what,
+            epoch=epoch,
+            checkpoint=self.run_dir / CHECKPOINT,
+            hint="lower search.w_lr / search.alpha_lr or search.penalty",
+        )
+
+    def _weight_step(self, lr: torch.Tensor, hr: torch.Tensor, epoch: int) -> float:
         self.w_opt.zero_grad(set_to_none=True)
         loss = F.l1_loss(self.net(lr), hr)
+        self._check(loss.item(), "search weight loss", epoch)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(list(self.net.weights()), self.cfg.search.w_grad_clip)
         self.w_opt.step()
@@ -264,13 +290,14 @@ class Searcher:
                     sums[k] = sums.get(k, 0.0) + v
             lr, hr = next(w_iter)
             sums["train_loss"] = sums.get("train_loss", 0.0) + self._weight_step(
-                lr.to(self.device), hr.to(self.device)
+                lr.to(self.device), hr.to(self.device), epoch
             )
         return {k: v / self.steps for k, v in sums.items()}
 
     def _record(self, epoch: int, train: dict, seconds: float) -> Genotype:
         cfg = self.cfg
         val = validate(self.net, self.val, self.device)
+        self._check(val["val_loss"], "search validation loss", epoch)
         geno = self.net.export()
         final = build_network(geno, self.net.arch)
         bitops = network_cost(final, lr_size=cfg.search.bitops_lr_size).bitops
@@ -359,7 +386,11 @@ class Searcher:
             atomic_write_json(self.run_dir / "alpha_history.json", self.alpha_history)
         if self.history:
             self._plots(geno)
-        if self.epoch >= self.cfg.search.epochs and not (self.run_dir / "best_arch.json").exists():
+        if (
+            self.history
+            and self.epoch >= self.cfg.search.epochs
+            and not (self.run_dir / "best_arch.json").exists()
+        ):
             gt.save(geno, self.run_dir / "best_arch.json")
         self.metrics.close()
         best = (

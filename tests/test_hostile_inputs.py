@@ -1,0 +1,607 @@
+"""Hostile and careless input, through the CLI: one ``error:`` line, exit 2, nothing partial.
+
+Every case of the hostile-input battery (decompression bombs, bad numbers, lost or mixed
+work, tracebacks, strict JSON, file modes) is one test here. The bombs are built by the
+tests in a few lines (tiny files whose headers claim huge images); the ones decoded in a
+child process also check its peak memory.
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import struct
+import subprocess
+import sys
+import warnings
+import zlib
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from quantnas.checkpoint import load_checkpoint
+from quantnas.cli import main
+from quantnas.data.images import load_rgb, save_rgb
+
+QUIET = ["tensorboard=false", "progress=false", "threads=1"]
+TINY = [
+    "arch.c_fixed=8",
+    "data.lr_crop=8",
+    "data.repeat=1",
+    "data.val_crop=32",
+    "search.batch_size=2",
+    "search.epochs=2",
+    "search.warm_up=1",
+    "search.steps_per_epoch=1",
+    "train.batch_size=2",
+    "train.epochs=2",
+    "train.steps_per_epoch=1",
+    *QUIET,
+]
+#: Bounded memory for a rejected bomb: the interpreter with torch imported is ~0.4 GiB; the
+#: bombs claim images needing 3-20 GiB to decode.
+MAX_RSS_BYTES = 1024**3
+
+
+@pytest.fixture(autouse=True)
+def _quiet_torch_warnings():
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        yield
+
+
+def one_error(code: int, capsys, *fragments: str) -> str:
+    """Exit 2 and exactly one ``error:`` line (the last line), no traceback."""
+    err = capsys.readouterr().err
+    assert code == 2, err
+    lines = [ln for ln in err.splitlines() if ln.strip()]
+    errors = [ln for ln in lines if ln.startswith("error:")]
+    assert len(errors) == 1 and lines[-1] == errors[0], err
+    assert "Traceback" not in err
+    for f in fragments:
+        assert f in errors[0], errors[0]
+    return errors[0]
+
+
+def photo(h: int = 64, w: int = 64, seed: int = 0) -> np.ndarray:
+    return np.random.default_rng(seed).integers(0, 256, (h, w, 3), dtype=np.uint8)
+
+
+def folder(root: Path, names=("a.png",), size=(64, 64)) -> Path:
+    root.mkdir(parents=True, exist_ok=True)
+    for i, n in enumerate(names):
+        Image.fromarray(photo(*size, seed=i)).save(root / n)
+    return root
+
+
+def _chunk(tag: bytes, data: bytes) -> bytes:
+    return struct.pack(">I", len(data)) + tag + data + struct.pack(">I", zlib.crc32(tag + data))
+
+
+def png_bomb(path: Path, width: int = 14000, height: int = 13000, depth: int = 16) -> Path:
+    """A ~10 KB PNG whose header claims ``width x height`` RGB pixels at ``depth`` bits."""
+    ihdr = struct.pack(">IIBBBBB", width, height, depth, 2, 0, 0, 0)
+    idat = zlib.compress(b"\0" * 10_000_000, 9)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(
+        b"\x89PNG\r\n\x1a\n" + _chunk(b"IHDR", ihdr) + _chunk(b"IDAT", idat) + _chunk(b"IEND", b"")
+    )
+    return path
+
+
+def tiff_bomb(path: Path, side: int = 30000) -> Path:
+    """A small tiled TIFF whose tags claim ``side x side`` RGB pixels (Pillow refuses it)."""
+    import tifffile
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tifffile.imwrite(path, photo(64, 64), tile=(16, 16), compression="zlib")
+    with tifffile.TiffFile(path) as tif:
+        tags = tif.pages[0].tags
+        spots = [(tags[k].valueoffset, tags[k].dtype) for k in ("ImageWidth", "ImageLength")]
+    with open(path, "r+b") as fh:
+        for offset, dtype in spots:
+            fh.seek(offset)
+            fh.write(struct.pack("<H" if int(dtype) == 3 else "<I", side))
+    return path
+
+
+def run_child(args: list[str], cwd: Path) -> tuple[int, str, int]:
+    """``python -m quantnas ARGS`` in a child; returns (exit code, stderr, peak RSS bytes)."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    err_file = cwd / ".child-stderr"
+    with open(err_file, "wb") as err:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "quantnas", *args],
+            cwd=cwd,
+            stdout=subprocess.DEVNULL,
+            stderr=err,
+            env=env,
+        )
+        _, status, usage = os.wait4(proc.pid, 0)  # this child's own peak RSS (KiB on Linux)
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    text = err_file.read_text()
+    err_file.unlink()
+    return proc.returncode, text, usage.ru_maxrss * 1024
+
+
+def assert_child_error(code: int, err: str, *fragments: str) -> str:
+    lines = [ln for ln in err.splitlines() if ln.strip()]
+    assert code == 2, err
+    assert lines and lines[-1].startswith("error:") and "Traceback" not in err, err
+    assert sum(ln.startswith("error:") for ln in lines) == 1, err
+    for f in fragments:
+        assert f in lines[-1], lines[-1]
+    return lines[-1]
+
+
+# ------------------------------------------------------------------------ 1. bombs
+def test_png16_bomb_eval_bounded_memory(tmp_path):
+    """The own 16-bit PNG decoder: 14000x13000 claimed -> refused from the header."""
+    png_bomb(tmp_path / "data" / "bomb.png")
+    code, err, rss = run_child(
+        ["eval", "--model", "bicubic", "--scale", "4", "--data", "data"], tmp_path
+    )
+    assert_child_error(code, err, "bomb.png", "14000x13000", "data.max_pixels")
+    assert rss < MAX_RSS_BYTES, f"peak RSS {rss / 1024**2:.0f} MiB"
+
+
+def test_tiff_bomb_prepare_bounded_memory_and_nothing_written(tmp_path):
+    """Pillow refuses the TIFF; the imageio fallback is not tried; no patch is written."""
+    tiff_bomb(tmp_path / "src" / "bomb.tif")
+    code, err, rss = run_child(["prepare", "src", "out", "--patch", "48"], tmp_path)
+    assert_child_error(code, err, "bomb.tif", "30000x30000", "data.max_pixels")
+    assert rss < MAX_RSS_BYTES, f"peak RSS {rss / 1024**2:.0f} MiB"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["src"]  # no out, no temp folder
+
+
+def test_tiff_bomb_imageio_path_checks_size_first(tmp_path, capsys):
+    """A TIFF under Pillow's hard limit but over data.max_pixels fails on every path."""
+    tiff_bomb(tmp_path / "data" / "big.tif", side=10000)  # 100 M pixels, Pillow only warns
+    code = main(["eval", "--model", "bicubic", "--scale", "4", "--data", str(tmp_path / "data")])
+    one_error(code, capsys, "big.tif", "10000", "data.max_pixels")
+    from quantnas.data import images
+    from quantnas.errors import QuantNASError
+
+    # the imageio fallback on its own refuses it from the header as well
+    with pytest.raises(QuantNASError, match="claims shape"):
+        images._read_with_imageio(tmp_path / "data" / "big.tif", 1_000_000)
+
+
+def test_png16_bomb_score_and_train(tmp_path, capsys):
+    bomb = png_bomb(tmp_path / "hr" / "x.png")
+    code = main(["score", "--sr", str(bomb), "--hr", str(bomb), "--scale", "4"])
+    one_error(code, capsys, "x.png", "pixels")
+    code = main(["train", f"out_dir={tmp_path}", "name=t", f"data.train={bomb.parent}", *TINY])
+    one_error(code, capsys, "x.png", "pixels")
+    assert not (tmp_path / "t" / "config.yaml").exists()
+    assert not (tmp_path / "t" / "checkpoint.pt").exists()
+
+
+def test_idat_zlib_bomb_is_inflated_only_to_the_header_size(tmp_path):
+    """A 16x16 16-bit PNG whose IDAT inflates to 200 MB: decoding stays small."""
+    import tracemalloc
+
+    row = b"\0" + b"\x80" * (16 * 6)
+    ihdr = struct.pack(">IIBBBBB", 16, 16, 16, 2, 0, 0, 0)
+    idat = zlib.compress(row * 16 + b"\0" * 200_000_000, 9)
+    path = tmp_path / "z.png"
+    path.write_bytes(
+        b"\x89PNG\r\n\x1a\n" + _chunk(b"IHDR", ihdr) + _chunk(b"IDAT", idat) + _chunk(b"IEND", b"")
+    )
+    tracemalloc.start()
+    img = load_rgb(path)
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert img.shape == (16, 16, 3) and int(img[0, 0, 0]) == round(0x8080 / 257)
+    assert peak < 5_000_000, peak
+
+
+def test_pillow_path_checks_size_before_decoding(tmp_path, capsys):
+    """A BMP (Pillow path) claiming 20000x20000 and data.max_pixels for ordinary files."""
+    Image.fromarray(photo(8, 8)).save(tmp_path / "small.bmp")
+    raw = bytearray((tmp_path / "small.bmp").read_bytes())
+    raw[18:26] = struct.pack("<ii", 20000, 20000)
+    folder_ = tmp_path / "bmp"
+    folder_.mkdir()
+    (folder_ / "big.bmp").write_bytes(bytes(raw))
+    code = main(["eval", "--model", "bicubic", "--scale", "4", "--data", str(folder_)])
+    one_error(code, capsys, "big.bmp", "pixel")
+    data = folder(tmp_path / "imgs")
+    code = main(
+        ["train", f"out_dir={tmp_path}", "name=t", f"data.train={data}", "data.max_pixels=1000"]
+        + TINY
+    )
+    one_error(code, capsys, "a.png", "64x64", "1,000")
+    assert not (tmp_path / "t" / "checkpoint.pt").exists()
+
+
+# ---------------------------------------------------------------- 2. bad numbers
+@pytest.mark.parametrize(
+    ("override", "key"),
+    [
+        ("train.lr=nan", "train.lr"),
+        ("train.lr=-1", "train.lr"),
+        ("train.lr=.inf", "train.lr"),
+        ("train.steps_per_epoch=-5", "train.steps_per_epoch"),
+        ("search.epochs=0", "search.epochs"),
+        ("search.epochs=-3", "search.epochs"),
+        ("train.epochs=-1", "train.epochs"),
+        ("data.num_workers=-1", "data.num_workers"),
+        ("search.alpha_betas=[0.5,1.5]", "search.alpha_betas"),
+        ("data.max_pixels=-1", "data.max_pixels"),
+    ],
+)
+def test_bad_numbers_refused_at_load(tmp_path, capsys, override, key):
+    code = main(["run", f"out_dir={tmp_path}", "name=r", override, *QUIET])
+    one_error(code, capsys, f"config key {key}:")
+    assert not (tmp_path / "r").exists()
+
+
+def test_sweep_nan_penalty_refused(tmp_path, capsys):
+    code = main(["sweep", f"out_dir={tmp_path}", *QUIET, "-v", "nan", "-d", "s"])
+    one_error(code, capsys, "-v/--values", "finite")
+    assert not (tmp_path / "s").exists()
+
+
+def test_nan_training_loss_stops_and_keeps_last_good_checkpoint(tmp_path, monkeypatch, capsys):
+    import quantnas.train
+    from quantnas.engine import pixel_loss
+
+    epochs = []
+
+    def loss_going_nan(name):
+        epochs.append(name)
+        fn = pixel_loss(name)
+        if len(epochs) == 1:
+            return fn
+        return lambda sr, hr: fn(sr, hr) * float("nan")
+
+    monkeypatch.setattr(quantnas.train, "pixel_loss", loss_going_nan)
+    code = main(["train", f"out_dir={tmp_path}", "name=t", *TINY])
+    run = tmp_path / "t"
+    one_error(code, capsys, "training loss became nan in epoch 1", str(run / "checkpoint.pt"))
+    assert load_checkpoint(run / "checkpoint.pt")["epoch"] == 1  # the epoch-0 state
+    assert load_checkpoint(run / "best.pt")["epoch"] == 0
+    weights = load_checkpoint(run / "best.pt")["model"].values()
+    assert all(bool(torch.isfinite(v.float()).all()) for v in weights)
+
+
+def test_nan_search_loss_in_first_epoch_writes_no_best(tmp_path, monkeypatch, capsys):
+    from types import SimpleNamespace
+
+    import quantnas.search.searcher as searcher
+
+    nan_l1 = SimpleNamespace(l1_loss=lambda a, b: torch.nn.functional.l1_loss(a, b) * np.inf)
+    monkeypatch.setattr(searcher, "F", nan_l1)
+    code = main(["search", f"out_dir={tmp_path}", "name=s", *TINY])
+    one_error(code, capsys, "search weight loss became", "no checkpoint or best result")
+    assert not (tmp_path / "s" / "best_arch.json").exists()
+    assert not (tmp_path / "s" / "checkpoint.pt").exists()
+
+
+# ------------------------------------------------------------- 3. lost/mixed work
+def test_interrupted_run_is_not_restarted_silently(tmp_path, monkeypatch, capsys):
+    import quantnas.search.searcher as searcher
+
+    real_epoch = searcher.Searcher._epoch
+
+    def interrupted_in_epoch_1(self, epoch):
+        if epoch == 1:
+            raise KeyboardInterrupt
+        return real_epoch(self, epoch)
+
+    monkeypatch.setattr(searcher.Searcher, "_epoch", interrupted_in_epoch_1)
+    args = ["run", f"out_dir={tmp_path}", "name=x", *TINY]
+    assert main(args) == 130
+    run = tmp_path / "x"
+    rows = (run / "search" / "metrics.jsonl").read_text()
+    capsys.readouterr()
+    one_error(main(args), capsys, f"quantnas run --resume {run}", "--restart")
+    assert (run / "search" / "metrics.jsonl").read_text() == rows  # untouched
+    one_error(main([*args, "--restart", "--resume", str(run)]), capsys, "exclude")
+    # --restart discards it on purpose: a fresh search, no stale rows
+    assert main([*args, "--restart"]) == 130
+    assert len((run / "search" / "metrics.jsonl").read_text().splitlines()) == 1
+
+
+def test_restart_refuses_a_folder_that_is_not_a_run(tmp_path, capsys):
+    (tmp_path / "x").mkdir()
+    (tmp_path / "x" / "notes.txt").write_text("mine")
+    code = main(["train", f"out_dir={tmp_path}", "name=x", *TINY, "--restart"])
+    one_error(code, capsys, "not a quantnas run directory")
+    assert (tmp_path / "x" / "notes.txt").read_text() == "mine"
+
+
+def test_sweep_resume_refuses_other_config_or_grid(tmp_path, capsys):
+    missing = tmp_path / "nope"
+    base = ["sweep", f"out_dir={tmp_path}", f"data.train={missing}", *QUIET, "-d", "s"]
+    # the trial fails (missing data) after the sweep recorded its config and grid
+    one_error(main([*base, "-v", "0"]), capsys, "nope")
+    manifest = json.loads((tmp_path / "s" / "sweep.json").read_text())
+    assert manifest["trials"] == ["p0_s0"] and len(manifest["config_hash"]) == 12
+    one_error(
+        main([*base[:3], "train.lr=0.1", *base[3:], "-v", "0", "--resume"]),
+        capsys,
+        "another config",
+    )
+    one_error(main([*base, "-v", "0", "1", "--resume"]), capsys, "--extend")
+    # --extend accepts the larger grid (the trial then fails on the data again)
+    one_error(main([*base, "-v", "0", "1", "--resume", "--extend"]), capsys, "nope")
+    manifest = json.loads((tmp_path / "s" / "sweep.json").read_text())
+    assert manifest["trials"] == ["p0_s0", "p1_s0"]
+
+
+def test_sweep_results_record_config_hash(tmp_path):
+    from quantnas.config import load_config
+    from quantnas.sweep import _row, config_hash
+
+    cfg = load_config(overrides=["name=p0_s0", f"out_dir={tmp_path}"])
+    (tmp_path / "p0_s0").mkdir()
+    from quantnas.config import dump
+
+    (tmp_path / "p0_s0" / "config.yaml").write_text(dump(cfg))
+    report = {
+        "penalty": 0.0,
+        "seed": 0,
+        "bitops_32": 1,
+        "bitops_256": 64,
+        "params": 3,
+        "sets": {"validation": {"psnr": 30.0, "ssim": 0.9, "bicubic_psnr": 29.0}},
+        "seconds": {},
+        "genotype_text": "g",
+        "run_dir": str(tmp_path / "p0_s0"),
+    }
+    assert _row(report, "validation")["config_hash"] == config_hash(cfg)
+    other = load_config(overrides=["train.lr=0.1"])
+    assert config_hash(other) != config_hash(cfg)
+
+
+def test_prepare_bad_image_leaves_nothing(tmp_path, capsys):
+    src = folder(tmp_path / "src", ("a.png", "b.png"))
+    (src / "c.png").write_bytes(b"\x89PNG\r\n\x1a\n garbage")
+    out = tmp_path / "out"
+    code = main(["prepare", str(src), str(out), "--patch", "32", "--stride", "32"])
+    one_error(code, capsys, "c.png")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["src"]
+
+
+def test_prepare_skip_bad_lists_skipped(tmp_path, capsys):
+    src = folder(tmp_path / "src", ("a.png", "b.png"))
+    (src / "c.png").write_bytes(b"\x89PNG\r\n\x1a\n garbage")
+    png_bomb(src / "d.png")
+    out = tmp_path / "out"
+    code = main(["prepare", str(src), str(out), "--patch", "32", "--stride", "32", "--skip-bad"])
+    err = capsys.readouterr().err
+    assert code == 0, err
+    assert "skipped 2 bad image(s): c.png" in err and "d.png" in err
+    assert len(list(out.glob("*.png"))) == 8  # 2 images x 4 tiles
+
+
+def test_prepare_names_cannot_collide(tmp_path, capsys):
+    src = folder(tmp_path / "src", ("a.png", "a.jpg", "b.png"))
+    out = tmp_path / "out"
+    assert main(["prepare", str(src), str(out), "--patch", "32", "--stride", "32"]) == 0
+    err = capsys.readouterr().err
+    files = sorted(p.name for p in out.iterdir())
+    assert len(files) == 12 and "wrote 12 patches" in err
+    assert files[0] == "a.jpg_s001.png" and "a.png_s004.png" in files
+
+
+def test_prepare_refuses_a_non_empty_output(tmp_path, capsys):
+    src = folder(tmp_path / "src")
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "keep.txt").write_text("x")
+    one_error(main(["prepare", str(src), str(out), "--patch", "32"]), capsys, "not an empty")
+    assert sorted(p.name for p in out.iterdir()) == ["keep.txt"]
+
+
+# -------------------------------------------------------------- 4. one-line errors
+@pytest.mark.parametrize(
+    ("args", "flag"),
+    [
+        (["score", "--sr", "x.png", "--hr", "x.png", "--scale", "0"], "--scale"),
+        (["eval", "--model", "bicubic", "--scale", "0", "--data", "embedded:val"], "--scale"),
+        (["prepare", "src", "out", "--scale", "0"], "--scale"),
+        (["info", "default", "--channels", "0"], "--channels"),
+        (["info", "default", "--lr-size", "0"], "--lr-size"),
+        (["info", "default", "--scale", "-4"], "--scale"),
+        (["sweep", "-v", "0", "-r", "0", "-d", "x"], "--repeats"),
+    ],
+)
+def test_bad_argument_values(args, flag, capsys):
+    one_error(main(args), capsys, flag, "positive integer")
+
+
+def test_non_utf8_genotype_and_config_files(tmp_path, capsys):
+    bad = tmp_path / "g.json"
+    bad.write_bytes(b"\xff\xfe{\x00}")
+    one_error(main(["info", str(bad)]), capsys, str(bad), "not UTF-8")
+    code = main(["train", "--genotype", str(bad), f"out_dir={tmp_path}", *TINY])
+    one_error(code, capsys, str(bad), "not UTF-8")
+    one_error(main(["config", "--config", str(bad)]), capsys, str(bad), "not UTF-8")
+
+
+def test_checkpoint_holding_only_kind(tmp_path, capsys):
+    ck = tmp_path / "ck.pt"
+    torch.save({"kind": "train"}, ck)
+    code = main(["eval", "--model", str(ck), "--data", "embedded:val"])
+    one_error(code, capsys, str(ck), "incomplete", "'genotype'")
+    run = tmp_path / "run"
+    run.mkdir()
+    torch.save({"kind": "train"}, run / "checkpoint.pt")
+    code = main(["train", "--resume", str(run), *TINY])
+    one_error(code, capsys, "checkpoint.pt", "incomplete")
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "fragment"),
+    [
+        ("state.json", b"{}", "state.json is corrupt"),
+        ("state.json", b"[]", "state.json is corrupt"),
+        ("config.yaml", b"arch: [", "invalid YAML"),
+        ("config.yaml", b"\xff\xfe", "not UTF-8"),
+        ("config.yaml", b"- 1\n- 2\n", "must be a mapping"),
+    ],
+)
+def test_run_resume_with_corrupt_files(tmp_path, capsys, name, content, fragment):
+    run = tmp_path / "r"
+    run.mkdir()
+    (run / name).write_bytes(content)
+    code = main(["run", "--resume", str(run), *TINY])
+    one_error(code, capsys, fragment)
+
+
+@pytest.mark.parametrize(
+    "cmd",
+    [
+        ["run", "out_dir={f}", "name=x", *TINY],
+        ["sweep", "out_dir={f}", *QUIET, "-v", "0", "-d", "s"],
+        ["prepare", "{src}", "{f}/out", "--patch", "32"],
+        [
+            "eval",
+            "--model",
+            "bicubic",
+            "--scale",
+            "4",
+            "--data",
+            "{src}",
+            "--save-images",
+            "{f}/sr",
+        ],
+        ["export", "default", "--out", "{f}/g.json"],
+    ],
+)
+def test_output_path_under_a_file(tmp_path, capsys, cmd):
+    f = tmp_path / "afile"
+    f.write_text("x")
+    src = folder(tmp_path / "src")
+    args = [a.format(f=f, src=src) for a in cmd]
+    one_error(main(args), capsys, str(f), "expected a folder")
+    assert f.read_text() == "x"
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root may write to read-only folders")
+def test_output_folder_not_writable(tmp_path, capsys):
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    ro.chmod(0o555)
+    try:
+        one_error(main(["export", "default", "--out", str(ro / "g.json")]), capsys, "ermission")
+        code = main(["train", f"out_dir={ro}", "name=t", *TINY])
+        one_error(code, capsys, str(ro))
+    finally:
+        ro.chmod(0o755)
+
+
+@pytest.mark.skipif(not Path("/proc/self/fd").is_dir(), reason="needs /proc to name fds")
+def test_full_disk_during_training(tmp_path, monkeypatch, capsys):
+    """ENOSPC while the checkpoint is written: one line, resume hint, no temp file left."""
+    import quantnas.checkpoint
+
+    real_fsync = os.fsync
+
+    def fsync(fd):
+        if ".checkpoint.pt." in os.readlink(f"/proc/self/fd/{fd}"):
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real_fsync(fd)
+
+    monkeypatch.setattr(quantnas.checkpoint.os, "fsync", fsync)
+    code = main(["train", f"out_dir={tmp_path}", "name=t", *TINY])
+    run = tmp_path / "t"
+    one_error(code, capsys, str(run / "checkpoint.pt"), "no space left", f"--resume {run}")
+    assert not list(run.glob(".*.tmp")) and not (run / "checkpoint.pt").exists()
+
+
+# ------------------------------------------------------------------- 5. smaller
+def test_random_bytes_checkpoint_is_called_corrupt(tmp_path, capsys):
+    ck = tmp_path / "r.pt"
+    ck.write_bytes(np.random.default_rng(0).bytes(4096))
+    msg = one_error(main(["eval", "--model", str(ck), "--data", "embedded:val"]), capsys)
+    assert "corrupt or not a quantnas checkpoint" in msg and "trusted" not in msg
+
+
+def test_json_output_is_strict(tmp_path, capsys):
+    x = tmp_path / "x.png"
+    save_rgb(x, photo())
+    assert main(["score", "--sr", str(x), "--hr", str(x), "--scale", "4", "--json"]) == 0
+
+    def refuse(const):
+        raise AssertionError(f"non-JSON constant {const}")
+
+    res = json.loads(capsys.readouterr().out, parse_constant=refuse)
+    assert res["psnr"] is None and res["images"][0]["psnr"] is None
+
+
+def test_resume_with_genotype_refused(tmp_path, capsys):
+    run = tmp_path / "t"
+    run.mkdir()
+    code = main(["train", "--resume", str(run), "--genotype", "paper-example", *TINY])
+    one_error(code, capsys, "--genotype", "--resume")
+
+
+def test_atomic_files_get_umask_mode_and_stale_tmp_removed(tmp_path, capsys):
+    old = os.umask(0o022)
+    try:
+        out = tmp_path / "g.json"
+        assert main(["export", "default", "--out", str(out)]) == 0
+        assert out.stat().st_mode & 0o777 == 0o644
+    finally:
+        os.umask(old)
+    run = tmp_path / "t"
+    assert main(["train", f"out_dir={tmp_path}", "name=t", *TINY, "train.epochs=1"]) == 0
+    assert (run / "checkpoint.pt").stat().st_mode & 0o777 == 0o666 & ~old
+    stale = run / ".checkpoint.pt.abc123.tmp"
+    stale.write_bytes(b"partial")
+    assert main(["train", "--resume", str(run)]) == 0  # finished: a no-op that cleans up
+    assert not stale.exists()
+
+
+# ------------------------------------------------- further cases found on the way
+def test_deeply_nested_genotype_and_config(tmp_path, capsys):
+    deep = tmp_path / "deep.json"
+    deep.write_text('{"a":' * 100_000 + "1" + "}" * 100_000)
+    one_error(main(["info", str(deep)]), capsys, str(deep), "nested too deeply")
+    cfg = tmp_path / "deep.yaml"
+    cfg.write_text("arch: " + "[" * 100_000 + "]" * 100_000)
+    one_error(main(["config", "--config", str(cfg)]), capsys, str(cfg), "invalid YAML")
+
+
+def test_restart_never_deletes_a_folder_quantnas_did_not_write(tmp_path, capsys):
+    mine = tmp_path / "x"
+    mine.mkdir()
+    (mine / "config.yaml").write_text("my: own settings\n")
+    (mine / "checkpoint.pt").write_bytes(b"precious")
+    code = main(["train", f"out_dir={tmp_path}", "name=x", *TINY, "--restart"])
+    one_error(code, capsys, "not deleted")
+    assert (mine / "checkpoint.pt").read_bytes() == b"precious"
+
+
+def test_genotype_with_huge_blocks_refused(tmp_path, capsys):
+    from quantnas import genotype as gt
+
+    path = tmp_path / "huge.json"
+    data = gt.DEFAULT.to_dict()
+    data["blocks"]["head"] = [{"op": "simple_3x3", "bits": 8}] * 200_000
+    path.write_text(json.dumps(data))
+    one_error(main(["info", str(path)]), capsys, "head", "200000 layers", "at most")
+
+
+def test_checkpoint_arch_claiming_huge_network_refused_without_allocating(tmp_path, capsys):
+    from quantnas import genotype as gt
+    from quantnas.config import ArchConfig
+    from quantnas.space import build_network
+    from quantnas.train import model_payload
+
+    arch = ArchConfig(c_fixed=8, body_cells=1)
+    ck = model_payload(build_network(gt.DEFAULT, arch), gt.DEFAULT, arch)
+    ck["arch"]["c_fixed"] = 100_000  # a 1.9 TB network, claimed by a few kilobytes
+    path = tmp_path / "claim.pt"
+    torch.save(ck, path)
+    code = main(["eval", "--model", str(path), "--data", "embedded:val"])
+    # refused from the shapes of a network built on the meta device (nothing allocated)
+    one_error(code, capsys, str(path), "does not match", "head.0.weight")
