@@ -254,6 +254,19 @@ class Trainer:
         self.epoch, self.history, self.best = int(ck["epoch"]), list(ck["history"]), ck["best"]
         float(self.best["val_psnr"])
 
+    def step(self, lr: torch.Tensor, hr: torch.Tensor, loss_fn) -> torch.Tensor:
+        """One optimisation step on a batch; returns the (detached) loss."""
+        self.opt.zero_grad(set_to_none=True)
+        loss = loss_fn(self.net(lr.to(self.device)), hr.to(self.device))
+        loss.backward()
+        if self.cfg.train.grad_clip > 0:
+            torch.nn.utils.clip_grad_norm_(self.net.parameters(), self.cfg.train.grad_clip)
+        self.opt.step()
+        self.sched.step()
+        if self.ema is not None:
+            self.ema.update_parameters(self.net)
+        return loss.detach()
+
     def _epoch(self, epoch: int) -> float:
         quant = self.quantized_at(epoch)
         if quant and epoch == self.cfg.train.warm_up and epoch > 0:
@@ -269,15 +282,7 @@ class Trainer:
             enabled=self.cfg.progress,
         ):
             lr, hr = next(it)
-            self.opt.zero_grad(set_to_none=True)
-            loss = loss_fn(self.net(lr.to(self.device)), hr.to(self.device))
-            loss.backward()
-            if self.cfg.train.grad_clip > 0:
-                torch.nn.utils.clip_grad_norm_(self.net.parameters(), self.cfg.train.grad_clip)
-            self.opt.step()
-            self.sched.step()
-            if self.ema is not None:
-                self.ema.update_parameters(self.net)
+            loss = self.step(lr, hr, loss_fn)
             value = loss.item()
             check_finite(
                 value,

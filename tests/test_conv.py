@@ -376,3 +376,25 @@ def test_fused_mixture_keeps_fewer_tensors_for_backward():
         fast, ref = _fused_pair(mode)
         assert saved_bytes(fast) < 2.5 * act
         assert saved_bytes(ref) > 4 * act
+
+
+@pytest.mark.parametrize("bits,image", [(4, False), (8, False), (32, False), (4, True)])
+def test_fused_qconv_matches_plain_autograd(bits, image):
+    torch.manual_seed(4)
+    fast = QConv2d(bits=bits, **GEOM)
+    ref = QConv2d(bits=bits, **GEOM)
+    ref.load_state_dict(fast.state_dict())
+    ref.fused = False
+    if image:
+        fast.read_image()
+        ref.read_image()
+    results = []
+    for conv in (fast, ref):
+        x = (_x(12) * 3).requires_grad_(True)
+        out = conv(x)
+        (out * torch.linspace(-1, 1, out.numel()).view_as(out)).sum().backward()
+        results.append((out.detach(), x.grad, conv.weight.grad, conv.w_quant.step.grad))
+    for a, b in zip(*results, strict=True):
+        torch.testing.assert_close(a, b)
+    with torch.no_grad():  # inference takes the graph-free path
+        torch.testing.assert_close(fast(_x(13)), ref(_x(13)))

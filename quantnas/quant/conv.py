@@ -22,7 +22,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from quantnas.errors import QuantNASError
-from quantnas.quant.fused import draw_noise, mixed_activation, original_noisy_mix
+from quantnas.quant.fused import activation, draw_noise, mixed_activation, original_noisy_mix
 from quantnas.quant.quantizers import HWGQ, LSQ, ImageQuantizer, NoiseQuantizer, check_bits
 
 MIX_MODES = ("quant", "noise", "fp")
@@ -126,6 +126,8 @@ class QConv2d(QConvBase):
         self.w_quant = LSQ(self.bits, self.c_out)
         self.a_quant = HWGQ(self.bits)
         self.quantized = True
+        #: Fused activation quantizer (False: the plain autograd reference).
+        self.fused = True
         self.w_quant.init_from(self.weight)
 
     @property
@@ -147,7 +149,8 @@ class QConv2d(QConvBase):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not self.quantized:
             return self._conv(torch.relu(x), self.weight)
-        return self._conv(self.a_quant(x), self.w_quant(self.weight))
+        a = activation(x, self.a_quant) if self.fused else self.a_quant(x)
+        return self._conv(a, self.w_quant(self.weight))
 
     def extra_repr(self) -> str:
         kind = ", input=image" if isinstance(self.a_quant, ImageQuantizer) else ""

@@ -58,6 +58,29 @@ def mixed_activation(x: torch.Tensor, q: torch.Tensor, quantizers: Sequence) -> 
     return _MixedActivation.apply(x, q.to(x.dtype), tuple(quantizers))
 
 
+class _Activation(torch.autograd.Function):
+    """``A(x)`` for one activation quantizer, saving only its boolean pass mask."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, quant) -> torch.Tensor:
+        ctx.save_for_backward(quant.pass_mask(x))
+        return quant.value(x)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):
+        (mask,) = ctx.saved_tensors
+        return grad * mask, None
+
+
+def activation(x: torch.Tensor, quant) -> torch.Tensor:
+    """``quant(x)`` (HWGQ or image quantizer) with a straight-through gradient, keeping a
+    one-byte-per-element mask for backward instead of the float intermediates.
+    """
+    if not torch.is_grad_enabled() or not x.requires_grad:
+        return quant.value(x)
+    return _Activation.apply(x, quant)
+
+
 def draw_noise(like: torch.Tensor, *, seed: int, index: int, kind: str) -> torch.Tensor:
     """The noise ``eps`` of copy ``index`` for ``seed``: ``N(0, 1/4)`` or ``U[-1/2, 1/2]``.
 
