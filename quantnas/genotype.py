@@ -16,7 +16,7 @@ from __future__ import annotations
 import ast
 import json
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from quantnas.errors import QuantNASError, read_user_text
@@ -55,7 +55,6 @@ class Genotype:
 
     blocks: Mapping[str, tuple[LayerChoice, ...]]
     space: str = "basic"
-    meta: Mapping[str, object] = field(default_factory=dict, compare=False)
 
     def __post_init__(self) -> None:
         if self.space not in SPACES:

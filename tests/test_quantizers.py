@@ -141,7 +141,6 @@ def test_hwgq_levels_clip_and_negatives(bits):
 
 def test_hwgq_table_values_match_spec():
     assert HWGQ_STEPS == {
-        1: 1.0576462792297525,
         2: 0.6356366866203315,
         3: 0.3720645813370479,
         4: 0.21305606790772952,

@@ -23,8 +23,8 @@ from quantnas.errors import QuantNASError
 SUPPORTED_BITS: tuple[int, ...] = (2, 3, 4, 8, 16, 32)
 
 #: HWGQ step per bit-width (optimal uniform quantizer of a half-Gaussian, from HWGQ-Net).
+#: (SPEC also lists 1 bit, 1.0576462792297525, which no conv here can use.)
 HWGQ_STEPS: dict[int, float] = {
-    1: 1.0576462792297525,
     2: 0.6356366866203315,
     3: 0.3720645813370479,
     4: 0.21305606790772952,
