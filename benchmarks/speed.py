@@ -40,6 +40,7 @@ DEFAULT_GENOTYPE = (
     "body=[('simple_3x3_grouped_3', 8), ('simple_3x3_grouped_3', 8)], "
     "skip=[('simple_1x1', 8)], upsample=[('simple_3x3_grouped_3', 8)], tail=[])"
 )
+# The RFDN space with its default candidates (no preset): c_fixed 48, bits [4, 8], 4 cells.
 RFDN = ["arch.space=rfdn", "arch.c_fixed=48", "arch.body_cells=4", "arch.bits=[4,8]"]
 
 
@@ -55,13 +56,12 @@ def _cases() -> dict[str, dict]:
                 "kind": "search",
                 "overrides": RFDN
                 + [
-                    "search.c_fixed=0",
                     "search.lr_crop=32",
                     f"search.mode={mode}",
                     f"search.batch_size={batch}",
                 ],
             }
-    for space, extra in (("basic", []), ("rfdn", RFDN + ["search.c_fixed=0", "search.lr_crop=32"])):
+    for space, extra in (("basic", []), ("rfdn", RFDN + ["search.lr_crop=32"])):
         cases[f"search-{space}-sampled-b16"] = {
             "kind": "search",
             "overrides": extra
@@ -178,7 +178,8 @@ def child(name: str, steps: int, threads: int) -> dict:
     torch.set_num_threads(threads)
     torch.manual_seed(0)
     common = ["progress=false", "tensorboard=false", f"threads={threads}"]
-    cfg = load_config(preset="default", overrides=common + case["overrides"])
+    rfdn = "arch.space=rfdn" in case["overrides"]
+    cfg = load_config(preset=None if rfdn else "default", overrides=common + case["overrides"])
     tmp = tempfile.mkdtemp(prefix="quantnas-bench-")
     scale = cfg.arch.scale
     if case["kind"] == "search":
