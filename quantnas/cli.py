@@ -1,6 +1,6 @@
 """The ``quantnas`` command line: one verb per pipeline stage.
 
-    quantnas search|train|eval|run|sweep|info|score|prepare|export|config [...]
+    quantnas search|train|eval|run|sweep|info|score|prepare|export|upscale|config [...]
 
 Configs are typed YAML (``--preset NAME``, ``--config FILE``) with ``section.key=value``
 overrides. User errors print one line (``error: ...``) and exit with status 2.
@@ -322,6 +322,10 @@ def cmd_prepare(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
+    if args.format in ("onnx", "onnx-fp32"):
+        from quantnas.deploy.commands import export_onnx_command
+
+        return export_onnx_command(args)
     from quantnas import genotype as gt
     from quantnas.plots import plot_genotype
 
@@ -363,6 +367,12 @@ def cmd_export(args: argparse.Namespace) -> int:
     else:
         sys.stdout.write(text)
     return 0
+
+
+def cmd_upscale(args: argparse.Namespace) -> int:
+    from quantnas.deploy.commands import upscale_command
+
+    return upscale_command(args)
 
 
 def cmd_config(args: argparse.Namespace) -> int:
@@ -468,12 +478,35 @@ def build_parser() -> argparse.ArgumentParser:
     )
     s.set_defaults(func=cmd_prepare)
 
-    s = sub.add_parser("export", help="write the genotype of a run as JSON, text or PNG")
+    s = sub.add_parser(
+        "export", help="write the genotype of a run (JSON, text, PNG) or its network (ONNX)"
+    )
     s.add_argument("source", help="run dir, genotype file or trained checkpoint")
-    s.add_argument("--format", choices=("json", "text", "png"), default="json")
+    s.add_argument(
+        "--format",
+        choices=("json", "text", "png", "onnx", "onnx-fp32"),
+        default="json",
+        help="onnx: the trained network with QuantizeLinear/DequantizeLinear; onnx-fp32: "
+        "the same network without quantization (both checked in onnxruntime)",
+    )
     s.add_argument("--out", help="output file (default: stdout)")
+    s.add_argument("--opset", type=int, help="ONNX opset (default 17; 21 for 16-bit layers)")
     s.add_argument("--body-cells", type=_positive_int, default=1, help="for the PNG label")
     s.set_defaults(func=cmd_export)
+
+    s = sub.add_parser("upscale", help="upscale image files with a trained or exported network")
+    s.add_argument("model", help="run dir, trained checkpoint (.pt) or exported .onnx file")
+    s.add_argument("inputs", nargs="+", metavar="INPUT", help="image files and/or folders")
+    s.add_argument("--out", required=True, help="output folder (NAME_x<scale>.png)")
+    s.add_argument(
+        "--tile", type=int, default=256, help="LR tile side, 0 = whole image (default 256)"
+    )
+    s.add_argument(
+        "--overlap", type=int, help="LR pixels of context per tile side (default: exact halo)"
+    )
+    s.add_argument("--threads", type=int, default=0, help="CPU threads (0 = library default)")
+    s.add_argument("--no-progress", action="store_true", help="no progress bar")
+    s.set_defaults(func=cmd_upscale)
 
     s = sub.add_parser("config", help="print the resolved config (or --list presets)")
     _config_args(s)
