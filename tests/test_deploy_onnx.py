@@ -179,14 +179,32 @@ def test_16_bit_layers_need_opset_21():
 )
 def test_every_topology_matches_pytorch(geno, overrides, opset):
     net = _perturbed(geno, *overrides)
-    ref = net
     for quantized in (True, False):
-        model = export_onnx(net, quantized=quantized, opset=opset)
+        points = []
+        model = export_onnx(net, quantized=quantized, opset=opset, points=points)
+        ref = net
         if not quantized:
             ref = copy.deepcopy(net)
             set_quantized(ref, False)
-        res = check_onnx(model.SerializeToString(), ref, net.scale, threads=1)
+        res = check_onnx(model, ref, net.scale, points, threads=1)
         assert res.passed, res.describe()
+        assert res.invalid == 0 and res.forced_max <= EXACT_TOL
+        n_act = sum(1 for m in net.modules() if isinstance(m, QConv2d) and m.bits < 32)
+        assert len(points) == (n_act if quantized else 0)
+        assert res.levels > 0 if quantized else res.levels == 0
+        assert res.ties <= 1e-3 * max(res.levels, 1)  # ties are rare
+
+
+def test_wrong_activation_step_is_caught():
+    net = _perturbed(gt.PAPER_EXAMPLE)
+    bad = copy.deepcopy(net)
+    conv = [m for m in bad.modules() if isinstance(m, QConv2d)][2]
+    conv.a_quant.step *= 1.25  # an exporter that writes the wrong HWGQ step
+    points = []
+    model = export_onnx(bad, points=points)
+    res = check_onnx(model, net, 4, points, threads=1)
+    assert not res.passed
+    assert res.invalid > 0, res.describe()
 
 
 def test_unknown_module_is_a_clear_error():
@@ -207,8 +225,9 @@ def test_export_trained_network_checks_in_onnxruntime(trained, tmp_path, capsys)
     assert main(["export", str(trained), "--format", "onnx", "--out", str(out)]) == 0
     text = capsys.readouterr().out
     assert "self-check passed" in text and "opset 17" in text
-    max_abs = float(re.search(r"max \|onnxruntime - pytorch\| = (\S+),", text).group(1))
+    max_abs = float(re.search(r"max \|onnxruntime - pytorch\| = (\S+) ", text).group(1))
     assert max_abs <= EXACT_TOL
+    assert re.search(r"; 0 of \d+ activation levels rounded the other way", text), text
     meta = {p.key: p.value for p in onnx.load(out).metadata_props}
     assert meta["quantnas.scale"] == "4" and int(meta["quantnas.lr_halo"]) > 0
 

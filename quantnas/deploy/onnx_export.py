@@ -24,6 +24,7 @@ rfdn space at least 15 (as in PyTorch).
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import numpy as np
 import onnx
@@ -40,12 +41,34 @@ from quantnas.ops import Identity, Zero
 from quantnas.quant.conv import QConv2d
 from quantnas.quant.quantizers import HWGQ, LSQ, ImageQuantizer
 
-__all__ = ["DEFAULT_OPSET", "Emitter", "export_onnx", "network_bits"]
+__all__ = ["DEFAULT_OPSET", "Emitter", "QuantPoint", "export_onnx", "network_bits"]
 
 #: Opset written when none is asked for (raised to 21 for networks with 16-bit layers).
 DEFAULT_OPSET = 17
 
 Converter = Callable[["Emitter", nn.Module, str], str]
+
+
+@dataclass(frozen=True)
+class QuantPoint:
+    """One activation quantizer as exported: where its integer levels are in the graph.
+
+    Attributes:
+        output: Name of the QuantizeLinear output (the integer levels).
+        module: Qualified name of the quantizer module in the network.
+        scale: Step (float32 in the graph).
+        clip: Upper end of the range (``scale * (2^bits - 1)``).
+        elem_type: ONNX element type of the levels (uint8 or uint16).
+
+    """
+
+    output: str
+    module: str
+    scale: float
+    clip: float
+    elem_type: int
+
+
 _CONVERTERS: dict[type, Converter] = {}
 
 
@@ -69,9 +92,13 @@ class Emitter:
 
     """
 
-    def __init__(self, graph: Graph, *, quantized: bool) -> None:
+    def __init__(
+        self, graph: Graph, *, quantized: bool, names: dict[int, str] | None = None
+    ) -> None:
         self.g = graph
         self.quantized = quantized
+        self.names = names or {}
+        self.points: list[QuantPoint] = []
 
     def __call__(self, module: nn.Module, x: str) -> str:
         for cls in type(module).__mro__:
@@ -94,7 +121,7 @@ class Emitter:
             return np.dtype(np.int16), -32768, 32767
         return np.dtype(np.uint16), 0, 65535
 
-    def qdq(self, x: str, *, scale: float, bits: int, clip: float) -> str:
+    def qdq(self, x: str, *, scale: float, bits: int, clip: float, module: str = "") -> str:
         """Unsigned fake quantization ``round(clamp(x, 0, clip) / scale) * scale``."""
         g = self.g
         dtype, _, qmax = self._container(bits, signed=False)
@@ -107,17 +134,19 @@ class Emitter:
         s = g.const(np.float32(scale), "act_scale")
         zp = g.const(np.zeros((), dtype=dtype), f"act_zp_{dtype.name}")
         q = g.op("QuantizeLinear", [x, s, zp], "q")
+        elem = onnx.helper.np_dtype_to_tensor_dtype(dtype)
+        self.points.append(QuantPoint(q, module, float(np.float32(scale)), float(clip), elem))
         return g.op("DequantizeLinear", [q, s, zp], "dq")
 
     def act_quant(self, quantizer: nn.Module, x: str) -> str:
         """The conv input quantizer (HWGQ or the image quantizer)."""
         if quantizer.full_precision:
             return self.g.op("Relu", [x])
-        b = quantizer.bits
+        b, name = quantizer.bits, self.names.get(id(quantizer), "")
         if isinstance(quantizer, ImageQuantizer):
-            return self.qdq(x, scale=1.0 / (2**b - 1), bits=b, clip=1.0)
+            return self.qdq(x, scale=1.0 / (2**b - 1), bits=b, clip=1.0, module=name)
         if isinstance(quantizer, HWGQ):
-            return self.qdq(x, scale=quantizer.step, bits=b, clip=quantizer.clip)
+            return self.qdq(x, scale=quantizer.step, bits=b, clip=quantizer.clip, module=name)
         raise QuantNASError(f"ONNX export: no converter for quantizer {type(quantizer).__name__}")
 
     @torch.no_grad()
@@ -308,7 +337,7 @@ def _esa(e: Emitter, m: ESA, x: str) -> str:
     g = e.g
     c1 = e(m.c1, x)
     y = g.op("MaxPool", [e(m.c2, c1)], "esa_pool", kernel_shape=[7, 7], strides=[3, 3])
-    y = e(m.c3_, e(m.c3, y))
+    y = e(m.c3_, e(m.c3, e(m.c_max, y)))
     sizes = g.op("Concat", [g.shape_dims(y, 0, 2), g.shape_dims(x, 2, 4)], "esa_size", axis=0)
     y = g.op(
         "Resize",
@@ -371,6 +400,7 @@ def export_onnx(
     quantized: bool = True,
     opset: int | None = None,
     metadata: dict[str, str] | None = None,
+    points: list[QuantPoint] | None = None,
 ) -> onnx.ModelProto:
     """Convert a final network (in eval mode) to an ONNX model.
 
@@ -380,6 +410,8 @@ def export_onnx(
         opset: Default-domain opset (default :data:`DEFAULT_OPSET`, or 21 when a layer
             has 16 bits).
         metadata: Extra ``metadata_props`` (strings).
+        points: If given, filled with the activation quantizers in graph order (for
+            :func:`quantnas.deploy.export.check_onnx`).
 
     Returns:
         The checked model with input ``lr`` ``(N, 3, H, W)`` and output ``sr``
@@ -392,7 +424,11 @@ def export_onnx(
     if net.training:
         raise QuantNASError("ONNX export: put the network in eval mode first")
     g = Graph(resolve_opset(net, opset, quantized=quantized))
-    out = Emitter(g, quantized=quantized)(net, "lr")
+    names = {id(m): n for n, m in net.named_modules()}
+    emitter = Emitter(g, quantized=quantized, names=names)
+    out = emitter(net, "lr")
+    if points is not None:
+        points.extend(emitter.points)
     g.nodes.append(onnx.helper.make_node("Identity", [out], ["sr"], name="n_sr"))
     scale = int(net.scale)
     h_out = "H_out" if scale != 1 else "H"
