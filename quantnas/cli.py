@@ -152,6 +152,25 @@ def _resumed_config(args: argparse.Namespace, run_dir: Path):
     return validate(cfg)
 
 
+def _setup_rank_logging(run_dir: Path, cfg) -> Path:
+    """Log to the console and ``run_dir/log.txt`` (under torchrun: rank 0's run directory).
+
+    Under torchrun the ranks join their process group here and take rank 0's run directory
+    (a default name holds a timestamp); ranks other than 0 log warnings to the console
+    only and write nothing.
+    """
+    from quantnas import distributed as qdist
+    from quantnas.runlog import setup_logging
+
+    if qdist.init(cfg.device):
+        run_dir = qdist.rank0_path(run_dir)
+    if qdist.is_main():
+        setup_logging(run_dir)
+    else:
+        setup_logging(None, level=logging.WARNING)
+    return run_dir
+
+
 def _print_json(obj) -> None:
     from quantnas.checkpoint import json_text
 
@@ -160,14 +179,13 @@ def _print_json(obj) -> None:
 
 # ---------------------------------------------------------------------- commands
 def cmd_search(args: argparse.Namespace) -> int:
-    from quantnas.runlog import setup_logging
     from quantnas.search.searcher import search
 
     cfg = _load(args)
     run_dir = _run_dir(args, cfg, "search")
     if args.resume:
         cfg = _resumed_config(args, run_dir)
-    setup_logging(run_dir)
+    run_dir = _setup_rank_logging(run_dir, cfg)
     res = search(cfg, run_dir, resume=bool(args.resume))
     log.info("best genotype (epoch %d): %s", res.best_epoch, res.best)
     log.info("written to %s", run_dir / "best_arch.json")
@@ -176,7 +194,6 @@ def cmd_search(args: argparse.Namespace) -> int:
 
 def cmd_train(args: argparse.Namespace) -> int:
     from quantnas import genotype as gt
-    from quantnas.runlog import setup_logging
     from quantnas.train import train
 
     if args.resume and args.genotype:
@@ -189,7 +206,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     run_dir = _run_dir(args, cfg, "train")
     if args.resume:
         cfg = _resumed_config(args, run_dir)
-    setup_logging(run_dir)
+    run_dir = _setup_rank_logging(run_dir, cfg)
     geno = gt.resolve(cfg.train.genotype)
     res = train(cfg, run_dir, geno, resume=bool(args.resume))
     log.info(
@@ -386,8 +403,10 @@ def cmd_config(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    from quantnas import distributed as qdist
     from quantnas.pipeline import run_pipeline
 
+    qdist.refuse("run")
     cfg = _load(args)
     run_dir = _run_dir(args, cfg, "run")
     if args.resume:
@@ -397,8 +416,10 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:
+    from quantnas import distributed as qdist
     from quantnas.sweep import run_sweep
 
+    qdist.refuse("sweep")
     cfg = _load(args)
     run_sweep(
         cfg,
