@@ -226,3 +226,20 @@ def test_upscale_bad_model(tmp_path, capsys):
     assert err.startswith("error:") and "onnxruntime cannot load it" in err
     with pytest.raises(QuantNASError, match="no trained network"):
         load_upscaler(tmp_path)
+
+
+def test_too_small_images_are_one_error_line(onnx_file, tmp_path, capsys):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    Image.fromarray(np.zeros((1, 5, 3), np.uint8)).save(folder / "tiny.png")
+    Image.fromarray((smooth(9, 8) * 255).round().astype(np.uint8)).save(folder / "ok.png")
+    code = main(["upscale", str(onnx_file), str(folder), "--out", str(tmp_path / "o")])
+    err = capsys.readouterr().err
+    assert code == 2 and "Traceback" not in err
+    assert [ln for ln in err.splitlines() if ln.startswith("error:")] == [
+        f"error: {folder / 'tiny.png'}: image is 1x5; the model needs sides of at least 2 pixels"
+    ]
+    assert (tmp_path / "o" / "ok_x4.png").is_file()
+    # onnxruntime's own failures become one-line errors too
+    with pytest.raises(QuantNASError, match="onnxruntime failed on a 1x5 input"):
+        load_upscaler(onnx_file, threads=1)(np.zeros((1, 3, 1, 5), np.float32))

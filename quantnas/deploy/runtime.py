@@ -33,6 +33,15 @@ META_HALO = "quantnas.lr_halo"
 META_FORMAT = "quantnas.format"
 
 
+def _first(e: BaseException) -> str:
+    text = str(e).strip()
+    return text.splitlines()[0] if text else type(e).__name__
+
+
+def _size(lr: np.ndarray) -> str:
+    return f"{lr.shape[-2]}x{lr.shape[-1]}"
+
+
 def share_file(path: Path) -> Path:
     """Give a file written atomically (private temp file) the usual umask permissions."""
     mask = os.umask(0)
@@ -74,7 +83,11 @@ class TorchUpscaler(Upscaler):
 
     @torch.no_grad()
     def __call__(self, lr: np.ndarray) -> np.ndarray:
-        return self.net(torch.from_numpy(np.ascontiguousarray(lr, dtype=np.float32))).numpy()
+        x = torch.from_numpy(np.ascontiguousarray(lr, dtype=np.float32))
+        try:
+            return self.net(x).numpy()
+        except RuntimeError as e:  # e.g. out of memory: one line, the next file still runs
+            raise QuantNASError(f"PyTorch failed on a {_size(lr)} input ({_first(e)})") from e
 
 
 def ort_session(model: str | Path | bytes, threads: int = 0):
@@ -111,7 +124,10 @@ class OnnxUpscaler(Upscaler):
         self.min_side = int(meta.get("quantnas.min_side", "2"))
 
     def __call__(self, lr: np.ndarray) -> np.ndarray:
-        return self.session.run(None, {"lr": np.ascontiguousarray(lr, dtype=np.float32)})[0]
+        try:
+            return self.session.run(None, {"lr": np.ascontiguousarray(lr, dtype=np.float32)})[0]
+        except Exception as e:  # onnxruntime's own exception types
+            raise QuantNASError(f"onnxruntime failed on a {_size(lr)} input ({_first(e)})") from e
 
 
 def find_checkpoint(source: str | Path) -> Path:
