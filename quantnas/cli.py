@@ -109,8 +109,11 @@ def _run_dir(args: argparse.Namespace, cfg, stage: str) -> Path:
                 f"quantnas {args.command} --resume {d} (or pass --restart to discard it, or "
                 "choose another name=...)"
             )
-        log.warning("--restart: discarding the run in %s", d)
-        shutil.rmtree(d)
+        from quantnas import distributed as qdist
+
+        if qdist.is_main():  # under torchrun, one rank deletes
+            log.warning("--restart: discarding the run in %s", d)
+            shutil.rmtree(d)
     return d
 
 

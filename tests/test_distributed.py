@@ -188,3 +188,45 @@ def test_two_process_training_equals_one_process_and_resumes(tmp_path, monkeypat
     for k, v in two[0]["model"].items():
         assert torch.equal(resumed[0]["model"][k], v), k
         assert torch.equal(resumed[1]["model"][k], v), k
+
+
+@pytest.mark.slow
+def test_torchrun_cli_train_then_resume(tmp_path):
+    """`torchrun -m quantnas train` on 2 ranks, then `--resume` with more epochs."""
+    import subprocess
+    import sys
+
+    base = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc_per_node",
+        "2",
+        "-m",
+        "quantnas",
+        "train",
+    ]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    for key in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"):
+        env.pop(key, None)
+    cfg = [f"out_dir={tmp_path}", *TRAIN, "train.epochs=1"]
+    first = subprocess.run(
+        [*base, "--genotype", "default", "name=t", *cfg], env=env, capture_output=True, text=True
+    )
+    assert first.returncode == 0, first.stderr[-2000:]
+    run = tmp_path / "t"
+    assert {"best.pt", "checkpoint.pt", "log.txt", "metrics.jsonl"} <= {
+        p.name for p in run.iterdir()
+    }
+    again = subprocess.run(
+        [*base, "--resume", str(run), "train.epochs=2"], env=env, capture_output=True, text=True
+    )
+    assert again.returncode == 0, again.stderr[-2000:]
+    from quantnas.checkpoint import load_checkpoint
+
+    assert load_checkpoint(run / "checkpoint.pt")["epoch"] == 2
+    log = (run / "log.txt").read_text()
+    assert log.count("train epoch 0:") == 1 and log.count("train epoch 1:") == 1  # rank 0 only
+    assert "resumed training" in log
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["t"]  # no directory of another rank
