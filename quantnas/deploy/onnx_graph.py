@@ -21,7 +21,8 @@ MIN_OPSET = 13
 #: 16-bit Q/DQ containers (int16/uint16) need opset 21.
 INT16_OPSET = 21
 
-_INT64_MAX = np.iinfo(np.int64).max
+#: Slice end meaning "to the end" (ONNX clamps it to the axis length).
+INT64_MAX = int(np.iinfo(np.int64).max)
 
 
 class Graph:
@@ -130,6 +131,3 @@ def _ir_version_for(opset: int) -> int:
 def image_value(name: str, channels: int, height: str, width: str) -> onnx.ValueInfoProto:
     """A float ``(N, channels, height, width)`` value with symbolic batch and sides."""
     return helper.make_tensor_value_info(name, TensorProto.FLOAT, ["N", channels, height, width])
-
-
-INT64_MAX = _INT64_MAX
