@@ -1,6 +1,6 @@
 """The ``quantnas`` command line: one verb per pipeline stage.
 
-    quantnas search|train|eval|run|sweep|info|score|prepare|export|config [...]
+    quantnas search|train|eval|run|sweep|info|score|prepare|export|upscale|config [...]
 
 Configs are typed YAML (``--preset NAME``, ``--config FILE``) with ``section.key=value``
 overrides. User errors print one line (``error: ...``) and exit with status 2.
@@ -109,8 +109,11 @@ def _run_dir(args: argparse.Namespace, cfg, stage: str) -> Path:
                 f"quantnas {args.command} --resume {d} (or pass --restart to discard it, or "
                 "choose another name=...)"
             )
-        log.warning("--restart: discarding the run in %s", d)
-        shutil.rmtree(d)
+        from quantnas import distributed as qdist
+
+        if qdist.is_main():  # under torchrun, one rank deletes
+            log.warning("--restart: discarding the run in %s", d)
+            shutil.rmtree(d)
     return d
 
 
@@ -152,6 +155,25 @@ def _resumed_config(args: argparse.Namespace, run_dir: Path):
     return validate(cfg)
 
 
+def _setup_rank_logging(run_dir: Path, cfg) -> Path:
+    """Log to the console and ``run_dir/log.txt`` (under torchrun: rank 0's run directory).
+
+    Under torchrun the ranks join their process group here and take rank 0's run directory
+    (a default name holds a timestamp); ranks other than 0 log warnings to the console
+    only and write nothing.
+    """
+    from quantnas import distributed as qdist
+    from quantnas.runlog import setup_logging
+
+    if qdist.init(cfg.device):
+        run_dir = qdist.rank0_path(run_dir)
+    if qdist.is_main():
+        setup_logging(run_dir)
+    else:
+        setup_logging(None, level=logging.WARNING)
+    return run_dir
+
+
 def _print_json(obj) -> None:
     from quantnas.checkpoint import json_text
 
@@ -160,14 +182,13 @@ def _print_json(obj) -> None:
 
 # ---------------------------------------------------------------------- commands
 def cmd_search(args: argparse.Namespace) -> int:
-    from quantnas.runlog import setup_logging
     from quantnas.search.searcher import search
 
     cfg = _load(args)
     run_dir = _run_dir(args, cfg, "search")
     if args.resume:
         cfg = _resumed_config(args, run_dir)
-    setup_logging(run_dir)
+    run_dir = _setup_rank_logging(run_dir, cfg)
     res = search(cfg, run_dir, resume=bool(args.resume))
     log.info("best genotype (epoch %d): %s", res.best_epoch, res.best)
     log.info("written to %s", run_dir / "best_arch.json")
@@ -176,7 +197,6 @@ def cmd_search(args: argparse.Namespace) -> int:
 
 def cmd_train(args: argparse.Namespace) -> int:
     from quantnas import genotype as gt
-    from quantnas.runlog import setup_logging
     from quantnas.train import train
 
     if args.resume and args.genotype:
@@ -189,7 +209,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     run_dir = _run_dir(args, cfg, "train")
     if args.resume:
         cfg = _resumed_config(args, run_dir)
-    setup_logging(run_dir)
+    run_dir = _setup_rank_logging(run_dir, cfg)
     geno = gt.resolve(cfg.train.genotype)
     res = train(cfg, run_dir, geno, resume=bool(args.resume))
     log.info(
@@ -322,6 +342,10 @@ def cmd_prepare(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
+    if args.format in ("onnx", "onnx-fp32"):
+        from quantnas.deploy.commands import export_onnx_command
+
+        return export_onnx_command(args)
     from quantnas import genotype as gt
     from quantnas.plots import plot_genotype
 
@@ -365,6 +389,12 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_upscale(args: argparse.Namespace) -> int:
+    from quantnas.deploy.commands import upscale_command
+
+    return upscale_command(args)
+
+
 def cmd_config(args: argparse.Namespace) -> int:
     from quantnas.config import dump, presets
 
@@ -376,8 +406,10 @@ def cmd_config(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    from quantnas import distributed as qdist
     from quantnas.pipeline import run_pipeline
 
+    qdist.refuse("run")
     cfg = _load(args)
     run_dir = _run_dir(args, cfg, "run")
     if args.resume:
@@ -387,8 +419,10 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:
+    from quantnas import distributed as qdist
     from quantnas.sweep import run_sweep
 
+    qdist.refuse("sweep")
     cfg = _load(args)
     run_sweep(
         cfg,
@@ -468,12 +502,35 @@ def build_parser() -> argparse.ArgumentParser:
     )
     s.set_defaults(func=cmd_prepare)
 
-    s = sub.add_parser("export", help="write the genotype of a run as JSON, text or PNG")
+    s = sub.add_parser(
+        "export", help="write the genotype of a run (JSON, text, PNG) or its network (ONNX)"
+    )
     s.add_argument("source", help="run dir, genotype file or trained checkpoint")
-    s.add_argument("--format", choices=("json", "text", "png"), default="json")
+    s.add_argument(
+        "--format",
+        choices=("json", "text", "png", "onnx", "onnx-fp32"),
+        default="json",
+        help="onnx: the trained network with QuantizeLinear/DequantizeLinear; onnx-fp32: "
+        "the same network without quantization (both checked in onnxruntime)",
+    )
     s.add_argument("--out", help="output file (default: stdout)")
+    s.add_argument("--opset", type=int, help="ONNX opset (default 17; 21 for 16-bit layers)")
     s.add_argument("--body-cells", type=_positive_int, default=1, help="for the PNG label")
     s.set_defaults(func=cmd_export)
+
+    s = sub.add_parser("upscale", help="upscale image files with a trained or exported network")
+    s.add_argument("model", help="run dir, trained checkpoint (.pt) or exported .onnx file")
+    s.add_argument("inputs", nargs="+", metavar="INPUT", help="image files and/or folders")
+    s.add_argument("--out", required=True, help="output folder (NAME_x<scale>.png)")
+    s.add_argument(
+        "--tile", type=int, default=256, help="LR tile side, 0 = whole image (default 256)"
+    )
+    s.add_argument(
+        "--overlap", type=int, help="LR pixels of context per tile side (default: exact halo)"
+    )
+    s.add_argument("--threads", type=int, default=0, help="CPU threads (0 = library default)")
+    s.add_argument("--no-progress", action="store_true", help="no progress bar")
+    s.set_defaults(func=cmd_upscale)
 
     s = sub.add_parser("config", help="print the resolved config (or --list presets)")
     _config_args(s)

@@ -19,6 +19,7 @@ import torch
 from torch import nn
 from torch.optim.swa_utils import AveragedModel
 
+from quantnas import distributed as qdist
 from quantnas import genotype as gt
 from quantnas.checkpoint import (
     atomic_save,
@@ -35,7 +36,6 @@ from quantnas.config import ArchConfig, Config, dump, merge
 from quantnas.engine import (
     batches,
     check_finite,
-    loader,
     param_groups,
     pixel_loss,
     select_device,
@@ -48,7 +48,7 @@ from quantnas.engine import (
 from quantnas.errors import QuantNASError
 from quantnas.genotype import Genotype
 from quantnas.plots import plot_genotype, plot_training_curves
-from quantnas.runlog import MetricLogger, progress
+from quantnas.runlog import progress
 from quantnas.space import build_network, picture_cells, set_quantized
 
 log = logging.getLogger("quantnas")
@@ -150,14 +150,20 @@ class Trainer:
     def __init__(self, cfg: Config, run_dir: Path, genotype: Genotype) -> None:
         self.cfg, self.run_dir, self.genotype = cfg, Path(run_dir), genotype
         self.run_dir.mkdir(parents=True, exist_ok=True)
-        remove_stale_tmp(self.run_dir)
+        if qdist.is_main():
+            remove_stale_tmp(self.run_dir)
         set_threads(cfg.threads)
         self.device = select_device(cfg.device)
+        qdist.init(self.device)
         seed_everything(cfg.seed)
         self.net = build_network(genotype, cfg.arch).to(self.device)
+        qdist.broadcast_module(self.net)
         t = cfg.train
-        self.loader = loader(
-            train_dataset(cfg), batch_size=t.batch_size, num_workers=cfg.data.num_workers
+        self.loader = qdist.train_loader(
+            train_dataset(cfg),
+            batch_size=t.batch_size,
+            num_workers=cfg.data.num_workers,
+            seed=cfg.seed,
         )
         self.val = val_dataset(cfg)
         self.steps = t.steps_per_epoch or max(1, len(self.loader))
@@ -183,7 +189,7 @@ class Trainer:
         self.epoch = 0
         self.history: list[dict] = []
         self.best = {"epoch": -1, "val_psnr": -float("inf")}
-        self.metrics = MetricLogger(self.run_dir, tensorboard=cfg.tensorboard)
+        self.metrics = qdist.metric_logger(self.run_dir, tensorboard=cfg.tensorboard)
 
     def quantized_at(self, epoch: int) -> bool:
         return epoch >= self.cfg.train.warm_up
@@ -259,6 +265,7 @@ class Trainer:
         self.opt.zero_grad(set_to_none=True)
         loss = loss_fn(self.net(lr.to(self.device)), hr.to(self.device))
         loss.backward()
+        qdist.average_gradients(self.net.parameters())
         if self.cfg.train.grad_clip > 0:
             torch.nn.utils.clip_grad_norm_(self.net.parameters(), self.cfg.train.grad_clip)
         self.opt.step()
@@ -273,6 +280,7 @@ class Trainer:
             log.info("epoch %d: switching from full precision to QAT", epoch)
         self._set_quantized(quant)
         self.net.train()
+        qdist.set_epoch(self.loader, epoch=epoch)
         it = batches(self.loader)
         loss_fn = self.loss_at(epoch)
         total = 0.0
@@ -296,15 +304,22 @@ class Trainer:
 
     def run(self, *, stop_after: int | None = None) -> TrainResult:
         """Train from the current epoch to the end (or ``stop_after`` epochs, for tests)."""
-        atomic_write_text(self.run_dir / "config.yaml", dump(self.cfg))
-        gt.save(self.genotype, self.run_dir / "genotype.json")
+        main = qdist.is_main()  # under torchrun, rank 0 alone validates and writes
+        if main:
+            atomic_write_text(self.run_dir / "config.yaml", dump(self.cfg))
+            gt.save(self.genotype, self.run_dir / "genotype.json")
         done = 0
         while self.epoch < self.cfg.train.epochs:
             if stop_after is not None and done >= stop_after:
                 break
             t0 = time.time()
             train_loss = self._epoch(self.epoch)
-            val = validate(self.eval_net, self.val, self.device)
+            if not main:
+                self.epoch += 1
+                done += 1
+                continue
+            with qdist.isolated_rng():
+                val = validate(self.eval_net, self.val, self.device)
             check_finite(
                 val["val_loss"],
                 "validation loss",
@@ -356,6 +371,7 @@ class Trainer:
                 title="trained architecture",
             )
         self.metrics.close()
+        qdist.barrier()
         return TrainResult(
             self.run_dir,
             self.run_dir / BEST,

@@ -18,6 +18,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
+from quantnas import distributed as qdist
 from quantnas import genotype as gt
 from quantnas.checkpoint import (
     atomic_save,
@@ -38,7 +39,6 @@ from quantnas.data.roles import training_images
 from quantnas.engine import (
     batches,
     check_finite,
-    loader,
     param_groups,
     select_device,
     set_threads,
@@ -49,7 +49,7 @@ from quantnas.engine import (
 from quantnas.errors import QuantNASError
 from quantnas.genotype import Genotype
 from quantnas.plots import plot_alpha_evolution, plot_genotype
-from quantnas.runlog import MetricLogger, progress
+from quantnas.runlog import progress
 from quantnas.search.losses import hardware_penalty, mean_entropy, ramp, sparsity, temperature
 from quantnas.search.supernet import Supernet
 from quantnas.space import build_network, picture_cells
@@ -124,11 +124,14 @@ class Searcher:
         self.cfg = cfg
         self.run_dir = Path(run_dir)
         self.run_dir.mkdir(parents=True, exist_ok=True)
-        remove_stale_tmp(self.run_dir)
+        if qdist.is_main():
+            remove_stale_tmp(self.run_dir)
         set_threads(cfg.threads)
         self.device = select_device(cfg.device)
+        qdist.init(self.device)
         seed_everything(cfg.seed)
         self.net = build_supernet(cfg).to(self.device)
+        qdist.broadcast_module(self.net)
         self.cost = SupernetCost(self.net, lr_size=cfg.search.bitops_lr_size)
         images = training_images(cfg)
         w_imgs, a_imgs = split_images(images, subsample=cfg.search.search_subsample, seed=cfg.seed)
@@ -139,8 +142,12 @@ class Searcher:
             "min_std": cfg.data.min_patch_std,
         }
         bs, nw = cfg.search.batch_size, cfg.data.num_workers
-        self.w_loader = loader(SRTrainDataset(w_imgs, **kw), batch_size=bs, num_workers=nw)
-        self.a_loader = loader(SRTrainDataset(a_imgs, **kw), batch_size=bs, num_workers=nw)
+        self.w_loader = qdist.train_loader(
+            SRTrainDataset(w_imgs, **kw), batch_size=bs, num_workers=nw, seed=cfg.seed
+        )
+        self.a_loader = qdist.train_loader(
+            SRTrainDataset(a_imgs, **kw), batch_size=bs, num_workers=nw, seed=cfg.seed + 1
+        )
         self.val = val_dataset(cfg)
         s = cfg.search
         self.steps = s.steps_per_epoch or max(1, len(self.w_loader))
@@ -172,7 +179,7 @@ class Searcher:
         self.history: list[dict] = []
         self.alpha_history: dict[str, list] = {}
         self.best = {"epoch": -1, "val_loss": float("inf")}
-        self.metrics = MetricLogger(self.run_dir, tensorboard=cfg.tensorboard)
+        self.metrics = qdist.metric_logger(self.run_dir, tensorboard=cfg.tensorboard)
 
     # ----------------------------------------------------------------- checkpoints
     def state(self) -> dict:
@@ -245,6 +252,7 @@ class Searcher:
         loss = l1 + w_reg * reg + pen.float()
         self._check(loss.item(), "search alpha loss", epoch)
         loss.backward()
+        qdist.average_gradients(self.net.alphas())
         self.a_opt.step()
         return {
             "alpha_l1": l1.item(),
@@ -267,6 +275,7 @@ class Searcher:
         loss = F.l1_loss(self.net(lr), hr)
         self._check(loss.item(), "search weight loss", epoch)
         loss.backward()
+        qdist.average_gradients(self.net.weights())
         torch.nn.utils.clip_grad_norm_(list(self.net.weights()), self.cfg.search.w_grad_clip)
         self.w_opt.step()
         self.w_sched.step()
@@ -278,6 +287,7 @@ class Searcher:
         self.net.alpha.temperature = temperature(
             epoch, epochs=s.epochs, warm_up=s.warm_up, t_max=s.temp_max, t_min=s.temp_min
         )
+        qdist.set_epoch(self.w_loader, self.a_loader, epoch=epoch)
         w_iter, a_iter = batches(self.w_loader), batches(self.a_loader)
         sums: dict[str, float] = {}
         bar = progress(
@@ -371,7 +381,9 @@ class Searcher:
     # -------------------------------------------------------------------- main
     def run(self, *, stop_after: int | None = None) -> SearchResult:
         """Search from the current epoch to the end (or ``stop_after`` epochs, for tests)."""
-        atomic_write_text(self.run_dir / "config.yaml", dump(self.cfg))
+        main = qdist.is_main()  # under torchrun, rank 0 alone validates and writes
+        if main:
+            atomic_write_text(self.run_dir / "config.yaml", dump(self.cfg))
         done = 0
         geno = self.net.export()
         while self.epoch < self.cfg.search.epochs:
@@ -379,11 +391,16 @@ class Searcher:
                 break
             t0 = time.time()
             train = self._epoch(self.epoch)
-            geno = self._record(self.epoch, train, time.time() - t0)
+            if main:
+                with qdist.isolated_rng():
+                    geno = self._record(self.epoch, train, time.time() - t0)
+            else:
+                geno = self.net.export()
             self.epoch += 1
             done += 1
-            atomic_save(self.state(), self.run_dir / CHECKPOINT)
-            atomic_write_json(self.run_dir / "alpha_history.json", self.alpha_history)
+            if main:
+                atomic_save(self.state(), self.run_dir / CHECKPOINT)
+                atomic_write_json(self.run_dir / "alpha_history.json", self.alpha_history)
         if self.history:
             self._plots(geno)
         if (
@@ -393,6 +410,7 @@ class Searcher:
         ):
             gt.save(geno, self.run_dir / "best_arch.json")
         self.metrics.close()
+        qdist.barrier()
         best = (
             gt.load(self.run_dir / "best_arch.json")
             if (self.run_dir / "best_arch.json").exists()

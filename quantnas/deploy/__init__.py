@@ -1,0 +1,1 @@
+"""Deployment: ONNX export checked in onnxruntime, and upscaling of image files."""

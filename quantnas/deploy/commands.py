@@ -1,0 +1,67 @@
+"""The deployment verbs of the command line (``export --format onnx*``, ``upscale``)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from quantnas.errors import QuantNASError
+
+__all__ = ["export_onnx_command", "upscale_command"]
+
+
+def _need_onnxruntime() -> None:
+    try:
+        import onnx  # noqa: F401
+        import onnxruntime  # noqa: F401
+    except ImportError as e:
+        raise QuantNASError(
+            f"ONNX support needs the 'onnx' extra ({e.name} is missing): "
+            "pip install 'quantnas[onnx]'"
+        ) from None
+
+
+def export_onnx_command(args: argparse.Namespace) -> int:
+    """``quantnas export SOURCE --format onnx|onnx-fp32 --out FILE [--opset N]``."""
+    _need_onnxruntime()
+    from quantnas.deploy.export import export_model
+
+    if not args.out:
+        raise QuantNASError(f"--format {args.format} needs --out FILE.onnx")
+    rep = export_model(args.source, args.out, fmt=args.format, opset=args.opset)
+    halo = "unbounded (whole-image statistics)" if rep.halo is None else f"{rep.halo} LR px"
+    sys.stdout.write(
+        f"wrote {rep.path} ({args.format}, opset {rep.opset}, {rep.qdq_pairs} activation "
+        f"QuantizeLinear/DequantizeLinear pairs, halo {halo})\n"
+        f"self-check passed: {rep.check.describe()}\n"
+    )
+    return 0
+
+
+def upscale_command(args: argparse.Namespace) -> int:
+    """``quantnas upscale MODEL INPUT... --out DIR [--tile N] [--overlap M]``."""
+    from pathlib import Path
+
+    from quantnas.deploy.runtime import load_upscaler
+    from quantnas.deploy.upscale import upscale_files
+    from quantnas.engine import set_threads
+
+    if Path(args.model).suffix.lower() == ".onnx":
+        _need_onnxruntime()
+    if args.tile < 0:
+        raise QuantNASError(f"--tile must be >= 0 (got {args.tile}); 0 disables tiling")
+    if args.overlap is not None and args.overlap < 0:
+        raise QuantNASError(f"--overlap must be >= 0 (got {args.overlap})")
+    set_threads(args.threads)
+    model = load_upscaler(args.model, threads=args.threads)
+    written, errors = upscale_files(
+        model,
+        args.inputs,
+        args.out,
+        tile=args.tile,
+        overlap=args.overlap,
+        progress=not args.no_progress,
+    )
+    total = len(written) + len(errors)
+    sys.stdout.write(f"upscaled {len(written)} of {total} images x{model.scale} into {args.out}\n")
+    return 2 if errors else 0
