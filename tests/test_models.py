@@ -512,3 +512,27 @@ def test_rfdn_image_layers(skip_mode, expect):
     assert len({n.rsplit(".ops.", 1)[0] for n in names}) == expect
     assert len(names) == (3 if expect else 0)
     assert all(".cells.0." in n for n in names)
+
+
+@pytest.mark.parametrize("mode", ["noise", "quant"])
+def test_weight_step_without_alpha_grad_keeps_weight_gradients(mode):
+    # the weight step detaches the distribution: same loss and weight gradients, no alpha
+    # gradient computed
+    grads = []
+    for alpha_grad in (True, False):
+        sn = _supernet(mode=mode)
+        if sn.net.out_scale is not None:
+            with torch.no_grad():
+                sn.net.out_scale.fill_(1.0)  # move off the ReZero start so alphas get gradient
+        torch.manual_seed(1)
+        out = sn(torch.rand(2, 3, 6, 6), alpha_grad=alpha_grad)
+        out.square().mean().backward()
+        grads.append([p.grad.clone() for p in sn.weights() if p.grad is not None])
+        alpha_grads = [a.grad for a in sn.alphas()]
+        if alpha_grad:
+            assert all(g is not None and g.abs().sum() > 0 for g in alpha_grads)
+        else:
+            assert all(g is None for g in alpha_grads)
+    assert len(grads[0]) == len(grads[1]) > 0
+    for a, b in zip(*grads, strict=True):
+        torch.testing.assert_close(a, b)

@@ -272,7 +272,7 @@ class Searcher:
 
     def _weight_step(self, lr: torch.Tensor, hr: torch.Tensor, epoch: int) -> float:
         self.w_opt.zero_grad(set_to_none=True)
-        loss = F.l1_loss(self.net(lr), hr)
+        loss = F.l1_loss(self.net(lr, alpha_grad=False), hr)
         self._check(loss.item(), "search weight loss", epoch)
         loss.backward()
         qdist.average_gradients(self.net.weights())

@@ -204,8 +204,19 @@ class Supernet(nn.Module):
         """Deterministic (softmax) probabilities per layer key."""
         return self.alpha.probabilities(sample=False)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, *, alpha_grad: bool = True) -> torch.Tensor:
+        """Run the supernet under the current (op, bit) distribution.
+
+        Args:
+            x: LR batch.
+            alpha_grad: False for a weight step: the distribution is detached, so the
+                backward pass skips the alpha gradients (and the noise re-draws and per-bit
+                products they need), which the weight step would throw away.
+
+        """
         probs = self.alpha.probabilities(sample=self.training)
+        if not alpha_grad:
+            probs = {k: p.detach() for k, p in probs.items()}
         for layer in self._layers:
             layer.probs = probs[layer.key]
         try:
