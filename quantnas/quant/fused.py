@@ -77,7 +77,7 @@ def activation(x: torch.Tensor, quant) -> torch.Tensor:
     one-byte-per-element mask for backward instead of the float intermediates.
     """
     if not torch.is_grad_enabled() or not x.requires_grad:
-        return quant.value(x)
+        return quant(x)  # a module call (graph-free in no-grad mode), so hooks still see it
     return _Activation.apply(x, quant)
 
 
