@@ -340,7 +340,9 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("eval", help="PSNR/SSIM (Y channel) of a model or bicubic on image sets")
     s.add_argument("--model", required=True, help="'bicubic' or a trained checkpoint (best.pt)")
     s.add_argument("--data", action="append", help="HR image folder or embedded:val (repeatable)")
-    s.add_argument("--benchmarks", help="YAML file {name: {hr: dir, lr: dir}}")
+    s.add_argument(
+        "--benchmarks", help="YAML file {name: {hr: dir, lr: dir}} or embedded:test"
+    )
     s.add_argument("--scale", type=int, help="upscaling factor (required for bicubic)")
     s.add_argument("--save-images", metavar="DIR", help="write SR images here")
     s.add_argument("--device", default="cpu")

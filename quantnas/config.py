@@ -71,7 +71,8 @@ class DataConfig:
         train: ``embedded:train`` or a folder of HR images/patches.
         val: ``embedded:val`` or a folder of HR images.
         val_lr: Optional folder of LR images matching ``val``.
-        benchmarks: Optional YAML file ``{name: {hr: dir, lr: dir}}`` evaluated at the end.
+        benchmarks: Optional YAML file ``{name: {hr: dir, lr: dir}}`` or ``embedded:test``
+            (reported as set ``test``), evaluated at the end; test data, reported only.
         lr_crop: LR patch size of training crops (HR = lr_crop * scale).
         repeat: Random crops per training image per epoch.
         val_crop: Centre-crop validation HR images to at most this size (0 = full image).
