@@ -72,12 +72,12 @@ def ray_available() -> bool:
     return True
 
 
-def _call_with_threads(fn: Callable[..., Any], threads: int, *args, **kwargs) -> Any:
+def _call_with_threads(fn: Callable[..., Any], torch_threads: int, *args, **kwargs) -> Any:
     """Run ``fn`` in a Ray worker with torch pinned to the task's CPUs."""
     import torch
 
-    if threads > 0:
-        torch.set_num_threads(threads)
+    if torch_threads > 0:
+        torch.set_num_threads(torch_threads)
     return fn(*args, **kwargs)
 
 
@@ -85,8 +85,8 @@ class RayEngine:
     """Runs each job as a Ray task (``num_cpus`` / ``num_gpus`` per trial).
 
     Args:
-        address: Ray cluster address (``ray://...`` or ``HOST:PORT``); None starts a local
-            Ray (or joins one already started in this process).
+        address: Ray cluster address (``ray://...``, ``HOST:PORT`` or ``auto``); None starts
+            a new local Ray (or uses one already initialised in this process).
         cpus_per_trial: CPUs reserved per task; torch in the task uses that many threads.
         gpus_per_trial: GPUs reserved per task (fractions allowed).
         max_retries: Retries of a task that raised or whose worker died.
@@ -124,8 +124,10 @@ class RayEngine:
         kwargs: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False}
         if self.address:
             kwargs["address"] = self.address
-        elif self.num_cpus is not None:
-            kwargs["num_cpus"] = self.num_cpus
+        else:  # a new local Ray, never an unrelated cluster found on this machine
+            kwargs["address"] = "local"
+            if self.num_cpus is not None:
+                kwargs["num_cpus"] = self.num_cpus
         try:
             ray.init(**kwargs)
         except (ConnectionError, RuntimeError, ValueError) as exc:
