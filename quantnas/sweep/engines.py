@@ -9,6 +9,7 @@ the exception after ``max_retries`` retries. A failing job never stops the other
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -126,6 +127,9 @@ class RayEngine:
             kwargs["address"] = self.address
         else:  # a new local Ray, never an unrelated cluster found on this machine
             kwargs["address"] = "local"
+            # Ray runs workers at niceness 15; trials are the work itself, so they run at the
+            # priority of `quantnas run` (else any other process on the machine starves them)
+            os.environ.setdefault("RAY_worker_niceness", "0")
             if self.num_cpus is not None:
                 kwargs["num_cpus"] = self.num_cpus
         try:
