@@ -147,12 +147,13 @@ def write_pareto(rows: Sequence[dict], set_name: str, out: Path, *, title: str) 
     key = pm.psnr_key(set_name)
     labels = []
     for r in ok:
-        if r["method"] == "search":
-            labels.append(f"p={float(r['penalty']):g}")
-        elif r["method"] == "uniform":
-            labels.append(f"{r['bits']}b p={float(r['penalty']):g}")
-        elif r["method"] in pm.BASELINE_METHODS:
-            labels.append(f"{r['bits']}b")
+        pen, bits = r.get("penalty"), r.get("bits")
+        if r["method"] == "search" and pen is not None:
+            labels.append(f"p={float(pen):g}")
+        elif r["method"] == "uniform" and pen is not None:
+            labels.append(f"{bits}b p={float(pen):g}")
+        elif r["method"] in pm.BASELINE_METHODS and bits is not None:
+            labels.append(f"{bits}b")
         else:
             labels.append(None)
     bic = [r.get(f"bicubic_psnr_{set_name}") for r in ok if r.get(f"bicubic_psnr_{set_name}")]

@@ -114,9 +114,7 @@ def targets(rows: Sequence[Mapping[str, Any]], set_name: str) -> dict[str, Any]:
         "found": len(found),
         "random": {"total": len(rnd), "dominated": sum(_covered(p, found, 0.0) for p in rnd)},
     }
-    base = [
-        r for r in rows if r["method"] in BASELINE_METHODS and int(_num(r.get("bits"))) in (4, 8)
-    ]
+    base = [r for r in rows if r["method"] in BASELINE_METHODS and _num(r.get("bits")) in (4, 8)]
     matched = wins = 0
     for r in base:
         b, p = _num(r["bitops_32"]), _num(r[key])
