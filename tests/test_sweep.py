@@ -216,7 +216,7 @@ def test_pareto_command_marks_the_front_and_merges(tmp_path, capsys):
     assert main(["pareto", str(sweep), str(other), "--out", str(tmp_path / "m.png")]) == 0
     md = capsys.readouterr().out
     table = [ln for ln in md.splitlines() if ln.startswith("| ") and "method" not in ln]
-    assert len(table) == 1 and table[0].startswith("| edsr |") and "28.00" in table[0]
+    assert len(table) == 1 and table[0].startswith("| s2 | edsr |") and "28.00" in table[0]
     # default output next to the results, and validation on request
     assert main(["pareto", str(sweep), "--set", "validation"]) == 0
     assert (sweep / "pareto.png").is_file() and "PSNR validation" in capsys.readouterr().out

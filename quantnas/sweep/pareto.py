@@ -159,16 +159,18 @@ def front_table(rows: Sequence[Mapping[str, Any]], set_name: str) -> str:
     """Markdown table of the overall front on ``set_name`` (by BitOps)."""
     key = psnr_key(set_name)
     ssim = f"ssim_{set_name}"
+    merged = len({r.get("sweep") for r in rows}) > 1
     lines = [
-        f"| method | setting | seed | GBitOps @32x32 | params | PSNR {set_name} | "
-        f"SSIM {set_name} | PSNR validation |",
-        "|---|---|---|---|---|---|---|---|",
+        f"| {'sweep | ' if merged else ''}method | setting | seed | GBitOps @32x32 | params | "
+        f"PSNR {set_name} | SSIM {set_name} | PSNR validation |",
+        "|---|---|---|---|---|---|---|---|" + ("---|" if merged else ""),
     ]
     for i in overall_front(rows, set_name):
         r = rows[i]
         val = _num(r.get("psnr_validation"))
         lines.append(
-            f"| {r['method']} | {_setting(r)} | {r.get('seed', '')} | "
+            f"| {str(r.get('sweep')) + ' | ' if merged else ''}"
+            f"{r['method']} | {_setting(r)} | {r.get('seed', '')} | "
             f"{_num(r['bitops_32']) / 1e9:.3f} | {int(_num(r.get('params')))} | "
             f"{_num(r[key]):.2f} | {_num(r.get(ssim)):.4f} | {val:.2f} |"
         )
