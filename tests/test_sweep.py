@@ -448,3 +448,17 @@ def test_tiny_sweep_on_local_ray(ray_session, tmp_path):
             ).at_bits(4)
     assert (sw / "pareto.png").is_file() and "| method |" in (sw / "pareto.md").read_text()
     assert json.loads((sw / "sweep.json").read_text())["engine"] == "ray"
+
+
+def test_engine_choice_and_errors(tmp_path, capsys):
+    from quantnas.sweep.engines import LocalEngine, RayEngine, make_engine
+
+    assert isinstance(make_engine("local"), LocalEngine)
+    assert isinstance(make_engine("auto"), RayEngine)  # Ray is installed with the test extra
+    with pytest.raises(QuantNASError, match="--address needs --engine ray"):
+        make_engine("local", address="127.0.0.1:6379")
+    with pytest.raises(QuantNASError, match="--cpus-per-trial must be > 0"):
+        make_engine("ray", cpus_per_trial=0)
+    args = ["sweep", "-d", "e", f"out_dir={tmp_path}", "--engine", "local", "--address", "x:1"]
+    assert main(args) == 2 and "--address needs --engine ray" in capsys.readouterr().err
+    assert not (tmp_path / "e").exists()  # nothing written before the checks
