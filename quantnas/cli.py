@@ -1,6 +1,6 @@
 """The ``quantnas`` command line: one verb per pipeline stage.
 
-    quantnas search|train|eval|run|sweep|info|score|prepare|export|upscale|config [...]
+    quantnas search|train|eval|run|sweep|pareto|info|score|prepare|export|upscale|config [...]
 
 Configs are typed YAML (``--preset NAME``, ``--config FILE``) with ``section.key=value``
 overrides. User errors print one line (``error: ...``) and exit with status 2.
@@ -420,18 +420,33 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def cmd_sweep(args: argparse.Namespace) -> int:
     from quantnas import distributed as qdist
-    from quantnas.sweep import run_sweep
+    from quantnas.sweep.driver import run_sweep
 
     qdist.refuse("sweep")
-    cfg = _load(args)
+    extra = []
+    if args.values is not None:
+        extra.append(f"sweep.penalties={[float(v) for v in args.values]}")
+    if args.repeats is not None:
+        extra.append(f"sweep.seeds={args.repeats}")
+    cfg = _load(args, extra)
     run_sweep(
         cfg,
-        penalties=args.values,
-        repeats=args.repeats,
         name=args.name,
+        engine=args.engine,
+        address=args.address,
+        cpus_per_trial=args.cpus_per_trial,
+        gpus_per_trial=args.gpus_per_trial,
+        max_retries=args.max_retries,
         resume=args.resume,
         extend=args.extend,
     )
+    return 0
+
+
+def cmd_pareto(args: argparse.Namespace) -> int:
+    from quantnas.sweep.driver import pareto_command
+
+    sys.stdout.write(pareto_command(args.results, set_name=args.set, out=args.out))
     return 0
 
 
@@ -464,7 +479,7 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("eval", help="PSNR/SSIM (Y channel) of a model or bicubic on image sets")
     s.add_argument("--model", required=True, help="'bicubic' or a trained checkpoint (best.pt)")
     s.add_argument("--data", action="append", help="HR image folder or embedded:val (repeatable)")
-    s.add_argument("--benchmarks", help="YAML file {name: {hr: dir, lr: dir}}")
+    s.add_argument("--benchmarks", help="YAML file {name: {hr: dir, lr: dir}} or embedded:test")
     s.add_argument("--scale", type=_positive_int, help="upscaling factor (required for bicubic)")
     s.add_argument("--save-images", metavar="DIR", help="write SR images here")
     s.add_argument("--device", default="cpu")
@@ -543,22 +558,43 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--restart", action="store_true", help=RESTART_HELP)
     s.set_defaults(func=cmd_run)
 
-    s = sub.add_parser("sweep", help="search/train/eval over penalty values x seeds + Pareto plot")
-    s.add_argument(
-        "-v", "--values", type=float, nargs="+", required=True, help="hardware penalty values"
+    s = sub.add_parser(
+        "sweep", help="trials (search / random / baselines / uniform) -> results + Pareto front"
     )
-    s.add_argument("-r", "--repeats", type=_positive_int, default=1, help="seeds per value")
+    s.add_argument(
+        "-v", "--values", type=float, nargs="+", help="hardware penalties (sweep.penalties)"
+    )
+    s.add_argument("-r", "--repeats", type=_positive_int, help="seeds per penalty (sweep.seeds)")
     s.add_argument("-d", "--name", required=True, help="experiment name (folder under out_dir)")
     s.add_argument("-c", "--config", action="append", default=[], metavar="FILE")
     s.add_argument("--preset")
-    s.add_argument("--resume", action="store_true", help="reuse finished runs of the sweep")
+    s.add_argument(
+        "--engine",
+        choices=("auto", "local", "ray"),
+        default="auto",
+        help="ray: Ray tasks; local: one trial after another; auto (default): ray if installed",
+    )
+    s.add_argument("--address", help="existing Ray cluster (default: start a local Ray)")
+    s.add_argument(
+        "--cpus-per-trial", type=float, default=1, help="Ray CPUs per trial = torch threads"
+    )
+    s.add_argument("--gpus-per-trial", type=float, default=0, help="Ray GPUs per trial")
+    s.add_argument("--max-retries", type=int, default=0, help="retries of a failing trial")
+    s.add_argument("--resume", action="store_true", help="rerun only the unfinished trials")
     s.add_argument(
         "--extend",
         action="store_true",
-        help="with --resume: allow other penalty values / repeats than the sweep started with",
+        help="with --resume: allow other trials (penalties, seeds, samples) than the sweep "
+        "started with",
     )
     s.add_argument("overrides", nargs="*", metavar="key=value")
     s.set_defaults(func=cmd_sweep)
+
+    s = sub.add_parser("pareto", help="PSNR-vs-BitOps front of one or more sweeps' results")
+    s.add_argument("results", nargs="+", help="results.jsonl / results.csv files or sweep dirs")
+    s.add_argument("--set", help="evaluation set (default: test, else validation)")
+    s.add_argument("--out", help="output PNG (default: pareto.png next to the first results)")
+    s.set_defaults(func=cmd_pareto)
     return p
 
 

@@ -81,7 +81,8 @@ class DataConfig:
             images, taken out of training and logged), ``embedded:...`` or a folder.
         val_holdout: Share of the training images held out with ``val=holdout``.
         val_lr: Optional folder of LR images matching ``val``.
-        benchmarks: Optional YAML file ``{name: {hr: dir, lr: dir}}`` evaluated at the end.
+        benchmarks: Optional YAML file ``{name: {hr: dir, lr: dir}}`` or ``embedded:test``
+            (reported as set ``test``), evaluated at the end; test data, reported only.
         lr_crop: LR patch size of training crops (HR = lr_crop * scale).
         repeat: Random crops per training image per epoch.
         val_crop: Centre-crop validation HR images to at most this size (0 = full image).
@@ -176,6 +177,39 @@ class RunConfig:
 
 
 @dataclass
+class SweepConfig:
+    """Which trials ``quantnas sweep`` runs; every trial trains with ``train`` and ``data``.
+
+    Attributes:
+        methods: Any of ``search`` (search at each penalty, then train), ``random``
+            (random genotypes of the space), ``baseline`` (fixed networks quantized
+            uniformly) and ``uniform`` (found genotypes retrained at one bit-width).
+        penalties: Hardware-penalty values of the ``search`` trials.
+        seeds: Seeds per penalty (``seed``, ``seed + 1``, ...).
+        random: Number of random genotypes.
+        baselines: Baseline networks (``espcn``, ``fsrcnn``, ``edsr``).
+        baseline_bits: Bit-widths of the baselines (32 = full precision).
+        baseline_seeds: Seeds per baseline and bit-width.
+        uniform_bits: Bit-widths of the ``uniform`` retrains.
+        uniform_seeds: Retrain the genotypes of this many seeds per penalty.
+        pareto_set: Evaluation set the front is drawn on (``test`` = ``data.benchmarks``
+            embedded photos); falls back to ``validation`` when the sweep has no such set.
+
+    """
+
+    methods: list[str] = field(default_factory=lambda: ["search"])
+    penalties: list[float] = field(default_factory=lambda: [0.0])
+    seeds: int = 1
+    random: int = 8
+    baselines: list[str] = field(default_factory=lambda: ["espcn", "fsrcnn", "edsr"])
+    baseline_bits: list[int] = field(default_factory=lambda: [4, 8, 32])
+    baseline_seeds: int = 1
+    uniform_bits: list[int] = field(default_factory=lambda: [4, 8])
+    uniform_seeds: int = 1
+    pareto_set: str = "test"
+
+
+@dataclass
 class Config:
     """Root configuration."""
 
@@ -191,6 +225,7 @@ class Config:
     search: SearchConfig = field(default_factory=SearchConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     run: RunConfig = field(default_factory=RunConfig)
+    sweep: SweepConfig = field(default_factory=SweepConfig)
 
 
 CHOICES: dict[str, tuple[str, ...]] = {
@@ -480,6 +515,7 @@ __all__ = [
     "Config",
     "DataConfig",
     "RunConfig",
+    "SweepConfig",
     "SearchConfig",
     "TrainConfig",
     "apply_override",

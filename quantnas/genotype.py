@@ -92,6 +92,13 @@ class Genotype:
         """``{block: [(op, bits), ...]}``."""
         return {b: [(c.op, c.bits) for c in layers] for b, layers in self.blocks.items()}
 
+    def at_bits(self, bits: int) -> Genotype:
+        """The same operations with every layer at ``bits`` (a uniform-precision copy)."""
+        return Genotype(
+            {b: tuple(LayerChoice(c.op, bits) for c in ls) for b, ls in self.blocks.items()},
+            space=self.space,
+        )
+
     def counts(self) -> dict[str, int]:
         """Number of layers per block."""
         return {b: len(layers) for b, layers in self.blocks.items()}

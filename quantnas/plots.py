@@ -9,7 +9,8 @@ Functions:
     plot_genotype: architecture picture of a genotype (op and bit-width of each layer).
     plot_training_curves: losses and PSNR over epochs.
     plot_side_by_side: image panels (e.g. bicubic / SR / HR) with a zoomed crop.
-    pareto_front / plot_pareto: PSNR vs BitOps trade-off across runs.
+    plot_pareto: PSNR vs BitOps trade-off across runs (front maths: quantnas.sweep.pareto).
+    plot_method_fronts: a sweep's points, one marker and colour per method, fronts joined.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from matplotlib.patches import FancyArrowPatch, FancyBboxPatch, Patch, Rectangle
 
 from quantnas.checkpoint import atomic_write_bytes
 from quantnas.errors import QuantNASError
+from quantnas.sweep.pareto import pareto_front
 
 __all__ = [
     "BIT_COLORS",
@@ -36,6 +38,7 @@ __all__ = [
     "pareto_front",
     "plot_alpha_evolution",
     "plot_genotype",
+    "plot_method_fronts",
     "plot_pareto",
     "plot_side_by_side",
     "plot_training_curves",
@@ -682,34 +685,6 @@ def plot_side_by_side(
 
 
 # ------------------------------------------------------------------------- pareto
-def pareto_front(points: Sequence[tuple[float, float]]) -> list[int]:
-    """Return the indices of the non-dominated points (min x, max y), sorted by x.
-
-    Point ``j`` dominates ``i`` if ``x_j <= x_i`` and ``y_j >= y_i`` with at least one
-    strict inequality. Exact duplicates do not dominate each other, so all copies of a
-    non-dominated point are returned (ties in x are ordered by index). Points with a
-    NaN coordinate are ignored.
-
-    Args:
-        points: ``(x, y)`` pairs, e.g. ``(bitops, psnr)``.
-
-    Returns:
-        Indices into ``points``.
-
-    """
-    if len(points) == 0:
-        return []
-    arr = np.asarray(points, dtype=np.float64).reshape(len(points), 2)
-    valid = ~np.isnan(arr).any(axis=1)
-    x, y = arr[:, 0], arr[:, 1]
-    le_x = x[None, :] <= x[:, None]  # [i, j]: x_j <= x_i
-    ge_y = y[None, :] >= y[:, None]
-    strict = (x[None, :] < x[:, None]) | (y[None, :] > y[:, None])
-    dominated = (le_x & ge_y & strict & valid[None, :]).any(axis=1)
-    front = [i for i in range(len(points)) if valid[i] and not dominated[i]]
-    return sorted(front, key=lambda i: (x[i], i))
-
-
 def plot_pareto(
     rows: Sequence[Mapping[str, Any]],
     path: str | Path,
@@ -831,5 +806,118 @@ def plot_pareto(
     handles, _ = ax.get_legend_handles_labels()
     if handles:
         ax.legend(fontsize=8, loc="best")
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+#: Marker and colour per sweep method (others get the next free style).
+METHOD_STYLES: dict[str, tuple[str, str]] = {
+    "search": ("*", "tab:red"),
+    "uniform": ("X", "tab:orange"),
+    "random": ("o", "tab:gray"),
+    "espcn": ("s", "tab:blue"),
+    "fsrcnn": ("^", "tab:green"),
+    "edsr": ("D", "tab:purple"),
+}
+_SPARE_STYLES = (("v", "tab:brown"), ("P", "tab:pink"), ("h", "tab:olive"), ("<", "tab:cyan"))
+
+
+def plot_method_fronts(
+    xs: Sequence[float],
+    ys: Sequence[float],
+    methods: Sequence[str],
+    path: str | Path,
+    *,
+    fronts: Mapping[str, Sequence[int]],
+    overall: Sequence[int],
+    labels: Sequence[str | None] | None = None,
+    x_label: str = "BitOps (LR 32x32)",
+    y_label: str = "PSNR (dB)",
+    title: str | None = None,
+    reference: tuple[str, float] | None = None,
+) -> Path:
+    """Scatter points by method (log x) and join each method's front.
+
+    Args:
+        xs: Cost of each point (BitOps, > 0).
+        ys: Quality of each point (PSNR).
+        methods: Method of each point (one marker and colour per method).
+        path: Output PNG.
+        fronts: ``{method: indices}`` of each method's non-dominated points, joined by a line.
+        overall: Indices of the overall front (ringed in black).
+        labels: Optional text next to each point (e.g. the penalty of search points).
+        x_label: X axis label.
+        y_label: Y axis label.
+        title: Figure title.
+        reference: Optional ``(name, y)`` horizontal reference line (e.g. bicubic).
+
+    Returns:
+        ``path``.
+
+    """
+    if not len(xs):
+        raise QuantNASError("pareto: no finished trials to plot")
+    x, y = np.asarray(xs, dtype=float), np.asarray(ys, dtype=float)
+    fig = _new_figure(8.0, 5.4)
+    ax = fig.add_subplot(1, 1, 1)
+    order = list(dict.fromkeys(methods))
+    spare = iter(_SPARE_STYLES)
+    for method in order:
+        marker, color = METHOD_STYLES.get(method) or next(spare, ("o", "black"))
+        idx = [i for i, m in enumerate(methods) if m == method]
+        ax.scatter(
+            x[idx],
+            y[idx],
+            marker=marker,
+            color=color,
+            s=90 if marker == "*" else 42,
+            edgecolors="black",
+            linewidths=0.4,
+            zorder=3,
+            label=method,
+        )
+        f = list(fronts.get(method, []))
+        if len(f) > 1:
+            ax.plot(x[f], y[f], color=color, linewidth=1.2, alpha=0.8, zorder=2)
+    if len(overall):
+        o = list(overall)
+        ax.scatter(
+            x[o],
+            y[o],
+            facecolors="none",
+            edgecolors="black",
+            s=170,
+            linewidths=1.0,
+            zorder=4,
+            label="overall front",
+        )
+    if labels is not None:
+        for i, text in enumerate(labels):
+            if text:
+                ax.annotate(
+                    text,
+                    (x[i], y[i]),
+                    textcoords="offset points",
+                    xytext=(5, 4),
+                    fontsize=7,
+                    zorder=5,
+                )
+    if reference is not None:
+        ax.axhline(
+            reference[1],
+            color="gray",
+            linestyle=":",
+            linewidth=1.0,
+            label=f"{reference[0]} {reference[1]:.2f} dB",
+        )
+    if (x > 0).all():
+        ax.set_xscale("log")
+    ax.ticklabel_format(axis="y", useOffset=False)
+    ax.set_xlabel(x_label)
+    ax.set_ylabel(y_label)
+    ax.grid(True, alpha=0.3, which="both")
+    if title:
+        ax.set_title(title, fontsize=11)
+    ax.legend(fontsize=8, loc="best")
     fig.tight_layout()
     return _save(fig, path)

@@ -4,6 +4,7 @@ network built from a genotype in that space.
 
 from __future__ import annotations
 
+import random
 from functools import partial
 
 from torch import nn
@@ -115,6 +116,23 @@ def check_genotype(genotype: Genotype, arch: ArchConfig) -> None:
                 )
     else:
         check_basic_counts(counts, where="genotype")
+
+
+def random_genotype(arch: ArchConfig, seed: int) -> Genotype:
+    """A genotype drawn uniformly from the space: each layer's operation from its block's
+    candidates and its bit-width from ``arch.bits`` (the original ``random_sampler.py``).
+
+    Args:
+        arch: The space (layer counts, candidate operations, bit-widths).
+        seed: Seed of the draw (same seed, same genotype).
+
+    """
+    rng = random.Random(seed)
+    blocks = {
+        block: [(rng.choice(primitives(arch, block)), rng.choice(arch.bits)) for _ in range(n)]
+        for block, n in layer_counts(arch).items()
+    }
+    return Genotype.from_pairs(blocks, space=arch.space)
 
 
 def _final_layer_fn(genotype: Genotype, arch: ArchConfig):

@@ -68,11 +68,15 @@ class TrainResult:
     seconds: float
 
 
-def model_payload(net: nn.Module, genotype: Genotype, arch: ArchConfig, **extra) -> dict:
-    """A self-describing model checkpoint (enough to rebuild the network)."""
+def model_payload(net: nn.Module, genotype: Genotype | None, arch: ArchConfig, **extra) -> dict:
+    """A self-describing model checkpoint (enough to rebuild the network).
+
+    ``genotype`` is None for a network that is not built from a genotype (a sweep's
+    baseline, described by ``extra["net_spec"]``).
+    """
     return {
         "kind": "model",
-        "genotype": genotype.to_dict(),
+        "genotype": genotype.to_dict() if genotype is not None else None,
         "arch": asdict(arch),
         "model": net.state_dict(),
         **extra,
@@ -143,12 +147,24 @@ class Trainer:
     Args:
         cfg: Resolved configuration (``train`` and ``data`` sections).
         run_dir: Output directory.
-        genotype: The architecture to train.
+        genotype: The architecture to train (None when ``net`` is not built from one).
+        net: A network to train instead of ``build_network(genotype)`` (e.g. a sweep's
+            baseline), built by the caller after seeding.
+        net_spec: What ``net`` is (saved in checkpoints and checked on resume).
 
     """
 
-    def __init__(self, cfg: Config, run_dir: Path, genotype: Genotype) -> None:
+    def __init__(
+        self,
+        cfg: Config,
+        run_dir: Path,
+        genotype: Genotype | None,
+        *,
+        net: nn.Module | None = None,
+        net_spec: dict | None = None,
+    ) -> None:
         self.cfg, self.run_dir, self.genotype = cfg, Path(run_dir), genotype
+        self.net_spec = net_spec
         self.run_dir.mkdir(parents=True, exist_ok=True)
         if qdist.is_main():
             remove_stale_tmp(self.run_dir)
@@ -156,7 +172,11 @@ class Trainer:
         self.device = select_device(cfg.device)
         qdist.init(self.device)
         seed_everything(cfg.seed)
-        self.net = build_network(genotype, cfg.arch).to(self.device)
+        if net is None:
+            if genotype is None:
+                raise QuantNASError("Trainer: give a genotype or a network")
+            net = build_network(genotype, cfg.arch)
+        self.net = net.to(self.device)
         qdist.broadcast_module(self.net)
         t = cfg.train
         self.loader = qdist.train_loader(
@@ -213,7 +233,11 @@ class Trainer:
     def state(self) -> dict:
         return {
             **model_payload(
-                self.net, self.genotype, self.cfg.arch, quantized=self.quantized_at(self.epoch - 1)
+                self.net,
+                self.genotype,
+                self.cfg.arch,
+                quantized=self.quantized_at(self.epoch - 1),
+                net_spec=self.net_spec,
             ),
             "ema": self.ema.state_dict() if self.ema is not None else None,
             "kind": "train",
@@ -246,8 +270,9 @@ class Trainer:
 
     def _restore(self, ck: dict, path: Path) -> None:
         """Load a training checkpoint's state into this trainer."""
-        if ck["genotype"] != self.genotype.to_dict():
-            raise QuantNASError(f"checkpoint {path} was trained on another genotype")
+        mine = self.genotype.to_dict() if self.genotype is not None else None
+        if ck["genotype"] != mine or ck.get("net_spec") != self.net_spec:
+            raise QuantNASError(f"checkpoint {path} was trained on another genotype/network")
         self._set_quantized(bool(ck.get("quantized", True)))
         load_state(self.net, ck["model"], path=path, what="the config's network")
         if self.ema is not None:
@@ -307,7 +332,8 @@ class Trainer:
         main = qdist.is_main()  # under torchrun, rank 0 alone validates and writes
         if main:
             atomic_write_text(self.run_dir / "config.yaml", dump(self.cfg))
-            gt.save(self.genotype, self.run_dir / "genotype.json")
+            if self.genotype is not None:
+                gt.save(self.genotype, self.run_dir / "genotype.json")
         done = 0
         while self.epoch < self.cfg.train.epochs:
             if stop_after is not None and done >= stop_after:
@@ -356,6 +382,7 @@ class Trainer:
                         quantized=True,
                         epoch=row["epoch"],
                         val_psnr=val["val_psnr"],
+                        net_spec=self.net_spec,
                     ),
                     self.run_dir / BEST,
                 )
@@ -364,12 +391,13 @@ class Trainer:
             plot_training_curves(
                 self.history, self.run_dir / "training.png", title="training (QAT)"
             )
-            plot_genotype(
-                self.genotype.pairs(),
-                self.run_dir / "arch.png",
-                body_cells=picture_cells(self.cfg.arch),
-                title="trained architecture",
-            )
+            if self.genotype is not None:
+                plot_genotype(
+                    self.genotype.pairs(),
+                    self.run_dir / "arch.png",
+                    body_cells=picture_cells(self.cfg.arch),
+                    title="trained architecture",
+                )
         self.metrics.close()
         qdist.barrier()
         return TrainResult(

@@ -43,8 +43,47 @@ def test_embedded_splits_are_disjoint_rgb():
     assert [n for n, _ in val] == ["astronaut", "coffee", "chelsea"]
     for _, arr in val:
         assert arr.dtype == np.uint8 and arr.ndim == 3 and arr.shape[2] == 3
-    with pytest.raises(QuantNASError, match="unknown embedded split 'test'"):
-        embedded_images("test")
+    with pytest.raises(QuantNASError, match="unknown embedded split 'tests'"):
+        embedded_images("tests")
+
+
+def _thumb(arr: np.ndarray, size: int = 24) -> np.ndarray:
+    """Gray thumbnail by block averaging (centre square crop), zero-mean unit-norm."""
+    g = arr.astype(np.float64).mean(axis=2)
+    s = min(g.shape) // size * size
+    top, left = (g.shape[0] - s) // 2, (g.shape[1] - s) // 2
+    g = g[top : top + s, left : left + s].reshape(size, s // size, size, s // size).mean((1, 3))
+    g -= g.mean()
+    return g / (np.linalg.norm(g) + 1e-12)
+
+
+def test_embedded_test_split_is_apart_from_train_and_val():
+    from quantnas.data.datasets import EMBEDDED_TEST, load_benchmark_sets
+
+    assert EMBEDDED_TEST == ("grace_hopper", "camera", "coins", "brick")
+    assert not set(EMBEDDED_TEST) & (set(EMBEDDED_TRAIN) | set(EMBEDDED_VAL))
+    test = embedded_images("test")
+    assert [n for n, _ in test] == list(EMBEDDED_TEST)
+    shapes = {n: a.shape for n, a in test}
+    assert shapes["grace_hopper"] == (600, 512, 3) and shapes["camera"] == (512, 512, 3)
+    for _, arr in test:
+        assert arr.dtype == np.uint8 and arr.shape[2] == 3 and arr.std() > 20  # real photos
+    # no test photo is a near-duplicate (crop/shift of the same scene) of a train/val photo
+    seen = [_thumb(a) for _, a in embedded_images("train") + embedded_images("val")]
+    for name, arr in test:
+        corr = max(float((_thumb(arr) * t).sum()) for t in seen)
+        assert corr < 0.45, name
+    # the check itself catches a real near-duplicate: the right motorcycle view vs the left
+    import skimage.data
+
+    right = skimage.data.stereo_motorcycle()[1]
+    assert max(float((_thumb(right) * t).sum()) for t in seen) > 0.6
+    # data.benchmarks=embedded:test reports the photos as one set named by its role
+    sets = load_benchmark_sets("embedded:test", scale=4)
+    assert list(sets) == ["test"] and len(sets["test"]) == 4
+    name, lr, hr = sets["test"][0]
+    assert name == "grace_hopper" and tuple(hr.shape) == (3, 600, 512)
+    assert tuple(lr.shape) == (3, 150, 128)
 
 
 def test_embedded_train_loads_motorcycle_left():
@@ -242,7 +281,9 @@ def test_embedded_name_lists():
 
     assert embedded_names("val") == ("astronaut", "coffee", "chelsea")
     assert embedded_names("rocket, coffee") == ("rocket", "coffee")
-    assert set(EMBEDDED_ALL) == set(embedded_names("train")) | set(embedded_names("val"))
+    assert set(EMBEDDED_ALL) == (
+        set(embedded_names("train")) | set(embedded_names("val")) | set(embedded_names("test"))
+    )
     imgs = resolve_images("embedded:coffee,rocket")
     assert [n for n, _ in imgs] == ["coffee", "rocket"]
     with pytest.raises(QuantNASError, match="unknown embedded split 'cat'.*comma-separated"):

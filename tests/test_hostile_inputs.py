@@ -243,7 +243,7 @@ def test_bad_numbers_refused_at_load(tmp_path, capsys, override, key):
 
 def test_sweep_nan_penalty_refused(tmp_path, capsys):
     code = main(["sweep", f"out_dir={tmp_path}", *QUIET, "-v", "nan", "-d", "s"])
-    one_error(code, capsys, "-v/--values", "finite")
+    one_error(code, capsys, "sweep.penalties", "finite")
     assert not (tmp_path / "s").exists()
 
 
@@ -319,45 +319,32 @@ def test_restart_refuses_a_folder_that_is_not_a_run(tmp_path, capsys):
 def test_sweep_resume_refuses_other_config_or_grid(tmp_path, capsys):
     missing = tmp_path / "nope"
     base = ["sweep", f"out_dir={tmp_path}", f"data.train={missing}", *QUIET, "-d", "s"]
-    # the trial fails (missing data) after the sweep recorded its config and grid
-    one_error(main([*base, "-v", "0"]), capsys, "nope")
-    manifest = json.loads((tmp_path / "s" / "sweep.json").read_text())
-    assert manifest["trials"] == ["p0_s0"] and len(manifest["config_hash"]) == 12
+    base += ["--engine", "local"]
+    # the trial fails (missing data): recorded as failed, after the sweep recorded its
+    # config and grid
+    assert main([*base, "-v", "0"]) == 0
+    capsys.readouterr()
+    grid = json.loads((tmp_path / "s" / "grid.json").read_text())
+    assert grid["trials"] == ["search_p0_s0"] and len(grid["config_hash"]) == 12
+    lines = (tmp_path / "s" / "results.jsonl").read_text().splitlines()
+    rows = [json.loads(line) for line in lines]
+    assert [r["status"] for r in rows] == ["failed"] and "nope" in rows[0]["error"]
     one_error(
         main([*base[:3], "train.lr=0.1", *base[3:], "-v", "0", "--resume"]),
         capsys,
         "another config",
     )
     one_error(main([*base, "-v", "0", "1", "--resume"]), capsys, "--extend")
-    # --extend accepts the larger grid (the trial then fails on the data again)
-    one_error(main([*base, "-v", "0", "1", "--resume", "--extend"]), capsys, "nope")
-    manifest = json.loads((tmp_path / "s" / "sweep.json").read_text())
-    assert manifest["trials"] == ["p0_s0", "p1_s0"]
-
-
-def test_sweep_results_record_config_hash(tmp_path):
-    from quantnas.config import load_config
-    from quantnas.sweep import _row, config_hash
-
-    cfg = load_config(overrides=["name=p0_s0", f"out_dir={tmp_path}"])
-    (tmp_path / "p0_s0").mkdir()
-    from quantnas.config import dump
-
-    (tmp_path / "p0_s0" / "config.yaml").write_text(dump(cfg))
-    report = {
-        "penalty": 0.0,
-        "seed": 0,
-        "bitops_32": 1,
-        "bitops_256": 64,
-        "params": 3,
-        "sets": {"validation": {"psnr": 30.0, "ssim": 0.9, "bicubic_psnr": 29.0}},
-        "seconds": {},
-        "genotype_text": "g",
-        "run_dir": str(tmp_path / "p0_s0"),
-    }
-    assert _row(report, "validation")["config_hash"] == config_hash(cfg)
-    other = load_config(overrides=["train.lr=0.1"])
-    assert config_hash(other) != config_hash(cfg)
+    # --extend accepts the larger grid (the trials then fail on the data again)
+    assert main([*base, "-v", "0", "1", "--resume", "--extend"]) == 0
+    grid = json.loads((tmp_path / "s" / "grid.json").read_text())
+    assert grid["trials"] == ["search_p0_s0", "search_p1_s0"]
+    # and --extend never lets another config in
+    one_error(
+        main([*base[:3], "train.lr=0.1", *base[3:], "-v", "0", "1", "--resume", "--extend"]),
+        capsys,
+        "another config",
+    )
 
 
 def test_prepare_bad_image_leaves_nothing(tmp_path, capsys):

@@ -1,6 +1,5 @@
 """The main job (search -> train -> eval -> report), its stage reuse on resume, and sweeps."""
 
-import csv
 import json
 import shutil
 import warnings
@@ -330,37 +329,7 @@ def test_run_pipeline_api_finished_run_only_rewrites_report(tmp_path, monkeypatc
 
 
 # ------------------------------------------------------------------------------ sweep
-@pytest.mark.slow
-def test_sweep_two_penalties(tmp_path, monkeypatch, capsys):
-    args = ["sweep", f"out_dir={tmp_path}", *TINY, "-v", "0", "1", "-r", "1", "-d", "sw"]
-    assert main(args) == 0
-    sw = tmp_path / "sw"
-    with open(sw / "results.csv", newline="") as f:
-        rows = list(csv.DictReader(f))
-    assert len(rows) == 2
-    assert sorted(float(r["penalty"]) for r in rows) == [0.0, 1.0]
-    for r in rows:
-        assert int(r["bitops_32"]) > 0 and float(r["psnr"]) > 0
-    data = json.loads((sw / "results.json").read_text())
-    assert len(data) == 2 and any(r["pareto"] for r in data)
-    assert (sw / "pareto.png").is_file()
-    by_pen = {r["penalty"]: r for r in data}
-    assert by_pen[1.0]["bitops_32"] <= by_pen[0.0]["bitops_32"]
-    for r in data:
-        assert (sw / f"p{r['penalty']:g}_s0" / "report.json").is_file()
-
-    # without --resume the existing sweep is refused
-    capsys.readouterr()
-    assert main(args) == 2
-    assert "--resume" in capsys.readouterr().err
-
-    # --resume reuses the finished runs
-    import quantnas.pipeline
-
-    forbid(monkeypatch, quantnas.pipeline, "run_pipeline")
-    assert main([*args, "--resume"]) == 0
-    with open(sw / "results.csv", newline="") as f:
-        assert len(list(csv.DictReader(f))) == 2
+# (the sweep itself is tested in test_sweep.py)
 
 
 def test_sweep_bad_arguments(tmp_path, capsys):

@@ -22,6 +22,7 @@ from quantnas.errors import QuantNASError, read_user_text
 
 __all__ = [
     "EMBEDDED_ALL",
+    "EMBEDDED_TEST",
     "EMBEDDED_TRAIN",
     "EMBEDDED_VAL",
     "NamedImage",
@@ -48,9 +49,17 @@ EMBEDDED_TRAIN: tuple[str, ...] = (
 # the last one hard to super-resolve); training keeps two natural photos and the three
 # scientific images.
 EMBEDDED_VAL: tuple[str, ...] = ("astronaut", "coffee", "chelsea")
-EMBEDDED_ALL: tuple[str, ...] = EMBEDDED_TRAIN + EMBEDDED_VAL
-_EMBEDDED = {"train": EMBEDDED_TRAIN, "val": EMBEDDED_VAL}
+# The test split: photos that neither training nor validation uses, only ever reported
+# (e.g. the Pareto fronts of ``quantnas sweep``). ``grace_hopper`` is the public-domain
+# portrait shipped in matplotlib's ``mpl-data/sample_data``; ``camera`` (CC0), ``coins``
+# (Brooklyn Museum, no known copyright restrictions) and ``brick`` (CC0 texture photo) are
+# grayscale photos in scikit-image's data folder, replicated to RGB.
+EMBEDDED_TEST: tuple[str, ...] = ("grace_hopper", "camera", "coins", "brick")
+EMBEDDED_ALL: tuple[str, ...] = EMBEDDED_TRAIN + EMBEDDED_VAL + EMBEDDED_TEST
+_EMBEDDED = {"train": EMBEDDED_TRAIN, "val": EMBEDDED_VAL, "test": EMBEDDED_TEST}
 _EMBEDDED_PREFIX = "embedded:"
+#: Set name under which ``data.benchmarks=embedded:...`` photos are reported (their role).
+EMBEDDED_TEST_SET = "test"
 
 
 def _as_rgb_uint8(arr: np.ndarray) -> np.ndarray:
@@ -78,20 +87,35 @@ def embedded_names(spec: str) -> tuple[str, ...]:
     if not names or unknown:
         raise QuantNASError(
             f"unknown embedded split {(unknown[0] if unknown else spec)!r}; expected 'train', "
-            f"'val' or a comma-separated list of {', '.join(EMBEDDED_ALL)}"
+            f"'val', 'test' or a comma-separated list of {', '.join(EMBEDDED_ALL)}"
         )
     return names
 
 
+def _matplotlib_sample(name: str) -> np.ndarray:
+    """A photo from matplotlib's bundled ``sample_data`` folder (no download)."""
+    from matplotlib import cbook
+    from PIL import Image
+
+    with Image.open(cbook.get_sample_data(f"{name}.jpg", asfileobj=False)) as img:
+        return np.asarray(img.convert("RGB"))
+
+
+#: Embedded photos that come from matplotlib rather than ``skimage.data``.
+_MATPLOTLIB_PHOTOS = ("grace_hopper",)
+
+
 def embedded_images(split: str) -> list[NamedImage]:
-    """Load the photos bundled with scikit-image (no download needed).
+    """Load the photos bundled with scikit-image / matplotlib (no download needed).
 
     Args:
-        split: ``"train"`` (:data:`EMBEDDED_TRAIN`), ``"val"`` (:data:`EMBEDDED_VAL`) or a
-            comma-separated list of names from :data:`EMBEDDED_ALL`, e.g. ``"coffee,rocket"``.
+        split: ``"train"`` (:data:`EMBEDDED_TRAIN`), ``"val"`` (:data:`EMBEDDED_VAL`),
+            ``"test"`` (:data:`EMBEDDED_TEST`) or a comma-separated list of names from
+            :data:`EMBEDDED_ALL`, e.g. ``"coffee,rocket"``.
 
     Returns:
-        List of ``(name, uint8 HxWx3)``; ``stereo_motorcycle`` uses the left image.
+        List of ``(name, uint8 HxWx3)``; ``stereo_motorcycle`` uses the left image;
+        grayscale photos are replicated to RGB.
 
     Raises:
         QuantNASError: For an unknown split or photo name.
@@ -102,7 +126,10 @@ def embedded_images(split: str) -> list[NamedImage]:
 
     out: list[NamedImage] = []
     for name in names:
-        data = getattr(skimage.data, name)()
+        if name in _MATPLOTLIB_PHOTOS:
+            data = _matplotlib_sample(name)
+        else:
+            data = getattr(skimage.data, name)()
         if isinstance(data, tuple):
             data = data[0]
         out.append((name, _as_rgb_uint8(np.asarray(data))))
@@ -357,9 +384,10 @@ def _entry_dirs(path: Path, name: str, entry: object) -> tuple[Path, Path | None
 def load_benchmark_sets(
     path: str | Path, *, scale: int, max_pixels: int | None = None
 ) -> dict[str, SRValDataset]:
-    """Load benchmark sets listed in a YAML file.
+    """Load benchmark (test) sets listed in a YAML file, or embedded test photos.
 
-    The file maps set names to folders, e.g.::
+    ``embedded:test`` (or ``embedded:NAME,...``) gives one set named ``test``. The file
+    maps set names to folders, e.g.::
 
         Set5: {hr: Set5/HR, lr: Set5/LR_bicubic/X4}
         Set14: {hr: Set14/HR}        # LR made by bicubic downscaling
@@ -380,6 +408,10 @@ def load_benchmark_sets(
             unreadable image or LR/HR mismatch, naming the file and key.
 
     """
+    if str(path).startswith(_EMBEDDED_PREFIX):
+        hr = resolve_images(str(path), max_pixels=max_pixels)
+        label = f"data.benchmarks {path}"
+        return {EMBEDDED_TEST_SET: SRValDataset(hr, scale=scale, label=label)}
     path = Path(path)
     sets: dict[str, SRValDataset] = {}
     for name, entry in _read_yaml(path).items():

@@ -1,0 +1,332 @@
+"""``quantnas sweep``: plan the trials, run them on an engine, record every result, draw the
+front; and ``quantnas pareto`` over one or several finished sweeps.
+
+Layout of ``out_dir/<name>/``::
+
+    sweep.yaml  log.txt  results.csv  results.jsonl  pareto.png  pareto.md  sweep.json
+    trials/<trial_id>/  (result.json, log.txt, genotype.json, search/, train/)
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Sequence
+from datetime import datetime, timezone
+from pathlib import Path
+
+from quantnas.checkpoint import atomic_write_json, atomic_write_text
+from quantnas.config import Config, dump, to_dict
+from quantnas.errors import QuantNASError
+from quantnas.runlog import setup_logging
+from quantnas.sweep import pareto as pm
+from quantnas.sweep.engines import Job, LocalEngine, RayEngine, make_engine
+from quantnas.sweep.results import read_result, read_table, trial_dir, write_result, write_tables
+from quantnas.sweep.runner import run_trial
+from quantnas.sweep.trials import (
+    Trial,
+    base_hash,
+    config_hash,
+    plan,
+    trial_config,
+    uniform_plan,
+)
+
+log = logging.getLogger("quantnas")
+
+
+def _row(trial: Trial, result: dict | None, error: str | None, **extra) -> dict:
+    base = trial.to_dict()
+    base.pop("genotype")
+    return {
+        **base,
+        "status": "failed" if error else "ok",
+        "error": error,
+        **(result or {}),
+        **extra,
+        "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    }
+
+
+class _Sweep:
+    """State of one sweep run: its folder, engine and the rows recorded so far."""
+
+    def __init__(self, cfg: Config, sweep_dir: Path, engine: LocalEngine | RayEngine) -> None:
+        self.cfg, self.dir, self.engine = cfg, sweep_dir, engine
+        self.rows: dict[str, dict] = {}
+        self.order: list[str] = []
+        self.reused = 0
+        gpu = isinstance(engine, RayEngine) and engine.gpus > 0
+        self.device = "cuda" if gpu else cfg.device
+        self.threads = max(1, int(engine.cpus)) if isinstance(engine, RayEngine) else cfg.threads
+
+    def _record(self, row: dict) -> None:
+        write_result(self.dir, row)
+        self.rows[row["trial_id"]] = row
+        write_tables(self.dir, [self.rows[k] for k in self.order if k in self.rows])
+
+    def run(self, trials: Sequence[Trial]) -> None:
+        """Run the trials that have not finished (reuse finished ones with the same hash)."""
+        jobs, meta = [], {}
+        for t in trials:
+            tid = t.trial_id
+            self.order.append(tid)
+            h = config_hash(self.cfg, t)
+            prev = read_result(self.dir, tid)
+            if prev is not None and prev.get("status") == "ok":
+                if prev.get("config_hash") != h:
+                    raise QuantNASError(
+                        f"trial {tid} in {self.dir} finished with another config (hash "
+                        f"{prev.get('config_hash')}, now {h}); rerun with the same config or "
+                        f"choose another -d name"
+                    )
+                self.rows[tid] = prev
+                self.reused += 1
+                log.info("sweep: %s already finished", tid)
+                continue
+            cfg_data = to_dict(trial_config(self.cfg, t))
+            out = str(trial_dir(self.dir, tid))
+            kwargs = {"threads": self.threads, "device": self.device}
+            jobs.append(Job(tid, run_trial, (t.to_dict(), cfg_data, out), kwargs))
+            meta[tid] = (t, h)
+        if not jobs:
+            return
+        log.info("sweep: running %d trials on the %s engine", len(jobs), self.engine.name)
+        for key, result, error in self.engine.run(jobs):
+            t, h = meta[key]
+            row = _row(
+                t,
+                result,
+                error,
+                config_hash=h,
+                engine=self.engine.name,
+                trial_dir=str(Path("trials") / key),
+            )
+            self._record(row)
+            if error:
+                log.warning("sweep: %s FAILED: %s", key, error)
+            else:
+                set_name = pareto_set(self.cfg.sweep.pareto_set, [row])
+                log.info(
+                    "sweep: %s done: %.3f GBitOps, %s PSNR %.2f dB (validation %.2f), %.0f s",
+                    key,
+                    row["bitops_32"] / 1e9,
+                    set_name,
+                    row[pm.psnr_key(set_name)],
+                    row["psnr_validation"],
+                    row["total_s"],
+                )
+
+    def found(self, trials: Sequence[Trial]) -> list[tuple[Trial, str]]:
+        """``(search trial, genotype JSON)`` of the finished search trials."""
+        out = []
+        for t in trials:
+            row = self.rows.get(t.trial_id)
+            if t.method == "search" and row is not None and row.get("status") == "ok":
+                out.append((t, row["genotype_json"]))
+        return out
+
+    def ordered(self) -> list[dict]:
+        return [self.rows[k] for k in self.order if k in self.rows]
+
+
+def pareto_set(wanted: str, rows: Sequence[dict]) -> str:
+    """``wanted`` if the rows have PSNRs on it, else ``validation`` (with a warning)."""
+    key = pm.psnr_key(wanted)
+    if any(r.get(key) is not None for r in rows):
+        return wanted
+    sets = sorted({k[5:] for r in rows for k in r if k.startswith("psnr_")})
+    if wanted != "validation" and "validation" in sets:
+        log.warning("no results on set %r; the front is drawn on validation", wanted)
+        return "validation"
+    if not sets:
+        raise QuantNASError("no finished trial has PSNR results")
+    raise QuantNASError(f"no results on set {wanted!r}; the results have {sets}")
+
+
+def write_pareto(rows: Sequence[dict], set_name: str, out: Path, *, title: str) -> str:
+    """Draw ``out`` (PNG) and write ``out`` with ``.md``; return the Markdown text."""
+    from quantnas.plots import plot_method_fronts
+
+    ok = pm.ok_rows(rows, set_name)
+    if not ok:
+        raise QuantNASError(f"no finished trial with a PSNR on set {set_name!r} to plot")
+    key = pm.psnr_key(set_name)
+    labels = []
+    for r in ok:
+        pen, bits = r.get("penalty"), r.get("bits")
+        if r["method"] == "search" and pen is not None:
+            labels.append(f"p={float(pen):g}")
+        elif r["method"] == "uniform" and pen is not None:
+            labels.append(f"{bits}b p={float(pen):g}")
+        elif r["method"] in pm.BASELINE_METHODS and bits is not None:
+            labels.append(f"{bits}b")
+        else:
+            labels.append(None)
+    bic = [r.get(f"bicubic_psnr_{set_name}") for r in ok if r.get(f"bicubic_psnr_{set_name}")]
+    plot_method_fronts(
+        [float(r["bitops_32"]) for r in ok],
+        [float(r[key]) for r in ok],
+        [str(r["method"]) for r in ok],
+        out,
+        fronts=pm.method_fronts(ok, set_name),
+        overall=pm.overall_front(ok, set_name),
+        labels=labels,
+        y_label=f"PSNR on {set_name!r} (dB, Y)",
+        title=title,
+        reference=("bicubic", float(bic[0])) if bic else None,
+    )
+    t = pm.targets(ok, set_name)
+    failed = [r for r in rows if r.get("status") not in (None, "ok")]
+    md = "\n".join(
+        [
+            f"# {title}\n",
+            f"Front on set `{set_name}` ({len(ok)} finished trials, {len(failed)} failed).\n",
+            pm.front_table(ok, set_name),
+            "\n## Targets\n",
+            pm.targets_text(t),
+            "",
+        ]
+    )
+    atomic_write_text(out.with_suffix(".md"), md)
+    return md
+
+
+GRID = "grid.json"
+
+
+def _check_grid(
+    sweep_dir: Path, trials: list[str], config: str, *, resume: bool, extend: bool
+) -> list[str]:
+    """Refuse to resume a sweep with another config (always) or another grid of trials
+    (unless told to extend it).
+
+    Returns the grid to record: the trials, plus the earlier ones when extending.
+    """
+    path = sweep_dir / GRID
+    if not (resume and path.is_file()):
+        return sorted(trials)
+    try:
+        saved = json.loads(path.read_text(encoding="utf-8"))
+        old, old_config = sorted(saved["trials"]), str(saved["config_hash"])
+    except (ValueError, KeyError, TypeError):
+        raise QuantNASError(f"{path} is corrupt; cannot check what the sweep ran") from None
+    if old_config != config:
+        raise QuantNASError(
+            f"sweep {sweep_dir} was started with another config (hash {old_config}, now "
+            f"{config}); rerun it with the same config and overrides, or use another -d name"
+        )
+    if old != sorted(trials) and not extend:
+        added = sorted(set(trials) - set(old))
+        dropped = sorted(set(old) - set(trials))
+        raise QuantNASError(
+            f"sweep {sweep_dir} was started with another grid (new trials: "
+            f"{', '.join(added) or 'none'}; missing: {', '.join(dropped) or 'none'}); pass "
+            "--extend to add trials to it, or use another -d name"
+        )
+    return sorted(set(old) | set(trials))
+
+
+def run_sweep(
+    cfg: Config,
+    *,
+    name: str,
+    engine: str = "auto",
+    address: str | None = None,
+    cpus_per_trial: float = 1,
+    gpus_per_trial: float = 0,
+    max_retries: int = 0,
+    resume: bool = False,
+    extend: bool = False,
+) -> list[dict]:
+    """Run (or resume) a sweep in ``cfg.out_dir/name``; returns the result rows.
+
+    ``--resume`` refuses a different grid of trials (penalties, seeds, random samples,
+    baselines) than the sweep started with unless ``extend``; each existing trial must
+    also have been run with the same config (its hash, see :class:`_Sweep`).
+    """
+    sweep_dir = Path(cfg.out_dir) / name
+    if sweep_dir.exists() and any(sweep_dir.iterdir()) and not resume:
+        raise QuantNASError(
+            f"sweep directory {sweep_dir} exists; pass --resume to continue it "
+            f"or choose another -d name"
+        )
+    first = plan(cfg)  # validates cfg.sweep before anything is written
+    eng = make_engine(
+        engine,
+        address=address,
+        cpus_per_trial=cpus_per_trial,
+        gpus_per_trial=gpus_per_trial,
+        max_retries=max_retries,
+    )
+    config = base_hash(cfg)
+    ids = [t.trial_id for t in first]
+    grid = _check_grid(sweep_dir, ids, config, resume=resume, extend=extend)
+    sweep_dir.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(sweep_dir / GRID, {"config_hash": config, "trials": grid})
+    setup_logging(sweep_dir)
+    atomic_write_text(sweep_dir / "sweep.yaml", dump(cfg))
+    t0 = time.time()
+    sw = _Sweep(cfg, sweep_dir, eng)
+    try:
+        sw.run(first)
+        sw.run(uniform_plan(cfg, sw.found(first)))
+    finally:
+        eng.close()
+        setup_logging(sweep_dir)
+    rows = sw.ordered()
+    write_tables(sweep_dir, rows)
+    wall = time.time() - t0
+    failed = [r["trial_id"] for r in rows if r["status"] != "ok"]
+    atomic_write_json(
+        sweep_dir / "sweep.json",
+        {
+            "engine": eng.name,
+            "wall_s": wall,
+            "trials": len(rows),
+            "reused": sw.reused,
+            "failed": failed,
+        },
+    )
+    log.info(
+        "sweep: %d trials (%d reused, %d failed) in %.0f s; results in %s",
+        len(rows),
+        sw.reused,
+        len(failed),
+        wall,
+        sweep_dir / "results.csv",
+    )
+    if any(r["status"] == "ok" for r in rows):
+        set_name = pareto_set(cfg.sweep.pareto_set, [r for r in rows if r["status"] == "ok"])
+        md = write_pareto(rows, set_name, sweep_dir / "pareto.png", title=f"sweep {name}")
+        log.info("sweep: Pareto front on %r\n%s", set_name, md)
+    return rows
+
+
+def pareto_command(paths: Sequence[str], *, set_name: str | None, out: str | None) -> str:
+    """``quantnas pareto``: merge results files/folders, draw the front, return Markdown."""
+    rows: list[dict] = []
+    for p in paths:
+        tag = Path(p).name if Path(p).is_dir() else Path(p).parent.name
+        for r in read_table(p):
+            r = dict(r)
+            r["sweep"] = tag
+            if len(paths) > 1 and r.get("trial_id"):
+                r["trial_id"] = f"{tag}/{r['trial_id']}"
+                if r.get("source"):
+                    r["source"] = f"{tag}/{r['source']}"
+            rows.append(r)
+    ok = [r for r in rows if r.get("status", "ok") == "ok"]
+    if not ok:
+        raise QuantNASError("pareto: no finished trials in the given results")
+    chosen = set_name or pareto_set("test", ok)
+    if not any(r.get(pm.psnr_key(chosen)) is not None for r in ok):
+        sets = sorted({k[5:] for r in ok for k in r if k.startswith("psnr_") and r[k] is not None})
+        raise QuantNASError(f"--set {chosen!r}: no PSNR on that set; the results have {sets}")
+    first = Path(paths[0])
+    dest = Path(out) if out else (first if first.is_dir() else first.parent) / "pareto.png"
+    if dest.suffix.lower() != ".png":
+        raise QuantNASError(f"--out {dest}: expected a .png file name")
+    title = "sweep " + " + ".join(dict.fromkeys(r["sweep"] for r in rows))
+    return write_pareto(rows, chosen, dest, title=title)

@@ -1,0 +1,194 @@
+"""Pareto maths of sweep results: fronts (min BitOps, max PSNR), per-method fronts, the
+issue's dominance counts and the Markdown table of the overall front.
+
+Rows are result rows of :mod:`quantnas.sweep.results` (``method``, ``bitops_32``,
+``psnr_<set>``, ...). Only rows with ``status == "ok"`` take part.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+#: Methods whose points are architectures found by the search.
+FOUND = "search"
+#: Fixed baseline networks (method names of the baseline registry).
+BASELINE_METHODS = ("espcn", "fsrcnn", "edsr")
+#: BitOps factor within which a found point counts as "matched" to a baseline.
+MATCH_FACTOR = 1.5
+
+
+def pareto_front(points: Sequence[tuple[float, float]]) -> list[int]:
+    """Return the indices of the non-dominated points (min x, max y), sorted by x.
+
+    Point ``j`` dominates ``i`` if ``x_j <= x_i`` and ``y_j >= y_i`` with at least one
+    strict inequality. Exact duplicates do not dominate each other, so all copies of a
+    non-dominated point are returned (ties in x are ordered by index). Points with a
+    NaN coordinate are ignored.
+
+    Args:
+        points: ``(x, y)`` pairs, e.g. ``(bitops, psnr)``.
+
+    Returns:
+        Indices into ``points``.
+
+    """
+    if len(points) == 0:
+        return []
+    arr = np.asarray(points, dtype=np.float64).reshape(len(points), 2)
+    valid = ~np.isnan(arr).any(axis=1)
+    x, y = arr[:, 0], arr[:, 1]
+    le_x = x[None, :] <= x[:, None]  # [i, j]: x_j <= x_i
+    ge_y = y[None, :] >= y[:, None]
+    strict = (x[None, :] < x[:, None]) | (y[None, :] > y[:, None])
+    dominated = (le_x & ge_y & strict & valid[None, :]).any(axis=1)
+    front = [i for i in range(len(points)) if valid[i] and not dominated[i]]
+    return sorted(front, key=lambda i: (x[i], i))
+
+
+def psnr_key(set_name: str) -> str:
+    return f"psnr_{set_name}"
+
+
+def _num(value: Any) -> float:
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return float("nan")
+
+
+def ok_rows(rows: Sequence[Mapping[str, Any]], set_name: str) -> list[Mapping[str, Any]]:
+    """Finished rows that have a BitOps figure and a PSNR on ``set_name``."""
+    key = psnr_key(set_name)
+    return [
+        r
+        for r in rows
+        if r.get("status", "ok") == "ok"
+        and not np.isnan(_num(r.get("bitops_32")))
+        and not np.isnan(_num(r.get(key)))
+    ]
+
+
+def points(rows: Sequence[Mapping[str, Any]], set_name: str) -> list[tuple[float, float]]:
+    key = psnr_key(set_name)
+    return [(_num(r["bitops_32"]), _num(r[key])) for r in rows]
+
+
+def overall_front(rows: Sequence[Mapping[str, Any]], set_name: str) -> list[int]:
+    """Indices (into ``rows``) of the overall front, by BitOps."""
+    return pareto_front(points(rows, set_name))
+
+
+def method_fronts(rows: Sequence[Mapping[str, Any]], set_name: str) -> dict[str, list[int]]:
+    """``{method: indices into rows of that method's own non-dominated points}``."""
+    out: dict[str, list[int]] = {}
+    for method in dict.fromkeys(str(r["method"]) for r in rows):
+        idx = [i for i, r in enumerate(rows) if r["method"] == method]
+        sub = pareto_front(points([rows[i] for i in idx], set_name))
+        out[method] = [idx[j] for j in sub]
+    return out
+
+
+def _covered(target: tuple[float, float], by: Sequence[tuple[float, float]], lo: float) -> bool:
+    """Some point of ``by`` with BitOps in ``[lo, target BitOps]`` has PSNR >= target's."""
+    return any(lo <= x <= target[0] and y >= target[1] for x, y in by)
+
+
+def targets(rows: Sequence[Mapping[str, Any]], set_name: str) -> dict[str, Any]:
+    """The issue's counts on ``set_name`` (rows as returned by :func:`ok_rows`).
+
+    * ``random``: random points for which some found point has <= BitOps and >= PSNR.
+    * ``baselines``: quantized (4/8-bit) baseline points for which some found point within
+      a factor :data:`MATCH_FACTOR` of its BitOps has >= PSNR; ``unmatched`` counts
+      baselines with no found point in that BitOps range at all.
+    * ``uniform``: uniform retrains whose mixed-precision source has <= BitOps and >= PSNR
+      (``dominated``), that dominate their source (``beats_mixed``), or neither.
+    """
+    key = psnr_key(set_name)
+    found = [(_num(r["bitops_32"]), _num(r[key])) for r in rows if r["method"] == FOUND]
+    rnd = [(_num(r["bitops_32"]), _num(r[key])) for r in rows if r["method"] == "random"]
+    out: dict[str, Any] = {
+        "set": set_name,
+        "found": len(found),
+        "random": {"total": len(rnd), "dominated": sum(_covered(p, found, 0.0) for p in rnd)},
+    }
+    base = [r for r in rows if r["method"] in BASELINE_METHODS and _num(r.get("bits")) in (4, 8)]
+    matched = wins = 0
+    for r in base:
+        b, p = _num(r["bitops_32"]), _num(r[key])
+        near = [(x, y) for x, y in found if b / MATCH_FACTOR <= x <= b * MATCH_FACTOR]
+        if near:
+            matched += 1
+            wins += any(y >= p for _, y in near)
+    out["baselines"] = {
+        "total": len(base),
+        "matched": matched,
+        "found_better": wins,
+        "unmatched": len(base) - matched,
+    }
+    by_id = {r.get("trial_id"): r for r in rows}
+    dom = beat = other = 0
+    for r in rows:
+        if r["method"] != "uniform" or r.get("source") not in by_id:
+            continue
+        src = by_id[r["source"]]
+        sb, sp = _num(src["bitops_32"]), _num(src[key])
+        ub, up = _num(r["bitops_32"]), _num(r[key])
+        if sb <= ub and sp >= up:
+            dom += 1
+        elif ub <= sb and up >= sp:
+            beat += 1
+        else:
+            other += 1
+    out["uniform"] = {
+        "total": dom + beat + other,
+        "dominated": dom,
+        "beats_mixed": beat,
+        "trade_off": other,
+    }
+    return out
+
+
+def _setting(r: Mapping[str, Any]) -> str:
+    return str(r.get("setting") or "-")
+
+
+def front_table(rows: Sequence[Mapping[str, Any]], set_name: str) -> str:
+    """Markdown table of the overall front on ``set_name`` (by BitOps)."""
+    key = psnr_key(set_name)
+    ssim = f"ssim_{set_name}"
+    merged = len({r.get("sweep") for r in rows}) > 1
+    lines = [
+        f"| {'sweep | ' if merged else ''}method | setting | seed | GBitOps @32x32 | params | "
+        f"PSNR {set_name} | SSIM {set_name} | PSNR validation |",
+        "|---|---|---|---|---|---|---|---|" + ("---|" if merged else ""),
+    ]
+    for i in overall_front(rows, set_name):
+        r = rows[i]
+        val = _num(r.get("psnr_validation"))
+        lines.append(
+            f"| {str(r.get('sweep')) + ' | ' if merged else ''}"
+            f"{r['method']} | {_setting(r)} | {r.get('seed', '')} | "
+            f"{_num(r['bitops_32']) / 1e9:.3f} | {int(_num(r.get('params')))} | "
+            f"{_num(r[key]):.2f} | {_num(r.get(ssim)):.4f} | {val:.2f} |"
+        )
+    return "\n".join(lines)
+
+
+def targets_text(t: Mapping[str, Any]) -> str:
+    """The target counts as Markdown bullet points."""
+    r, b, u = t["random"], t["baselines"], t["uniform"]
+    return "\n".join(
+        [
+            f"- found ({t['found']} points) vs random: {r['dominated']} of {r['total']} random "
+            f"points have a found point with <= BitOps and >= PSNR",
+            f"- found vs uniformly quantized baselines (4/8-bit) at matched BitOps (x{MATCH_FACTOR}"
+            f"): found >= baseline PSNR for {b['found_better']} of {b['matched']} matched "
+            f"baselines ({b['unmatched']} of {b['total']} have no found point in range)",
+            f"- mixed precision vs the same genotype retrained uniformly: mixed has <= BitOps and "
+            f">= PSNR in {u['dominated']} of {u['total']} pairs, the uniform copy dominates in "
+            f"{u['beats_mixed']}, trade-off in {u['trade_off']}",
+        ]
+    )

@@ -1,0 +1,187 @@
+"""The trials of a sweep: ``(method, setting, seed)`` plus what the method needs, their
+per-trial configs and config hashes.
+
+Trials come in two waves: ``search``, ``random`` and the baselines need nothing but the
+config; ``uniform`` trials retrain the genotypes found by finished ``search`` trials.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass
+
+from quantnas.baselines import BASELINES
+from quantnas.config import Config, from_dict, to_dict
+from quantnas.errors import QuantNASError
+from quantnas.quant.quantizers import check_bits
+
+#: Method groups a sweep can run (``sweep.methods``).
+METHOD_GROUPS = ("search", "random", "baseline", "uniform")
+
+#: Config keys that do not change a trial's result (left out of its hash).
+_RUNTIME_KEYS = ("out_dir", "name", "threads", "device", "progress", "tensorboard", "sweep")
+
+
+@dataclass(frozen=True)
+class Trial:
+    """One trial.
+
+    Attributes:
+        method: ``search``, ``random``, ``uniform`` or a baseline name.
+        setting: Human-readable setting (``penalty=0.01``, ``draw=3``, ``bits=4``, ...).
+        seed: Training (and search) seed.
+        penalty: Hardware penalty (``search``; the source's for ``uniform``).
+        bits: Uniform bit-width (baselines, ``uniform``).
+        draw: Index of a random genotype (its draw is seeded by ``seed`` and ``draw``).
+        source: Trial id of the ``search`` trial a ``uniform`` trial retrains.
+        genotype: JSON of the source genotype (``uniform``).
+
+    """
+
+    method: str
+    setting: str
+    seed: int
+    penalty: float | None = None
+    bits: int | None = None
+    draw: int | None = None
+    source: str | None = None
+    genotype: str | None = None
+
+    @property
+    def trial_id(self) -> str:
+        if self.method == "search":
+            return f"search_p{self.penalty:g}_s{self.seed}"
+        if self.method == "random":
+            return f"random_d{self.draw}_s{self.seed}"
+        if self.method == "uniform":
+            return f"uniform_b{self.bits}_{self.source}"
+        return f"{self.method}_b{self.bits}_s{self.seed}"
+
+    @property
+    def draw_seed(self) -> int:
+        """Seed of a random trial's genotype draw."""
+        return 100_003 * self.seed + int(self.draw or 0)
+
+    def to_dict(self) -> dict:
+        return {"trial_id": self.trial_id, **asdict(self)}
+
+
+def _check(cfg: Config) -> None:
+    s = cfg.sweep
+    bad = [m for m in s.methods if m not in METHOD_GROUPS]
+    if bad or not s.methods:
+        raise QuantNASError(
+            f"config key sweep.methods: {bad[0] if bad else '[]'!r} is not a method; expected "
+            f"some of {list(METHOD_GROUPS)}"
+        )
+    for key in ("seeds", "baseline_seeds", "uniform_seeds"):
+        if getattr(s, key) < 1:
+            raise QuantNASError(f"config key sweep.{key}: must be >= 1 (got {getattr(s, key)})")
+    if s.random < 0:
+        raise QuantNASError(f"config key sweep.random: must be >= 0 (got {s.random})")
+    if "search" in s.methods and not s.penalties:
+        raise QuantNASError("config key sweep.penalties: no penalty values for the search")
+    if any(p < 0 for p in s.penalties):
+        raise QuantNASError("config key sweep.penalties: penalties must be >= 0")
+    unknown = [b for b in s.baselines if b not in BASELINES]
+    if unknown:
+        raise QuantNASError(
+            f"config key sweep.baselines: {unknown[0]!r} unknown; expected some of "
+            f"{sorted(BASELINES)}"
+        )
+    check_bits(s.baseline_bits, where="sweep.baseline_bits")
+    check_bits(s.uniform_bits, where="sweep.uniform_bits")
+
+
+def plan(cfg: Config) -> list[Trial]:
+    """The first wave: search, random and baseline trials of ``cfg.sweep``."""
+    _check(cfg)
+    s = cfg.sweep
+    out: list[Trial] = []
+    if "search" in s.methods:
+        for p in s.penalties:
+            for r in range(s.seeds):
+                out.append(Trial("search", f"penalty={p:g}", cfg.seed + r, penalty=float(p)))
+    if "random" in s.methods:
+        for d in range(s.random):
+            out.append(Trial("random", f"draw={d}", cfg.seed, draw=d))
+    if "baseline" in s.methods:
+        for name in s.baselines:
+            for bits in s.baseline_bits:
+                for r in range(s.baseline_seeds):
+                    out.append(Trial(name, f"bits={bits}", cfg.seed + r, bits=bits))
+    return out
+
+
+def uniform_plan(cfg: Config, found: list[tuple[Trial, str]]) -> list[Trial]:
+    """The second wave: each found genotype of the first ``sweep.uniform_seeds`` seeds,
+    retrained at every ``sweep.uniform_bits`` (skipped where it is already uniform at it).
+
+    Args:
+        cfg: The sweep config.
+        found: ``(search trial, genotype JSON)`` of the finished search trials.
+
+    """
+    from quantnas import genotype as gt
+
+    s = cfg.sweep
+    if "uniform" not in s.methods:
+        return []
+    out = []
+    for trial, geno_json in found:
+        if trial.seed >= cfg.seed + s.uniform_seeds:
+            continue
+        geno = gt.loads(geno_json, source=trial.trial_id)
+        for bits in s.uniform_bits:
+            if geno.at_bits(bits) == geno:
+                continue
+            out.append(
+                Trial(
+                    "uniform",
+                    f"{trial.setting},bits={bits}",
+                    trial.seed,
+                    penalty=trial.penalty,
+                    bits=bits,
+                    source=trial.trial_id,
+                    genotype=geno_json,
+                )
+            )
+    return out
+
+
+def trial_config(cfg: Config, trial: Trial) -> Config:
+    """The config one trial runs with (its seed; its penalty for a search)."""
+    c = from_dict(to_dict(cfg))
+    c.seed = trial.seed
+    if trial.penalty is not None:
+        c.search.penalty = float(trial.penalty)
+    c.progress, c.tensorboard = False, False
+    return c
+
+
+def base_hash(cfg: Config) -> str:
+    """A short hash of a sweep's config without its grid and run-time settings.
+
+    Two sweeps with the same base hash train every trial they share the same way.
+    """
+    data = to_dict(cfg)
+    for key in (*_RUNTIME_KEYS, "sweep"):
+        data.pop(key, None)
+    return hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()[:12]
+
+
+def config_hash(cfg: Config, trial: Trial) -> str:
+    """A short hash of everything that determines a trial's result.
+
+    Left out: run-time settings (threads, device, output folder, logging) and the sweep
+    section (which only decides which trials exist); the ``search`` section counts only
+    for search trials (a uniform trial hashes its source genotype instead).
+    """
+    data = to_dict(trial_config(cfg, trial))
+    for key in _RUNTIME_KEYS:
+        data.pop(key, None)
+    if trial.method != "search":
+        data.pop("search", None)
+    text = json.dumps({"trial": asdict(trial), "config": data}, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:12]
