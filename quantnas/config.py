@@ -229,7 +229,6 @@ class Config:
 
 
 CHOICES: dict[str, tuple[str, ...]] = {
-    "arch.space": ("basic", "rfdn"),
     "arch.cell_type": ("A", "B"),
     "arch.global_skip": ("none", "nearest", "bicubic"),
     "arch.input_quant": ("image", "hwgq"),
@@ -410,6 +409,12 @@ def apply_override(cfg: Config, override: str) -> None:
 
 def validate(cfg: Config) -> Config:
     """Check value ranges and choices (one-line errors naming the key)."""
+    from quantnas.spaces import available_spaces
+
+    if cfg.arch.space not in available_spaces():
+        raise QuantNASError(
+            f"config key arch.space: {cfg.arch.space!r} is not one of {list(available_spaces())}"
+        )
     for key, options in CHOICES.items():
         section, name = key.split(".")
         value = getattr(getattr(cfg, section), name)

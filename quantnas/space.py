@@ -11,63 +11,31 @@ from torch import nn
 
 from quantnas.config import ArchConfig
 from quantnas.errors import QuantNASError
-from quantnas.genotype import BLOCKS, Genotype
-from quantnas.models.basic import BasicSRNet, basic_channels, check_basic_counts
-from quantnas.models.rfdn import RFDNSRNet, rfdn_channels, rfdn_counts
+from quantnas.genotype import Genotype
 from quantnas.ops import build_op, check_op
 from quantnas.quant.conv import QConv2d, QConvBase
 from quantnas.quant.quantizers import check_bits
+from quantnas.spaces import available_spaces, get_space
 
-_SIMPLE = ["simple_1x1", "simple_3x3", "simple_5x5"]
-_GROWTH = ["growth1_1x1", "growth1_3x3", "growth1_5x5"]
-_GROUPED2 = ["simple_1x1_grouped_2", "simple_3x3_grouped_2", "simple_5x5_grouped_2"]
-
-#: Default candidate operations per block type and space.
+#: Default candidate operations per block type and space (declared by each space).
 DEFAULT_PRIMITIVES: dict[str, dict[str, list[str]]] = {
-    "basic": {
-        "head": ["simple_3x3", "simple_5x5", "growth2_3x3", "simple_3x3_grouped_3"],
-        "body": [
-            "simple_1x1",
-            "simple_3x3",
-            "simple_5x5",
-            "simple_3x3_grouped_3",
-            "decenc_3x3_2",
-            "conv_3x1_1x3",
-            "dwsep_3x3",
-            "simple_3x3_d2",
-        ],
-        "skip": ["simple_1x1", "simple_3x3", "simple_1x1_grouped_3", "decenc_3x3_2"],
-        "upsample": ["simple_3x3", "simple_5x5", "simple_3x3_grouped_3", "growth2_3x3"],
-        "tail": ["simple_1x1", "simple_3x3", "simple_5x5", "growth2_3x3"],
-    },
-    "rfdn": {
-        "body": _SIMPLE + _GROWTH + _GROUPED2,
-        "skip": _SIMPLE + _GROWTH + _GROUPED2,
-        "upsample": _SIMPLE + _GROWTH + _GROUPED2,
-        "tail": _SIMPLE + _GROWTH,
-    },
+    name: get_space(name).default_primitives for name in available_spaces()
 }
 
 
 def layer_counts(arch: ArchConfig) -> dict[str, int]:
     """Searchable layers per block (genotype list lengths) for this space."""
-    if arch.space == "rfdn":
-        return rfdn_counts(arch.body_cells)
-    counts = {b: int(arch.arch_pattern.get(b, 0)) for b in BLOCKS}
-    check_basic_counts(counts, where="arch.arch_pattern")
-    return counts
+    return get_space(arch.space).counts(arch)
 
 
 def layer_channels(arch: ArchConfig, block: str, index: int) -> tuple[int, int]:
     """``(c_in, c_out)`` of a searchable layer."""
-    if arch.space == "rfdn":
-        return rfdn_channels(block, index, c=arch.c_fixed, scale=arch.scale)
-    return basic_channels(block, index, layer_counts(arch)[block], c=arch.c_fixed, scale=arch.scale)
+    return get_space(arch.space).channels(arch, block, index)
 
 
 def primitives(arch: ArchConfig, block: str) -> list[str]:
     """Candidate operations of a block (config, else the space's defaults)."""
-    ops = arch.primitives.get(block) or DEFAULT_PRIMITIVES[arch.space].get(block, [])
+    ops = arch.primitives.get(block) or get_space(arch.space).default_primitives.get(block, [])
     return list(ops)
 
 
@@ -105,17 +73,7 @@ def check_genotype(genotype: Genotype, arch: ArchConfig) -> None:
         raise QuantNASError(
             f"genotype is for the {genotype.space!r} space but arch.space is {arch.space!r}"
         )
-    counts = genotype.counts()
-    if arch.space == "rfdn":
-        expected = rfdn_counts(arch.body_cells)
-        for block, n in expected.items():
-            if counts[block] != n:
-                raise QuantNASError(
-                    f"genotype block {block!r} has {counts[block]} layers; the rfdn space with "
-                    f"{arch.body_cells} cells needs {n}"
-                )
-    else:
-        check_basic_counts(counts, where="genotype")
+    get_space(arch.space).check_counts(genotype.counts(), arch)
 
 
 def random_genotype(arch: ArchConfig, seed: int) -> Genotype:
@@ -152,30 +110,7 @@ def _final_layer_fn(genotype: Genotype, arch: ArchConfig):
 
 def build_topology(arch: ArchConfig, layer_fn, counts: dict[str, int] | None = None) -> nn.Module:
     """Build the space's topology around a layer function (final net or supernet)."""
-    adq = not arch.skip_mode
-    if arch.space == "rfdn":
-        net: nn.Module = RFDNSRNet(
-            layer_fn,
-            fixed=partial(QConv2d, bits=8),
-            c=arch.c_fixed,
-            scale=arch.scale,
-            n_cells=arch.body_cells,
-            adq=adq,
-            global_skip=arch.global_skip,
-            output_scale=arch.output_scale,
-        )
-    else:
-        net = BasicSRNet(
-            layer_fn,
-            counts or layer_counts(arch),
-            c=arch.c_fixed,
-            scale=arch.scale,
-            body_cells=arch.body_cells,
-            cell_type=arch.cell_type,
-            adq=adq,
-            global_skip=arch.global_skip,
-            output_scale=arch.output_scale,
-        )
+    net = get_space(arch.space).build(arch, layer_fn, counts or layer_counts(arch))
     if arch.input_quant == "image":
         mark_image_inputs(net)
     return net
@@ -217,7 +152,7 @@ def build_network(genotype: Genotype, arch: ArchConfig) -> nn.Module:
 
 def picture_cells(arch: ArchConfig) -> int:
     """Cell count to label an architecture picture with (rfdn genotypes list every cell)."""
-    return arch.body_cells if arch.space == "basic" else 1
+    return get_space(arch.space).picture_cells(arch)
 
 
 def set_quantized(net: nn.Module, quantized: bool) -> None:

@@ -156,3 +156,21 @@ def test_validation_may_not_be_trained_on(tmp_path):
     cfg = load_config(overrides=[f"data.train={folder}", f"data.val={folder}"])
     with pytest.raises(QuantNASError, match="is the training folder"):
         training_images(cfg)
+
+
+def test_space_registry_declares_each_space():
+    from quantnas.spaces import available_spaces, get_space
+
+    assert available_spaces() == ("basic", "rfdn")
+    basic, rfdn = get_space("basic"), get_space("rfdn")
+    assert basic.shares_cell_alphas and not rfdn.shares_cell_alphas
+    assert (basic.fixed_bits, rfdn.fixed_bits) == (None, 8)
+    assert rfdn.min_lr_side == 15 and basic.min_lr_side == 2
+    arch = ArchConfig(space="rfdn", c_fixed=12, body_cells=2)
+    assert rfdn.counts(arch) == {"head": 0, "body": 8, "skip": 6, "upsample": 1, "tail": 1}
+    assert rfdn.channels(arch, "body", 3) == (12, 6)
+    assert basic.picture_cells(ArchConfig(body_cells=3)) == 3 and rfdn.picture_cells(arch) == 1
+    with pytest.raises(QuantNASError, match="arch.space 'vit' unknown"):
+        get_space("vit")
+    with pytest.raises(QuantNASError, match="config key arch.space: 'vit'"):
+        load_config(overrides=["arch.space=vit"])

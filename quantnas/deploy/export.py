@@ -46,6 +46,7 @@ from quantnas.deploy.runtime import (
 )
 from quantnas.errors import QuantNASError
 from quantnas.quant.quantizers import HWGQ, ImageQuantizer
+from quantnas.spaces import get_space
 
 __all__ = ["EXACT_TOL", "CheckResult", "check_onnx", "export_model"]
 
@@ -272,13 +273,11 @@ def export_model(
         reference = copy.deepcopy(net)
         set_quantized(reference, False)
     halo = lr_halo(net)
-    from quantnas.models.rfdn import MIN_LR_SIZE
-
     meta = {
         META_SCALE: arch.scale,
         META_HALO: -1 if halo is None else halo,
         META_FORMAT: fmt,
-        "quantnas.min_side": MIN_LR_SIZE if arch.space == "rfdn" else 2,
+        "quantnas.min_side": get_space(arch.space).min_lr_side,
         "quantnas.genotype": geno.to_text(),
         "quantnas.source": ckpt.name,
     }

@@ -26,6 +26,7 @@ from quantnas.genotype import BLOCKS, Genotype, LayerChoice
 from quantnas.ops import build_op
 from quantnas.quant.conv import MixedQConv2d
 from quantnas.space import build_topology, check_space, layer_counts, primitives
+from quantnas.spaces import get_space
 
 TRANSFORMS = ("softmax", "gumbel", "hard_gumbel")
 
@@ -156,7 +157,7 @@ class Supernet(nn.Module):
         self.bits = list(arch.bits)
         self.counts = layer_counts(arch)
         conv = partial(MixedQConv2d, bits=self.bits, mode=mode, noise=noise, noise_mix=noise_mix)
-        shared = arch.space == "basic"
+        shared = get_space(arch.space).shares_cell_alphas
         self._layers: list[MixedLayer] = []
 
         def layer_fn(*, block: str, index: int, c_in: int, c_out: int) -> nn.Module:
