@@ -435,6 +435,37 @@ def require_keys(ck: dict, keys: tuple[str, ...], *, path: str | Path, what: str
         )
 
 
+def restore_run_state(
+    path: Path, *, kind: str, keys: tuple[str, ...], what: str, restore: Any
+) -> bool:
+    """Load a run's checkpoint of ``kind`` into its owner with ``restore(ck, path)``.
+
+    The one resume path of the search and the training: a missing file means a fresh
+    start (False); a checkpoint of another kind, one that lacks ``keys`` or whose entries
+    do not fit gives one line naming the file.
+
+    Args:
+        path: The checkpoint file.
+        kind: Its ``kind`` entry (``search`` or ``train``).
+        keys: Entries ``restore`` needs.
+        what: What it is called in messages, e.g. ``"training checkpoint"``.
+        restore: ``restore(ck, path)`` puts the state into the owner.
+
+    """
+    if not path.exists():
+        return False
+    ck = load_checkpoint(path)
+    if ck.get("kind") != kind:
+        raise QuantNASError(f"checkpoint {path} is not a {what}")
+    require_keys(ck, keys, path=path, what=f"a {what}")
+    try:
+        restore(ck, path)
+    except (KeyError, TypeError, ValueError, IndexError) as e:
+        msg = f"checkpoint {path} is malformed ({type(e).__name__}: {e})"
+        raise QuantNASError(msg) from None
+    return True
+
+
 def load_state(module: Any, state: dict, *, path: str | Path, what: str) -> None:
     """``module.load_state_dict(state)`` with a one-line error naming the checkpoint.
 

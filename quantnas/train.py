@@ -28,6 +28,7 @@ from quantnas.checkpoint import (
     load_state,
     remove_stale_tmp,
     require_keys,
+    restore_run_state,
     rng_state,
     seed_everything,
     set_rng_state,
@@ -252,18 +253,11 @@ class Trainer:
     def resume(self, path: Path | None = None) -> bool:
         """Restore the full state from ``run_dir/checkpoint.pt`` if present."""
         path = path or self.run_dir / CHECKPOINT
-        if not path.exists():
-            return False
-        ck = load_checkpoint(path)
-        if ck.get("kind") != "train":
-            raise QuantNASError(f"checkpoint {path} is not a training checkpoint")
         keys = ("genotype", "model", "opt", "sched", "rng", "epoch", "history", "best")
-        require_keys(ck, keys, path=path, what="a training checkpoint")
-        try:
-            self._restore(ck, path)
-        except (KeyError, TypeError, ValueError, IndexError) as e:
-            msg = f"checkpoint {path} is malformed ({type(e).__name__}: {e})"
-            raise QuantNASError(msg) from None
+        if not restore_run_state(
+            path, kind="train", keys=keys, what="training checkpoint", restore=self._restore
+        ):
+            return False
         self.metrics.truncate_after("epoch", self.epoch - 1)
         log.info("resumed training from %s at epoch %d", path, self.epoch)
         return True

@@ -24,10 +24,9 @@ from quantnas.checkpoint import (
     atomic_save,
     atomic_write_json,
     atomic_write_text,
-    load_checkpoint,
     load_state,
     remove_stale_tmp,
-    require_keys,
+    restore_run_state,
     rng_state,
     seed_everything,
     set_rng_state,
@@ -201,19 +200,12 @@ class Searcher:
     def resume(self, path: Path | None = None) -> bool:
         """Restore the full state from ``run_dir/checkpoint.pt`` if present."""
         path = path or self.run_dir / CHECKPOINT
-        if not path.exists():
-            return False
-        ck = load_checkpoint(path)
-        if ck.get("kind") != "search":
-            raise QuantNASError(f"checkpoint {path} is not a search checkpoint")
         keys = ("model", "w_opt", "a_opt", "w_sched", "rng", "epoch", "history")
         keys += ("alpha_history", "best", "initial_bitops", "alpha_shapes")
-        require_keys(ck, keys, path=path, what="a search checkpoint")
-        try:
-            self._restore(ck, path)
-        except (KeyError, TypeError, ValueError, IndexError) as e:
-            msg = f"checkpoint {path} is malformed ({type(e).__name__}: {e})"
-            raise QuantNASError(msg) from None
+        if not restore_run_state(
+            path, kind="search", keys=keys, what="search checkpoint", restore=self._restore
+        ):
+            return False
         self.metrics.truncate_after("epoch", self.epoch - 1)
         log.info("resumed search from %s at epoch %d", path, self.epoch)
         return True
