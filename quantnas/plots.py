@@ -9,7 +9,6 @@ Functions:
     plot_genotype: architecture picture of a genotype (op and bit-width of each layer).
     plot_training_curves: losses and PSNR over epochs.
     plot_side_by_side: image panels (e.g. bicubic / SR / HR) with a zoomed crop.
-    plot_pareto: PSNR vs BitOps trade-off across runs (front maths: quantnas.sweep.pareto).
     plot_method_fronts: a sweep's points, one marker and colour per method, fronts joined.
 """
 
@@ -39,7 +38,6 @@ __all__ = [
     "plot_alpha_evolution",
     "plot_genotype",
     "plot_method_fronts",
-    "plot_pareto",
     "plot_side_by_side",
     "plot_training_curves",
 ]
@@ -685,132 +683,6 @@ def plot_side_by_side(
 
 
 # ------------------------------------------------------------------------- pareto
-def plot_pareto(
-    rows: Sequence[Mapping[str, Any]],
-    path: str | Path,
-    *,
-    x_key: str = "bitops",
-    y_key: str = "psnr",
-    label_key: str = "penalty",
-    title: str | None = None,
-    x_label: str = "BitOps",
-    y_label: str = "PSNR (dB)",
-) -> Path:
-    """Scatter runs by cost and quality and draw their Pareto front as a step line.
-
-    Points are coloured by ``row[label_key]`` (one legend entry per distinct value);
-    rows without that key are grey. The x axis is logarithmic when the positive x
-    values span more than a factor of 10.
-
-    Args:
-        rows: One mapping per run with at least ``x_key`` and ``y_key``.
-        path: Output PNG.
-        x_key: Key of the cost to minimise.
-        y_key: Key of the quality to maximise.
-        label_key: Key used for colours and the legend.
-        title: Optional figure title.
-        x_label: X axis label.
-        y_label: Y axis label.
-
-    Returns:
-        ``path`` as a :class:`~pathlib.Path`.
-
-    Raises:
-        QuantNASError: If ``rows`` is empty or a row lacks a numeric x or y value.
-
-    """
-    if not rows:
-        raise QuantNASError("pareto: no rows to plot")
-    points: list[tuple[float, float]] = []
-    for i, row in enumerate(rows):
-        for key in (x_key, y_key):
-            if key not in row:
-                raise QuantNASError(f"pareto row {i}: missing key {key!r}")
-        try:
-            points.append((float(row[x_key]), float(row[y_key])))
-        except (TypeError, ValueError) as exc:
-            raise QuantNASError(
-                f"pareto row {i}: {x_key!r} and {y_key!r} must be numbers, got "
-                f"{row[x_key]!r}, {row[y_key]!r}"
-            ) from exc
-    xs = np.array([p[0] for p in points])
-    ys = np.array([p[1] for p in points])
-
-    labels = [row.get(label_key) for row in rows]
-    distinct = list(dict.fromkeys(lab for lab in labels if lab is not None))
-    try:
-        distinct.sort()
-    except TypeError:
-        distinct.sort(key=str)
-    from matplotlib import colormaps
-
-    cmap = colormaps["viridis"]
-    colors = {lab: cmap(i / max(1, len(distinct) - 1)) for i, lab in enumerate(distinct)}
-
-    fig = _new_figure(7.0, 4.8)
-    ax = fig.add_subplot(1, 1, 1)
-    for lab in distinct:
-        idx = [i for i, v in enumerate(labels) if v == lab]
-        ax.scatter(
-            xs[idx],
-            ys[idx],
-            color=colors[lab],
-            s=36,
-            zorder=3,
-            edgecolors="black",
-            linewidths=0.5,
-            label=f"{label_key}={lab}",
-        )
-    missing = [i for i, v in enumerate(labels) if v is None]
-    if missing:
-        ax.scatter(
-            xs[missing],
-            ys[missing],
-            color="lightgray",
-            s=36,
-            zorder=3,
-            edgecolors="black",
-            linewidths=0.5,
-            label="other" if distinct else None,
-        )
-
-    front = pareto_front(points)
-    if front:
-        ax.step(
-            xs[front],
-            ys[front],
-            where="post",
-            color="tab:red",
-            linewidth=1.4,
-            zorder=2,
-            label="Pareto front",
-        )
-        ax.scatter(
-            xs[front],
-            ys[front],
-            facecolors="none",
-            edgecolors="tab:red",
-            s=90,
-            linewidths=1.2,
-            zorder=4,
-        )
-
-    finite_pos = xs[np.isfinite(xs) & (xs > 0)]
-    if finite_pos.size >= 2 and finite_pos.max() / finite_pos.min() > 10 and (xs > 0).all():
-        ax.set_xscale("log")
-    ax.set_xlabel(x_label)
-    ax.set_ylabel(y_label)
-    ax.grid(True, alpha=0.3, which="both")
-    if title:
-        ax.set_title(title, fontsize=11)
-    handles, _ = ax.get_legend_handles_labels()
-    if handles:
-        ax.legend(fontsize=8, loc="best")
-    fig.tight_layout()
-    return _save(fig, path)
-
-
-#: Marker and colour per sweep method (others get the next free style).
 METHOD_STYLES: dict[str, tuple[str, str]] = {
     "search": ("*", "tab:red"),
     "uniform": ("X", "tab:orange"),

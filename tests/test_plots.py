@@ -153,15 +153,3 @@ def test_pareto_front_hand_made():
     front = plots.pareto_front(pts)
     ys = [pts[i][1] for i in front]
     assert ys == sorted(ys)
-
-
-def test_pareto_plot_png(tmp_path):
-    rows = [
-        {"bitops": 1e8, "psnr": 29.0, "penalty": 1e-3},
-        {"bitops": 5e8, "psnr": 30.5, "penalty": 1e-4},
-        {"bitops": 2e10, "psnr": 31.5, "penalty": 0.0},
-        {"bitops": 3e10, "psnr": 31.0},
-    ]
-    _assert_png(plots.plot_pareto(rows, tmp_path / "p.png", title="sweep"), 400, 300)
-    with pytest.raises(QuantNASError, match="row 1.*'psnr'"):
-        plots.plot_pareto([rows[0], {"bitops": 1.0}], tmp_path / "q.png")
