@@ -283,26 +283,31 @@ def cmd_score(args: argparse.Namespace) -> int:
 
 def cmd_info(args: argparse.Namespace) -> int:
     from quantnas import genotype as gt
-    from quantnas.config import ArchConfig
+    from quantnas.config import ArchConfig, load_config
     from quantnas.cost import network_cost
     from quantnas.space import build_network
 
     geno = gt.resolve(args.genotype)
-    arch = ArchConfig(
-        space=geno.space,
-        c_fixed=args.channels,
-        scale=args.scale,
-        body_cells=args.body_cells,
-        global_skip="none",
-        skip_mode=not args.adq,
-    )
+    if args.preset:
+        arch = load_config(preset=args.preset).arch
+    else:
+        arch = ArchConfig(space=geno.space, c_fixed=36, scale=4, body_cells=3, global_skip="none")
+    for key, value in (
+        ("c_fixed", args.channels),
+        ("scale", args.scale),
+        ("body_cells", args.body_cells),
+    ):
+        if value is not None:
+            setattr(arch, key, value)
+    if args.adq:
+        arch.skip_mode = False
     rep = network_cost(build_network(geno, arch), lr_size=args.lr_size)
     out = {
         **rep.summary(),
         "genotype": geno.to_text(),
-        "channels": args.channels,
-        "scale": args.scale,
-        "body_cells": args.body_cells,
+        "channels": arch.c_fixed,
+        "scale": arch.scale,
+        "body_cells": arch.body_cells,
     }
     if args.json:
         _print_json(out)
@@ -495,9 +500,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("info", help="params, size and BitOps of a genotype")
     s.add_argument("genotype", help="genotype file, text or builtin name")
-    s.add_argument("--channels", type=_positive_int, default=36, help="c_fixed (default 36)")
-    s.add_argument("--scale", type=_positive_int, default=4)
-    s.add_argument("--body-cells", type=_positive_int, default=3)
+    s.add_argument(
+        "--preset", help="take the structure (channels, scale, cells, ADQ, ...) from a preset"
+    )
+    s.add_argument("--channels", type=_positive_int, help="c_fixed (default 36 or the preset's)")
+    s.add_argument("--scale", type=_positive_int, help="default 4 or the preset's")
+    s.add_argument("--body-cells", type=_positive_int, help="default 3 or the preset's")
     s.add_argument("--lr-size", type=_positive_int, default=32, help="LR input side for BitOps")
     s.add_argument("--adq", action="store_true", help="with ADQ (adds BN parameters)")
     s.add_argument("--layers", action="store_true", help="list every conv")

@@ -393,3 +393,23 @@ def test_ctrl_c_names_the_run_directory(tmp_path, monkeypatch, capsys):
     assert rc == 130
     err = capsys.readouterr().err.strip()
     assert err == f"interrupted; resume with: quantnas run --resume {tmp_path / 'r1'}"
+
+
+def test_info_takes_the_structure_from_a_preset(capsys):
+    # the default preset's network (48 channels, 2 cells, x4) of the default run's genotype:
+    # head 3->48 and 48->48 3x3, two cells of two grouped-by-3 3x3 and a 1x1 skip, upsample
+    # 48->48 3x3 grouped by 3; all 8-bit, LR 32x32 (1024 pixels), BitOps = MACs * 64
+    g = (
+        "Genotype_SR(head=[('simple_3x3', 8), ('simple_3x3', 8)], body=[('simple_3x3_grouped_3',"
+        " 8), ('simple_3x3_grouped_3', 8)], skip=[('simple_1x1', 8)], upsample=[("
+        "'simple_3x3_grouped_3', 8)], tail=[])"
+    )
+    macs = 1024 * (
+        3 * 48 * 9 + 48 * 48 * 9 + 2 * (2 * 48 * 48 * 9 // 3 + 48 * 48) + 48 * 48 * 9 // 3
+    )
+    assert main(["info", g, "--preset", "default", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert (out["channels"], out["body_cells"], out["scale"]) == (48, 2, 4)
+    assert out["macs"] == macs and out["bitops"] == 64 * macs == 4_010_803_200
+    assert main(["info", g, "--preset", "default", "--body-cells", "1", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["body_cells"] == 1
