@@ -217,7 +217,11 @@ class MixedQConv2d(QConvBase):
         self.noise_mix = noise_mix
         self.w_quant = nn.ModuleList(LSQ(b, self.c_out) for b in self.bits)
         self.a_quant = nn.ModuleList(HWGQ(b) for b in self.bits)
-        self.noise = nn.ModuleList(NoiseQuantizer(b, kind=noise, detach=True) for b in self.bits)
+        if noise not in NoiseQuantizer.KINDS:
+            raise QuantNASError(
+                f"noise kind {noise!r} unknown; expected one of {NoiseQuantizer.KINDS}"
+            )
+        self.noise_kind = noise
         for lsq in self.w_quant:
             lsq.init_from(self.weight)
         self.bit_weights: torch.Tensor | None = None
@@ -270,7 +274,7 @@ class MixedQConv2d(QConvBase):
             )
         share = 1.0 / (len(self.bits) + 1)
         c = self._bit_vector(mix, total + share)
-        kw = {"share": share, "bits": self.bits, "kind": self.noise[0].kind}
+        kw = {"share": share, "bits": self.bits, "kind": self.noise_kind}
         a = original_noisy_mix(x, c, relu=True, seed=seed, **kw)
         return self._conv(a, original_noisy_mix(self.weight, c, relu=False, seed=seed + 1, **kw))
 
@@ -295,7 +299,7 @@ class MixedQConv2d(QConvBase):
         for i, p in mix:
             copy = v.detach()
             if self.bits[i] < 32:
-                eps = draw_noise(v, seed=seed, index=i, kind=self.noise[0].kind)
+                eps = draw_noise(v, seed=seed, index=i, kind=self.noise_kind)
                 copy = copy + span / (2 ** self.bits[i] - 1) * eps
             out = out + p / (total + share) * copy
         return out
@@ -307,7 +311,7 @@ class MixedQConv2d(QConvBase):
         share = 1.0 / (len(self.bits) + 1)
         with torch.no_grad():
             span = v.max() - v.min()
-            if self.noise[0].kind == "gaussian":
+            if self.noise_kind == "gaussian":
                 eps = torch.randn_like(v).mul_(0.5)
             else:
                 eps = torch.rand_like(v).sub_(0.5)
