@@ -70,12 +70,12 @@ def main() -> None:
     import torch
 
     from quantnas import genotype as gt
+    from quantnas.checkpoint import load_model
     from quantnas.config import load_config
     from quantnas.deploy.onnx_export import export_onnx
     from quantnas.deploy.runtime import find_checkpoint, ort_session
-    from quantnas.engine import set_threads
+    from quantnas.device import set_threads
     from quantnas.space import build_network, set_quantized
-    from quantnas.train import load_model
 
     set_threads(args.threads)
     torch.manual_seed(0)

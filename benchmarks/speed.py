@@ -2,9 +2,10 @@
 
 For each case, in a fresh process (so its peak RSS is its own):
 
-* **ours**: median seconds of the real step -- a search step (``Searcher._alpha_step`` +
-  ``Searcher._weight_step``), a QAT training step (``Trainer.step``) or inference of a
-  trained network on a 256x256 LR image;
+* **ours**: median seconds of the real step -- a search step
+  (``quantnas.search.steps.alpha_step`` + ``weight_step`` on a ``Searcher``'s supernet and
+  optimizers), a QAT training step (``Trainer.step``) or inference of a trained network on
+  a 256x256 LR image;
 * **floor**: the convolutions that step cannot avoid, recorded from the same network in
   one forward pass (every conv's input shape and geometry) and replayed as plain fp32
   ``F.conv2d`` calls, with no quantization, no mixing and no Python model code: forward +
@@ -170,7 +171,9 @@ def child(name: str, steps: int, threads: int) -> dict:
 
     from quantnas.config import load_config
     from quantnas.genotype import parse_text
-    from quantnas.search.searcher import Searcher, search_crop
+    from quantnas.search.searcher import Searcher
+    from quantnas.search.setup import search_crop
+    from quantnas.search.steps import alpha_step, weight_step
     from quantnas.space import build_network
     from quantnas.train import Trainer
 
@@ -189,8 +192,17 @@ def child(name: str, steps: int, threads: int) -> dict:
         epoch = cfg.search.warm_up
 
         def step() -> None:
-            s._alpha_step(lr, hr, epoch)
-            s._weight_step(lr, hr, epoch)
+            alpha_step(
+                s.net,
+                s.cost,
+                s.a_opt,
+                lr,
+                hr,
+                cfg=cfg.search,
+                epoch=epoch,
+                initial_cost=s.initial_cost,
+            )
+            weight_step(s.net, s.w_opt, s.w_sched, lr, hr, grad_clip=cfg.search.w_grad_clip)
 
         ours = _median(step, steps)
         rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2

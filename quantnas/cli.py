@@ -79,7 +79,7 @@ def _run_dir(args: argparse.Namespace, cfg, stage: str) -> Path:
 
     It is also kept as ``args.run_dir``, which the Ctrl-C hint names.
     """
-    from quantnas.engine import run_dir_for
+    from quantnas.loop import run_dir_for
 
     if args.resume:
         if args.restart:
@@ -175,7 +175,7 @@ def _setup_rank_logging(run_dir: Path, cfg) -> Path:
 
 
 def _print_json(obj) -> None:
-    from quantnas.checkpoint import json_text
+    from quantnas.fileio import json_text
 
     sys.stdout.write(json_text(obj))
 
@@ -234,8 +234,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
             raise QuantNASError("--scale is required with --model bicubic")
         model, scale, info = bicubic_upscaler(args.scale), args.scale, {"model": "bicubic"}
     else:
+        from quantnas.checkpoint import load_model
         from quantnas.cost import network_cost
-        from quantnas.train import load_model
 
         net, geno, arch = load_model(args.model, args.device)
         if args.scale is not None and args.scale != arch.scale:
@@ -386,7 +386,7 @@ def cmd_export(args: argparse.Namespace) -> int:
         plot_genotype(geno.pairs(), args.out, body_cells=args.body_cells)
         return 0
     if args.out:
-        from quantnas.checkpoint import atomic_write_text
+        from quantnas.fileio import atomic_write_text
 
         atomic_write_text(args.out, text)
     else:

@@ -256,7 +256,7 @@ class ShardedLoader:
 def train_loader(dataset, *, batch_size: int, num_workers: int, seed: int):
     """The training loader: :class:`ShardedLoader` under ``torchrun``, else the usual one."""
     if not active():
-        from quantnas.engine import loader
+        from quantnas.data.from_config import loader
 
         return loader(dataset, batch_size=batch_size, num_workers=num_workers)
     return ShardedLoader(

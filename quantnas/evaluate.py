@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 from quantnas.data.bicubic import resize_tensor
 from quantnas.data.datasets import SRValDataset
@@ -15,7 +16,7 @@ from quantnas.data.images import list_images, load_rgb, save_rgb
 from quantnas.errors import QuantNASError
 from quantnas.metrics import sr_metrics, to_uint8_image
 
-__all__ = ["bicubic_upscaler", "evaluate", "score_paths"]
+__all__ = ["bicubic_reference", "bicubic_upscaler", "evaluate", "score_paths", "validate"]
 
 logger = logging.getLogger(__name__)
 
@@ -60,6 +61,7 @@ def evaluate(
     *,
     device: str | torch.device = "cpu",
     save_dir: Path | None = None,
+    loss: bool = False,
 ) -> dict:
     """Run ``model`` on every image of ``dataset`` and compute PSNR/SSIM on Y.
 
@@ -72,6 +74,7 @@ def evaluate(
         dataset: Validation set (its ``scale`` sets the border crop).
         device: Device the LR tensors are moved to.
         save_dir: If given, SR images are written there as ``<name>.png``.
+        loss: Also give each image's L1 loss of the raw (unclamped) output as ``l1``.
 
     Returns:
         ``{"psnr": mean, "ssim": mean, "images": [{"name", "psnr", "ssim", "lr_size"}]}``.
@@ -89,9 +92,12 @@ def evaluate(
         with torch.no_grad():
             for i in range(len(dataset)):
                 name, lr, hr = dataset[i]
-                sr = to_uint8_image(model(lr[None].to(device)))
+                out = model(lr[None].to(device)).cpu()
+                sr = to_uint8_image(out)
                 hr_u8 = to_uint8_image(hr)
                 rows.append(_row(name, sr, hr_u8, dataset.scale, list(lr.shape[-2:])))
+                if loss:
+                    rows[-1]["l1"] = float(F.l1_loss(out[0], hr))
                 if save_dir is not None:
                     save_rgb(Path(save_dir) / f"{name}.png", sr)
                 logger.debug("%s: PSNR %.3f SSIM %.4f", name, rows[-1]["psnr"], rows[-1]["ssim"])
@@ -99,6 +105,28 @@ def evaluate(
         if module is not None:
             module.train(was_training)
     return _summary(rows)
+
+
+def validate(model: torch.nn.Module, dataset: SRValDataset, device: torch.device) -> dict:
+    """Mean L1 loss and Y-PSNR/SSIM of ``model`` on a validation set (the per-epoch check).
+
+    Returns:
+        ``{"val_loss", "val_psnr", "val_ssim"}``.
+
+    """
+    res = evaluate(model, dataset, device=device, loss=True)
+    n = max(1, len(res["images"]))
+    return {
+        "val_loss": sum(r["l1"] for r in res["images"]) / n,
+        "val_psnr": sum(r["psnr"] for r in res["images"]) / n,
+        "val_ssim": sum(r["ssim"] for r in res["images"]) / n,
+    }
+
+
+def bicubic_reference(dataset: SRValDataset) -> dict[str, float]:
+    """PSNR/SSIM of MATLAB bicubic upscaling on a validation set."""
+    res = evaluate(bicubic_upscaler(dataset.scale), dataset)
+    return {"psnr": res["psnr"], "ssim": res["ssim"]}
 
 
 def _pairs(sr: Path, hr: Path) -> list[tuple[str, Path, Path]]:

@@ -231,7 +231,7 @@ def load(path: str | Path) -> Genotype:
 
 def save(genotype: Genotype, path: str | Path) -> Path:
     """Write the JSON form atomically."""
-    from quantnas.checkpoint import atomic_write_text
+    from quantnas.fileio import atomic_write_text
 
     return atomic_write_text(Path(path), genotype.to_json())
 

@@ -18,9 +18,9 @@ import time
 from pathlib import Path
 
 from quantnas import genotype as gt
-from quantnas.checkpoint import atomic_write_json, atomic_write_text
 from quantnas.config import Config, dump
 from quantnas.errors import QuantNASError, read_user_text
+from quantnas.fileio import atomic_write_json, atomic_write_text
 from quantnas.runlog import setup_logging
 
 log = logging.getLogger("quantnas")
@@ -70,7 +70,7 @@ def preflight(cfg: Config) -> None:
     """Fail fast on bad data, an impossible space or too little memory, before computing."""
     from quantnas.data.roles import training_images, validation_images
     from quantnas.memory import check_memory
-    from quantnas.search.searcher import build_supernet, search_crop
+    from quantnas.search.setup import build_supernet, search_crop
 
     crop = max(cfg.data.lr_crop, search_crop(cfg))
     need = crop * cfg.arch.scale

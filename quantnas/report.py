@@ -8,12 +8,12 @@ from pathlib import Path
 
 import torch
 
-from quantnas.checkpoint import atomic_write_json, atomic_write_text
 from quantnas.config import Config
 from quantnas.cost import network_cost
 from quantnas.data.datasets import SRValDataset, load_benchmark_sets
-from quantnas.engine import val_dataset
+from quantnas.data.from_config import val_dataset
 from quantnas.evaluate import bicubic_upscaler, evaluate
+from quantnas.fileio import atomic_write_json, atomic_write_text
 from quantnas.metrics import sr_metrics, to_uint8_image
 from quantnas.plots import plot_side_by_side
 
@@ -61,7 +61,7 @@ def _side_by_side(net, ds: SRValDataset, path: Path, device) -> None:
 
 def evaluate_run(cfg: Config, run_dir: Path) -> dict:
     """Evaluate the trained network of a run next to bicubic; writes ``eval.json``."""
-    from quantnas.train import load_model
+    from quantnas.checkpoint import load_model
 
     device = torch.device(cfg.device)
     net, geno, arch = load_model(run_dir / "train" / "best.pt", device)

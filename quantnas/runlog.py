@@ -24,8 +24,8 @@ from typing import Any, TypeVar
 
 from tqdm.auto import tqdm
 
-from quantnas.checkpoint import _json_default, atomic_write_text
 from quantnas.errors import QuantNASError
+from quantnas.fileio import _json_default, atomic_write_text
 
 __all__ = ["MetricLogger", "TqdmHandler", "progress", "setup_logging"]
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -21,41 +21,20 @@ from torch.optim.swa_utils import AveragedModel
 
 from quantnas import distributed as qdist
 from quantnas import genotype as gt
-from quantnas.checkpoint import (
-    atomic_save,
-    atomic_write_text,
-    load_checkpoint,
-    load_state,
-    remove_stale_tmp,
-    require_keys,
-    restore_run_state,
-    rng_state,
-    seed_everything,
-    set_rng_state,
-)
-from quantnas.config import ArchConfig, Config, dump, merge
-from quantnas.engine import (
-    batches,
-    check_finite,
-    param_groups,
-    pixel_loss,
-    select_device,
-    set_threads,
-    train_dataset,
-    val_dataset,
-    validate,
-    warmup_cosine,
-)
+from quantnas.checkpoint import BEST, KIND_TRAIN, load_state, model_payload
+from quantnas.config import Config
+from quantnas.data.from_config import batches, train_dataset, val_dataset
 from quantnas.errors import QuantNASError
+from quantnas.evaluate import validate
+from quantnas.fileio import atomic_save
 from quantnas.genotype import Genotype
+from quantnas.loop import EpochLoop
+from quantnas.optim import param_groups, pixel_loss, warmup_cosine
 from quantnas.plots import plot_genotype, plot_training_curves
 from quantnas.runlog import progress
 from quantnas.space import build_network, picture_cells, set_quantized
 
 log = logging.getLogger("quantnas")
-
-CHECKPOINT = "checkpoint.pt"
-BEST = "best.pt"
 
 
 @dataclass
@@ -67,64 +46,6 @@ class TrainResult:
     best_epoch: int
     best_psnr: float
     seconds: float
-
-
-def model_payload(net: nn.Module, genotype: Genotype | None, arch: ArchConfig, **extra) -> dict:
-    """A self-describing model checkpoint (enough to rebuild the network).
-
-    ``genotype`` is None for a network that is not built from a genotype (a sweep's
-    baseline, described by ``extra["net_spec"]``).
-    """
-    return {
-        "kind": "model",
-        "genotype": genotype.to_dict() if genotype is not None else None,
-        "arch": asdict(arch),
-        "model": net.state_dict(),
-        **extra,
-    }
-
-
-def load_model(
-    path: str | Path, device: str | torch.device = "cpu"
-) -> tuple[nn.Module, Genotype, ArchConfig]:
-    """Rebuild a trained network from a ``best.pt`` / ``checkpoint.pt`` file."""
-    ck = load_checkpoint(path)
-    if ck.get("kind") not in ("model", "train"):
-        raise QuantNASError(f"checkpoint {path} holds no trained network (kind={ck.get('kind')!r})")
-    require_keys(ck, ("genotype", "arch", "model"), path=path, what="a trained network")
-    arch = merge(ArchConfig(), ck["arch"], source=str(path))
-    geno = gt.from_dict(ck["genotype"], source=str(path))
-    _check_shapes(geno, arch, ck["model"], path)
-    net = build_network(geno, arch)
-    set_quantized(net, bool(ck.get("quantized", True)))
-    load_state(net, ck["model"], path=path, what="the network rebuilt from its genotype")
-    return net.to(device).eval(), geno, arch
-
-
-def _check_shapes(geno: Genotype, arch: ArchConfig, state: object, path: str | Path) -> None:
-    """Compare the network a checkpoint describes with its weights, allocating nothing.
-
-    The network is built on PyTorch's ``meta`` device, so an ``arch`` claiming, say,
-    100000 channels is refused instead of allocating terabytes.
-    """
-    try:
-        with torch.device("meta"):
-            want = {k: tuple(v.shape) for k, v in build_network(geno, arch).state_dict().items()}
-    except QuantNASError:
-        raise
-    except Exception as e:  # noqa: BLE001 - a bad arch makes layer constructors raise anything
-        raise QuantNASError(
-            f"checkpoint {path}: its arch {asdict(arch)} is invalid ({e})"
-        ) from None
-    if not isinstance(state, dict):
-        raise QuantNASError(f"checkpoint {path}: 'model' is not a state dict")
-    have = {k: tuple(v.shape) for k, v in state.items() if isinstance(v, torch.Tensor)}
-    for key, shape in want.items():
-        if have.get(key) != shape:
-            raise QuantNASError(
-                f"checkpoint {path} does not match the network its arch and genotype describe "
-                f"({key}: expected shape {shape}, found {have.get(key)})"
-            )
 
 
 def ema_update(decay: float):
@@ -142,7 +63,7 @@ def ema_update(decay: float):
     return update
 
 
-class Trainer:
+class Trainer(EpochLoop):
     """QAT of one genotype in ``run_dir``.
 
     Args:
@@ -155,6 +76,12 @@ class Trainer:
 
     """
 
+    kind = KIND_TRAIN
+    noun = "training"
+    hint = "lower train.lr or raise train.lr_warmup_steps"
+    best_metric = "val_psnr"
+    extra_keys = ("genotype",)
+
     def __init__(
         self,
         cfg: Config,
@@ -164,15 +91,8 @@ class Trainer:
         net: nn.Module | None = None,
         net_spec: dict | None = None,
     ) -> None:
-        self.cfg, self.run_dir, self.genotype = cfg, Path(run_dir), genotype
-        self.net_spec = net_spec
-        self.run_dir.mkdir(parents=True, exist_ok=True)
-        if qdist.is_main():
-            remove_stale_tmp(self.run_dir)
-        set_threads(cfg.threads)
-        self.device = select_device(cfg.device)
-        qdist.init(self.device)
-        seed_everything(cfg.seed)
+        self.genotype, self.net_spec = genotype, net_spec
+        super().__init__(cfg, run_dir)
         if net is None:
             if genotype is None:
                 raise QuantNASError("Trainer: give a genotype or a network")
@@ -202,15 +122,18 @@ class Trainer:
             warmup_steps=t.lr_warmup_steps,
             min_ratio=t.lr_min / t.lr,
         )
+        self.stateful = {"opt": self.opt, "sched": self.sched}
         self.ema = (
             AveragedModel(self.net, avg_fn=ema_update(t.ema), use_buffers=True)
             if t.ema > 0
             else None
         )
-        self.epoch = 0
-        self.history: list[dict] = []
         self.best = {"epoch": -1, "val_psnr": -float("inf")}
-        self.metrics = qdist.metric_logger(self.run_dir, tensorboard=cfg.tensorboard)
+        self.open_metrics()
+
+    @property
+    def epochs(self) -> int:
+        return self.cfg.train.epochs
 
     def quantized_at(self, epoch: int) -> bool:
         return epoch >= self.cfg.train.warm_up
@@ -231,39 +154,17 @@ class Trainer:
         if self.ema is not None:
             set_quantized(self.ema.module, quantized)
 
-    def state(self) -> dict:
+    def _payload(self, net: nn.Module, **extra) -> dict:
+        return model_payload(net, self.genotype, self.cfg.arch, net_spec=self.net_spec, **extra)
+
+    # ----------------------------------------------------------------- checkpoints
+    def extra_state(self) -> dict:
         return {
-            **model_payload(
-                self.net,
-                self.genotype,
-                self.cfg.arch,
-                quantized=self.quantized_at(self.epoch - 1),
-                net_spec=self.net_spec,
-            ),
+            **self._payload(self.net, quantized=self.quantized_at(self.epoch - 1)),
             "ema": self.ema.state_dict() if self.ema is not None else None,
-            "kind": "train",
-            "epoch": self.epoch,
-            "opt": self.opt.state_dict(),
-            "sched": self.sched.state_dict(),
-            "rng": rng_state(),
-            "history": self.history,
-            "best": self.best,
         }
 
-    def resume(self, path: Path | None = None) -> bool:
-        """Restore the full state from ``run_dir/checkpoint.pt`` if present."""
-        path = path or self.run_dir / CHECKPOINT
-        keys = ("genotype", "model", "opt", "sched", "rng", "epoch", "history", "best")
-        if not restore_run_state(
-            path, kind="train", keys=keys, what="training checkpoint", restore=self._restore
-        ):
-            return False
-        self.metrics.truncate_after("epoch", self.epoch - 1)
-        log.info("resumed training from %s at epoch %d", path, self.epoch)
-        return True
-
-    def _restore(self, ck: dict, path: Path) -> None:
-        """Load a training checkpoint's state into this trainer."""
+    def load_extra(self, ck: dict, path: Path) -> None:
         mine = self.genotype.to_dict() if self.genotype is not None else None
         if ck["genotype"] != mine or ck.get("net_spec") != self.net_spec:
             raise QuantNASError(f"checkpoint {path} was trained on another genotype/network")
@@ -273,12 +174,8 @@ class Trainer:
             if ck.get("ema") is None:
                 raise QuantNASError(f"checkpoint {path} has no EMA weights but train.ema > 0")
             load_state(self.ema, ck["ema"], path=path, what="the EMA copy of the network")
-        self.opt.load_state_dict(ck["opt"])
-        self.sched.load_state_dict(ck["sched"])
-        set_rng_state(ck["rng"])
-        self.epoch, self.history, self.best = int(ck["epoch"]), list(ck["history"]), ck["best"]
-        float(self.best["val_psnr"])
 
+    # ------------------------------------------------------------------- epoch
     def step(self, lr: torch.Tensor, hr: torch.Tensor, loss_fn) -> torch.Tensor:
         """One optimisation step on a batch; returns the (detached) loss."""
         self.opt.zero_grad(set_to_none=True)
@@ -293,7 +190,7 @@ class Trainer:
             self.ema.update_parameters(self.net)
         return loss.detach()
 
-    def _epoch(self, epoch: int) -> float:
+    def train_epoch(self, epoch: int) -> dict:
         quant = self.quantized_at(epoch)
         if quant and epoch == self.cfg.train.warm_up and epoch > 0:
             log.info("epoch %d: switching from full precision to QAT", epoch)
@@ -309,91 +206,54 @@ class Trainer:
             enabled=self.cfg.progress,
         ):
             lr, hr = next(it)
-            loss = self.step(lr, hr, loss_fn)
-            value = loss.item()
-            check_finite(
-                value,
-                "training loss",
-                epoch=epoch,
-                checkpoint=self.run_dir / CHECKPOINT,
-                hint="lower train.lr or raise train.lr_warmup_steps",
-            )
+            value = self.step(lr, hr, loss_fn).item()
+            self.check(value, "training loss", epoch)
             total += value
-        return total / self.steps
+        return {"train_loss": total / self.steps}
 
-    def run(self, *, stop_after: int | None = None) -> TrainResult:
-        """Train from the current epoch to the end (or ``stop_after`` epochs, for tests)."""
-        main = qdist.is_main()  # under torchrun, rank 0 alone validates and writes
-        if main:
-            atomic_write_text(self.run_dir / "config.yaml", dump(self.cfg))
-            if self.genotype is not None:
-                gt.save(self.genotype, self.run_dir / "genotype.json")
-        done = 0
-        while self.epoch < self.cfg.train.epochs:
-            if stop_after is not None and done >= stop_after:
-                break
-            t0 = time.time()
-            train_loss = self._epoch(self.epoch)
-            if not main:
-                self.epoch += 1
-                done += 1
-                continue
-            with qdist.isolated_rng():
-                val = validate(self.eval_net, self.val, self.device)
-            check_finite(
-                val["val_loss"],
-                "validation loss",
-                epoch=self.epoch,
-                checkpoint=self.run_dir / CHECKPOINT,
-                hint="lower train.lr or raise train.lr_warmup_steps",
+    # ----------------------------------------------------------------- records
+    def on_start(self) -> None:
+        if self.genotype is not None:
+            gt.save(self.genotype, self.run_dir / "genotype.json")
+
+    def end_epoch(self, epoch: int, train: dict, started: float) -> None:
+        val = validate(self.eval_net, self.val, self.device)
+        self.check(val["val_loss"], "validation loss", epoch)
+        row = {
+            "epoch": epoch,
+            **train,
+            **val,
+            "quantized": int(self.quantized_at(epoch)),
+            "lr": self.opt.param_groups[0]["lr"],
+            "seconds": time.time() - started,
+        }
+        self.history.append(row)
+        self.metrics.log(row)
+        log.info(
+            "train epoch %d: loss %.4f val_psnr %.2f dB (%s)",
+            epoch,
+            train["train_loss"],
+            val["val_psnr"],
+            "QAT" if row["quantized"] else "full precision",
+        )
+        if val["val_psnr"] > self.best["val_psnr"] and row["quantized"]:
+            self.best = {"epoch": epoch, "val_psnr": val["val_psnr"]}
+            payload = self._payload(
+                self.eval_net, quantized=True, epoch=epoch, val_psnr=val["val_psnr"]
             )
-            row = {
-                "epoch": self.epoch,
-                "train_loss": train_loss,
-                **val,
-                "quantized": int(self.quantized_at(self.epoch)),
-                "lr": self.opt.param_groups[0]["lr"],
-                "seconds": time.time() - t0,
-            }
-            self.history.append(row)
-            self.metrics.log(row)
-            log.info(
-                "train epoch %d: loss %.4f val_psnr %.2f dB (%s)",
-                self.epoch,
-                train_loss,
-                val["val_psnr"],
-                "QAT" if row["quantized"] else "full precision",
+            atomic_save(payload, self.run_dir / BEST)
+
+    def finish(self) -> None:
+        plot_training_curves(self.history, self.run_dir / "training.png", title="training (QAT)")
+        if self.genotype is not None:
+            plot_genotype(
+                self.genotype.pairs(),
+                self.run_dir / "arch.png",
+                body_cells=picture_cells(self.cfg.arch),
+                title="trained architecture",
             )
-            self.epoch += 1
-            done += 1
-            if val["val_psnr"] > self.best["val_psnr"] and row["quantized"]:
-                self.best = {"epoch": row["epoch"], "val_psnr": val["val_psnr"]}
-                atomic_save(
-                    model_payload(
-                        self.eval_net,
-                        self.genotype,
-                        self.cfg.arch,
-                        quantized=True,
-                        epoch=row["epoch"],
-                        val_psnr=val["val_psnr"],
-                        net_spec=self.net_spec,
-                    ),
-                    self.run_dir / BEST,
-                )
-            atomic_save(self.state(), self.run_dir / CHECKPOINT)
-        if self.history:
-            plot_training_curves(
-                self.history, self.run_dir / "training.png", title="training (QAT)"
-            )
-            if self.genotype is not None:
-                plot_genotype(
-                    self.genotype.pairs(),
-                    self.run_dir / "arch.png",
-                    body_cells=picture_cells(self.cfg.arch),
-                    title="trained architecture",
-                )
-        self.metrics.close()
-        qdist.barrier()
+
+    def result(self) -> TrainResult:
         return TrainResult(
             self.run_dir,
             self.run_dir / BEST,

@@ -6,12 +6,14 @@ import pytest
 import torch
 
 from quantnas import checkpoint as ck
+from quantnas import fileio as fio
+from quantnas import rng
 from quantnas.errors import QuantNASError
 
 
 def test_atomic_save_roundtrip(tmp_path):
     obj = {"epoch": 3, "weights": {"w": torch.arange(6.0).reshape(2, 3)}, "name": "run"}
-    out = ck.atomic_save(obj, tmp_path / "sub" / "ckpt.pt")
+    out = fio.atomic_save(obj, tmp_path / "sub" / "ckpt.pt")
     assert out == tmp_path / "sub" / "ckpt.pt"
     loaded = ck.load_checkpoint(out)
     assert loaded["epoch"] == 3 and loaded["name"] == "run"
@@ -21,7 +23,7 @@ def test_atomic_save_roundtrip(tmp_path):
 
 def test_failed_save_keeps_old_file_and_no_temp(tmp_path, monkeypatch):
     path = tmp_path / "ckpt.pt"
-    ck.atomic_save({"epoch": 1}, path)
+    fio.atomic_save({"epoch": 1}, path)
     before = path.read_bytes()
 
     def broken_save(obj, f, *args, **kwargs):
@@ -30,7 +32,7 @@ def test_failed_save_keeps_old_file_and_no_temp(tmp_path, monkeypatch):
 
     monkeypatch.setattr(torch, "save", broken_save)
     with pytest.raises(OSError, match="disk full"):
-        ck.atomic_save({"epoch": 2}, path)
+        fio.atomic_save({"epoch": 2}, path)
     monkeypatch.undo()
     assert path.read_bytes() == before
     assert ck.load_checkpoint(path)["epoch"] == 1
@@ -38,10 +40,10 @@ def test_failed_save_keeps_old_file_and_no_temp(tmp_path, monkeypatch):
 
 
 def test_atomic_write_text_and_json(tmp_path):
-    ck.atomic_write_text(tmp_path / "a.txt", "hello\n")
+    fio.atomic_write_text(tmp_path / "a.txt", "hello\n")
     assert (tmp_path / "a.txt").read_text() == "hello\n"
     data = {"z": 1, "a": [1, 2], "np": np.float32(0.5), "p": tmp_path / "x"}
-    ck.atomic_write_json(tmp_path / "b.json", data)
+    fio.atomic_write_json(tmp_path / "b.json", data)
     text = (tmp_path / "b.json").read_text()
     assert text.index('"z"') < text.index('"a"')  # insertion order kept
     assert text.startswith('{\n  "z"')
@@ -59,30 +61,30 @@ def _draw():
 
 
 def test_rng_roundtrip_through_checkpoint(tmp_path):
-    ck.seed_everything(123)
+    rng.seed_everything(123)
     _draw()
     np.random.randn()  # leave a cached gaussian in numpy's state
-    ck.atomic_save({"rng": ck.rng_state()}, tmp_path / "r.pt")
+    fio.atomic_save({"rng": rng.rng_state()}, tmp_path / "r.pt")
     expected = _draw()
-    ck.seed_everything(999)
+    rng.seed_everything(999)
     _draw()
-    ck.set_rng_state(ck.load_checkpoint(tmp_path / "r.pt")["rng"])  # weights_only load
+    rng.set_rng_state(ck.load_checkpoint(tmp_path / "r.pt")["rng"])  # weights_only load
     assert _draw() == expected
 
 
 def test_seed_everything_reproducible():
-    ck.seed_everything(7)
+    rng.seed_everything(7)
     a = _draw()
-    ck.seed_everything(7)
+    rng.seed_everything(7)
     assert _draw() == a
     with pytest.raises(QuantNASError, match="seed"):
-        ck.seed_everything(-1)
+        rng.seed_everything(-1)
 
 
 def test_load_missing_and_corrupt(tmp_path):
     with pytest.raises(QuantNASError, match=r"checkpoint .*nope\.pt does not exist"):
         ck.load_checkpoint(tmp_path / "nope.pt")
-    good = ck.atomic_save({"epoch": 1, "w": torch.ones(100)}, tmp_path / "good.pt")
+    good = fio.atomic_save({"epoch": 1, "w": torch.ones(100)}, tmp_path / "good.pt")
     data = good.read_bytes()
     trunc = tmp_path / "trunc.pt"
     trunc.write_bytes(data[: len(data) // 2])
@@ -96,7 +98,7 @@ def test_load_missing_and_corrupt(tmp_path):
     empty.write_bytes(b"")
     with pytest.raises(QuantNASError, match="is corrupt"):
         ck.load_checkpoint(empty)
-    notdict = ck.atomic_save([1, 2], tmp_path / "list.pt")
+    notdict = fio.atomic_save([1, 2], tmp_path / "list.pt")
     with pytest.raises(QuantNASError, match="expected a dict"):
         ck.load_checkpoint(notdict)
 
@@ -106,7 +108,7 @@ class _Custom:
 
 
 def test_unsafe_objects_need_trusted(tmp_path):
-    path = ck.atomic_save({"obj": _Custom()}, tmp_path / "c.pt")
+    path = fio.atomic_save({"obj": _Custom()}, tmp_path / "c.pt")
     with pytest.raises(QuantNASError, match="trusted=True"):
         ck.load_checkpoint(path)
     assert isinstance(ck.load_checkpoint(path, trusted=True)["obj"], _Custom)

@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from quantnas import genotype as gt
+from quantnas.checkpoint import load_model
 from quantnas.cli import main
 from quantnas.config import load_config
 from quantnas.data.bicubic import resize_tensor
@@ -22,7 +23,7 @@ from quantnas.errors import QuantNASError
 from quantnas.quant.conv import QConv2d
 from quantnas.quant.quantizers import HWGQ_STEPS
 from quantnas.space import build_network, set_quantized
-from quantnas.train import load_model, train
+from quantnas.train import train
 
 TINY = [
     "arch.c_fixed=12",

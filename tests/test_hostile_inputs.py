@@ -249,7 +249,7 @@ def test_sweep_nan_penalty_refused(tmp_path, capsys):
 
 def test_nan_training_loss_stops_and_keeps_last_good_checkpoint(tmp_path, monkeypatch, capsys):
     import quantnas.train
-    from quantnas.engine import pixel_loss
+    from quantnas.optim import pixel_loss
 
     epochs = []
 
@@ -273,10 +273,10 @@ def test_nan_training_loss_stops_and_keeps_last_good_checkpoint(tmp_path, monkey
 def test_nan_search_loss_in_first_epoch_writes_no_best(tmp_path, monkeypatch, capsys):
     from types import SimpleNamespace
 
-    import quantnas.search.searcher as searcher
+    import quantnas.search.steps as steps
 
     nan_l1 = SimpleNamespace(l1_loss=lambda a, b: torch.nn.functional.l1_loss(a, b) * np.inf)
-    monkeypatch.setattr(searcher, "F", nan_l1)
+    monkeypatch.setattr(steps, "F", nan_l1)
     code = main(["search", f"out_dir={tmp_path}", "name=s", *TINY])
     one_error(code, capsys, "search weight loss became", "no checkpoint or best result")
     assert not (tmp_path / "s" / "best_arch.json").exists()
@@ -287,14 +287,14 @@ def test_nan_search_loss_in_first_epoch_writes_no_best(tmp_path, monkeypatch, ca
 def test_interrupted_run_is_not_restarted_silently(tmp_path, monkeypatch, capsys):
     import quantnas.search.searcher as searcher
 
-    real_epoch = searcher.Searcher._epoch
+    real_epoch = searcher.Searcher.train_epoch
 
     def interrupted_in_epoch_1(self, epoch):
         if epoch == 1:
             raise KeyboardInterrupt
         return real_epoch(self, epoch)
 
-    monkeypatch.setattr(searcher.Searcher, "_epoch", interrupted_in_epoch_1)
+    monkeypatch.setattr(searcher.Searcher, "train_epoch", interrupted_in_epoch_1)
     args = ["run", f"out_dir={tmp_path}", "name=x", *TINY]
     assert main(args) == 130
     run = tmp_path / "x"
@@ -488,7 +488,7 @@ def test_output_folder_not_writable(tmp_path, capsys):
 @pytest.mark.skipif(not Path("/proc/self/fd").is_dir(), reason="needs /proc to name fds")
 def test_full_disk_during_training(tmp_path, monkeypatch, capsys):
     """ENOSPC while the checkpoint is written: one line, resume hint, no temp file left."""
-    import quantnas.checkpoint
+    import quantnas.fileio
 
     real_fsync = os.fsync
 
@@ -497,7 +497,7 @@ def test_full_disk_during_training(tmp_path, monkeypatch, capsys):
             raise OSError(errno.ENOSPC, "No space left on device")
         return real_fsync(fd)
 
-    monkeypatch.setattr(quantnas.checkpoint.os, "fsync", fsync)
+    monkeypatch.setattr(quantnas.fileio.os, "fsync", fsync)
     code = main(["train", f"out_dir={tmp_path}", "name=t", *TINY])
     run = tmp_path / "t"
     one_error(code, capsys, str(run / "checkpoint.pt"), "no space left", f"--resume {run}")
@@ -580,9 +580,9 @@ def test_genotype_with_huge_blocks_refused(tmp_path, capsys):
 
 def test_checkpoint_arch_claiming_huge_network_refused_without_allocating(tmp_path, capsys):
     from quantnas import genotype as gt
+    from quantnas.checkpoint import model_payload
     from quantnas.config import ArchConfig
     from quantnas.space import build_network
-    from quantnas.train import model_payload
 
     arch = ArchConfig(c_fixed=8, body_cells=1)
     ck = model_payload(build_network(gt.DEFAULT, arch), gt.DEFAULT, arch)

@@ -191,14 +191,14 @@ def test_killed_during_eval_resumes_at_eval(tmp_path, monkeypatch):
 def test_killed_mid_search_resumes_from_checkpoint(tmp_path, monkeypatch, finished):
     from quantnas.search.searcher import Searcher
 
-    real = Searcher._record
+    real = Searcher.end_epoch
 
-    def record(self, epoch, train, seconds):
+    def record(self, epoch, train, started):
         if epoch == 1:
             raise KeyboardInterrupt
-        return real(self, epoch, train, seconds)
+        return real(self, epoch, train, started)
 
-    monkeypatch.setattr(Searcher, "_record", record)
+    monkeypatch.setattr(Searcher, "end_epoch", record)
     assert run_cli(tmp_path, "m") == 130
     d = tmp_path / "m"
     assert load_checkpoint(d / "search" / "checkpoint.pt")["epoch"] == 1
@@ -206,15 +206,15 @@ def test_killed_mid_search_resumes_from_checkpoint(tmp_path, monkeypatch, finish
     stamp = g0.stat().st_mtime_ns
     assert not (d / "search" / "genotypes" / "epoch_001.json").exists()
 
-    monkeypatch.setattr(Searcher, "_record", real)
+    monkeypatch.setattr(Searcher, "end_epoch", real)
     epochs = []
-    real_epoch = Searcher._epoch
+    real_epoch = Searcher.train_epoch
 
     def epoch_spy(self, epoch):
         epochs.append(epoch)
         return real_epoch(self, epoch)
 
-    monkeypatch.setattr(Searcher, "_epoch", epoch_spy)
+    monkeypatch.setattr(Searcher, "train_epoch", epoch_spy)
     assert main(["run", "--resume", str(d)]) == 0
     assert epochs == [1, 2]  # epoch 0 was not searched again
     assert g0.stat().st_mtime_ns == stamp
@@ -234,14 +234,14 @@ def test_killed_mid_train_resumes_from_checkpoint(tmp_path, monkeypatch):
     import quantnas.search.searcher
     from quantnas.train import Trainer
 
-    real_epoch = Trainer._epoch
+    real_epoch = Trainer.train_epoch
 
     def killed(self, epoch):
         if epoch == 1:
             raise KeyboardInterrupt
         return real_epoch(self, epoch)
 
-    monkeypatch.setattr(Trainer, "_epoch", killed)
+    monkeypatch.setattr(Trainer, "train_epoch", killed)
     assert run_cli(tmp_path, "t", "train.epochs=2") == 130
     d = tmp_path / "t"
     assert set(json.loads((d / "state.json").read_text())["done"]) == {"search"}
@@ -253,7 +253,7 @@ def test_killed_mid_train_resumes_from_checkpoint(tmp_path, monkeypatch):
         epochs.append(epoch)
         return real_epoch(self, epoch)
 
-    monkeypatch.setattr(Trainer, "_epoch", spy)
+    monkeypatch.setattr(Trainer, "train_epoch", spy)
     forbid(monkeypatch, quantnas.search.searcher, "search")
     assert main(["run", "--resume", str(d)]) == 0
     assert epochs == [1]

@@ -151,7 +151,7 @@ def test_resume_with_other_space_refused_before_training(tmp_path, monkeypatch):
     def boom(*a, **k):  # pragma: no cover - must not be reached
         raise AssertionError("a training step ran before the config check")
 
-    monkeypatch.setattr(Searcher, "_epoch", boom)
+    monkeypatch.setattr(Searcher, "train_epoch", boom)
     with pytest.raises(QuantNASError, match="alphas") as ei:
         s.resume()
     assert "config" in str(ei.value)

@@ -341,19 +341,19 @@ def test_interrupted_trial_resumes_its_training(tmp_path, monkeypatch):
         "sweep.baselines=[espcn]",
         "sweep.baseline_bits=[8]",
     ]
-    real = quantnas.train.Trainer._epoch
+    real = quantnas.train.Trainer.train_epoch
 
     def stop_at_1(self, epoch):
         if epoch == 1:
             raise KeyboardInterrupt
         return real(self, epoch)
 
-    monkeypatch.setattr(quantnas.train.Trainer, "_epoch", stop_at_1)
+    monkeypatch.setattr(quantnas.train.Trainer, "train_epoch", stop_at_1)
     assert main(args) == 130
-    monkeypatch.setattr(quantnas.train.Trainer, "_epoch", real)
+    monkeypatch.setattr(quantnas.train.Trainer, "train_epoch", real)
     epochs = []
     monkeypatch.setattr(
-        quantnas.train.Trainer, "_epoch", lambda self, e: epochs.append(e) or real(self, e)
+        quantnas.train.Trainer, "train_epoch", lambda self, e: epochs.append(e) or real(self, e)
     )
     assert main([*args, "--resume"]) == 0
     assert epochs == [1]

@@ -7,12 +7,14 @@ import pytest
 import torch
 
 from quantnas import genotype as gt
-from quantnas.checkpoint import load_checkpoint
+from quantnas.checkpoint import load_checkpoint, load_model
 from quantnas.config import load_config
-from quantnas.engine import bicubic_reference, pixel_loss, val_dataset, validate
+from quantnas.data.from_config import val_dataset
 from quantnas.errors import QuantNASError
+from quantnas.evaluate import bicubic_reference, validate
+from quantnas.optim import pixel_loss
 from quantnas.space import build_network
-from quantnas.train import Trainer, ema_update, load_model, train
+from quantnas.train import Trainer, ema_update, train
 
 TINY = [
     "arch.c_fixed=12",
@@ -72,7 +74,7 @@ def test_train_outputs_and_reload(tmp_path):
 
 
 def test_load_model_rejects_search_checkpoint(tmp_path):
-    from quantnas.checkpoint import atomic_save
+    from quantnas.fileio import atomic_save
 
     atomic_save({"kind": "search", "epoch": 1}, tmp_path / "s.pt")
     with pytest.raises(QuantNASError, match="no trained network"):

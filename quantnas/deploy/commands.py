@@ -44,7 +44,7 @@ def upscale_command(args: argparse.Namespace) -> int:
 
     from quantnas.deploy.runtime import load_upscaler
     from quantnas.deploy.upscale import upscale_files
-    from quantnas.engine import set_threads
+    from quantnas.device import set_threads
 
     if Path(args.model).suffix.lower() == ".onnx":
         _need_onnxruntime()

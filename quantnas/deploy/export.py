@@ -255,9 +255,9 @@ def export_model(
         QuantNASError: Bad source or format, or a failed check (then nothing is written).
 
     """
-    from quantnas.checkpoint import atomic_write_bytes
+    from quantnas.checkpoint import load_model
+    from quantnas.fileio import atomic_write_bytes
     from quantnas.space import set_quantized
-    from quantnas.train import load_model
 
     if fmt not in FORMATS:
         raise QuantNASError(f"--format {fmt!r}: expected one of {FORMATS}")

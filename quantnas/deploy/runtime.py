@@ -158,7 +158,7 @@ def load_upscaler(source: str | Path, *, threads: int = 0) -> Upscaler:
         if not src.is_file():
             raise QuantNASError(f"{src}: no such .onnx file")
         return OnnxUpscaler(src, threads)
-    from quantnas.train import load_model
+    from quantnas.checkpoint import load_model
 
     net, _, arch = load_model(find_checkpoint(src))
     return TorchUpscaler(net, arch.scale)

@@ -9,53 +9,35 @@ its BitOps, alpha history, plots and an atomic full-state checkpoint that resume
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 
 from quantnas import distributed as qdist
 from quantnas import genotype as gt
-from quantnas.checkpoint import (
-    atomic_save,
-    atomic_write_json,
-    atomic_write_text,
-    load_state,
-    remove_stale_tmp,
-    restore_run_state,
-    rng_state,
-    seed_everything,
-    set_rng_state,
-)
-from quantnas.config import ArchConfig, Config, dump
+from quantnas.checkpoint import KIND_SEARCH, load_state
+from quantnas.config import Config
 from quantnas.cost import SupernetCost, network_cost
 from quantnas.data.datasets import SRTrainDataset
+from quantnas.data.from_config import batches, val_dataset
 from quantnas.data.roles import training_images
-from quantnas.engine import (
-    batches,
-    check_finite,
-    param_groups,
-    select_device,
-    set_threads,
-    val_dataset,
-    validate,
-    warmup_cosine,
-)
 from quantnas.errors import QuantNASError
+from quantnas.evaluate import validate
+from quantnas.fileio import atomic_write_json
 from quantnas.genotype import Genotype
+from quantnas.loop import EpochLoop
+from quantnas.optim import param_groups, warmup_cosine
 from quantnas.plots import plot_alpha_evolution, plot_genotype
 from quantnas.runlog import progress
-from quantnas.search.losses import hardware_penalty, mean_entropy, ramp, sparsity, temperature
-from quantnas.search.supernet import Supernet
+from quantnas.search.losses import mean_entropy, temperature
+from quantnas.search.setup import build_supernet, search_crop, split_images
+from quantnas.search.steps import alpha_step, weight_step
 from quantnas.space import build_network, picture_cells
 
 log = logging.getLogger("quantnas")
-
-CHECKPOINT = "checkpoint.pt"
 
 
 @dataclass
@@ -69,48 +51,7 @@ class SearchResult:
     seconds: float
 
 
-def split_images(images: list, *, subsample: float, seed: int) -> tuple[list, list]:
-    """Subsample the training images and halve them into weight / alpha splits."""
-    g = torch.Generator().manual_seed(seed)
-    order = torch.randperm(len(images), generator=g).tolist()
-    n = max(1, round(len(images) * subsample))
-    chosen = [images[i] for i in order[:n]]
-    if len(chosen) < 2:
-        log.warning("only one training image: weight and alpha steps share it")
-        return chosen, chosen
-    half = len(chosen) // 2
-    return chosen[half:], chosen[:half]
-
-
-def search_arch(cfg: Config) -> ArchConfig:
-    """The space searched: ``arch`` with ``search.c_fixed`` channels when set.
-
-    As in DARTS, the supernet may be narrower than the network trained afterwards: the
-    genotype (ops and bit-widths per layer) does not depend on the width.
-    """
-    if cfg.search.c_fixed <= 0 or cfg.search.c_fixed == cfg.arch.c_fixed:
-        return cfg.arch
-    return dataclasses.replace(cfg.arch, c_fixed=cfg.search.c_fixed)
-
-
-def search_crop(cfg: Config) -> int:
-    """LR crop of the search batches (``search.lr_crop``, else ``data.lr_crop``)."""
-    return cfg.search.lr_crop if cfg.search.lr_crop > 0 else cfg.data.lr_crop
-
-
-def build_supernet(cfg: Config) -> Supernet:
-    """The supernet of a config."""
-    s = cfg.search
-    return Supernet(
-        search_arch(cfg),
-        mode=s.mode,
-        noise=s.noise,
-        noise_mix=s.noise_mix,
-        transform=s.alpha_transform,
-    )
-
-
-class Searcher:
+class Searcher(EpochLoop):
     """Runs (or resumes) a search in ``run_dir``.
 
     Args:
@@ -119,16 +60,14 @@ class Searcher:
 
     """
 
+    kind = KIND_SEARCH
+    noun = "search"
+    hint = "lower search.w_lr / search.alpha_lr or search.penalty"
+    best_metric = "val_loss"
+    extra_keys = ("alpha_history", "initial_bitops", "alpha_shapes")
+
     def __init__(self, cfg: Config, run_dir: Path) -> None:
-        self.cfg = cfg
-        self.run_dir = Path(run_dir)
-        self.run_dir.mkdir(parents=True, exist_ok=True)
-        if qdist.is_main():
-            remove_stale_tmp(self.run_dir)
-        set_threads(cfg.threads)
-        self.device = select_device(cfg.device)
-        qdist.init(self.device)
-        seed_everything(cfg.seed)
+        super().__init__(cfg, run_dir)
         self.net = build_supernet(cfg).to(self.device)
         qdist.broadcast_module(self.net)
         self.cost = SupernetCost(self.net, lr_size=cfg.search.bitops_lr_size)
@@ -170,48 +109,29 @@ class Searcher:
             warmup_steps=s.lr_warmup_steps,
             min_ratio=s.w_lr_min / s.w_lr,
         )
+        self.stateful = {"w_opt": self.w_opt, "a_opt": self.a_opt, "w_sched": self.w_sched}
         with torch.no_grad():
             probs0 = self.net.probabilities()
             self.initial_bitops = float(self.cost.expected_bitops(probs0))
             self.initial_cost = float(self.cost.penalty_cost(probs0, cfg.search.penalty_cost))
-        self.epoch = 0
-        self.history: list[dict] = []
         self.alpha_history: dict[str, list] = {}
         self.best = {"epoch": -1, "val_loss": float("inf")}
-        self.metrics = qdist.metric_logger(self.run_dir, tensorboard=cfg.tensorboard)
+        self.open_metrics()
+
+    @property
+    def epochs(self) -> int:
+        return self.cfg.search.epochs
 
     # ----------------------------------------------------------------- checkpoints
-    def state(self) -> dict:
+    def extra_state(self) -> dict:
         return {
-            "kind": "search",
-            "epoch": self.epoch,
             "model": self.net.state_dict(),
-            "w_opt": self.w_opt.state_dict(),
-            "a_opt": self.a_opt.state_dict(),
-            "w_sched": self.w_sched.state_dict(),
-            "rng": rng_state(),
-            "history": self.history,
             "alpha_history": self.alpha_history,
-            "best": self.best,
             "initial_bitops": self.initial_bitops,
             "alpha_shapes": {k: list(v) for k, v in self.net.alpha.shapes.items()},
         }
 
-    def resume(self, path: Path | None = None) -> bool:
-        """Restore the full state from ``run_dir/checkpoint.pt`` if present."""
-        path = path or self.run_dir / CHECKPOINT
-        keys = ("model", "w_opt", "a_opt", "w_sched", "rng", "epoch", "history")
-        keys += ("alpha_history", "best", "initial_bitops", "alpha_shapes")
-        if not restore_run_state(
-            path, kind="search", keys=keys, what="search checkpoint", restore=self._restore
-        ):
-            return False
-        self.metrics.truncate_after("epoch", self.epoch - 1)
-        log.info("resumed search from %s at epoch %d", path, self.epoch)
-        return True
-
-    def _restore(self, ck: dict, path: Path) -> None:
-        """Load a search checkpoint's state into this searcher."""
+    def load_extra(self, ck: dict, path: Path) -> None:
         want = {k: list(v) for k, v in self.net.alpha.shapes.items()}
         if ck.get("alpha_shapes") != want:
             raise QuantNASError(
@@ -219,61 +139,11 @@ class Searcher:
                 f"search space of the config {want}"
             )
         load_state(self.net, ck["model"], path=path, what="the config's supernet")
-        self.w_opt.load_state_dict(ck["w_opt"])
-        self.a_opt.load_state_dict(ck["a_opt"])
-        self.w_sched.load_state_dict(ck["w_sched"])
-        set_rng_state(ck["rng"])
-        self.epoch = int(ck["epoch"])
-        self.history, self.alpha_history = ck["history"], ck["alpha_history"]
-        self.best, self.initial_bitops = ck["best"], float(ck["initial_bitops"])
+        self.alpha_history = ck["alpha_history"]
+        self.initial_bitops = float(ck["initial_bitops"])
 
-    # ------------------------------------------------------------------- steps
-    def _alpha_step(self, lr: torch.Tensor, hr: torch.Tensor, epoch: int) -> dict[str, float]:
-        s = self.cfg.search
-        self.a_opt.zero_grad(set_to_none=True)
-        l1 = F.l1_loss(self.net(lr), hr)
-        probs = self.net.probabilities()
-        logits = {k: self.net.alpha.logits(k) for k in probs}
-        w_reg = s.sparse_coef * ramp(
-            epoch, epochs=s.epochs, warm_up=s.warm_up, shape=s.sparse_ramp, kind=s.sparse_type
-        )
-        reg = sparsity(s.sparse_type, probs, logits)
-        expected = self.cost.expected_bitops(probs)
-        cost = self.cost.penalty_cost(probs, s.penalty_cost)
-        pen = hardware_penalty(cost, self.initial_cost, s.penalty)
-        loss = l1 + w_reg * reg + pen.float()
-        self._check(loss.item(), "search alpha loss", epoch)
-        loss.backward()
-        qdist.average_gradients(self.net.alphas())
-        self.a_opt.step()
-        return {
-            "alpha_l1": l1.item(),
-            "reg": float(reg.detach()),
-            "penalty": pen.item(),
-            "expected_bitops": expected.item(),
-        }
-
-    def _check(self, value: float, what: str, epoch: int) -> None:
-        check_finite(
-            value,
-            what,
-            epoch=epoch,
-            checkpoint=self.run_dir / CHECKPOINT,
-            hint="lower search.w_lr / search.alpha_lr or search.penalty",
-        )
-
-    def _weight_step(self, lr: torch.Tensor, hr: torch.Tensor, epoch: int) -> float:
-        self.w_opt.zero_grad(set_to_none=True)
-        loss = F.l1_loss(self.net(lr, alpha_grad=False), hr)
-        self._check(loss.item(), "search weight loss", epoch)
-        loss.backward()
-        qdist.average_gradients(self.net.weights())
-        torch.nn.utils.clip_grad_norm_(list(self.net.weights()), self.cfg.search.w_grad_clip)
-        self.w_opt.step()
-        self.w_sched.step()
-        return loss.item()
-
-    def _epoch(self, epoch: int) -> dict:
+    # ------------------------------------------------------------------- epoch
+    def train_epoch(self, epoch: int) -> dict:
         s = self.cfg.search
         self.net.train()
         self.net.alpha.temperature = temperature(
@@ -285,21 +155,46 @@ class Searcher:
         bar = progress(
             range(self.steps), desc=f"search {epoch + 1}/{s.epochs}", enabled=self.cfg.progress
         )
+
+        def check(value: float, what: str) -> None:
+            self.check(value, what, epoch)
+
+        dev = self.device
         for _ in bar:
             if epoch >= s.warm_up:
                 lr, hr = next(a_iter)
-                for k, v in self._alpha_step(lr.to(self.device), hr.to(self.device), epoch).items():
+                out = alpha_step(
+                    self.net,
+                    self.cost,
+                    self.a_opt,
+                    lr.to(dev),
+                    hr.to(dev),
+                    cfg=s,
+                    epoch=epoch,
+                    initial_cost=self.initial_cost,
+                    check=check,
+                )
+                for k, v in out.items():
                     sums[k] = sums.get(k, 0.0) + v
             lr, hr = next(w_iter)
-            sums["train_loss"] = sums.get("train_loss", 0.0) + self._weight_step(
-                lr.to(self.device), hr.to(self.device), epoch
+            loss = weight_step(
+                self.net,
+                self.w_opt,
+                self.w_sched,
+                lr.to(dev),
+                hr.to(dev),
+                grad_clip=s.w_grad_clip,
+                check=check,
             )
+            sums["train_loss"] = sums.get("train_loss", 0.0) + loss
         return {k: v / self.steps for k, v in sums.items()}
 
-    def _record(self, epoch: int, train: dict, seconds: float) -> Genotype:
+    # ----------------------------------------------------------------- records
+    def end_epoch(self, epoch: int, train: dict, started: float) -> None:
         cfg = self.cfg
+        seconds = time.time() - started
         val = validate(self.net, self.val, self.device)
-        self._check(val["val_loss"], "search validation loss", epoch)
+        self.check(val["val_loss"], "search validation loss", epoch)
         geno = self.net.export()
         final = build_network(geno, self.net.arch)
         bitops = network_cost(final, lr_size=cfg.search.bitops_lr_size).bitops
@@ -349,11 +244,14 @@ class Searcher:
             cfg.search.bitops_lr_size,
             cfg.search.bitops_lr_size,
         )
-        return geno
 
-    def _plots(self, geno: Genotype) -> None:
+    def after_checkpoint(self) -> None:
+        atomic_write_json(self.run_dir / "alpha_history.json", self.alpha_history)
+
+    def finish(self) -> None:
         import numpy as np
 
+        geno = self.net.export()
         table = self.net.layer_table()
         hist = {k: np.asarray(v) for k, v in self.alpha_history.items()}
         plot_alpha_evolution(
@@ -369,49 +267,17 @@ class Searcher:
             body_cells=picture_cells(self.cfg.arch),
             title="searched architecture",
         )
+        best = self.run_dir / "best_arch.json"
+        if self.epoch >= self.cfg.search.epochs and not best.exists():
+            gt.save(geno, best)
 
-    # -------------------------------------------------------------------- main
-    def run(self, *, stop_after: int | None = None) -> SearchResult:
-        """Search from the current epoch to the end (or ``stop_after`` epochs, for tests)."""
-        main = qdist.is_main()  # under torchrun, rank 0 alone validates and writes
-        if main:
-            atomic_write_text(self.run_dir / "config.yaml", dump(self.cfg))
-        done = 0
-        geno = self.net.export()
-        while self.epoch < self.cfg.search.epochs:
-            if stop_after is not None and done >= stop_after:
-                break
-            t0 = time.time()
-            train = self._epoch(self.epoch)
-            if main:
-                with qdist.isolated_rng():
-                    geno = self._record(self.epoch, train, time.time() - t0)
-            else:
-                geno = self.net.export()
-            self.epoch += 1
-            done += 1
-            if main:
-                atomic_save(self.state(), self.run_dir / CHECKPOINT)
-                atomic_write_json(self.run_dir / "alpha_history.json", self.alpha_history)
-        if self.history:
-            self._plots(geno)
-        if (
-            self.history
-            and self.epoch >= self.cfg.search.epochs
-            and not (self.run_dir / "best_arch.json").exists()
-        ):
-            gt.save(geno, self.run_dir / "best_arch.json")
-        self.metrics.close()
-        qdist.barrier()
-        best = (
-            gt.load(self.run_dir / "best_arch.json")
-            if (self.run_dir / "best_arch.json").exists()
-            else geno
-        )
+    def result(self) -> SearchResult:
+        last = self.net.export()
+        best = self.run_dir / "best_arch.json"
         return SearchResult(
             self.run_dir,
-            best,
-            geno,
+            gt.load(best) if best.exists() else last,
+            last,
             int(self.best["epoch"]),
             sum(r["seconds"] for r in self.history),
         )

@@ -16,9 +16,9 @@ from collections.abc import Sequence
 from datetime import datetime, timezone
 from pathlib import Path
 
-from quantnas.checkpoint import atomic_write_json, atomic_write_text
 from quantnas.config import Config, dump, to_dict
 from quantnas.errors import QuantNASError
+from quantnas.fileio import atomic_write_json, atomic_write_text
 from quantnas.runlog import setup_logging
 from quantnas.sweep import pareto as pm
 from quantnas.sweep.engines import Job, LocalEngine, RayEngine, make_engine

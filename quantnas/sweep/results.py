@@ -11,8 +11,8 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
-from quantnas.checkpoint import atomic_write_json, atomic_write_text
 from quantnas.errors import QuantNASError
+from quantnas.fileio import atomic_write_json, atomic_write_text
 
 #: Leading columns of the tables; per-set metric columns and timings follow.
 FIELDS = (

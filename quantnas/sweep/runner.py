@@ -16,10 +16,12 @@ from pathlib import Path
 import torch
 
 from quantnas import genotype as gt
-from quantnas.checkpoint import atomic_write_json, load_checkpoint, load_state, seed_everything
+from quantnas.checkpoint import load_checkpoint, load_state
 from quantnas.config import from_dict
 from quantnas.cost import network_cost
 from quantnas.errors import QuantNASError
+from quantnas.fileio import atomic_write_json
+from quantnas.rng import seed_everything
 from quantnas.runlog import setup_logging
 
 log = logging.getLogger("quantnas")
@@ -29,7 +31,8 @@ SEARCH_INFO = "search_info.json"
 
 def _search(cfg, trial_dir: Path) -> tuple[gt.Genotype, dict]:
     """Search (or reuse a finished search) and return the genotype and its info."""
-    from quantnas.search.searcher import CHECKPOINT, Searcher
+    from quantnas.checkpoint import CHECKPOINT
+    from quantnas.search.searcher import Searcher
 
     info_path = trial_dir / SEARCH_INFO
     if info_path.exists():

@@ -1,0 +1,71 @@
+"""How weights are optimised: Adam parameter groups, the learning-rate schedule, the loss."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from quantnas.errors import QuantNASError
+
+__all__ = ["param_groups", "pixel_loss", "warmup_cosine"]
+
+
+def param_groups(
+    params: Iterable[tuple[str, nn.Parameter]],
+    *,
+    lr: float,
+    weight_decay: float,
+    step_lr_scale: float,
+) -> list[dict]:
+    """Adam parameter groups: quantizer step sizes get ``lr * step_lr_scale`` and no decay.
+
+    Adam normalises gradient magnitudes, so LSQ's step-gradient scaling has no effect under
+    it; LSQ steps are orders of magnitude smaller than weights and, at the weights' learning
+    rate, one update can jump a step by 10-20x (all weights round to zero, the layer dies).
+    A smaller learning rate for steps keeps them stable.
+    """
+    steps, others = [], []
+    for name, p in params:
+        (steps if name.endswith(".step") else others).append(p)
+    groups = [{"params": others, "lr": lr, "weight_decay": weight_decay}]
+    if steps:
+        groups.append({"params": steps, "lr": lr * step_lr_scale, "weight_decay": 0.0})
+    return groups
+
+
+def pixel_loss(name: str):
+    """The training loss ``f(sr, hr) -> scalar`` named by ``train.loss``.
+
+    ``l1`` (the SR default), ``mse`` (the PSNR objective itself; used to fine-tune at the
+    end, as RFDN does) or ``charbonnier`` (``sqrt(d^2 + 1e-6)``, a smooth L1).
+    """
+    if name == "l1":
+        return F.l1_loss
+    if name == "mse":
+        return F.mse_loss
+    if name == "charbonnier":
+        return lambda sr, hr: torch.sqrt((sr - hr).pow(2) + 1e-6).mean()
+    raise QuantNASError(f"unknown loss {name!r}; expected l1, mse or charbonnier")
+
+
+def warmup_cosine(
+    optimizer: torch.optim.Optimizer, *, total_steps: int, warmup_steps: int, min_ratio: float
+) -> torch.optim.lr_scheduler.LambdaLR:
+    """Linear warm-up for ``warmup_steps`` then cosine decay to ``min_ratio`` of the base lr.
+
+    The short warm-up keeps Adam from killing ReLUs in the first steps (SPEC section 7).
+    """
+    total = max(1, total_steps)
+    warm = max(0, min(warmup_steps, total - 1))
+
+    def factor(step: int) -> float:
+        if step < warm:
+            return (step + 1) / (warm + 1)
+        t = min(1.0, (step - warm) / max(1, total - warm))
+        return min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * t))
+
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
