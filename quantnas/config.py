@@ -21,7 +21,7 @@ import yaml
 
 from quantnas.cost import PENALTY_COSTS
 from quantnas.errors import QuantNASError, read_user_text
-from quantnas.quant.conv import MIX_MODES, NOISE_MIXES
+from quantnas.quant.mixed import MIX_MODES, NOISE_MIXES
 from quantnas.quant.quantizers import NoiseQuantizer
 from quantnas.search.losses import SPARSE_RAMPS, SPARSE_TYPES
 

@@ -22,7 +22,8 @@ import torch
 from torch import nn
 
 from quantnas.errors import QuantNASError
-from quantnas.quant.conv import MixedQConv2d, QConv2d, QConvBase
+from quantnas.quant.conv import QConv2d, QConvBase
+from quantnas.quant.mixed import MixedQConv2d
 
 #: What the search's hardware penalty measures (``search.penalty_cost``).
 PENALTY_COSTS = ("bitops", "linear_bits")

@@ -3,8 +3,9 @@ import torch
 import torch.nn.functional as F
 
 from quantnas.errors import QuantNASError
-from quantnas.quant.conv import MixedQConv2d, QConv2d, conv_out_size
+from quantnas.quant.conv import QConv2d, conv_out_size
 from quantnas.quant.fused import draw_noise
+from quantnas.quant.mixed import MixedQConv2d
 from quantnas.quant.quantizers import HWGQ, LSQ
 
 GEOM = dict(c_in=4, c_out=6, kernel_size=3)

@@ -10,7 +10,8 @@ from quantnas.models import BasicSRNet, Residual
 from quantnas.models.basic import basic_channels
 from quantnas.models.blocks import ParallelSum, upscale_input
 from quantnas.models.rfdn import MIN_LR_SIZE, rfdn_channels
-from quantnas.quant.conv import MixedQConv2d, QConv2d
+from quantnas.quant.conv import QConv2d
+from quantnas.quant.mixed import MixedQConv2d
 from quantnas.search.supernet import Alphas, MixedLayer, Supernet
 from quantnas.space import build_network, set_quantized
 

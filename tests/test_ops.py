@@ -5,7 +5,8 @@ import torch
 
 from quantnas.errors import QuantNASError
 from quantnas.ops import available_ops, build_op, check_op
-from quantnas.quant.conv import MixedQConv2d, QConv2d
+from quantnas.quant.conv import QConv2d
+from quantnas.quant.mixed import MixedQConv2d
 
 CONV8 = partial(QConv2d, bits=8)
 

@@ -1,6 +1,7 @@
 """Quantizers and quantized convolutions."""
 
-from quantnas.quant.conv import ConvFactory, MixedQConv2d, QConv2d, QConvBase
+from quantnas.quant.conv import ConvFactory, QConv2d, QConvBase
+from quantnas.quant.mixed import MixedQConv2d
 from quantnas.quant.quantizers import (
     HWGQ,
     HWGQ_STEPS,

@@ -6,7 +6,7 @@ architecture parameters.
   (``softmax``, ``gumbel``, ``hard_gumbel`` with a temperature).
 * :class:`MixedLayer` computes ``sum_o P(o) op_o(x)`` with ``P(o) = sum_b p(o, b)``; inside
   op ``o`` every conv mixes its bit-widths from ``p(o, b)`` (see
-  :class:`~quantnas.quant.conv.MixedQConv2d`).
+  :class:`~quantnas.quant.mixed.MixedQConv2d`).
 * :class:`Supernet` wires them into the space's topology; ``weights()`` / ``alphas()``
   iterate the two parameter groups and ``export()`` returns the argmax genotype.
 """
@@ -24,7 +24,7 @@ from quantnas.config import ArchConfig
 from quantnas.errors import QuantNASError
 from quantnas.genotype import BLOCKS, Genotype, LayerChoice
 from quantnas.ops import build_op
-from quantnas.quant.conv import MixedQConv2d
+from quantnas.quant.mixed import MixedQConv2d
 from quantnas.space import build_topology, check_space, layer_counts, primitives
 from quantnas.spaces import get_space
 
