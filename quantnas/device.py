@@ -1,12 +1,24 @@
-"""Where a run computes: the torch device and the number of CPU threads."""
+"""Where a run computes: the torch device, the number of CPU threads, the allocator."""
 
 from __future__ import annotations
+
+import ctypes
+import logging
+import os
+import sys
 
 import torch
 
 from quantnas.errors import QuantNASError
 
-__all__ = ["select_device", "set_threads"]
+__all__ = ["select_device", "set_threads", "tune_allocator"]
+
+log = logging.getLogger("quantnas")
+
+#: Set to ``0`` to leave glibc's allocator settings alone (see :func:`tune_allocator`).
+MALLOC_ENV = "QUANTNAS_MALLOC"
+_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3
+_tuned = False
 
 
 def select_device(name: str) -> torch.device:
@@ -25,8 +37,38 @@ def set_threads(threads: int) -> None:
     numpy's OpenBLAS threads busy-wait after each call and steal the cores PyTorch's
     OpenMP threads compute on; the data pipeline only needs small products.
     """
+    tune_allocator()
     if threads > 0:
         torch.set_num_threads(threads)
     from threadpoolctl import threadpool_limits
 
     threadpool_limits(limits=1, user_api="blas")
+
+
+def tune_allocator() -> bool:
+    """Keep freed tensor memory in the process instead of returning it to the OS (glibc).
+
+    glibc serves blocks above its mmap threshold (128 KB at first, raised as blocks are
+    freed) with fresh ``mmap`` pages and returns freed heap tops above 2x that to the OS,
+    so an activation-sized tensor allocated in every step page-faults its memory anew:
+    on a 2-core CPU that made a QAT step's elementwise passes several times slower than
+    their arithmetic. Raising both thresholds (64 MB for mmap, 1 GB for trimming) keeps
+    the memory for reuse; peak RSS is what the step needs. Once per process; Linux only;
+    ``QUANTNAS_MALLOC=0`` turns it off.
+
+    Returns:
+        Whether the allocator was tuned by this call.
+
+    """
+    global _tuned
+    if _tuned or os.environ.get(MALLOC_ENV, "1") == "0" or not sys.platform.startswith("linux"):
+        return False
+    try:
+        mallopt = ctypes.CDLL("libc.so.6").mallopt
+    except (OSError, AttributeError):  # not glibc (e.g. musl): nothing to tune
+        return False
+    ok = mallopt(_M_MMAP_THRESHOLD, 64 << 20) or mallopt(_M_MMAP_THRESHOLD, 32 << 20)
+    ok = bool(ok) and bool(mallopt(_M_TRIM_THRESHOLD, 1 << 30))
+    _tuned = ok
+    log.debug("glibc allocator thresholds raised: %s", ok)
+    return ok

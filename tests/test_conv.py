@@ -4,8 +4,8 @@ import torch.nn.functional as F
 
 from quantnas.errors import QuantNASError
 from quantnas.quant.conv import QConv2d, conv_out_size
-from quantnas.quant.fused import draw_noise
 from quantnas.quant.mixed import MixedQConv2d
+from quantnas.quant.noise import draw_noise
 from quantnas.quant.quantizers import HWGQ, LSQ
 
 GEOM = dict(c_in=4, c_out=6, kernel_size=3)
@@ -293,10 +293,11 @@ def test_mixed_errors():
 
 
 # ------------------------------------------------------------- fused vs plain autograd
-def _fused_pair(mode, noise_mix="original", bits=(2, 4, 8), image=False):
+def _fused_pair(mode, noise_mix="original", bits=(2, 4, 8), image=False, source="rng"):
     torch.manual_seed(3)
-    fast = MixedQConv2d(bits=list(bits), mode=mode, noise_mix=noise_mix, **GEOM)
-    ref = MixedQConv2d(bits=list(bits), mode=mode, noise_mix=noise_mix, **GEOM)
+    kw = {"mode": mode, "noise_mix": noise_mix, "noise_source": source}
+    fast = MixedQConv2d(bits=list(bits), **kw, **GEOM)
+    ref = MixedQConv2d(bits=list(bits), **kw, **GEOM)
     ref.load_state_dict(fast.state_dict())
     ref.fused = False
     if image:
@@ -306,19 +307,21 @@ def _fused_pair(mode, noise_mix="original", bits=(2, 4, 8), image=False):
 
 
 @pytest.mark.parametrize(
-    "mode,noise_mix,image,p",
+    "mode,noise_mix,image,p,source",
     [
-        ("quant", "original", False, [0.2, 0.0, 0.3]),
-        ("quant", "original", True, [0.1, 0.3, 0.2]),
-        ("quant", "original", False, None),
-        ("noise", "original", False, [0.2, 0.0, 0.3]),
-        ("noise", "original", False, [0.05, 0.25, 0.1]),
-        ("noise", "original", False, None),
+        ("quant", "original", False, [0.2, 0.0, 0.3], "rng"),
+        ("quant", "original", True, [0.1, 0.3, 0.2], "rng"),
+        ("quant", "original", False, None, "rng"),
+        ("noise", "original", False, [0.2, 0.0, 0.3], "rng"),
+        ("noise", "original", False, [0.05, 0.25, 0.1], "rng"),
+        ("noise", "original", False, None, "rng"),
+        ("noise", "original", False, [0.05, 0.25, 0.1], "table"),
+        ("noise", "original", False, [0.2, 0.0, 0.3], "table"),
     ],
 )
-def test_fused_mixtures_match_plain_autograd(mode, noise_mix, image, p):
+def test_fused_mixtures_match_plain_autograd(mode, noise_mix, image, p, source):
     # values and gradients w.r.t. the input, the weight, the LSQ steps and the alphas
-    fast, ref = _fused_pair(mode, noise_mix, image=image)
+    fast, ref = _fused_pair(mode, noise_mix, image=image, source=source)
     grads = {}
     for name, conv in (("fast", fast), ("ref", ref)):
         logits = torch.tensor([0.3, -0.1, 0.2], requires_grad=True)
@@ -399,3 +402,49 @@ def test_fused_qconv_matches_plain_autograd(bits, image):
         torch.testing.assert_close(a, b)
     with torch.no_grad():  # inference takes the graph-free path
         torch.testing.assert_close(fast(_x(13)), ref(_x(13)))
+
+
+# ------------------------------------------------------------------ noise table
+@pytest.mark.parametrize("kind", ["gaussian", "uniform"])
+def test_noise_table_windows_are_repeatable_samples_of_the_distribution(kind):
+    like = torch.empty(4, 8, 32, 32)
+    a = draw_noise(like, seed=123, index=1, kind=kind, source="table")
+    assert a.shape == like.shape and a.dtype == like.dtype
+    assert torch.equal(a, draw_noise(like, seed=123, index=1, kind=kind, source="table"))
+    b = draw_noise(like, seed=123, index=0, kind=kind, source="table")
+    c = draw_noise(like, seed=124, index=1, kind=kind, source="table")
+    assert not torch.equal(a, b) and not torch.equal(a, c)
+    # different windows hold different samples: (almost) no equal elements, no correlation
+    assert (a == b).float().mean() < 1e-3
+    assert abs(float(torch.corrcoef(torch.stack([a.flatten(), b.flatten()]))[0, 1])) < 0.02
+    if kind == "gaussian":  # N(0, 1/4)
+        assert abs(float(a.mean())) < 0.01 and abs(float(a.std()) - 0.5) < 0.01
+    else:  # U[-1/2, 1/2]: variance 1/12
+        assert float(a.min()) >= -0.5 and float(a.max()) <= 0.5
+        assert abs(float(a.var()) - 1 / 12) < 0.003
+
+
+def test_noise_table_grows_for_a_large_tensor():
+    from quantnas.quant.noise import TABLE_MIN, noise_table
+
+    big = torch.empty(TABLE_MIN // 2 + 7)
+    eps = draw_noise(big, seed=5, index=0, kind="uniform", source="table")
+    assert eps.shape == big.shape
+    assert noise_table("uniform", big.numel(), big.dtype, big.device).numel() >= 4 * big.numel()
+
+
+def test_noise_source_table_changes_only_where_noise_comes_from():
+    # same weights, same mixture: the two sources differ only by the noise draws, and an
+    # 8-bit noisy conv stays close to its full-precision conv with either
+    torch.manual_seed(0)
+    rng = MixedQConv2d(bits=[8], mode="noise", noise_source="rng", **GEOM)
+    table = MixedQConv2d(bits=[8], mode="noise", noise_source="table", **GEOM)
+    table.load_state_dict(rng.state_dict())
+    x = _x(7)
+    fp = _clean_weight([1.0]) ** 2 * F.conv2d(torch.relu(x), rng.weight, None, 1, 1)
+    out_rng, out_table = rng(x), table(x)
+    assert not torch.allclose(out_rng, out_table)
+    for out in (out_rng, out_table):
+        assert 0 < ((out - fp).norm() / fp.norm()).item() < 0.02
+    with pytest.raises(QuantNASError, match="search.noise_source"):
+        MixedQConv2d(bits=[8], noise_source="bank", **GEOM)

@@ -293,3 +293,19 @@ def test_image_quantizer_hand_values_clip_and_gradient():
     y.sum().backward()
     assert torch.equal(x.grad, torch.tensor([0.0, 1.0, 1.0, 1.0, 1.0, 0.0]))
     assert torch.equal(ImageQuantizer(32)(x), torch.relu(x))
+
+
+@pytest.mark.parametrize("bits", [4, 8, 32])
+@pytest.mark.parametrize("image", [False, True])
+def test_value_and_mask_equal_value_and_pass_mask(bits, image):
+    from quantnas.quant.quantizers import HWGQ, ImageQuantizer
+
+    q = ImageQuantizer(bits) if image else HWGQ(bits)
+    x = torch.cat([torch.randn(1000) * 3, torch.tensor([0.0, -0.0, 1.0, q_clip(q), float("nan")])])
+    value, mask = q.value_and_mask(x)
+    assert torch.equal(mask, q.pass_mask(x))
+    torch.testing.assert_close(value, q.value(x), equal_nan=True, rtol=0, atol=0)
+
+
+def q_clip(q) -> float:
+    return getattr(q, "clip", 1.0) if not q.full_precision else 1.0

@@ -16,6 +16,7 @@ from collections.abc import Sequence
 
 import torch
 
+from quantnas.quant.noise import draw_noise
 from quantnas.quant.quantizers import FULL_PRECISION
 
 
@@ -63,8 +64,9 @@ class _Activation(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, x: torch.Tensor, quant) -> torch.Tensor:
-        ctx.save_for_backward(quant.pass_mask(x))
-        return quant.value(x)
+        value, mask = quant.value_and_mask(x)
+        ctx.save_for_backward(mask)
+        return value
 
     @staticmethod
     def backward(ctx, grad: torch.Tensor):
@@ -81,23 +83,11 @@ def activation(x: torch.Tensor, quant) -> torch.Tensor:
     return _Activation.apply(x, quant)
 
 
-def draw_noise(like: torch.Tensor, *, seed: int, index: int, kind: str) -> torch.Tensor:
-    """The noise ``eps`` of copy ``index`` for ``seed``: ``N(0, 1/4)`` or ``U[-1/2, 1/2]``.
-
-    Drawn from a private generator, so the same ``(seed, index)`` gives the same tensor in
-    the forward and the backward pass.
-    """
-    g = torch.Generator(device=like.device).manual_seed(seed * 1009 + index)
-    if kind == "gaussian":
-        return torch.randn(like.shape, generator=g, dtype=like.dtype, device=like.device).mul_(0.5)
-    return torch.rand(like.shape, generator=g, dtype=like.dtype, device=like.device).sub_(0.5)
-
-
 class _OriginalNoisyMix(torch.autograd.Function):
     """``f v + sum_b c_b sg(v + Delta_b eps_b)`` with ``v = relu(x)`` or ``x``."""
 
     @staticmethod
-    def forward(ctx, x, c, share, bits, relu, kind, seed):
+    def forward(ctx, x, c, share, bits, relu, kind, seed, source):
         v = torch.relu(x) if relu else x
         span = float(v.max() - v.min())
         out = v * share
@@ -107,17 +97,11 @@ class _OriginalNoisyMix(torch.autograd.Function):
             out.add_(v, alpha=float(c[b]))
             if bit < FULL_PRECISION:
                 delta = span / (2**bit - 1)
-                eps = draw_noise(v, seed=seed, index=b, kind=kind)
+                eps = draw_noise(v, seed=seed, index=b, kind=kind, source=source)
                 out.add_(eps, alpha=float(c[b]) * delta)
         ctx.save_for_backward(x, c)
-        ctx.share, ctx.bits, ctx.relu, ctx.kind, ctx.seed, ctx.span = (
-            share,
-            bits,
-            relu,
-            kind,
-            seed,
-            span,
-        )
+        ctx.share, ctx.bits, ctx.relu, ctx.span = share, bits, relu, span
+        ctx.kind, ctx.seed, ctx.source = kind, seed, source
         return out
 
     @staticmethod
@@ -137,9 +121,9 @@ class _OriginalNoisyMix(torch.autograd.Function):
                     continue
                 gc[b] = base
                 if bit < FULL_PRECISION:
-                    eps = draw_noise(v, seed=ctx.seed, index=b, kind=ctx.kind)
+                    eps = draw_noise(v, seed=ctx.seed, index=b, kind=ctx.kind, source=ctx.source)
                     gc[b] = gc[b] + ctx.span / (2**bit - 1) * (grad * eps).sum()
-        return gx, gc, None, None, None, None, None
+        return gx, gc, None, None, None, None, None, None
 
 
 def original_noisy_mix(
@@ -151,13 +135,16 @@ def original_noisy_mix(
     relu: bool,
     kind: str,
     seed: int,
+    source: str = "rng",
 ) -> torch.Tensor:
     """The original code's noisy mixture of bit-width copies, keeping only ``x`` for backward.
 
     ``v = relu(x)`` (inputs) or ``x`` (weights); returns
     ``share * v + sum_b c_b * sg(v + Delta_b eps_b)`` with
     ``Delta_b = (max v - min v) / (2^b - 1)`` (0 at 32 bits) and ``eps_b`` from
-    :func:`draw_noise`. Gradients: ``share * dv/dx`` for ``x`` (the copies are detached) and
+    :func:`~quantnas.quant.noise.draw_noise` (from ``source``). Gradients: ``share * dv/dx``
+    for ``x`` (the copies are detached) and
     ``<grad, v + Delta_b eps_b>`` for ``c_b``.
     """
-    return _OriginalNoisyMix.apply(x, c.to(x.dtype), float(share), tuple(bits), relu, kind, seed)
+    c = c.to(x.dtype)
+    return _OriginalNoisyMix.apply(x, c, float(share), tuple(bits), relu, kind, seed, source)

@@ -14,8 +14,9 @@ from torch import nn
 
 from quantnas.errors import QuantNASError
 from quantnas.quant.conv import QConvBase
-from quantnas.quant.fused import draw_noise, mixed_activation, original_noisy_mix
-from quantnas.quant.quantizers import HWGQ, LSQ, ImageQuantizer, NoiseQuantizer, check_bits
+from quantnas.quant.fused import mixed_activation, original_noisy_mix
+from quantnas.quant.noise import NOISE_KINDS, NOISE_SOURCES, draw_noise
+from quantnas.quant.quantizers import HWGQ, LSQ, ImageQuantizer, check_bits
 
 __all__ = ["MIX_MODES", "NOISE_MIXES", "MixedQConv2d"]
 
@@ -59,6 +60,8 @@ class MixedQConv2d(QConvBase):
         noise: Noise distribution for ``noise`` mode (``gaussian``: ``eps ~ N(0, 1/4)`` as
             in the original, or ``uniform``: ``U[-1/2, 1/2]``).
         noise_mix: ``original`` or ``shared`` (see above).
+        noise_source: Where ``eps`` comes from: ``rng`` (fresh draws, the original) or
+            ``table`` (windows of a fixed noise table, see :mod:`quantnas.quant.noise`).
         **geometry: See :class:`QConvBase`.
 
     """
@@ -70,6 +73,7 @@ class MixedQConv2d(QConvBase):
         mode: str = "noise",
         noise: str = "gaussian",
         noise_mix: str = "original",
+        noise_source: str = "rng",
         **geometry,
     ) -> None:
         super().__init__(**geometry)
@@ -85,11 +89,14 @@ class MixedQConv2d(QConvBase):
         self.noise_mix = noise_mix
         self.w_quant = nn.ModuleList(LSQ(b, self.c_out) for b in self.bits)
         self.a_quant = nn.ModuleList(HWGQ(b) for b in self.bits)
-        if noise not in NoiseQuantizer.KINDS:
+        if noise not in NOISE_KINDS:
+            raise QuantNASError(f"noise kind {noise!r} unknown; expected one of {NOISE_KINDS}")
+        if noise_source not in NOISE_SOURCES:
             raise QuantNASError(
-                f"noise kind {noise!r} unknown; expected one of {NoiseQuantizer.KINDS}"
+                f"search.noise_source {noise_source!r} unknown; expected one of {NOISE_SOURCES}"
             )
         self.noise_kind = noise
+        self.noise_source = noise_source
         for lsq in self.w_quant:
             lsq.init_from(self.weight)
         self.bit_weights: torch.Tensor | None = None
@@ -142,7 +149,12 @@ class MixedQConv2d(QConvBase):
             )
         share = 1.0 / (len(self.bits) + 1)
         c = self._bit_vector(mix, total + share)
-        kw = {"share": share, "bits": self.bits, "kind": self.noise_kind}
+        kw = {
+            "share": share,
+            "bits": self.bits,
+            "kind": self.noise_kind,
+            "source": self.noise_source,
+        }
         a = original_noisy_mix(x, c, relu=True, seed=seed, **kw)
         return self._conv(a, original_noisy_mix(self.weight, c, relu=False, seed=seed + 1, **kw))
 
@@ -167,7 +179,9 @@ class MixedQConv2d(QConvBase):
         for i, p in mix:
             copy = v.detach()
             if self.bits[i] < 32:
-                eps = draw_noise(v, seed=seed, index=i, kind=self.noise_kind)
+                eps = draw_noise(
+                    v, seed=seed, index=i, kind=self.noise_kind, source=self.noise_source
+                )
                 copy = copy + span / (2 ** self.bits[i] - 1) * eps
             out = out + p / (total + share) * copy
         return out
@@ -179,7 +193,10 @@ class MixedQConv2d(QConvBase):
         share = 1.0 / (len(self.bits) + 1)
         with torch.no_grad():
             span = v.max() - v.min()
-            if self.noise_kind == "gaussian":
+            if self.noise_source == "table":
+                seed = int(torch.randint(0, 2**31 - 1, ()))
+                eps = draw_noise(v, seed=seed, index=0, kind=self.noise_kind, source="table")
+            elif self.noise_kind == "gaussian":
                 eps = torch.randn_like(v).mul_(0.5)
             else:
                 eps = torch.rand_like(v).sub_(0.5)
@@ -191,5 +208,9 @@ class MixedQConv2d(QConvBase):
         return v + (1 - share) * scale * eps
 
     def extra_repr(self) -> str:
-        extra = f", noise_mix={self.noise_mix}" if self.mode == "noise" else ""
+        extra = (
+            f", noise_mix={self.noise_mix}, noise_source={self.noise_source}"
+            if self.mode == "noise"
+            else ""
+        )
         return f"{super().extra_repr()}, bits={self.bits}, mode={self.mode}{extra}"

@@ -18,6 +18,7 @@ import torch
 from torch import nn
 
 from quantnas.errors import QuantNASError
+from quantnas.quant.noise import NOISE_KINDS
 
 #: Bit-widths a conv can use. 32 means full precision (no quantization).
 SUPPORTED_BITS: tuple[int, ...] = (2, 3, 4, 8, 16, 32)
@@ -159,6 +160,18 @@ class HWGQ(Quantizer):
             return x > 0
         return (x >= 0) & (x <= self.clip)
 
+    @torch.no_grad()
+    def value_and_mask(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """:meth:`value` and :meth:`pass_mask` in fewer passes over ``x``.
+
+        The mask is ``clamp(x) == x``: the same as ``0 <= x <= clip`` (both false for NaN).
+        """
+        if self.full_precision:
+            return torch.relu(x), x > 0
+        y = x.clamp(0.0, self.clip)
+        mask = y == x
+        return y.div_(self.step).round_().mul_(self.step), mask
+
 
 class ImageQuantizer(Quantizer):
     """Uniform quantizer of an input with the known range ``[0, 1]`` (the LR image).
@@ -193,6 +206,16 @@ class ImageQuantizer(Quantizer):
             return x > 0
         return (x >= 0) & (x <= 1.0)
 
+    @torch.no_grad()
+    def value_and_mask(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """:meth:`value` and :meth:`pass_mask` in fewer passes (mask: ``clamp(x) == x``)."""
+        if self.full_precision:
+            return torch.relu(x), x > 0
+        n = 2**self.bits - 1
+        y = x.clamp(0.0, 1.0)
+        mask = y == x
+        return y.mul_(n).round_().div_(n), mask
+
 
 class NoiseQuantizer(Quantizer):
     """Pseudo-quantization noise: ``x + Delta_b * eps`` with ``Delta_b = range(x) / (2^b - 1)``.
@@ -208,7 +231,7 @@ class NoiseQuantizer(Quantizer):
 
     """
 
-    KINDS = ("gaussian", "uniform")
+    KINDS = NOISE_KINDS
 
     def __init__(self, bits: int, *, kind: str = "gaussian", detach: bool = False) -> None:
         super().__init__(bits)

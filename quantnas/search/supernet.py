@@ -136,6 +136,8 @@ class Supernet(nn.Module):
         noise: ``gaussian`` or ``uniform`` noise for ``noise`` mode.
         noise_mix: How noise mode mixes its noisy copies: ``original`` (independent,
             detached draws, the original's weights) or ``shared`` (one draw).
+        noise_source: Where the noise comes from: ``rng`` (fresh draws, the original) or
+            ``table`` (windows of a fixed noise table).
         transform: Alpha transform.
 
     """
@@ -147,6 +149,7 @@ class Supernet(nn.Module):
         mode: str = "noise",
         noise: str = "gaussian",
         noise_mix: str = "original",
+        noise_source: str = "rng",
         transform: str = "softmax",
     ) -> None:
         super().__init__()
@@ -156,7 +159,14 @@ class Supernet(nn.Module):
         self.arch = arch
         self.bits = list(arch.bits)
         self.counts = layer_counts(arch)
-        conv = partial(MixedQConv2d, bits=self.bits, mode=mode, noise=noise, noise_mix=noise_mix)
+        conv = partial(
+            MixedQConv2d,
+            bits=self.bits,
+            mode=mode,
+            noise=noise,
+            noise_mix=noise_mix,
+            noise_source=noise_source,
+        )
         shared = get_space(arch.space).shares_cell_alphas
         self._layers: list[MixedLayer] = []
 

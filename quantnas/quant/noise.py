@@ -1,0 +1,88 @@
+"""Where the search's quantization noise comes from: fresh draws, or windows of a noise table.
+
+Noise mode adds ``Delta_b * eps`` to every candidate's input and weight, one ``eps`` per
+bit-width copy, and redraws it in the alpha step's backward pass. With fresh draws
+(``rng``, the original code's behaviour) drawing the Gaussian numbers is a third of an
+RFDN-space search step on a CPU. ``table`` reads each ``eps`` as a window of a fixed table
+of i.i.d. samples at an offset given by the draw's seed, as evolution strategies read
+their perturbations from a shared noise table (Salimans et al., 2017): a draw costs
+nothing (a view), every element of a window is a sample of the right distribution and
+the windows of two draws at different offsets hold different samples; but samples are
+reused across steps (at other positions), so the draws are not independent across the
+whole search. The table is built once per process from a fixed seed.
+"""
+
+from __future__ import annotations
+
+import threading
+
+import torch
+
+__all__ = ["NOISE_KINDS", "NOISE_SOURCES", "draw_noise"]
+
+#: The distribution of ``eps``: ``N(0, 1/4)`` (the original code) or ``U[-1/2, 1/2]``.
+NOISE_KINDS = ("gaussian", "uniform")
+#: Where ``eps`` comes from (``search.noise_source``).
+NOISE_SOURCES = ("rng", "table")
+
+#: Smallest table (floats); a larger tensor grows it to four times its size.
+TABLE_MIN = 1 << 23
+_TABLE_SEED = 20240217
+_tables: dict[tuple[str, torch.dtype, str], torch.Tensor] = {}
+_lock = threading.Lock()
+
+
+def _sample(kind: str, n: int, generator: torch.Generator, dtype: torch.dtype) -> torch.Tensor:
+    if kind == "gaussian":
+        return torch.randn(n, generator=generator, dtype=dtype).mul_(0.5)
+    return torch.rand(n, generator=generator, dtype=dtype).sub_(0.5)
+
+
+def noise_table(kind: str, numel: int, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+    """The process's table of ``kind`` samples, at least ``4 * numel`` long."""
+    key = (kind, dtype, str(device))
+    table = _tables.get(key)
+    if table is None or table.numel() < 4 * numel:
+        with _lock:
+            table = _tables.get(key)
+            if table is None or table.numel() < 4 * numel:
+                n = max(TABLE_MIN, 4 * numel)
+                g = torch.Generator().manual_seed(_TABLE_SEED)
+                table = _sample(kind, n, g, dtype).to(device)
+                _tables[key] = table
+    return table
+
+
+def _offset(seed: int, index: int, span: int) -> int:
+    """A pseudo-random offset in ``[0, span)`` from ``(seed, index)`` (a multiplicative hash)."""
+    h = ((seed * 1009 + index) * 0x9E3779B97F4A7C15) & 0xFFFFFFFFFFFFFFFF
+    h ^= h >> 29
+    return h % span
+
+
+def draw_noise(
+    like: torch.Tensor, *, seed: int, index: int, kind: str, source: str = "rng"
+) -> torch.Tensor:
+    """The noise ``eps`` of copy ``index`` for ``seed``, shaped like ``like``.
+
+    The same ``(seed, index)`` gives the same tensor in the forward and the backward pass:
+    ``rng`` draws it from a private generator seeded with them, ``table`` reads the window
+    of the noise table at the offset they give (a read-only view: do not modify it).
+
+    Args:
+        like: Shape, dtype and device of the noise.
+        seed: The draw's seed.
+        index: The copy (bit-width) it is for.
+        kind: ``gaussian`` (``N(0, 1/4)``) or ``uniform`` (``U[-1/2, 1/2]``).
+        source: ``rng`` or ``table``.
+
+    """
+    if source == "table":
+        n = like.numel()
+        table = noise_table(kind, n, like.dtype, like.device)
+        start = _offset(seed, index, table.numel() - n + 1)
+        return table[start : start + n].view(like.shape)
+    g = torch.Generator(device=like.device).manual_seed(seed * 1009 + index)
+    if kind == "gaussian":
+        return torch.randn(like.shape, generator=g, dtype=like.dtype, device=like.device).mul_(0.5)
+    return torch.rand(like.shape, generator=g, dtype=like.dtype, device=like.device).sub_(0.5)
