@@ -15,7 +15,7 @@ from quantnas.data.images import list_images, load_rgb, save_rgb
 from quantnas.errors import QuantNASError
 from quantnas.metrics import sr_metrics, to_uint8_image
 
-__all__ = ["bicubic_upscaler", "evaluate", "score_paths"]
+__all__ = ["bicubic_upscaler", "eval_sets", "evaluate", "score_paths"]
 
 logger = logging.getLogger(__name__)
 
@@ -99,6 +99,32 @@ def evaluate(
         if module is not None:
             module.train(was_training)
     return _summary(rows)
+
+
+def eval_sets(data: list[str], benchmarks: str | None, *, scale: int) -> dict[str, SRValDataset]:
+    """The sets ``quantnas eval`` scores: HR folders / ``embedded:...`` and benchmark sets.
+
+    Args:
+        data: HR image folders (named by folder name) or ``embedded:...`` sources.
+        benchmarks: YAML file of benchmark sets or ``embedded:test`` (see
+            :func:`~quantnas.data.datasets.load_benchmark_sets`).
+        scale: Upscaling factor.
+
+    Raises:
+        QuantNASError: Nothing to evaluate, or a bad folder / image / YAML file.
+
+    """
+    from quantnas.data.datasets import load_benchmark_sets, resolve_images
+
+    sets: dict[str, SRValDataset] = {}
+    for d in data:
+        name = Path(d).name if not d.startswith("embedded:") else d
+        sets[name] = SRValDataset(resolve_images(d, allow_gray=True), scale=scale)
+    if benchmarks:
+        sets.update(load_benchmark_sets(benchmarks, scale=scale))
+    if not sets:
+        raise QuantNASError("nothing to evaluate: give --data DIR and/or --benchmarks YAML")
+    return sets
 
 
 def _pairs(sr: Path, hr: Path) -> list[tuple[str, Path, Path]]:
