@@ -5,14 +5,12 @@
   handler appending to ``<run_dir>/log.txt``.
 * :func:`progress` wraps :class:`tqdm.tqdm` and hides itself when stderr is not a
   terminal (set ``QUANTNAS_PROGRESS=1`` to force it on, ``0`` to force it off).
-* :class:`MetricLogger` appends metric rows to ``metrics.csv`` and ``metrics.jsonl`` (and
-  TensorBoard when available) and can be reopened when a run resumes.
+* :class:`MetricLogger` appends metric rows to ``metrics.jsonl`` (and TensorBoard when
+  available) and can be reopened when a run resumes.
 """
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 import logging
 import math
@@ -184,35 +182,13 @@ def _is_number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
-def _csv_cell(value: Any) -> Any:
-    if value is None:
-        return ""
-    if isinstance(value, (list, dict)):
-        return json.dumps(value)
-    return value
-
-
-def _parse_csv_value(text: str) -> Any:
-    """Best-effort conversion of a CSV cell back to int/float (empty -> None)."""
-    if text == "":
-        return None
-    for cast in (int, float):
-        try:
-            return cast(text)
-        except ValueError:
-            continue
-    return text
-
-
 class MetricLogger:
-    """Append metric rows to ``metrics.csv`` / ``metrics.jsonl`` (and TensorBoard).
+    """Append metric rows to ``metrics.jsonl`` (and TensorBoard).
 
-    ``metrics.jsonl`` is the source of truth (types are preserved); ``metrics.csv`` is
-    a convenience copy whose header is the union of all keys in order of first
-    appearance. When a row brings a new key the CSV is rewritten (atomically) with the
-    wider header; otherwise rows are appended.
+    ``metrics.jsonl`` holds one JSON object per row (types are preserved); rows may bring
+    new keys at any time.
 
-    Opening a run directory that already has metric files keeps the old rows, so a
+    Opening a run directory that already has a metrics file keeps the old rows, so a
     resumed run continues them. Use :meth:`truncate_after` to drop rows logged after
     the checkpoint being resumed.
 
@@ -224,7 +200,6 @@ class MetricLogger:
 
     """
 
-    CSV_NAME = "metrics.csv"
     JSONL_NAME = "metrics.jsonl"
     TB_DIR = "tensorboard"
 
@@ -234,32 +209,26 @@ class MetricLogger:
             self.run_dir.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise QuantNASError(f"run directory {self.run_dir} cannot be created ({exc})") from exc
-        self.csv_path = self.run_dir / self.CSV_NAME
         self.jsonl_path = self.run_dir / self.JSONL_NAME
         self._rows: list[dict[str, Any]] = self._load_existing()
-        self._fieldnames: list[str] = self._union_keys(self._rows)
         if self._rows:
             logger.info("continuing %d existing metric row(s) in %s", len(self._rows), self.run_dir)
-            # Make sure both files agree (e.g. CSV missing or stale after a crash).
-            self._rewrite_files()
+            # Drop a partial last line left by an interrupted write.
+            self._rewrite_file()
         self._writer: Any = None
         self._writer_cls: Any = None
         if tensorboard:
             try:
                 from torch.utils.tensorboard import SummaryWriter
             except ImportError:
-                logger.info("tensorboard is not installed; metrics go to CSV/JSONL only")
+                logger.info("tensorboard is not installed; metrics go to metrics.jsonl only")
             else:
                 self._writer_cls = SummaryWriter
                 self._writer = SummaryWriter(log_dir=str(self.run_dir / self.TB_DIR))
 
     # ------------------------------------------------------------------ reading
     def _load_existing(self) -> list[dict[str, Any]]:
-        if self.jsonl_path.is_file():
-            return self._read_jsonl()
-        if self.csv_path.is_file():
-            return self._read_csv()
-        return []
+        return self._read_jsonl() if self.jsonl_path.is_file() else []
 
     def _read_jsonl(self) -> list[dict[str, Any]]:
         rows: list[dict[str, Any]] = []
@@ -283,16 +252,8 @@ class MetricLogger:
             rows.append(row)
         return rows
 
-    def _read_csv(self) -> list[dict[str, Any]]:
-        with self.csv_path.open(newline="", encoding="utf-8") as handle:
-            reader = csv.DictReader(handle)
-            return [
-                {k: _parse_csv_value(v) for k, v in row.items() if k is not None and v != ""}
-                for row in reader
-            ]
-
     def rows(self) -> list[dict[str, Any]]:
-        """Read back all logged rows from ``metrics.jsonl`` (or the CSV if no JSONL).
+        """Read back all logged rows from ``metrics.jsonl``.
 
         Returns:
             The rows in logging order, as new dicts.
@@ -300,32 +261,10 @@ class MetricLogger:
         """
         return self._load_existing()
 
-    @property
-    def fieldnames(self) -> list[str]:
-        """Current CSV header (union of keys, in order of first appearance)."""
-        return list(self._fieldnames)
-
     # ------------------------------------------------------------------ writing
-    @staticmethod
-    def _union_keys(rows: Iterable[Mapping[str, Any]]) -> list[str]:
-        keys: dict[str, None] = {}
-        for row in rows:
-            for key in row:
-                keys.setdefault(key, None)
-        return list(keys)
-
-    def _csv_text(self) -> str:
-        buffer = io.StringIO()
-        writer = csv.DictWriter(buffer, fieldnames=self._fieldnames, restval="")
-        writer.writeheader()
-        for row in self._rows:
-            writer.writerow({k: _csv_cell(v) for k, v in row.items()})
-        return buffer.getvalue()
-
-    def _rewrite_files(self) -> None:
+    def _rewrite_file(self) -> None:
         jsonl = "".join(json.dumps(row) + "\n" for row in self._rows)
         atomic_write_text(self.jsonl_path, jsonl)
-        atomic_write_text(self.csv_path, self._csv_text())
 
     def log(self, row: Mapping[str, Any]) -> dict[str, Any]:
         """Append one row of metrics.
@@ -357,15 +296,6 @@ class MetricLogger:
             handle.flush()
         self._rows.append(clean)
 
-        new_keys = [k for k in clean if k not in self._fieldnames]
-        if new_keys or not self.csv_path.is_file():
-            self._fieldnames.extend(new_keys)
-            atomic_write_text(self.csv_path, self._csv_text())
-        else:
-            with self.csv_path.open("a", newline="", encoding="utf-8") as handle:
-                writer = csv.DictWriter(handle, fieldnames=self._fieldnames, restval="")
-                writer.writerow({k: _csv_cell(v) for k, v in clean.items()})
-
         if self._writer is not None:
             step = self._tb_step(clean, len(self._rows) - 1)
             for key, value in clean.items():
@@ -396,8 +326,8 @@ class MetricLogger:
     def truncate_after(self, step_key: str, value: float) -> int:
         """Drop rows with ``row[step_key] > value`` (rows without the key are kept).
 
-        Used when resuming from a checkpoint older than the last logged row. Both files
-        are rewritten atomically; TensorBoard is reopened with ``purge_step`` so its
+        Used when resuming from a checkpoint older than the last logged row. The file is
+        rewritten atomically; TensorBoard is reopened with ``purge_step`` so its
         later events are hidden.
 
         Args:
@@ -416,8 +346,7 @@ class MetricLogger:
         dropped = len(self._rows) - len(kept)
         if dropped:
             self._rows = kept
-            self._fieldnames = self._union_keys(kept)
-            self._rewrite_files()
+            self._rewrite_file()
             logger.info("dropped %d metric row(s) with %s > %s", dropped, step_key, value)
             if self._writer is not None and self._writer_cls is not None:
                 purge = max((self._tb_step(r, i) for i, r in enumerate(kept)), default=-1) + 1
@@ -428,7 +357,7 @@ class MetricLogger:
         return dropped
 
     def close(self) -> None:
-        """Flush and close the TensorBoard writer (CSV/JSONL are written per row)."""
+        """Flush and close the TensorBoard writer (``metrics.jsonl`` is written per row)."""
         if self._writer is not None:
             self._writer.close()
             self._writer = None
