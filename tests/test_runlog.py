@@ -6,6 +6,7 @@ import pytest
 
 from quantnas import runlog
 from quantnas.errors import QuantNASError
+from quantnas.metrics_log import MetricLogger
 
 
 @pytest.fixture
@@ -59,7 +60,7 @@ def _read_jsonl(path):
 
 
 def test_jsonl_keys_grow_and_roundtrip(tmp_path):
-    m = runlog.MetricLogger(tmp_path, tensorboard=False)
+    m = MetricLogger(tmp_path, tensorboard=False)
     m.log({"epoch": 0, "train_loss": 0.5})
     m.log({"epoch": 1, "train_loss": 0.4})
     m.log({"epoch": 2, "train_loss": 0.3, "val_psnr": 30.25, "genotype": None})
@@ -78,7 +79,7 @@ def test_numpy_and_torch_values_are_plain(tmp_path):
     import numpy as np
     import torch
 
-    m = runlog.MetricLogger(tmp_path, tensorboard=False)
+    m = MetricLogger(tmp_path, tensorboard=False)
     row = m.log({"epoch": np.int64(1), "loss": torch.tensor(0.5), "psnr": np.float32(30.5)})
     assert row == {"epoch": 1, "loss": 0.5, "psnr": 30.5}
     assert type(m.rows()[0]["epoch"]) is int
@@ -87,12 +88,12 @@ def test_numpy_and_torch_values_are_plain(tmp_path):
 
 
 def test_resume_keeps_rows_and_truncate_after(tmp_path):
-    m = runlog.MetricLogger(tmp_path, tensorboard=False)
+    m = MetricLogger(tmp_path, tensorboard=False)
     for e in range(5):
         m.log({"epoch": e, "loss": 1.0 / (e + 1)})
     m.log({"note": "no epoch"})
     m.close()
-    m2 = runlog.MetricLogger(tmp_path, tensorboard=False)
+    m2 = MetricLogger(tmp_path, tensorboard=False)
     assert len(m2.rows()) == 6
     assert m2.truncate_after("epoch", 2) == 2
     assert [r.get("epoch") for r in m2.rows()] == [0, 1, 2, None]
@@ -106,21 +107,21 @@ def test_resume_keeps_rows_and_truncate_after(tmp_path):
 
 
 def test_partial_last_jsonl_line_is_ignored(tmp_path):
-    m = runlog.MetricLogger(tmp_path, tensorboard=False)
+    m = MetricLogger(tmp_path, tensorboard=False)
     m.log({"epoch": 0})
     with (tmp_path / "metrics.jsonl").open("a") as f:
         f.write('{"epoch": 1, "lo')
-    m2 = runlog.MetricLogger(tmp_path, tensorboard=False)
+    m2 = MetricLogger(tmp_path, tensorboard=False)
     assert m2.rows() == [{"epoch": 0}]
     (tmp_path / "metrics.jsonl").write_text('{"epoch": 0\n{"epoch": 1}\n')
     with pytest.raises(QuantNASError, match="metrics.jsonl: line 1"):
-        runlog.MetricLogger(tmp_path, tensorboard=False)
+        MetricLogger(tmp_path, tensorboard=False)
 
 
 def test_tensorboard_missing_is_tolerated(tmp_path, monkeypatch, caplog):
     monkeypatch.setitem(sys.modules, "torch.utils.tensorboard", None)
     with caplog.at_level(logging.INFO, logger="quantnas"):
-        m = runlog.MetricLogger(tmp_path, tensorboard=True)
+        m = MetricLogger(tmp_path, tensorboard=True)
     assert "tensorboard is not installed" in caplog.text
     m.log({"epoch": 0, "loss": 1.0})
     m.close()
@@ -129,7 +130,7 @@ def test_tensorboard_missing_is_tolerated(tmp_path, monkeypatch, caplog):
 
 def test_tensorboard_writes_events(tmp_path):
     pytest.importorskip("tensorboard")
-    with runlog.MetricLogger(tmp_path) as m:
+    with MetricLogger(tmp_path) as m:
         m.log({"epoch": 0, "loss": 1.0, "name": "x"})
         m.log({"epoch": 1, "loss": 0.5})
         m.truncate_after("epoch", 0)
