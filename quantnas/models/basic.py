@@ -20,6 +20,9 @@ from torch import nn
 from quantnas.errors import QuantNASError
 from quantnas.models.blocks import LayerFn, ParallelSum, Residual, Sequence, upscale_input
 
+#: Cell types (``arch.cell_type``): ``A`` scales the body path by 0.2, ``B`` does not.
+CELL_TYPES = ("A", "B")
+
 
 def basic_channels(block: str, index: int, count: int, *, c: int, scale: int) -> tuple[int, int]:
     """``(c_in, c_out)`` of layer ``index`` of ``block`` (``count`` layers), basic space."""
@@ -80,7 +83,7 @@ class BasicSRNet(nn.Module):
     ) -> None:
         super().__init__()
         check_basic_counts(counts, where="network")
-        if cell_type not in ("A", "B"):
+        if cell_type not in CELL_TYPES:
             raise QuantNASError(f"cell_type {cell_type!r} unknown; expected 'A' or 'B'")
         if body_cells < 1:
             raise QuantNASError(f"body_cells must be >= 1 (got {body_cells})")

@@ -8,7 +8,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-GLOBAL_SKIPS = ("none", "bicubic", "nearest")
+#: What :func:`upscale_input` adds to the network output (``arch.global_skip``).
+GLOBAL_SKIPS = ("none", "nearest", "bicubic")
 
 
 class LayerFn(Protocol):
