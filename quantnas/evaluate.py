@@ -107,14 +107,15 @@ def eval_sets(data: list[str], benchmarks: str | None, *, scale: int) -> dict[st
     Args:
         data: HR image folders (named by folder name) or ``embedded:...`` sources.
         benchmarks: YAML file of benchmark sets or ``embedded:test`` (see
-            :func:`~quantnas.data.datasets.load_benchmark_sets`).
+            :func:`~quantnas.data.benchmarks.load_benchmark_sets`).
         scale: Upscaling factor.
 
     Raises:
         QuantNASError: Nothing to evaluate, or a bad folder / image / YAML file.
 
     """
-    from quantnas.data.datasets import load_benchmark_sets, resolve_images
+    from quantnas.data.benchmarks import load_benchmark_sets
+    from quantnas.data.sources import resolve_images
 
     sets: dict[str, SRValDataset] = {}
     for d in data:
