@@ -283,7 +283,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
 
 
 def cmd_pareto(args: argparse.Namespace) -> int:
-    from quantnas.sweep.driver import pareto_command
+    from quantnas.sweep.front import pareto_command
 
     sys.stdout.write(pareto_command(args.results, set_name=args.set, out=args.out))
     return 0
