@@ -292,9 +292,9 @@ class _NullMetrics:
 
 
 def metric_logger(run_dir, *, tensorboard: bool):
-    """A :class:`~quantnas.runlog.MetricLogger` on rank 0, a silent stand-in elsewhere."""
+    """A :class:`~quantnas.metrics_log.MetricLogger` on rank 0, a silent stand-in elsewhere."""
     if not is_main():
         return _NullMetrics()
-    from quantnas.runlog import MetricLogger
+    from quantnas.metrics_log import MetricLogger
 
     return MetricLogger(run_dir, tensorboard=tensorboard)

@@ -16,7 +16,14 @@ from quantnas.data.images import list_images, load_rgb, save_rgb
 from quantnas.errors import QuantNASError
 from quantnas.metrics import sr_metrics, to_uint8_image
 
-__all__ = ["bicubic_reference", "bicubic_upscaler", "evaluate", "score_paths", "validate"]
+__all__ = [
+    "bicubic_reference",
+    "bicubic_upscaler",
+    "eval_sets",
+    "evaluate",
+    "score_paths",
+    "validate",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -127,6 +134,33 @@ def bicubic_reference(dataset: SRValDataset) -> dict[str, float]:
     """PSNR/SSIM of MATLAB bicubic upscaling on a validation set."""
     res = evaluate(bicubic_upscaler(dataset.scale), dataset)
     return {"psnr": res["psnr"], "ssim": res["ssim"]}
+
+
+def eval_sets(data: list[str], benchmarks: str | None, *, scale: int) -> dict[str, SRValDataset]:
+    """The sets ``quantnas eval`` scores: HR folders / ``embedded:...`` and benchmark sets.
+
+    Args:
+        data: HR image folders (named by folder name) or ``embedded:...`` sources.
+        benchmarks: YAML file of benchmark sets or ``embedded:test`` (see
+            :func:`~quantnas.data.benchmarks.load_benchmark_sets`).
+        scale: Upscaling factor.
+
+    Raises:
+        QuantNASError: Nothing to evaluate, or a bad folder / image / YAML file.
+
+    """
+    from quantnas.data.benchmarks import load_benchmark_sets
+    from quantnas.data.sources import resolve_images
+
+    sets: dict[str, SRValDataset] = {}
+    for d in data:
+        name = Path(d).name if not d.startswith("embedded:") else d
+        sets[name] = SRValDataset(resolve_images(d, allow_gray=True), scale=scale)
+    if benchmarks:
+        sets.update(load_benchmark_sets(benchmarks, scale=scale))
+    if not sets:
+        raise QuantNASError("nothing to evaluate: give --data DIR and/or --benchmarks YAML")
+    return sets
 
 
 def _pairs(sr: Path, hr: Path) -> list[tuple[str, Path, Path]]:

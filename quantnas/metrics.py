@@ -137,13 +137,8 @@ def ssim(sr: np.ndarray, hr: np.ndarray, *, crop_border: int, y_channel: bool = 
     """Structural similarity as in MATLAB / BasicSR.
 
     11x11 Gaussian window (sigma 1.5), 'valid' filtering, ``C1 = (0.01*255)^2``,
-    ``C2 = (0.03*255)^2``, computed in float64; in RGB mode the mean over channels.
-
-    Args:
-        sr: Super-resolved image, ``uint8`` ``HxWx3``.
-        hr: Ground truth, same shape.
-        crop_border: Pixels removed from every border before comparing.
-        y_channel: Compare the BT.601 Y channel (else each RGB channel).
+    ``C2 = (0.03*255)^2``, computed in float64; in RGB mode (``y_channel=False``) the mean
+    over channels. The arguments are those of :func:`psnr`.
 
     Returns:
         Mean SSIM (1.0 for identical images).

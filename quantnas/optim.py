@@ -11,7 +11,7 @@ from torch import nn
 
 from quantnas.errors import QuantNASError
 
-__all__ = ["param_groups", "pixel_loss", "warmup_cosine"]
+__all__ = ["LOSSES", "param_groups", "pixel_loss", "warmup_cosine"]
 
 
 def param_groups(
@@ -37,19 +37,22 @@ def param_groups(
     return groups
 
 
-def pixel_loss(name: str):
-    """The training loss ``f(sr, hr) -> scalar`` named by ``train.loss``.
+def _charbonnier(sr: torch.Tensor, hr: torch.Tensor) -> torch.Tensor:
+    return torch.sqrt((sr - hr).pow(2) + 1e-6).mean()
 
-    ``l1`` (the SR default), ``mse`` (the PSNR objective itself; used to fine-tune at the
-    end, as RFDN does) or ``charbonnier`` (``sqrt(d^2 + 1e-6)``, a smooth L1).
-    """
-    if name == "l1":
-        return F.l1_loss
-    if name == "mse":
-        return F.mse_loss
-    if name == "charbonnier":
-        return lambda sr, hr: torch.sqrt((sr - hr).pow(2) + 1e-6).mean()
-    raise QuantNASError(f"unknown loss {name!r}; expected l1, mse or charbonnier")
+
+#: The training losses by ``train.loss`` name: ``l1`` (the SR default), ``mse`` (the PSNR
+#: objective itself; used to fine-tune at the end, as RFDN does) or ``charbonnier``
+#: (``sqrt(d^2 + 1e-6)``, a smooth L1).
+LOSS_FUNCTIONS = {"l1": F.l1_loss, "mse": F.mse_loss, "charbonnier": _charbonnier}
+LOSSES = tuple(LOSS_FUNCTIONS)
+
+
+def pixel_loss(name: str):
+    """The training loss ``f(sr, hr) -> scalar`` named by ``train.loss`` (see ``LOSSES``)."""
+    if name not in LOSS_FUNCTIONS:
+        raise QuantNASError(f"unknown loss {name!r}; expected l1, mse or charbonnier")
+    return LOSS_FUNCTIONS[name]
 
 
 def warmup_cosine(

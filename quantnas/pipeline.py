@@ -3,8 +3,8 @@
 Layout of a run directory::
 
     config.yaml  log.txt  state.json  report.md  report.json  summary.txt
-    search/   (checkpoint.pt, best_arch.json, alphas.png, arch.png, metrics.*)
-    train/    (checkpoint.pt, best.pt, training.png, metrics.*)
+    search/   (checkpoint.pt, best_arch.json, alphas.png, arch.png, metrics.jsonl)
+    train/    (checkpoint.pt, best.pt, training.png, metrics.jsonl)
     eval.json  samples/  side_by_side.png
 
 ``state.json`` records the finished stages; ``--resume RUN_DIR`` skips them and resumes

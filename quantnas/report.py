@@ -10,7 +10,8 @@ import torch
 
 from quantnas.config import Config
 from quantnas.cost import network_cost
-from quantnas.data.datasets import SRValDataset, load_benchmark_sets
+from quantnas.data.benchmarks import load_benchmark_sets
+from quantnas.data.datasets import SRValDataset
 from quantnas.data.from_config import val_dataset
 from quantnas.evaluate import bicubic_upscaler, evaluate
 from quantnas.fileio import atomic_write_json, atomic_write_text

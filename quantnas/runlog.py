@@ -1,33 +1,28 @@
-"""Logging, progress bars and per-run metric files.
+"""Logging and progress bars.
 
 * :func:`setup_logging` configures the ``"quantnas"`` logger: a console handler that
   writes through :func:`tqdm.tqdm.write` (so progress bars are not broken) and a file
   handler appending to ``<run_dir>/log.txt``.
 * :func:`progress` wraps :class:`tqdm.tqdm` and hides itself when stderr is not a
   terminal (set ``QUANTNAS_PROGRESS=1`` to force it on, ``0`` to force it off).
-* :class:`MetricLogger` appends metric rows to ``metrics.csv`` and ``metrics.jsonl`` (and
-  TensorBoard when available) and can be reopened when a run resumes.
+
+Per-run metric files are :mod:`quantnas.metrics_log`.
 """
 
 from __future__ import annotations
 
-import csv
-import io
-import json
 import logging
-import math
 import os
 import sys
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TypeVar
 
 from tqdm.auto import tqdm
 
 from quantnas.errors import QuantNASError
-from quantnas.fileio import _json_default, atomic_write_text
 
-__all__ = ["MetricLogger", "TqdmHandler", "progress", "setup_logging"]
+__all__ = ["TqdmHandler", "progress", "setup_logging"]
 
 LOGGER_NAME = "quantnas"
 FILE_FORMAT = "%(asctime)s %(levelname)s %(message)s"
@@ -38,9 +33,6 @@ PROGRESS_ENV = "QUANTNAS_PROGRESS"
 _OWN_HANDLER_ATTR = "_quantnas_own_handler"
 
 T = TypeVar("T")
-
-logger = logging.getLogger(__name__)
-
 
 class TqdmHandler(logging.Handler):
     """Logging handler that writes records with :func:`tqdm.write` to ``sys.stderr``.
@@ -162,279 +154,3 @@ def progress(
         dynamic_ncols=True,
         disable=not _progress_enabled(enabled),
     )
-
-
-def _plain(value: Any) -> Any:
-    """Convert numpy/torch scalars and paths to plain JSON values."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return None  # strict JSON: no NaN/Infinity
-    if value is None or isinstance(value, (bool, int, float, str)):
-        return value
-    if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
-    if isinstance(value, Mapping):
-        return {str(k): _plain(v) for k, v in value.items()}
-    try:
-        return _plain(_json_default(value))
-    except TypeError:
-        return str(value)
-
-
-def _is_number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
-
-
-def _csv_cell(value: Any) -> Any:
-    if value is None:
-        return ""
-    if isinstance(value, (list, dict)):
-        return json.dumps(value)
-    return value
-
-
-def _parse_csv_value(text: str) -> Any:
-    """Best-effort conversion of a CSV cell back to int/float (empty -> None)."""
-    if text == "":
-        return None
-    for cast in (int, float):
-        try:
-            return cast(text)
-        except ValueError:
-            continue
-    return text
-
-
-class MetricLogger:
-    """Append metric rows to ``metrics.csv`` / ``metrics.jsonl`` (and TensorBoard).
-
-    ``metrics.jsonl`` is the source of truth (types are preserved); ``metrics.csv`` is
-    a convenience copy whose header is the union of all keys in order of first
-    appearance. When a row brings a new key the CSV is rewritten (atomically) with the
-    wider header; otherwise rows are appended.
-
-    Opening a run directory that already has metric files keeps the old rows, so a
-    resumed run continues them. Use :meth:`truncate_after` to drop rows logged after
-    the checkpoint being resumed.
-
-    Args:
-        run_dir: Run directory (created if missing).
-        tensorboard: Also write scalars with ``torch.utils.tensorboard.SummaryWriter``
-            to ``run_dir / "tensorboard"`` if it can be imported; otherwise log one
-            info line and continue without it.
-
-    """
-
-    CSV_NAME = "metrics.csv"
-    JSONL_NAME = "metrics.jsonl"
-    TB_DIR = "tensorboard"
-
-    def __init__(self, run_dir: str | Path, *, tensorboard: bool = True) -> None:
-        self.run_dir = Path(run_dir)
-        try:
-            self.run_dir.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise QuantNASError(f"run directory {self.run_dir} cannot be created ({exc})") from exc
-        self.csv_path = self.run_dir / self.CSV_NAME
-        self.jsonl_path = self.run_dir / self.JSONL_NAME
-        self._rows: list[dict[str, Any]] = self._load_existing()
-        self._fieldnames: list[str] = self._union_keys(self._rows)
-        if self._rows:
-            logger.info("continuing %d existing metric row(s) in %s", len(self._rows), self.run_dir)
-            # Make sure both files agree (e.g. CSV missing or stale after a crash).
-            self._rewrite_files()
-        self._writer: Any = None
-        self._writer_cls: Any = None
-        if tensorboard:
-            try:
-                from torch.utils.tensorboard import SummaryWriter
-            except ImportError:
-                logger.info("tensorboard is not installed; metrics go to CSV/JSONL only")
-            else:
-                self._writer_cls = SummaryWriter
-                self._writer = SummaryWriter(log_dir=str(self.run_dir / self.TB_DIR))
-
-    # ------------------------------------------------------------------ reading
-    def _load_existing(self) -> list[dict[str, Any]]:
-        if self.jsonl_path.is_file():
-            return self._read_jsonl()
-        if self.csv_path.is_file():
-            return self._read_csv()
-        return []
-
-    def _read_jsonl(self) -> list[dict[str, Any]]:
-        rows: list[dict[str, Any]] = []
-        lines = self.jsonl_path.read_text(encoding="utf-8").splitlines()
-        for lineno, line in enumerate(lines, start=1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as exc:
-                if lineno == len(lines):
-                    logger.warning(
-                        "%s: ignoring a partial last line (interrupted write)", self.jsonl_path
-                    )
-                    continue
-                raise QuantNASError(
-                    f"{self.jsonl_path}: line {lineno} is not valid JSON ({exc.msg})"
-                ) from exc
-            if not isinstance(row, dict):
-                raise QuantNASError(f"{self.jsonl_path}: line {lineno} is not a JSON object")
-            rows.append(row)
-        return rows
-
-    def _read_csv(self) -> list[dict[str, Any]]:
-        with self.csv_path.open(newline="", encoding="utf-8") as handle:
-            reader = csv.DictReader(handle)
-            return [
-                {k: _parse_csv_value(v) for k, v in row.items() if k is not None and v != ""}
-                for row in reader
-            ]
-
-    def rows(self) -> list[dict[str, Any]]:
-        """Read back all logged rows from ``metrics.jsonl`` (or the CSV if no JSONL).
-
-        Returns:
-            The rows in logging order, as new dicts.
-
-        """
-        return self._load_existing()
-
-    @property
-    def fieldnames(self) -> list[str]:
-        """Current CSV header (union of keys, in order of first appearance)."""
-        return list(self._fieldnames)
-
-    # ------------------------------------------------------------------ writing
-    @staticmethod
-    def _union_keys(rows: Iterable[Mapping[str, Any]]) -> list[str]:
-        keys: dict[str, None] = {}
-        for row in rows:
-            for key in row:
-                keys.setdefault(key, None)
-        return list(keys)
-
-    def _csv_text(self) -> str:
-        buffer = io.StringIO()
-        writer = csv.DictWriter(buffer, fieldnames=self._fieldnames, restval="")
-        writer.writeheader()
-        for row in self._rows:
-            writer.writerow({k: _csv_cell(v) for k, v in row.items()})
-        return buffer.getvalue()
-
-    def _rewrite_files(self) -> None:
-        jsonl = "".join(json.dumps(row) + "\n" for row in self._rows)
-        atomic_write_text(self.jsonl_path, jsonl)
-        atomic_write_text(self.csv_path, self._csv_text())
-
-    def log(self, row: Mapping[str, Any]) -> dict[str, Any]:
-        """Append one row of metrics.
-
-        Values are converted to plain JSON types (numpy/torch scalars become numbers).
-        Numeric values are also sent to TensorBoard with step ``row["step"]``, else
-        ``row["epoch"]``, else the row's index.
-
-        Args:
-            row: Metric name -> value. Keys must be strings.
-
-        Returns:
-            The row as stored.
-
-        Raises:
-            QuantNASError: If ``row`` is not a mapping with string keys.
-
-        """
-        if not isinstance(row, Mapping):
-            raise QuantNASError(f"metric row: expected a mapping, got {type(row).__name__}")
-        clean: dict[str, Any] = {}
-        for key, value in row.items():
-            if not isinstance(key, str):
-                raise QuantNASError(f"metric row: keys must be strings, got {key!r}")
-            clean[key] = _plain(value)
-
-        with self.jsonl_path.open("a", encoding="utf-8") as handle:
-            handle.write(json.dumps(clean) + "\n")
-            handle.flush()
-        self._rows.append(clean)
-
-        new_keys = [k for k in clean if k not in self._fieldnames]
-        if new_keys or not self.csv_path.is_file():
-            self._fieldnames.extend(new_keys)
-            atomic_write_text(self.csv_path, self._csv_text())
-        else:
-            with self.csv_path.open("a", newline="", encoding="utf-8") as handle:
-                writer = csv.DictWriter(handle, fieldnames=self._fieldnames, restval="")
-                writer.writerow({k: _csv_cell(v) for k, v in clean.items()})
-
-        if self._writer is not None:
-            step = self._tb_step(clean, len(self._rows) - 1)
-            for key, value in clean.items():
-                if key in ("step", "epoch") or not _is_number(value):
-                    continue
-                if isinstance(value, float) and math.isnan(value):
-                    continue
-                self._writer.add_scalar(key, value, step)
-            self._writer.flush()
-        return clean
-
-    def scalars(self, values: Mapping[str, float], step: int) -> None:
-        """Send extra scalars to TensorBoard only (e.g. every alpha probability)."""
-        if self._writer is None:
-            return
-        for key, value in values.items():
-            self._writer.add_scalar(key, float(value), step)
-        self._writer.flush()
-
-    @staticmethod
-    def _tb_step(row: Mapping[str, Any], index: int) -> int:
-        """TensorBoard step of a row: ``step``, else ``epoch``, else its index."""
-        for key in ("step", "epoch"):
-            if _is_number(row.get(key)):
-                return int(row[key])
-        return index
-
-    def truncate_after(self, step_key: str, value: float) -> int:
-        """Drop rows with ``row[step_key] > value`` (rows without the key are kept).
-
-        Used when resuming from a checkpoint older than the last logged row. Both files
-        are rewritten atomically; TensorBoard is reopened with ``purge_step`` so its
-        later events are hidden.
-
-        Args:
-            step_key: Key to compare, e.g. ``"epoch"`` or ``"step"``.
-            value: Last value to keep.
-
-        Returns:
-            The number of rows dropped.
-
-        """
-        kept = [
-            row
-            for row in self._rows
-            if not (_is_number(row.get(step_key)) and row[step_key] > value)
-        ]
-        dropped = len(self._rows) - len(kept)
-        if dropped:
-            self._rows = kept
-            self._fieldnames = self._union_keys(kept)
-            self._rewrite_files()
-            logger.info("dropped %d metric row(s) with %s > %s", dropped, step_key, value)
-            if self._writer is not None and self._writer_cls is not None:
-                purge = max((self._tb_step(r, i) for i, r in enumerate(kept)), default=-1) + 1
-                self._writer.close()
-                self._writer = self._writer_cls(
-                    log_dir=str(self.run_dir / self.TB_DIR), purge_step=purge
-                )
-        return dropped
-
-    def close(self) -> None:
-        """Flush and close the TensorBoard writer (CSV/JSONL are written per row)."""
-        if self._writer is not None:
-            self._writer.close()
-            self._writer = None
-
-    def __enter__(self) -> MetricLogger:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()

@@ -17,6 +17,10 @@ from quantnas.quant.conv import QConv2d, QConvBase
 from quantnas.quant.quantizers import check_bits
 from quantnas.spaces import available_spaces, get_space
 
+#: How the convs that read the LR image quantize it (``arch.input_quant``): ``image``
+#: (:class:`~quantnas.quant.quantizers.ImageQuantizer`) or ``hwgq`` like every activation.
+INPUT_QUANTS = ("image", "hwgq")
+
 #: Default candidate operations per block type and space (declared by each space).
 DEFAULT_PRIMITIVES: dict[str, dict[str, list[str]]] = {
     name: get_space(name).default_primitives for name in available_spaces()

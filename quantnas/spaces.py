@@ -85,6 +85,17 @@ def get_space(name: str) -> SearchSpace:
     return _REGISTRY[name]
 
 
+def _network_kwargs(arch: ArchConfig) -> dict:
+    """The topology arguments every space takes from ``arch`` in the same way."""
+    return {
+        "c": arch.c_fixed,
+        "scale": arch.scale,
+        "adq": not arch.skip_mode,
+        "global_skip": arch.global_skip,
+        "output_scale": arch.output_scale,
+    }
+
+
 class BasicSpace(SearchSpace):
     """The basic space: head, repeated residual body cells (shared alphas), upsample, tail."""
 
@@ -123,13 +134,9 @@ class BasicSpace(SearchSpace):
         return BasicSRNet(
             layer_fn,
             counts,
-            c=arch.c_fixed,
-            scale=arch.scale,
             body_cells=arch.body_cells,
             cell_type=arch.cell_type,
-            adq=not arch.skip_mode,
-            global_skip=arch.global_skip,
-            output_scale=arch.output_scale,
+            **_network_kwargs(arch),
         )
 
     def picture_cells(self, arch: ArchConfig) -> int:
@@ -172,12 +179,8 @@ class RFDNSpace(SearchSpace):
         return RFDNSRNet(
             layer_fn,
             fixed=partial(QConv2d, bits=self.fixed_bits),
-            c=arch.c_fixed,
-            scale=arch.scale,
             n_cells=arch.body_cells,
-            adq=not arch.skip_mode,
-            global_skip=arch.global_skip,
-            output_scale=arch.output_scale,
+            **_network_kwargs(arch),
         )
 
 

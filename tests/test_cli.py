@@ -257,7 +257,7 @@ def test_search_cli_outputs(searched):
         "checkpoint.pt",
         "log.txt",
         "config.yaml",
-        "metrics.csv",
+        "metrics.jsonl",
     ):
         assert (searched / name).is_file(), name
     cfg = yaml.safe_load((searched / "config.yaml").read_text())

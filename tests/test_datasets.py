@@ -2,19 +2,12 @@ import numpy as np
 import pytest
 import torch
 
+from quantnas.data.benchmarks import load_benchmark_sets
 from quantnas.data.bicubic import downscale_uint8
-from quantnas.data.datasets import (
-    EMBEDDED_TRAIN,
-    EMBEDDED_VAL,
-    SRTrainDataset,
-    SRValDataset,
-    embedded_images,
-    load_benchmark_sets,
-    make_loader,
-    resolve_images,
-)
+from quantnas.data.datasets import SRTrainDataset, SRValDataset, make_loader
 from quantnas.data.images import load_rgb, save_rgb
 from quantnas.data.prepare import patch_starts, prepare_patches
+from quantnas.data.sources import EMBEDDED_TRAIN, EMBEDDED_VAL, embedded_images, resolve_images
 from quantnas.errors import QuantNASError
 
 
@@ -58,7 +51,7 @@ def _thumb(arr: np.ndarray, size: int = 24) -> np.ndarray:
 
 
 def test_embedded_test_split_is_apart_from_train_and_val():
-    from quantnas.data.datasets import EMBEDDED_TEST, load_benchmark_sets
+    from quantnas.data.sources import EMBEDDED_TEST
 
     assert EMBEDDED_TEST == ("grace_hopper", "camera", "coins", "brick")
     assert not set(EMBEDDED_TEST) & (set(EMBEDDED_TRAIN) | set(EMBEDDED_VAL))
@@ -277,7 +270,7 @@ def test_prepare_errors(tmp_path):
 
 
 def test_embedded_name_lists():
-    from quantnas.data.datasets import EMBEDDED_ALL, embedded_names
+    from quantnas.data.sources import EMBEDDED_ALL, embedded_names
 
     assert embedded_names("val") == ("astronaut", "coffee", "chelsea")
     assert embedded_names("rocket, coffee") == ("rocket", "coffee")

@@ -9,7 +9,8 @@ import torch
 
 from quantnas import genotype as gt
 from quantnas.config import load_config
-from quantnas.data.datasets import SRTrainDataset, embedded_images
+from quantnas.data.datasets import SRTrainDataset
+from quantnas.data.sources import embedded_images
 from quantnas.distributed import ShardedLoader
 from quantnas.errors import QuantNASError
 

@@ -5,8 +5,9 @@ import pytest
 import torch
 
 from quantnas.data.bicubic import downscale_uint8, imresize
-from quantnas.data.datasets import SRValDataset, embedded_images
+from quantnas.data.datasets import SRValDataset
 from quantnas.data.images import load_rgb, save_rgb
+from quantnas.data.sources import embedded_images
 from quantnas.errors import QuantNASError
 from quantnas.evaluate import bicubic_upscaler, evaluate, score_paths
 from quantnas.metrics import sr_metrics

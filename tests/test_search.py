@@ -132,8 +132,8 @@ def test_resume_is_exact(tmp_path, extra):
     )
     assert [h["epoch"] for h in resumed.history] == [0, 1, 2]
     # the metrics file holds each epoch once
-    csv_lines = (tmp_path / "part" / "metrics.csv").read_text().strip().splitlines()
-    assert len(csv_lines) == 1 + 3
+    rows = (tmp_path / "part" / "metrics.jsonl").read_text().strip().splitlines()
+    assert [json.loads(r)["epoch"] for r in rows] == [0, 1, 2]
     hist = json.loads((tmp_path / "part" / "alpha_history.json").read_text())
     assert all(len(v) == 3 for v in hist.values())
 
@@ -184,7 +184,7 @@ def test_run_dir_outputs(tmp_path):
         "alpha_history.json",
         "alphas.png",
         "arch.png",
-        "metrics.csv",
+        "metrics.jsonl",
         "config.yaml",
         "checkpoint.pt",
     ):
@@ -200,7 +200,8 @@ def test_run_dir_outputs(tmp_path):
     for key, rows in hist.items():
         assert len(rows) == cfg.search.epochs
         assert sum(map(sum, rows[-1])) == pytest.approx(1.0, abs=1e-5), key
-    header = (d / "metrics.csv").read_text().splitlines()[0].split(",")
+    rows = [json.loads(r) for r in (d / "metrics.jsonl").read_text().splitlines()]
+    header = {k for r in rows for k in r}
     for col in ("epoch", "val_loss", "val_psnr", "genotype_bitops", "expected_bitops", "entropy"):
         assert col in header
 

@@ -1,6 +1,7 @@
 """Behaviour of QAT training of a genotype (outputs, reload, resume, warm-up, losses, EMA,
 quality)."""
 
+import json
 import math
 
 import pytest
@@ -98,8 +99,8 @@ def test_resume_is_exact(tmp_path):
     assert [h["epoch"] for h in resumed.history] == [0, 1, 2]
     assert resumed.history[-1]["val_psnr"] == full.history[-1]["val_psnr"]
     assert resumed.best == full.best
-    lines = (tmp_path / "part" / "metrics.csv").read_text().strip().splitlines()
-    assert len(lines) == 1 + 3
+    lines = (tmp_path / "part" / "metrics.jsonl").read_text().strip().splitlines()
+    assert [json.loads(r)["epoch"] for r in lines] == [0, 1, 2]
 
 
 def test_resume_with_warm_up_is_exact(tmp_path):
@@ -128,9 +129,8 @@ def test_full_precision_warm_up(tmp_path):
     t = Trainer(cfg, tmp_path / "w", gt.DEFAULT)
     res = t.run()
     assert [h["quantized"] for h in t.history] == [0, 1]
-    rows = (tmp_path / "w" / "metrics.csv").read_text().splitlines()
-    col = rows[0].split(",").index("quantized")
-    assert [r.split(",")[col] for r in rows[1:]] == ["0", "1"]
+    rows = (tmp_path / "w" / "metrics.jsonl").read_text().splitlines()
+    assert [json.loads(r)["quantized"] for r in rows] == [0, 1]
     # the best checkpoint is a quantized one
     assert res.best_epoch == 1
     assert load_checkpoint(tmp_path / "w" / "best.pt")["quantized"] is True

@@ -1,183 +1,23 @@
-"""Training / validation datasets for super-resolution.
+"""Super-resolution datasets: random training crops with bicubic LR, full validation
+images, and the data loader.
 
-Images are held in memory as ``(name, uint8 HxWx3 array)`` pairs. They come either from
-photos bundled in the scikit-image wheel (``embedded:train`` / ``embedded:val``, usable
-offline, for smoke tests and demos) or from a folder of image files.
+The images come from :mod:`quantnas.data.sources` (embedded photos or a folder).
 """
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Sequence
-from pathlib import Path
 
 import numpy as np
 import torch
-import yaml
 from torch.utils.data import DataLoader, Dataset
 
 from quantnas.data.bicubic import downscale_uint8
-from quantnas.data.images import list_images, load_rgb
-from quantnas.errors import QuantNASError, read_user_text
+from quantnas.data.sources import NamedImage, resolve_images
+from quantnas.errors import QuantNASError
 
-__all__ = [
-    "EMBEDDED_ALL",
-    "EMBEDDED_TEST",
-    "EMBEDDED_TRAIN",
-    "EMBEDDED_VAL",
-    "NamedImage",
-    "SRTrainDataset",
-    "SRValDataset",
-    "embedded_images",
-    "load_benchmark_sets",
-    "make_loader",
-    "resolve_images",
-]
-
-logger = logging.getLogger(__name__)
-
-NamedImage = tuple[str, np.ndarray]
-
-EMBEDDED_TRAIN: tuple[str, ...] = (
-    "rocket",
-    "stereo_motorcycle",
-    "immunohistochemistry",
-    "hubble_deep_field",
-    "retina",
-)
-# Three of the five natural photos are held out (a portrait, a still life and fur close-up,
-# the last one hard to super-resolve); training keeps two natural photos and the three
-# scientific images.
-EMBEDDED_VAL: tuple[str, ...] = ("astronaut", "coffee", "chelsea")
-# The test split: photos that neither training nor validation uses, only ever reported
-# (e.g. the Pareto fronts of ``quantnas sweep``). ``grace_hopper`` is the public-domain
-# portrait shipped in matplotlib's ``mpl-data/sample_data``; ``camera`` (CC0), ``coins``
-# (Brooklyn Museum, no known copyright restrictions) and ``brick`` (CC0 texture photo) are
-# grayscale photos in scikit-image's data folder, replicated to RGB.
-EMBEDDED_TEST: tuple[str, ...] = ("grace_hopper", "camera", "coins", "brick")
-EMBEDDED_ALL: tuple[str, ...] = EMBEDDED_TRAIN + EMBEDDED_VAL + EMBEDDED_TEST
-_EMBEDDED = {"train": EMBEDDED_TRAIN, "val": EMBEDDED_VAL, "test": EMBEDDED_TEST}
-_EMBEDDED_PREFIX = "embedded:"
-#: Set name under which ``data.benchmarks=embedded:...`` photos are reported (their role).
-EMBEDDED_TEST_SET = "test"
-
-
-def _as_rgb_uint8(arr: np.ndarray) -> np.ndarray:
-    """Convert a scikit-image sample (gray, RGB or RGBA, any dtype) to ``uint8`` RGB."""
-    if arr.dtype != np.uint8:
-        from skimage.util import img_as_ubyte
-
-        arr = img_as_ubyte(arr)
-    if arr.ndim == 2:
-        arr = np.repeat(arr[:, :, None], 3, axis=2)
-    return np.ascontiguousarray(arr[:, :, :3])
-
-
-def embedded_names(spec: str) -> tuple[str, ...]:
-    """The photo names of an embedded split (``train``/``val``) or a comma-separated list.
-
-    Raises:
-        QuantNASError: For an unknown split or photo name.
-
-    """
-    if spec in _EMBEDDED:
-        return _EMBEDDED[spec]
-    names = tuple(n.strip() for n in spec.split(",") if n.strip())
-    unknown = [n for n in names if n not in EMBEDDED_ALL]
-    if not names or unknown:
-        raise QuantNASError(
-            f"unknown embedded split {(unknown[0] if unknown else spec)!r}; expected 'train', "
-            f"'val', 'test' or a comma-separated list of {', '.join(EMBEDDED_ALL)}"
-        )
-    return names
-
-
-def _matplotlib_sample(name: str) -> np.ndarray:
-    """A photo from matplotlib's bundled ``sample_data`` folder (no download)."""
-    from matplotlib import cbook
-    from PIL import Image
-
-    with Image.open(cbook.get_sample_data(f"{name}.jpg", asfileobj=False)) as img:
-        return np.asarray(img.convert("RGB"))
-
-
-#: Embedded photos that come from matplotlib rather than ``skimage.data``.
-_MATPLOTLIB_PHOTOS = ("grace_hopper",)
-
-
-def embedded_images(split: str) -> list[NamedImage]:
-    """Load the photos bundled with scikit-image / matplotlib (no download needed).
-
-    Args:
-        split: ``"train"`` (:data:`EMBEDDED_TRAIN`), ``"val"`` (:data:`EMBEDDED_VAL`),
-            ``"test"`` (:data:`EMBEDDED_TEST`) or a comma-separated list of names from
-            :data:`EMBEDDED_ALL`, e.g. ``"coffee,rocket"``.
-
-    Returns:
-        List of ``(name, uint8 HxWx3)``; ``stereo_motorcycle`` uses the left image;
-        grayscale photos are replicated to RGB.
-
-    Raises:
-        QuantNASError: For an unknown split or photo name.
-
-    """
-    names = embedded_names(split)
-    import skimage.data
-
-    out: list[NamedImage] = []
-    for name in names:
-        if name in _MATPLOTLIB_PHOTOS:
-            data = _matplotlib_sample(name)
-        else:
-            data = getattr(skimage.data, name)()
-        if isinstance(data, tuple):
-            data = data[0]
-        out.append((name, _as_rgb_uint8(np.asarray(data))))
-    return out
-
-
-def resolve_images(
-    source: str | Path,
-    *,
-    min_size: int | None = None,
-    allow_gray: bool = False,
-    max_pixels: int | None = None,
-) -> list[NamedImage]:
-    """Load the images named by a data source.
-
-    Folder images are all loaded eagerly into memory: fine for patch folders and
-    benchmark sets, not meant for huge raw collections (cut those with ``prepare``).
-
-    Args:
-        source: ``"embedded:train"``, ``"embedded:val"`` or a folder of images.
-        min_size: Minimum short side of each image (see :func:`load_rgb`).
-        allow_gray: Replicate grayscale images to RGB instead of rejecting them.
-        max_pixels: Pixel limit per image file (see :func:`load_rgb`; ``data.max_pixels``).
-
-    Returns:
-        List of ``(file stem or embedded name, uint8 HxWx3)``, sorted by file name.
-
-    Raises:
-        QuantNASError: Unknown embedded split, missing/empty folder, bad image.
-
-    """
-    text = str(source)
-    if text.startswith(_EMBEDDED_PREFIX):
-        images = embedded_images(text[len(_EMBEDDED_PREFIX) :])
-        if min_size is not None:
-            for name, arr in images:
-                if min(arr.shape[:2]) < min_size:
-                    raise QuantNASError(
-                        f"embedded image {name} is {arr.shape[0]}x{arr.shape[1]}; "
-                        f"need at least {min_size}"
-                    )
-        return images
-    files = list_images(text)
-    logger.info("loading %d images from %s", len(files), text)
-    return [
-        (p.stem, load_rgb(p, allow_gray=allow_gray, min_size=min_size, max_pixels=max_pixels))
-        for p in files
-    ]
+#: ``resolve_images`` is :mod:`quantnas.data.sources`'s, named here for older importers.
+__all__ = ["SRTrainDataset", "SRValDataset", "make_loader", "resolve_images"]
 
 
 def _to_tensor(arr: np.ndarray) -> torch.Tensor:
@@ -341,91 +181,6 @@ class SRValDataset(Dataset):
     def __getitem__(self, index: int) -> tuple[str, torch.Tensor, torch.Tensor]:
         name, lr, hr = self.items[index]
         return name, _to_tensor(lr), _to_tensor(hr)
-
-
-def _read_yaml(path: Path) -> dict:
-    if not path.is_file():
-        raise QuantNASError(f"benchmark sets file {path} does not exist")
-    try:
-        data = yaml.safe_load(read_user_text(path, "benchmark sets file"))
-    except (yaml.YAMLError, RecursionError) as exc:
-        first = str(exc).replace("\n", " ")
-        raise QuantNASError(f"{path}: malformed YAML ({first})") from exc
-    if not isinstance(data, dict) or not data:
-        raise QuantNASError(f"{path}: expected a mapping {{SetName: {{hr: dir, lr: dir}}}}")
-    return data
-
-
-def _entry_dirs(path: Path, name: str, entry: object) -> tuple[Path, Path | None]:
-    """Validate one YAML entry and return its (hr, lr) folders resolved against ``path``."""
-    if isinstance(entry, str):
-        entry = {"hr": entry}
-    if not isinstance(entry, dict):
-        raise QuantNASError(f"{path}: {name} must be a mapping with keys hr and optional lr")
-    unknown = sorted(set(entry) - {"hr", "lr"})
-    if unknown:
-        raise QuantNASError(f"{path}: {name} has unknown key {unknown[0]!r}; expected hr, lr")
-    if not entry.get("hr"):
-        raise QuantNASError(f"{path}: {name} is missing the 'hr' key (HR image folder)")
-    dirs: list[Path | None] = []
-    for key in ("hr", "lr"):
-        value = entry.get(key)
-        if value is None:
-            dirs.append(None)
-            continue
-        folder = Path(str(value)).expanduser()
-        folder = folder if folder.is_absolute() else path.parent / folder
-        if not folder.is_dir():
-            raise QuantNASError(f"{path}: {name}.{key} folder {folder} does not exist")
-        dirs.append(folder)
-    return dirs[0], dirs[1]
-
-
-def load_benchmark_sets(
-    path: str | Path, *, scale: int, max_pixels: int | None = None
-) -> dict[str, SRValDataset]:
-    """Load benchmark (test) sets listed in a YAML file, or embedded test photos.
-
-    ``embedded:test`` (or ``embedded:NAME,...``) gives one set named ``test``. The file
-    maps set names to folders, e.g.::
-
-        Set5: {hr: Set5/HR, lr: Set5/LR_bicubic/X4}
-        Set14: {hr: Set14/HR}        # LR made by bicubic downscaling
-
-    Relative folders are resolved against the YAML file's folder; a plain string is
-    shorthand for ``{hr: string}``. Grayscale images are replicated to RGB.
-
-    Args:
-        path: YAML file.
-        scale: Upscaling factor.
-        max_pixels: Pixel limit per image file (see :func:`load_rgb`).
-
-    Returns:
-        Mapping set name -> :class:`SRValDataset`, in file order.
-
-    Raises:
-        QuantNASError: Malformed YAML, missing ``hr`` key, unknown key, missing folder,
-            unreadable image or LR/HR mismatch, naming the file and key.
-
-    """
-    if str(path).startswith(_EMBEDDED_PREFIX):
-        hr = resolve_images(str(path), max_pixels=max_pixels)
-        label = f"data.benchmarks {path}"
-        return {EMBEDDED_TEST_SET: SRValDataset(hr, scale=scale, label=label)}
-    path = Path(path)
-    sets: dict[str, SRValDataset] = {}
-    for name, entry in _read_yaml(path).items():
-        hr_dir, lr_dir = _entry_dirs(path, str(name), entry)
-        hr = resolve_images(hr_dir, allow_gray=True, max_pixels=max_pixels)
-        lr = (
-            resolve_images(lr_dir, allow_gray=True, max_pixels=max_pixels)
-            if lr_dir is not None
-            else None
-        )
-        label = f"{path}: {name}"
-        sets[str(name)] = SRValDataset(hr, scale=scale, lr_images=lr, label=label)
-        logger.info("benchmark %s: %d images", name, len(hr))
-    return sets
 
 
 def make_loader(

@@ -14,7 +14,7 @@ import logging
 from pathlib import Path
 
 from quantnas.config import Config
-from quantnas.data.datasets import NamedImage, resolve_images
+from quantnas.data.sources import NamedImage, resolve_images
 from quantnas.errors import QuantNASError
 
 log = logging.getLogger(__name__)

@@ -102,7 +102,7 @@ class CheckResult:
 def check_images(scale: int, sizes=CHECK_SIZES) -> list[np.ndarray]:
     """LR crops ``(1, 3, h, w)`` in ``[0, 1]`` of a real photo, bicubic-downscaled."""
     from quantnas.data.bicubic import downscale_uint8
-    from quantnas.data.datasets import embedded_images
+    from quantnas.data.sources import embedded_images
 
     _, photo = embedded_images("val")[0]
     out = []

@@ -106,15 +106,15 @@ def read_picture(path: str | Path) -> Picture:
         QuantNASError: Missing, unreadable or unsupported file (one line naming it).
 
     """
-    from quantnas.data.images import _png_header, _read_png16
+    from quantnas.data.png16 import png_header, read_png16
 
     path = Path(path)
     if not path.is_file():
         raise QuantNASError(f"{path}: no such file")
     try:
-        header = _png_header(path)
+        header = png_header(path)
         if header is not None and header[0] == 16 and header[1] in (2, 4, 6) and not header[2]:
-            return _from_array(_read_png16(path, header[1]), path)
+            return _from_array(read_png16(path, header[1]), path)
         if path.suffix.lower() in _TIFF:
             import imageio.v3 as iio
 

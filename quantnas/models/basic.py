@@ -18,7 +18,10 @@ import torch
 from torch import nn
 
 from quantnas.errors import QuantNASError
-from quantnas.models.blocks import LayerFn, ParallelSum, Residual, Sequence, upscale_input
+from quantnas.models.blocks import LayerFn, ParallelSum, Residual, Sequence, SkipOutputNet
+
+#: Cell types (``arch.cell_type``): ``A`` scales the body path by 0.2, ``B`` does not.
+CELL_TYPES = ("A", "B")
 
 
 def basic_channels(block: str, index: int, count: int, *, c: int, scale: int) -> tuple[int, int]:
@@ -48,7 +51,7 @@ def check_basic_counts(counts: Mapping[str, int], *, where: str = "arch_pattern"
         raise QuantNASError(f"{where}: tail layer count must be >= 0")
 
 
-class BasicSRNet(nn.Module):
+class BasicSRNet(SkipOutputNet):
     """Basic-space SR network built from a layer function.
 
     Args:
@@ -59,9 +62,8 @@ class BasicSRNet(nn.Module):
         body_cells: Number of repeated body cells (architecture shared, weights not).
         cell_type: ``"A"`` (body path scaled by 0.2) or ``"B"``.
         adq: ADQ on every residual (``skip_mode: false`` in the original config).
-        global_skip: ``none``, ``nearest`` or ``bicubic`` upscaled LR added to the output.
-        output_scale: Learned scalar (init 0) on the output before the global skip
-            (only with a global skip).
+        global_skip: See :class:`~quantnas.models.blocks.SkipOutputNet`.
+        output_scale: See :class:`~quantnas.models.blocks.SkipOutputNet`.
 
     """
 
@@ -80,13 +82,11 @@ class BasicSRNet(nn.Module):
     ) -> None:
         super().__init__()
         check_basic_counts(counts, where="network")
-        if cell_type not in ("A", "B"):
+        if cell_type not in CELL_TYPES:
             raise QuantNASError(f"cell_type {cell_type!r} unknown; expected 'A' or 'B'")
         if body_cells < 1:
             raise QuantNASError(f"body_cells must be >= 1 (got {body_cells})")
-        self.scale, self.global_skip = scale, global_skip
-        use_scale = output_scale and global_skip != "none"
-        self.out_scale = nn.Parameter(torch.zeros(())) if use_scale else None
+        self._init_output(scale=scale, global_skip=global_skip, output_scale=output_scale)
 
         def layers(block: str) -> Sequence:
             n = counts.get(block, 0)
@@ -112,8 +112,4 @@ class BasicSRNet(nn.Module):
         return [self.head[0]] if len(self.head) else []
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = self.tail(self.upsample(self.body(self.head(x))))
-        if self.out_scale is not None:
-            out = out * self.out_scale
-        skip = upscale_input(x, self.scale, self.global_skip)
-        return out if skip is None else out + skip
+        return self._output(x, self.tail(self.upsample(self.body(self.head(x)))))

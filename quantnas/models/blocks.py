@@ -8,7 +8,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-GLOBAL_SKIPS = ("none", "bicubic", "nearest")
+#: What :func:`upscale_input` adds to the network output (``arch.global_skip``).
+GLOBAL_SKIPS = ("none", "nearest", "bicubic")
 
 
 class LayerFn(Protocol):
@@ -71,6 +72,27 @@ class ParallelSum(nn.Module):
             y = y * s if s != 1.0 else y
             out = y if out is None else out + y
         return out
+
+
+class SkipOutputNet(nn.Module):
+    """Base of the SR networks: the learned output scale and the global skip.
+
+    ``global_skip`` (one of :data:`GLOBAL_SKIPS`) adds the upscaled LR image to the
+    output; ``output_scale`` first multiplies the output by a learned scalar initialised
+    to 0 (only with a global skip), so training starts exactly at the global skip.
+    """
+
+    def _init_output(self, *, scale: int, global_skip: str, output_scale: bool) -> None:
+        self.scale, self.global_skip = scale, global_skip
+        use_scale = output_scale and global_skip != "none"
+        self.out_scale = nn.Parameter(torch.zeros(())) if use_scale else None
+
+    def _output(self, lr: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
+        """``out`` (scaled) plus the global skip of the LR input ``lr``."""
+        if self.out_scale is not None:
+            out = out * self.out_scale
+        skip = upscale_input(lr, self.scale, self.global_skip)
+        return out if skip is None else out + skip
 
 
 def upscale_input(lr: torch.Tensor, scale: int, mode: str) -> torch.Tensor | None:

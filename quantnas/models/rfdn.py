@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from quantnas.errors import QuantNASError
-from quantnas.models.blocks import LayerFn, Residual, upscale_input
+from quantnas.models.blocks import LayerFn, Residual, SkipOutputNet
 
 FixedConv = Callable[..., nn.Module]
 
@@ -112,7 +112,7 @@ class DistillationCell(nn.Module):
         return self.esa(self.fuse(torch.cat(parts, dim=1)))
 
 
-class RFDNSRNet(nn.Module):
+class RFDNSRNet(SkipOutputNet):
     """RFDN-space SR network built from a layer function.
 
     Args:
@@ -123,9 +123,8 @@ class RFDNSRNet(nn.Module):
         n_cells: Number of distillation cells.
         adq: ADQ around every cell instead of plain residuals (the tail keeps a plain
             residual, as in the original RFDN space).
-        global_skip: ``none``, ``nearest`` or ``bicubic`` upscaled LR added to the output.
-        output_scale: Learned scalar (init 0) on the output before the global skip
-            (only with a global skip).
+        global_skip: See :class:`~quantnas.models.blocks.SkipOutputNet`.
+        output_scale: See :class:`~quantnas.models.blocks.SkipOutputNet`.
 
     """
 
@@ -146,9 +145,8 @@ class RFDNSRNet(nn.Module):
             raise QuantNASError(f"rfdn space: c_fixed={c} must be divisible by 12")
         if n_cells < 1:
             raise QuantNASError(f"rfdn space: body_cells must be >= 1 (got {n_cells})")
-        self.c, self.scale, self.global_skip = c, scale, global_skip
-        use_scale = output_scale and global_skip != "none"
-        self.out_scale = nn.Parameter(torch.zeros(())) if use_scale else None
+        self.c = c
+        self._init_output(scale=scale, global_skip=global_skip, output_scale=output_scale)
         self.cells = nn.ModuleList(
             Residual(DistillationCell(layer_fn, k, c=c, scale=scale, fixed=fixed), c, adq=adq)
             for k in range(n_cells)
@@ -184,8 +182,4 @@ class RFDNSRNet(nn.Module):
             h = cell(h)
             outs.append(h)
         z = self.fuse3(self.fuse(torch.cat(outs, dim=1))) + x0
-        out = self.tail(self.upsample(z))
-        if self.out_scale is not None:
-            out = out * self.out_scale
-        skip = upscale_input(x, self.scale, self.global_skip)
-        return out if skip is None else out + skip
+        return self._output(x, self.tail(self.upsample(z)))

@@ -30,6 +30,18 @@ def _series(history: Sequence[Mapping[str, float]], key: str) -> tuple[list[floa
     return xs, ys
 
 
+def _finish(ax, plotted: bool, *, empty: str, ylabel: str, title: str) -> None:
+    """Legend (or an ``empty`` note when nothing was drawn), labels, title and grid."""
+    if plotted:
+        ax.legend(fontsize=8)
+    else:
+        ax.text(0.5, 0.5, empty, ha="center", va="center", transform=ax.transAxes)
+    ax.set_xlabel("epoch")
+    ax.set_ylabel(ylabel)
+    ax.set_title(title, fontsize=10)
+    ax.grid(True, alpha=0.3)
+
+
 def plot_training_curves(
     history: Sequence[Mapping[str, float]],
     path: str | Path,
@@ -68,16 +80,7 @@ def plot_training_curves(
         if xs:
             ax_loss.plot(xs, ys, marker="o" if len(xs) < 30 else None, markersize=3, label=label)
             plotted = True
-    if plotted:
-        ax_loss.legend(fontsize=8)
-    else:
-        ax_loss.text(
-            0.5, 0.5, "no loss values", ha="center", va="center", transform=ax_loss.transAxes
-        )
-    ax_loss.set_xlabel("epoch")
-    ax_loss.set_ylabel("loss")
-    ax_loss.set_title("loss", fontsize=10)
-    ax_loss.grid(True, alpha=0.3)
+    _finish(ax_loss, plotted, empty="no loss values", ylabel="loss", title="loss")
 
     plotted = False
     xs, ys = _series(history, "val_psnr")
@@ -101,16 +104,7 @@ def plot_training_curves(
             label=f"bicubic ({bic[-1]:.2f} dB)",
         )
         plotted = True
-    if plotted:
-        ax_psnr.legend(fontsize=8)
-    else:
-        ax_psnr.text(
-            0.5, 0.5, "no PSNR values", ha="center", va="center", transform=ax_psnr.transAxes
-        )
-    ax_psnr.set_xlabel("epoch")
-    ax_psnr.set_ylabel("PSNR (dB)")
-    ax_psnr.set_title("PSNR", fontsize=10)
-    ax_psnr.grid(True, alpha=0.3)
+    _finish(ax_psnr, plotted, empty="no PSNR values", ylabel="PSNR (dB)", title="PSNR")
 
     if title:
         fig.suptitle(title, fontsize=11)

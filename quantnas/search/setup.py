@@ -52,5 +52,6 @@ def build_supernet(cfg: Config) -> Supernet:
         mode=s.mode,
         noise=s.noise,
         noise_mix=s.noise_mix,
+        noise_source=s.noise_source,
         transform=s.alpha_transform,
     )

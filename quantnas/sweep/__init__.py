@@ -12,6 +12,7 @@ Modules: :mod:`~quantnas.sweep.trials` (the plan and config hashes),
 :mod:`~quantnas.sweep.runner` (one trial), :mod:`~quantnas.sweep.engines` (``local`` and
 ``ray``), :mod:`~quantnas.sweep.results` (``results.csv`` / ``results.jsonl``),
 :mod:`~quantnas.sweep.pareto` (fronts and target counts), :mod:`~quantnas.sweep.driver`
-(``quantnas sweep`` / ``quantnas pareto``). This package file imports nothing, so
+(``quantnas sweep``), :mod:`~quantnas.sweep.front` (the front's figure and table,
+``quantnas pareto``). This package file imports nothing, so
 :mod:`quantnas.plots` can use the front maths without a cycle.
 """

@@ -1,0 +1,289 @@
+"""The verbs of the ``quantnas`` command: each reads its arguments and calls the library.
+
+Every ``cmd_*`` takes the parsed arguments and returns the exit status.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+from quantnas import rundir
+from quantnas.errors import QuantNASError
+
+log = logging.getLogger("quantnas")
+
+#: Preset applied when ``--preset`` is not given (the quick embedded-data job).
+DEFAULT_PRESET = "default"
+
+
+def _load(args: argparse.Namespace, extra: list[str] | None = None):
+    from quantnas.config import load_config
+
+    return load_config(
+        preset=args.preset or DEFAULT_PRESET,
+        files=args.config,
+        overrides=list(extra or []) + list(args.overrides),
+    )
+
+
+def _stage_config(args: argparse.Namespace, stage: str, extra: list[str] | None = None):
+    """``(config, run directory)`` of ``search`` / ``train`` / ``run``.
+
+    The run directory (``--resume`` or a fresh one) is also kept as ``args.run_dir``, which
+    the Ctrl-C hint names; on resume the run's saved config wins (overrides still apply).
+    """
+    cfg = _load(args, extra)
+    run_dir = args.run_dir = rundir.chosen_run_dir(
+        cfg, stage, resume=args.resume, restart=args.restart
+    )
+    if not args.resume:
+        rundir.claim_run_dir(run_dir, restart=args.restart, command=args.command)
+        return cfg, run_dir
+    saved = rundir.resumed_config(run_dir, args.overrides)
+    return (saved if saved is not None else _load(args)), run_dir
+
+
+def _print_json(obj) -> None:
+    from quantnas.fileio import json_text
+
+    sys.stdout.write(json_text(obj))
+
+
+# ---------------------------------------------------------------------- commands
+def cmd_search(args: argparse.Namespace) -> int:
+    from quantnas.search.searcher import search
+
+    cfg, run_dir = _stage_config(args, "search")
+    run_dir = rundir.start_logging(run_dir, cfg)
+    res = search(cfg, run_dir, resume=bool(args.resume))
+    log.info("best genotype (epoch %d): %s", res.best_epoch, res.best)
+    log.info("written to %s", run_dir / "best_arch.json")
+    return 0
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from quantnas import genotype as gt
+    from quantnas.train import train
+
+    if args.resume and args.genotype:
+        raise QuantNASError(
+            f"--genotype cannot be combined with --resume: {args.resume} goes on with the "
+            "genotype it was started with (start a new run for another genotype)"
+        )
+    extra = [f"train.genotype={args.genotype}"] if args.genotype else []
+    cfg, run_dir = _stage_config(args, "train", extra)
+    run_dir = rundir.start_logging(run_dir, cfg)
+    geno = gt.resolve(cfg.train.genotype)
+    res = train(cfg, run_dir, geno, resume=bool(args.resume))
+    log.info(
+        "best validation PSNR %.2f dB at epoch %d -> %s",
+        res.best_psnr,
+        res.best_epoch,
+        res.best_path,
+    )
+    return 0
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    from quantnas.evaluate import bicubic_upscaler, eval_sets, evaluate
+    from quantnas.runlog import setup_logging
+
+    setup_logging()
+    if args.save_images:
+        Path(args.save_images).mkdir(parents=True, exist_ok=True)  # fail before computing
+    if args.model == "bicubic":
+        if args.scale is None:
+            raise QuantNASError("--scale is required with --model bicubic")
+        model, scale, info = bicubic_upscaler(args.scale), args.scale, {"model": "bicubic"}
+    else:
+        from quantnas.checkpoint import load_model
+        from quantnas.cost import network_cost
+
+        net, geno, arch = load_model(args.model, args.device)
+        if args.scale is not None and args.scale != arch.scale:
+            raise QuantNASError(f"--scale {args.scale} differs from the model's scale {arch.scale}")
+        model, scale = net, arch.scale
+        cost = network_cost(net, lr_size=32).summary()
+        info = {"model": str(args.model), "genotype": geno.to_text(), **cost}
+    sets = eval_sets(args.data or [], args.benchmarks, scale=scale)
+    results = {}
+    for name, ds in sets.items():
+        save = (
+            Path(args.save_images) / Path(name).name.replace(":", "_") if args.save_images else None
+        )
+        results[name] = evaluate(model, ds, device=args.device, save_dir=save)
+    if args.json:
+        _print_json({**info, "scale": scale, "sets": results})
+    else:
+        for name, r in results.items():
+            sys.stdout.write(
+                f"{name}: PSNR {r['psnr']:.2f} dB  SSIM {r['ssim']:.4f}  "
+                f"({len(r['images'])} images)\n"
+            )
+    return 0
+
+
+def cmd_score(args: argparse.Namespace) -> int:
+    from quantnas.evaluate import score_paths
+
+    res = score_paths(Path(args.sr), Path(args.hr), scale=args.scale)
+    if args.json:
+        _print_json(res)
+    else:
+        for row in res["images"]:
+            sys.stdout.write(f"{row['name']}: PSNR {row['psnr']:.2f} dB  SSIM {row['ssim']:.4f}\n")
+        sys.stdout.write(f"mean: PSNR {res['psnr']:.2f} dB  SSIM {res['ssim']:.4f}\n")
+    return 0
+
+
+def cmd_info(args: argparse.Namespace) -> int:
+    from quantnas import genotype as gt
+    from quantnas.config import ArchConfig, load_config
+    from quantnas.cost import network_cost
+    from quantnas.space import build_network
+
+    geno = gt.resolve(args.genotype)
+    if args.preset:
+        arch = load_config(preset=args.preset).arch
+    else:
+        arch = ArchConfig(space=geno.space, c_fixed=36, scale=4, body_cells=3, global_skip="none")
+    for key, value in (
+        ("c_fixed", args.channels),
+        ("scale", args.scale),
+        ("body_cells", args.body_cells),
+    ):
+        if value is not None:
+            setattr(arch, key, value)
+    if args.adq:
+        arch.skip_mode = False
+    rep = network_cost(build_network(geno, arch), lr_size=args.lr_size)
+    out = {
+        **rep.summary(),
+        "genotype": geno.to_text(),
+        "channels": arch.c_fixed,
+        "scale": arch.scale,
+        "body_cells": arch.body_cells,
+    }
+    if args.json:
+        _print_json(out)
+        return 0
+    h, w = rep.lr_size
+    sys.stdout.write(
+        f"genotype : {geno.to_text()}\n"
+        f"params   : {rep.params:,}\n"
+        f"size     : {rep.size_bytes / 1024:.2f} KiB (weights at their bit-widths)\n"
+        f"MACs     : {rep.macs:,} (LR {h}x{w})\n"
+        f"BitOps   : {rep.bitops:,} = {rep.bitops / 1e9:.3f} GBitOps (LR {h}x{w})\n"
+    )
+    if args.layers:
+        for c in rep.convs:
+            sys.stdout.write(
+                f"  {c.name:50s} {c.c_in:4d}->{c.c_out:<4d} k={c.kernel} "
+                f"g={c.groups} bits={c.bits_w} BitOps={c.bitops:,}\n"
+            )
+    return 0
+
+
+def cmd_prepare(args: argparse.Namespace) -> int:
+    from quantnas.data.prepare import prepare_patches
+    from quantnas.runlog import setup_logging
+
+    setup_logging()
+    n = prepare_patches(
+        args.src,
+        args.out,
+        patch=args.patch,
+        stride=args.stride,
+        scale=args.scale,
+        skip_bad=args.skip_bad,
+    )
+    log.info("wrote %d patches to %s", n, args.out)
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    if args.format in ("onnx", "onnx-fp32"):
+        from quantnas.deploy.commands import export_onnx_command
+
+        return export_onnx_command(args)
+    from quantnas import genotype as gt
+    from quantnas.plots import plot_genotype
+
+    geno = gt.from_source(args.source)
+    if args.format == "json":
+        text = geno.to_json()
+    elif args.format == "text":
+        text = geno.to_text() + "\n"
+    else:
+        if not args.out:
+            raise QuantNASError("--format png needs --out FILE.png")
+        plot_genotype(geno.pairs(), args.out, body_cells=args.body_cells)
+        return 0
+    if args.out:
+        from quantnas.fileio import atomic_write_text
+
+        atomic_write_text(args.out, text)
+    else:
+        sys.stdout.write(text)
+    return 0
+
+
+def cmd_upscale(args: argparse.Namespace) -> int:
+    from quantnas.deploy.commands import upscale_command
+
+    return upscale_command(args)
+
+
+def cmd_config(args: argparse.Namespace) -> int:
+    from quantnas.config import dump, presets
+
+    if args.list:
+        sys.stdout.write("\n".join(presets()) + "\n")
+        return 0
+    sys.stdout.write(dump(_load(args)))
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from quantnas import distributed as qdist
+    from quantnas.pipeline import run_pipeline
+
+    qdist.refuse("run")
+    cfg, run_dir = _stage_config(args, "run")
+    run_pipeline(cfg, run_dir, resume=bool(args.resume))
+    return 0
+
+
+def cmd_sweep(args: argparse.Namespace) -> int:
+    from quantnas import distributed as qdist
+    from quantnas.sweep.driver import run_sweep
+
+    qdist.refuse("sweep")
+    extra = []
+    if args.values is not None:
+        extra.append(f"sweep.penalties={[float(v) for v in args.values]}")
+    if args.repeats is not None:
+        extra.append(f"sweep.seeds={args.repeats}")
+    cfg = _load(args, extra)
+    run_sweep(
+        cfg,
+        name=args.name,
+        engine=args.engine,
+        address=args.address,
+        cpus_per_trial=args.cpus_per_trial,
+        gpus_per_trial=args.gpus_per_trial,
+        max_retries=args.max_retries,
+        resume=args.resume,
+        extend=args.extend,
+    )
+    return 0
+
+
+def cmd_pareto(args: argparse.Namespace) -> int:
+    from quantnas.sweep.front import pareto_command
+
+    sys.stdout.write(pareto_command(args.results, set_name=args.set, out=args.out))
+    return 0

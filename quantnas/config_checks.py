@@ -1,0 +1,154 @@
+"""Config value checks: the allowed choices (taken from the modules that own each concept),
+number ranges and the rules that tie keys together; one-line errors naming the key.
+"""
+
+from __future__ import annotations
+
+import math
+import typing
+from dataclasses import fields, is_dataclass
+from typing import Any
+
+from quantnas.config_types import Config
+from quantnas.errors import QuantNASError
+
+__all__ = ["POSITIVE", "SIGNED", "check_ranges", "choices", "validate"]
+
+def choices() -> dict[str, tuple[str, ...]]:
+    """``{key: allowed values}`` of the config keys whose value names one of a fixed set.
+
+    Each tuple comes from the module that owns the concept; they are imported here, at
+    check time, because several of them import this package's config types.
+    """
+    from quantnas.cost import PENALTY_COSTS
+    from quantnas.models.basic import CELL_TYPES
+    from quantnas.models.blocks import GLOBAL_SKIPS
+    from quantnas.optim import LOSSES
+    from quantnas.quant.mixed import MIX_MODES, NOISE_MIXES
+    from quantnas.quant.noise import NOISE_KINDS, NOISE_SOURCES
+    from quantnas.search.losses import SPARSE_RAMPS, SPARSE_TYPES
+    from quantnas.search.supernet import TRANSFORMS
+    from quantnas.space import INPUT_QUANTS
+
+    return {
+        "arch.cell_type": CELL_TYPES,
+        "arch.global_skip": GLOBAL_SKIPS,
+        "arch.input_quant": INPUT_QUANTS,
+        "search.mode": MIX_MODES,
+        "search.noise": NOISE_KINDS,
+        "search.noise_mix": NOISE_MIXES,
+        "search.noise_source": NOISE_SOURCES,
+        "search.alpha_transform": TRANSFORMS,
+        "search.sparse_type": SPARSE_TYPES,
+        "search.sparse_ramp": SPARSE_RAMPS,
+        "search.penalty_cost": PENALTY_COSTS,
+        "train.loss": LOSSES,
+        "train.finetune_loss": LOSSES,
+    }
+
+
+#: Numeric keys that must be > 0 (every numeric key must be finite and >= 0 unless listed
+#: in :data:`SIGNED`).
+POSITIVE: tuple[str, ...] = (
+    "arch.c_fixed",
+    "arch.scale",
+    "arch.body_cells",
+    "data.lr_crop",
+    "data.repeat",
+    "search.epochs",
+    "search.batch_size",
+    "search.temp_max",
+    "search.temp_min",
+    "search.w_lr",
+    "search.w_grad_clip",
+    "search.bitops_lr_size",
+    "train.epochs",
+    "train.batch_size",
+    "train.lr",
+)
+
+#: Numeric keys allowed to be negative (none so far).
+SIGNED: tuple[str, ...] = ()
+
+
+def _numbers(node: Any, prefix: str) -> typing.Iterator[tuple[str, Any]]:
+    """``(key, value)`` of every number in a config (dataclasses, lists, dicts)."""
+    if is_dataclass(node):
+        for f in fields(node):
+            sub = getattr(node, f.name)
+            yield from _numbers(sub, f"{prefix}{f.name}" + ("." if is_dataclass(sub) else ""))
+    elif isinstance(node, dict):
+        for k, v in node.items():
+            yield from _numbers(v, f"{prefix}.{k}")
+    elif isinstance(node, list):
+        for i, v in enumerate(node):
+            yield from _numbers(v, f"{prefix}[{i}]")
+    elif isinstance(node, (int, float)) and not isinstance(node, bool):
+        yield prefix, node
+
+
+def check_ranges(cfg: Config) -> None:
+    """Every number finite and >= 0 (> 0 for :data:`POSITIVE`), errors naming the key."""
+    for key, value in _numbers(cfg, ""):
+        if not math.isfinite(value):
+            raise QuantNASError(f"config key {key}: must be a finite number (got {value})")
+        if key in POSITIVE and value <= 0:
+            low = ">= 1" if isinstance(value, int) else "> 0"
+            raise QuantNASError(f"config key {key}: must be {low} (got {value})")
+        if value < 0 and key not in SIGNED:
+            raise QuantNASError(f"config key {key}: must be >= 0 (got {value})")
+
+
+def validate(cfg: Config) -> Config:
+    """Check value ranges and choices (one-line errors naming the key)."""
+    from quantnas.spaces import available_spaces
+
+    if cfg.arch.space not in available_spaces():
+        raise QuantNASError(
+            f"config key arch.space: {cfg.arch.space!r} is not one of {list(available_spaces())}"
+        )
+    for key, options in choices().items():
+        section, name = key.split(".")
+        value = getattr(getattr(cfg, section), name)
+        if value not in options:
+            raise QuantNASError(f"config key {key}: {value!r} is not one of {list(options)}")
+    check_ranges(cfg)
+    from quantnas.genotype import BLOCKS
+    from quantnas.quant.quantizers import check_bits
+
+    check_bits(cfg.arch.bits, where="arch.bits")
+    for section in ("arch_pattern", "primitives"):
+        for key in getattr(cfg.arch, section):
+            if key not in BLOCKS:
+                raise QuantNASError(
+                    f"config key arch.{section}.{key}: unknown block; expected {list(BLOCKS)}"
+                )
+    if not all(0 <= b < 1 for b in cfg.search.alpha_betas) or len(cfg.search.alpha_betas) != 2:
+        raise QuantNASError(
+            f"config key search.alpha_betas: expected two numbers in [0, 1) "
+            f"(got {cfg.search.alpha_betas})"
+        )
+    if not 0 < cfg.data.val_holdout < 1:
+        raise QuantNASError(
+            f"config key data.val_holdout: must be in (0, 1) (got {cfg.data.val_holdout})"
+        )
+    if not 0 < cfg.search.search_subsample <= 1:
+        raise QuantNASError("config key search.search_subsample: must be in (0, 1]")
+    if cfg.search.warm_up >= cfg.search.epochs and cfg.search.epochs > 0:
+        raise QuantNASError(
+            f"config key search.warm_up: {cfg.search.warm_up} leaves no epoch for alpha "
+            f"updates (search.epochs={cfg.search.epochs})"
+        )
+    if cfg.train.warm_up >= cfg.train.epochs:
+        raise QuantNASError(
+            f"config key train.warm_up: {cfg.train.warm_up} full-precision epochs leave no QAT "
+            f"epoch (train.epochs={cfg.train.epochs})"
+        )
+    if not 0 <= cfg.train.ema < 1:
+        raise QuantNASError(f"config key train.ema: decay must be in [0, 1) (got {cfg.train.ema})")
+    if not 0 <= cfg.train.finetune_epochs <= cfg.train.epochs:
+        raise QuantNASError(
+            f"config key train.finetune_epochs: must be in [0, train.epochs={cfg.train.epochs}] "
+            f"(got {cfg.train.finetune_epochs})"
+        )
+    return cfg

@@ -1,0 +1,137 @@
+"""The module-to-ONNX emitter: converters looked up by module type, and the lowering of
+quantizers to QuantizeLinear / DequantizeLinear (activations in an unsigned 8- or 16-bit
+container clipped to their own range, weights as integer LSQ levels with per-channel steps).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import onnx
+import torch
+from torch import nn
+
+from quantnas.deploy.onnx_graph import INT16_OPSET, Graph
+from quantnas.errors import QuantNASError
+from quantnas.quant.quantizers import HWGQ, LSQ, ImageQuantizer
+
+__all__ = ["Converter", "Emitter", "QuantPoint", "converter"]
+
+Converter = Callable[["Emitter", nn.Module, str], str]
+
+
+@dataclass(frozen=True)
+class QuantPoint:
+    """One activation quantizer as exported: where its integer levels are in the graph.
+
+    Attributes:
+        output: Name of the QuantizeLinear output (the integer levels).
+        module: Qualified name of the quantizer module in the network.
+        scale: Step (float32 in the graph).
+        clip: Upper end of the range (``scale * (2^bits - 1)``).
+        elem_type: ONNX element type of the levels (uint8 or uint16).
+
+    """
+
+    output: str
+    module: str
+    scale: float
+    clip: float
+    elem_type: int
+
+
+_CONVERTERS: dict[type, Converter] = {}
+
+
+def converter(*types: type) -> Callable[[Converter], Converter]:
+    """Register a converter for module types (looked up along the class's MRO)."""
+
+    def deco(fn: Converter) -> Converter:
+        for t in types:
+            _CONVERTERS[t] = fn
+        return fn
+
+    return deco
+
+
+class Emitter:
+    """Converts modules into nodes of a :class:`Graph`.
+
+    Args:
+        graph: The graph under construction.
+        quantized: False exports every conv at full precision (the ``onnx-fp32`` format).
+
+    """
+
+    def __init__(
+        self, graph: Graph, *, quantized: bool, names: dict[int, str] | None = None
+    ) -> None:
+        self.g = graph
+        self.quantized = quantized
+        self.names = names or {}
+        self.points: list[QuantPoint] = []
+
+    def __call__(self, module: nn.Module, x: str) -> str:
+        for cls in type(module).__mro__:
+            fn = _CONVERTERS.get(cls)
+            if fn is not None:
+                return fn(self, module, x)
+        raise QuantNASError(f"ONNX export: no converter for module {type(module).__name__}")
+
+    # ------------------------------------------------------------- quantization
+    def _container(self, bits: int, signed: bool) -> tuple[np.dtype, int, int]:
+        """Numpy dtype and integer range of the Q/DQ container for ``bits``."""
+        if bits <= 8:
+            return (np.dtype(np.int8), -128, 127) if signed else (np.dtype(np.uint8), 0, 255)
+        if self.g.opset < INT16_OPSET:
+            raise QuantNASError(
+                f"a {bits}-bit layer needs a 16-bit Q/DQ container, which ONNX has from opset "
+                f"{INT16_OPSET}; export with --opset {INT16_OPSET}"
+            )
+        if signed:
+            return np.dtype(np.int16), -32768, 32767
+        return np.dtype(np.uint16), 0, 65535
+
+    def qdq(self, x: str, *, scale: float, bits: int, clip: float, module: str = "") -> str:
+        """Unsigned fake quantization ``round(clamp(x, 0, clip) / scale) * scale``."""
+        g = self.g
+        dtype, _, qmax = self._container(bits, signed=False)
+        if 2**bits - 1 < qmax:  # narrower than its container: clip to its own range
+            x = g.op(
+                "Clip",
+                [x, g.const(np.float32(0.0), "zero_f"), g.const(np.float32(clip), "clip")],
+                "clip",
+            )
+        s = g.const(np.float32(scale), "act_scale")
+        zp = g.const(np.zeros((), dtype=dtype), f"act_zp_{dtype.name}")
+        q = g.op("QuantizeLinear", [x, s, zp], "q")
+        elem = onnx.helper.np_dtype_to_tensor_dtype(dtype)
+        self.points.append(QuantPoint(q, module, float(np.float32(scale)), float(clip), elem))
+        return g.op("DequantizeLinear", [q, s, zp], "dq")
+
+    def act_quant(self, quantizer: nn.Module, x: str) -> str:
+        """The conv input quantizer (HWGQ or the image quantizer)."""
+        if quantizer.full_precision:
+            return self.g.op("Relu", [x])
+        b, name = quantizer.bits, self.names.get(id(quantizer), "")
+        if isinstance(quantizer, ImageQuantizer):
+            return self.qdq(x, scale=1.0 / (2**b - 1), bits=b, clip=1.0, module=name)
+        if isinstance(quantizer, HWGQ):
+            return self.qdq(x, scale=quantizer.step, bits=b, clip=quantizer.clip, module=name)
+        raise QuantNASError(f"ONNX export: no converter for quantizer {type(quantizer).__name__}")
+
+    @torch.no_grad()
+    def weight(self, lsq: LSQ, w: torch.Tensor) -> str:
+        """LSQ weights as integer levels + per-channel DequantizeLinear (float if 32 bits)."""
+        g = self.g
+        if lsq.full_precision:
+            return g.const(w.detach().float().numpy(), "w")
+        step = lsq.step.detach().float().clamp_min(1e-8)
+        levels = torch.round(torch.clamp(w.detach().float() / step, lsq.qn, lsq.qp))
+        dtype, _, _ = self._container(lsq.bits, signed=True)
+        q = g.const(levels.numpy().astype(dtype), f"w_{dtype.name}")
+        s = g.const(step.flatten().numpy(), "w_scale")
+        zp = g.const(np.zeros(step.numel(), dtype=dtype), "w_zp")
+        return g.op("DequantizeLinear", [q, s, zp], "w_dq", axis=0)
