@@ -151,16 +151,7 @@ def atomic_save(obj: Any, path: str | Path) -> Path:
 
 
 def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
-    """Write ``data`` to ``path`` atomically.
-
-    Args:
-        path: Destination file; parent directories are created.
-        data: Bytes to write.
-
-    Returns:
-        The destination path.
-
-    """
+    """Write ``data`` to ``path`` atomically (parent folders are created); returns ``path``."""
     dest = Path(path)
     with _atomic_open(dest, "wb") as handle:
         handle.write(data)
@@ -168,16 +159,7 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
 
 
 def atomic_write_text(path: str | Path, text: str) -> Path:
-    """Write ``text`` (UTF-8, written as is: no newline added or translated) atomically.
-
-    Args:
-        path: Destination file; parent directories are created.
-        text: Text to write.
-
-    Returns:
-        The destination path.
-
-    """
+    """Write ``text`` as UTF-8, as is (no newline added or translated), atomically."""
     return atomic_write_bytes(path, text.encode("utf-8"))
 
 

@@ -11,7 +11,7 @@ from torch import nn
 
 from quantnas.errors import QuantNASError
 
-__all__ = ["LOSSES", "param_groups", "pixel_loss", "warmup_cosine"]
+__all__ = ["LOSSES", "param_groups", "pixel_loss", "warmup_cosine", "weight_optimizer"]
 
 
 def param_groups(
@@ -72,3 +72,26 @@ def warmup_cosine(
         return min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * t))
 
     return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+
+
+def weight_optimizer(
+    params: Iterable[tuple[str, nn.Parameter]],
+    *,
+    lr: float,
+    lr_min: float,
+    weight_decay: float,
+    step_lr_scale: float,
+    total_steps: int,
+    warmup_steps: int,
+) -> tuple[torch.optim.Adam, torch.optim.lr_scheduler.LambdaLR]:
+    """Adam over :func:`param_groups` with its :func:`warmup_cosine` schedule down to ``lr_min``.
+
+    The network weights' optimizer of both the search and the training.
+    """
+    opt = torch.optim.Adam(
+        param_groups(params, lr=lr, weight_decay=weight_decay, step_lr_scale=step_lr_scale)
+    )
+    sched = warmup_cosine(
+        opt, total_steps=total_steps, warmup_steps=warmup_steps, min_ratio=lr_min / lr
+    )
+    return opt, sched

@@ -29,7 +29,7 @@ from quantnas.evaluate import validate
 from quantnas.fileio import atomic_save
 from quantnas.genotype import Genotype
 from quantnas.loop import EpochLoop
-from quantnas.optim import param_groups, pixel_loss, warmup_cosine
+from quantnas.optim import pixel_loss, weight_optimizer
 from quantnas.plots import plot_genotype, plot_training_curves
 from quantnas.runlog import progress
 from quantnas.space import build_network, picture_cells, set_quantized
@@ -108,19 +108,14 @@ class Trainer(EpochLoop):
         )
         self.val = val_dataset(cfg)
         self.steps = t.steps_per_epoch or max(1, len(self.loader))
-        self.opt = torch.optim.Adam(
-            param_groups(
-                self.net.named_parameters(),
-                lr=t.lr,
-                weight_decay=t.weight_decay,
-                step_lr_scale=t.step_lr_scale,
-            )
-        )
-        self.sched = warmup_cosine(
-            self.opt,
+        self.opt, self.sched = weight_optimizer(
+            self.net.named_parameters(),
+            lr=t.lr,
+            lr_min=t.lr_min,
+            weight_decay=t.weight_decay,
+            step_lr_scale=t.step_lr_scale,
             total_steps=self.steps * t.epochs,
             warmup_steps=t.lr_warmup_steps,
-            min_ratio=t.lr_min / t.lr,
         )
         self.stateful = {"opt": self.opt, "sched": self.sched}
         self.ema = (

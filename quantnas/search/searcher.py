@@ -29,7 +29,7 @@ from quantnas.evaluate import validate
 from quantnas.fileio import atomic_write_json
 from quantnas.genotype import Genotype
 from quantnas.loop import EpochLoop
-from quantnas.optim import param_groups, warmup_cosine
+from quantnas.optim import weight_optimizer
 from quantnas.plots import plot_alpha_evolution, plot_genotype
 from quantnas.runlog import progress
 from quantnas.search.losses import mean_entropy, temperature
@@ -89,25 +89,20 @@ class Searcher(EpochLoop):
         self.val = val_dataset(cfg)
         s = cfg.search
         self.steps = s.steps_per_epoch or max(1, len(self.w_loader))
-        self.w_opt = torch.optim.Adam(
-            param_groups(
-                self.net.named_weights(),
-                lr=s.w_lr,
-                weight_decay=s.w_weight_decay,
-                step_lr_scale=s.step_lr_scale,
-            )
+        self.w_opt, self.w_sched = weight_optimizer(
+            self.net.named_weights(),
+            lr=s.w_lr,
+            lr_min=s.w_lr_min,
+            weight_decay=s.w_weight_decay,
+            step_lr_scale=s.step_lr_scale,
+            total_steps=self.steps * s.epochs,
+            warmup_steps=s.lr_warmup_steps,
         )
         self.a_opt = torch.optim.Adam(
             self.net.alphas(),
             lr=s.alpha_lr,
             betas=tuple(s.alpha_betas),
             weight_decay=s.alpha_weight_decay,
-        )
-        self.w_sched = warmup_cosine(
-            self.w_opt,
-            total_steps=self.steps * s.epochs,
-            warmup_steps=s.lr_warmup_steps,
-            min_ratio=s.w_lr_min / s.w_lr,
         )
         self.stateful = {"w_opt": self.w_opt, "a_opt": self.a_opt, "w_sched": self.w_sched}
         with torch.no_grad():
