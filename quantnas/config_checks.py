@@ -123,6 +123,10 @@ def validate(cfg: Config) -> Config:
                 raise QuantNASError(
                     f"config key arch.{section}.{key}: unknown block; expected {list(BLOCKS)}"
                 )
+    from quantnas.search.setup import search_arch
+    from quantnas.space import check_space
+
+    check_space(search_arch(cfg))  # ops exist and fit every layer of the searched space
     if not all(0 <= b < 1 for b in cfg.search.alpha_betas) or len(cfg.search.alpha_betas) != 2:
         raise QuantNASError(
             f"config key search.alpha_betas: expected two numbers in [0, 1) "

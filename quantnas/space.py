@@ -7,6 +7,7 @@ from __future__ import annotations
 import random
 from functools import partial
 
+import torch
 from torch import nn
 
 from quantnas.config import ArchConfig
@@ -14,7 +15,6 @@ from quantnas.errors import QuantNASError
 from quantnas.genotype import Genotype
 from quantnas.ops import build_op, check_op
 from quantnas.quant.conv import QConv2d, QConvBase
-from quantnas.quant.quantizers import check_bits
 from quantnas.spaces import available_spaces, get_space
 
 #: How the convs that read the LR image quantize it (``arch.input_quant``): ``image``
@@ -46,11 +46,13 @@ def primitives(arch: ArchConfig, block: str) -> list[str]:
 def check_space(arch: ArchConfig) -> None:
     """Validate a search space before any compute: ops exist and fit every layer's channels.
 
+    Called once, when a config is loaded (the bit-widths are checked there too). Every
+    candidate is built on PyTorch's ``meta`` device: shapes only, no memory, no init cost.
+
     Raises:
         QuantNASError: naming the block, layer and operation at fault.
 
     """
-    check_bits(arch.bits, where="arch.bits")
     counts = layer_counts(arch)
     for block, n in counts.items():
         ops = primitives(arch, block)
@@ -61,14 +63,15 @@ def check_space(arch: ArchConfig) -> None:
         for i in range(n):
             c_in, c_out = layer_channels(arch, block, i)
             for op in ops:
-                build_op(
-                    op,
-                    c_in=c_in,
-                    c_out=c_out,
-                    c_fixed=arch.c_fixed,
-                    conv=partial(QConv2d, bits=32),
-                    where=f"arch.primitives.{block} layer {block}[{i}]",
-                )
+                with torch.device("meta"):
+                    build_op(
+                        op,
+                        c_in=c_in,
+                        c_out=c_out,
+                        c_fixed=arch.c_fixed,
+                        conv=partial(QConv2d, bits=32),
+                        where=f"arch.primitives.{block} layer {block}[{i}]",
+                    )
 
 
 def check_genotype(genotype: Genotype, arch: ArchConfig) -> None:

@@ -213,3 +213,25 @@ def test_dump_from_dict_round_trip():
     assert back == cfg
     assert to_dict(back) == to_dict(cfg)
     assert list(data) == list(to_dict(Config()))  # field order kept (sort_keys=False)
+
+
+def test_space_checked_once_at_config_load_without_allocating():
+    # a grouped candidate that does not fit the searched width is refused when the config is
+    # loaded, naming the block, the layer and the op
+    with pytest.raises(QuantNASError, match=r"arch.primitives.body layer body\[0\].*groups=3"):
+        load_config(
+            preset="tiny",
+            overrides=[
+                "search.c_fixed=10",
+                "arch.primitives.head=[simple_3x3]",
+                "arch.primitives.body=[simple_3x3_grouped_3]",
+            ],
+        )
+    # the check builds the candidates on the meta device: a 6000-channel space is checked
+    # without allocating its 5x5 weights (several GB each)
+    import resource
+
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    load_config(preset="tiny", overrides=["search.c_fixed=6000", "arch.c_fixed=6000"])
+    grown_mb = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024
+    assert grown_mb < 500

@@ -25,7 +25,7 @@ from quantnas.errors import QuantNASError
 from quantnas.genotype import BLOCKS, Genotype, LayerChoice
 from quantnas.ops import build_op
 from quantnas.quant.mixed import MixedQConv2d
-from quantnas.space import build_topology, check_space, layer_counts, primitives
+from quantnas.space import build_topology, layer_counts, primitives
 from quantnas.spaces import get_space
 
 TRANSFORMS = ("softmax", "gumbel", "hard_gumbel")
@@ -153,7 +153,6 @@ class Supernet(nn.Module):
         transform: str = "softmax",
     ) -> None:
         super().__init__()
-        check_space(arch)
         if mode == "fp" and any(b != 32 for b in arch.bits):
             raise QuantNASError("search.mode=fp needs arch.bits=[32]")
         self.arch = arch
