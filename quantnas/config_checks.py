@@ -14,6 +14,7 @@ from quantnas.errors import QuantNASError
 
 __all__ = ["POSITIVE", "SIGNED", "check_ranges", "choices", "validate"]
 
+
 def choices() -> dict[str, tuple[str, ...]]:
     """``{key: allowed values}`` of the config keys whose value names one of a fixed set.
 

@@ -100,7 +100,7 @@ class DataConfig:
 
 @dataclass
 class SearchConfig:
-    """Differentiable search (SPEC sections 3, 5, 6).
+    """Differentiable search: noise or direct quantization, regularizer, hardware penalty.
 
     ``c_fixed`` / ``lr_crop`` (0 = use ``arch.c_fixed`` / ``data.lr_crop``) let the supernet
     be searched narrower and on smaller crops than the final network is trained (DARTS

@@ -13,7 +13,7 @@ from quantnas.errors import QuantNASError
 
 __all__ = ["select_device", "set_threads", "tune_allocator"]
 
-log = logging.getLogger("quantnas")
+log = logging.getLogger(__name__)
 
 #: Set to ``0`` to leave glibc's allocator settings alone (see :func:`tune_allocator`).
 MALLOC_ENV = "QUANTNAS_MALLOC"

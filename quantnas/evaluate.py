@@ -74,7 +74,7 @@ def evaluate(
 
     Runs under ``torch.no_grad``; an ``nn.Module`` is put in eval mode and restored to
     its previous mode afterwards. SR outputs are clamped and rounded to 8 bits before
-    scoring (SPEC section 7).
+    scoring, as SR papers do.
 
     Args:
         model: Callable mapping a ``(1, 3, h, w)`` LR tensor to ``(1, 3, h*s, w*s)``.

@@ -26,7 +26,7 @@ from quantnas.errors import QuantNASError
 from quantnas.fileio import atomic_save, atomic_write_text, remove_stale_tmp
 from quantnas.rng import rng_state, seed_everything, set_rng_state
 
-log = logging.getLogger("quantnas")
+log = logging.getLogger(__name__)
 
 __all__ = ["EpochLoop", "check_finite", "run_dir_for"]
 

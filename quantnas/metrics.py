@@ -1,6 +1,6 @@
 """PSNR / SSIM following the SR benchmark conventions (MATLAB / BasicSR).
 
-Conventions (SPEC section 7): the SR output is clamped to ``[0, 1]``, scaled by 255 and
+Conventions (as in BasicSR and SR papers): the SR output is clamped to ``[0, 1]``, scaled by 255 and
 rounded to 8 bits; metrics are computed on the BT.601 luma ``Y`` (MATLAB ``rgb2ycbcr``,
 range ``[16, 235]``, not rounded) after cropping ``scale`` pixels from every border;
 PSNR peak is 255; SSIM uses an 11x11 Gaussian window (sigma 1.5) with 'valid'

@@ -60,7 +60,7 @@ def warmup_cosine(
 ) -> torch.optim.lr_scheduler.LambdaLR:
     """Linear warm-up for ``warmup_steps`` then cosine decay to ``min_ratio`` of the base lr.
 
-    The short warm-up keeps Adam from killing ReLUs in the first steps (SPEC section 7).
+    The short warm-up keeps Adam from killing ReLUs in the first steps.
     """
     total = max(1, total_steps)
     warm = max(0, min(warmup_steps, total - 1))

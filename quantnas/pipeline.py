@@ -23,7 +23,7 @@ from quantnas.errors import QuantNASError, read_user_text
 from quantnas.fileio import atomic_write_json, atomic_write_text
 from quantnas.runlog import setup_logging
 
-log = logging.getLogger("quantnas")
+log = logging.getLogger(__name__)
 
 STAGES = ("search", "train", "eval", "report")
 

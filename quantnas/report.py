@@ -18,7 +18,7 @@ from quantnas.fileio import atomic_write_json, atomic_write_text
 from quantnas.metrics import sr_metrics, to_uint8_image
 from quantnas.plots import plot_side_by_side
 
-log = logging.getLogger("quantnas")
+log = logging.getLogger(__name__)
 
 
 def eval_sets(cfg: Config) -> dict[str, SRValDataset]:

@@ -23,7 +23,7 @@ __all__ = [
     "written_by_quantnas",
 ]
 
-log = logging.getLogger("quantnas")
+log = logging.getLogger(__name__)
 
 #: What a run directory of search/train/run holds once it has started (any one of them).
 RUN_MARKERS = ("config.yaml", "state.json", "checkpoint.pt", "search", "train")

@@ -34,6 +34,7 @@ _OWN_HANDLER_ATTR = "_quantnas_own_handler"
 
 T = TypeVar("T")
 
+
 class TqdmHandler(logging.Handler):
     """Logging handler that writes records with :func:`tqdm.write` to ``sys.stderr``.
 

@@ -34,7 +34,7 @@ from quantnas.plots import plot_genotype, plot_training_curves
 from quantnas.runlog import progress
 from quantnas.space import build_network, picture_cells, set_quantized
 
-log = logging.getLogger("quantnas")
+log = logging.getLogger(__name__)
 
 
 @dataclass

@@ -13,7 +13,7 @@ from pathlib import Path
 from quantnas import rundir
 from quantnas.errors import QuantNASError
 
-log = logging.getLogger("quantnas")
+log = logging.getLogger(__name__)
 
 #: Preset applied when ``--preset`` is not given (the quick embedded-data job).
 DEFAULT_PRESET = "default"

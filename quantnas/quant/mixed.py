@@ -41,7 +41,7 @@ class MixedQConv2d(QConvBase):
             ``Delta_b = (max v - min v) / (2^b - 1)``, applied to the weight and to the
             ReLU'd input. ``noise_mix`` picks the formula:
 
-            * ``original`` (the original code, SPEC section 3):
+            * ``original`` (the original code):
               ``v_mix = f v + sum_b p(o, b) / (P + f) * sg(noisy_b(v))`` with one
               independent ``eps_b`` per bit-width and detached copies, so ``v`` gets
               gradient only through ``f v`` and the alphas through the copies; the weight

@@ -24,7 +24,7 @@ from quantnas.quant.noise import NOISE_KINDS
 SUPPORTED_BITS: tuple[int, ...] = (2, 3, 4, 8, 16, 32)
 
 #: HWGQ step per bit-width (optimal uniform quantizer of a half-Gaussian, from HWGQ-Net).
-#: (SPEC also lists 1 bit, 1.0576462792297525, which no conv here can use.)
+#: (HWGQ-Net also gives 1 bit, 1.0576462792297525, which no conv here can use.)
 HWGQ_STEPS: dict[int, float] = {
     2: 0.6356366866203315,
     3: 0.3720645813370479,

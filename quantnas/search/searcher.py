@@ -1,4 +1,4 @@
-"""The search loop (SPEC section 6): first-order alternating alpha / weight steps.
+"""The search loop: first-order alternating alpha / weight steps.
 
 Each iteration: (1) after ``search.warm_up`` epochs, an alpha step on a batch of the alpha
 split with ``L1 + ramp * sparse_coef * regularizer + penalty * E[BitOps] / E[BitOps]_0``
@@ -37,7 +37,7 @@ from quantnas.search.setup import build_supernet, search_crop, split_images
 from quantnas.search.steps import alpha_step, weight_step
 from quantnas.space import build_network, picture_cells
 
-log = logging.getLogger("quantnas")
+log = logging.getLogger(__name__)
 
 
 @dataclass

@@ -10,7 +10,7 @@ import torch
 from quantnas.config import ArchConfig, Config
 from quantnas.search.supernet import Supernet
 
-log = logging.getLogger("quantnas")
+log = logging.getLogger(__name__)
 
 __all__ = ["build_supernet", "search_arch", "search_crop", "split_images"]
 

@@ -34,7 +34,7 @@ from quantnas.sweep.trials import (
     uniform_plan,
 )
 
-log = logging.getLogger("quantnas")
+log = logging.getLogger(__name__)
 
 
 def _row(trial: Trial, result: dict | None, error: str | None, **extra) -> dict:

@@ -16,7 +16,7 @@ from typing import Any
 
 from quantnas.errors import QuantNASError
 
-log = logging.getLogger("quantnas")
+log = logging.getLogger(__name__)
 
 ENGINES = ("auto", "local", "ray")
 

@@ -15,7 +15,7 @@ from quantnas.sweep.results import read_table
 
 __all__ = ["pareto_command", "pareto_set", "write_pareto"]
 
-log = logging.getLogger("quantnas")
+log = logging.getLogger(__name__)
 
 
 def pareto_set(wanted: str, rows: Sequence[dict]) -> str:

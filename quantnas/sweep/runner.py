@@ -24,7 +24,7 @@ from quantnas.fileio import atomic_write_json
 from quantnas.rng import seed_everything
 from quantnas.runlog import setup_logging
 
-log = logging.getLogger("quantnas")
+log = logging.getLogger(__name__)
 
 SEARCH_INFO = "search_info.json"
 
