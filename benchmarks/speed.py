@@ -47,20 +47,21 @@ RFDN = ["arch.space=rfdn", "arch.c_fixed=48", "arch.body_cells=4", "arch.bits=[4
 
 def _cases() -> dict[str, dict]:
     cases: dict[str, dict] = {}
-    for mode in ("noise", "quant"):
+    # noise-table: noise mode with search.noise_source=table (noise windows of a fixed table)
+    modes = {
+        "noise": ["search.mode=noise"],
+        "noise-table": ["search.mode=noise", "search.noise_source=table"],
+        "quant": ["search.mode=quant"],
+    }
+    for mode, extra in modes.items():
         for batch in (4, 16):
             cases[f"search-basic-{mode}-b{batch}"] = {
                 "kind": "search",
-                "overrides": [f"search.mode={mode}", f"search.batch_size={batch}"],
+                "overrides": extra + [f"search.batch_size={batch}"],
             }
             cases[f"search-rfdn-{mode}-b{batch}"] = {
                 "kind": "search",
-                "overrides": RFDN
-                + [
-                    "search.lr_crop=32",
-                    f"search.mode={mode}",
-                    f"search.batch_size={batch}",
-                ],
+                "overrides": RFDN + ["search.lr_crop=32", f"search.batch_size={batch}"] + extra,
             }
     for space, extra in (("basic", []), ("rfdn", RFDN + ["search.lr_crop=32"])):
         cases[f"search-{space}-sampled-b16"] = {
