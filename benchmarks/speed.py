@@ -11,8 +11,9 @@ For each case, in a fresh process (so its peak RSS is its own):
   ``F.conv2d`` calls, with no quantization, no mixing and no Python model code: forward +
   input and weight gradients for each of the two search steps, once for a training step,
   forward only for inference;
-* ``ratio = ours / floor``, both measured in the same process on the same machine;
-* peak RSS of the process after the real steps (before the floor runs).
+* ``ratio = ours / floor``, both measured in the same process, timed in turns (a step,
+  then its floor, ``--steps`` times: a machine whose speed drifts slows both alike);
+* peak RSS of the process after two real steps (before the floor's tensors exist).
 
 The ``sampled`` cases search with ``search.alpha_transform=hard_gumbel``: every layer runs
 only the one (op, bit) pair drawn for the step (single path), so their floor is that of
@@ -122,8 +123,8 @@ def conv_records(net, x) -> list[tuple]:
     return records
 
 
-def floor_seconds(records: list[tuple], *, backward: bool, repeats: int) -> float:
-    """Median seconds to run the recorded convs as plain fp32 convs (and their gradients)."""
+def floor_fn(records: list[tuple], *, backward: bool):
+    """The recorded convs as plain fp32 convs (and their gradients), warmed up once."""
     import torch
     import torch.nn.functional as F
 
@@ -149,22 +150,29 @@ def floor_seconds(records: list[tuple], *, backward: bool, repeats: int) -> floa
             t.grad = None
 
     once()
-    times = []
-    for _ in range(repeats):
-        t = time.perf_counter()
-        once()
-        times.append(time.perf_counter() - t)
-    return statistics.median(times)
+    return once
 
 
-def _median(fn, steps: int) -> float:
-    fn()  # warm-up
-    times = []
+def measure(step, floor_of, steps: int) -> tuple[float, float, float]:
+    """Median seconds of ``step`` and of its floor, timed alternately, and the peak RSS.
+
+    ``step`` runs twice first (warm-up, then a step whose memory is the peak the RSS
+    reports); then the floor's tensors are made (``floor_of()``) and the two are timed in
+    turns, so a machine whose speed drifts during the run slows both alike.
+    """
+    step()
+    step()
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2
+    floor = floor_of()
+    ours_t, floor_t = [], []
     for _ in range(steps):
         t = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t)
-    return statistics.median(times)
+        step()
+        ours_t.append(time.perf_counter() - t)
+        t = time.perf_counter()
+        floor()
+        floor_t.append(time.perf_counter() - t)
+    return statistics.median(ours_t), statistics.median(floor_t), rss
 
 
 def child(name: str, steps: int, threads: int) -> dict:
@@ -205,10 +213,12 @@ def child(name: str, steps: int, threads: int) -> dict:
             )
             weight_step(s.net, s.w_opt, s.w_sched, lr, hr, grad_clip=cfg.search.w_grad_clip)
 
-        ours = _median(step, steps)
-        rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2
-        s.net.train()
-        floor = 2 * floor_seconds(conv_records(s.net, lr), backward=True, repeats=steps)
+        def floor_of():
+            s.net.train()
+            return floor_fn(conv_records(s.net, lr), backward=True)
+
+        ours, floor, rss = measure(step, floor_of, steps)
+        floor *= 2  # the alpha step and the weight step each need forward + both gradients
         net = s.net
     else:
         geno = (
@@ -222,9 +232,11 @@ def child(name: str, steps: int, threads: int) -> dict:
             lr, hr = torch.rand(b, 3, crop, crop), torch.rand(b, 3, crop * scale, crop * scale)
             loss_fn = t.loss_at(0)
             t.net.train()
-            ours = _median(lambda: t.step(lr, hr, loss_fn), steps)
-            rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2
-            floor = floor_seconds(conv_records(t.net, lr), backward=True, repeats=steps)
+            ours, floor, rss = measure(
+                lambda: t.step(lr, hr, loss_fn),
+                lambda: floor_fn(conv_records(t.net, lr), backward=True),
+                steps,
+            )
             net = t.net
         else:
             net = build_network(geno, cfg.arch).eval()
@@ -234,9 +246,9 @@ def child(name: str, steps: int, threads: int) -> dict:
                 with torch.no_grad():
                     net(lr)
 
-            ours = _median(infer, steps)
-            rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2
-            floor = floor_seconds(conv_records(net, lr), backward=False, repeats=steps)
+            ours, floor, rss = measure(
+                infer, lambda: floor_fn(conv_records(net, lr), backward=False), steps
+            )
     records = conv_records(net, lr)
     gmac = 0.0
     for inp, w, stride, pad, dil, _groups in records:
@@ -283,14 +295,14 @@ def main() -> None:
             row = json.loads(out.stdout.strip().splitlines()[-1])
         print(json.dumps(row), flush=True)
         rows.append(row)
-    head = f"{'case':24s} {'s/step':>8s} {'floor s':>8s} {'ratio':>6s} {'RSS GB':>7s}"
+    head = f"{'case':28s} {'s/step':>8s} {'floor s':>8s} {'ratio':>6s} {'RSS GB':>7s}"
     print(f"\n{head} {'convs':>6s}")
     for r in rows:
         if "error" in r:
-            print(f"{r['case']:24s} error: {r['error']}")
+            print(f"{r['case']:28s} error: {r['error']}")
             continue
         print(
-            f"{r['case']:24s} {r['seconds']:8.3f} {r['floor_seconds']:8.3f} {r['ratio']:6.2f} "
+            f"{r['case']:28s} {r['seconds']:8.3f} {r['floor_seconds']:8.3f} {r['ratio']:6.2f} "
             f"{r['peak_rss_gb']:7.2f} {r['convs']:6d}"
         )
     by = {r["case"]: r for r in rows if "error" not in r}
@@ -304,9 +316,12 @@ def main() -> None:
             )
     for space in ("basic", "rfdn"):
         for b in (4, 16):
-            n, q = by.get(f"search-{space}-noise-b{b}"), by.get(f"search-{space}-quant-b{b}")
-            if n and q:
-                print(f"noise / quant step time, {space} b{b}: {n['seconds'] / q['seconds']:.2f}")
+            q = by.get(f"search-{space}-quant-b{b}")
+            for noise in ("noise", "noise-table"):
+                n = by.get(f"search-{space}-{noise}-b{b}")
+                if n and q:
+                    ratio = n["seconds"] / q["seconds"]
+                    print(f"{noise} / quant step time, {space} b{b}: {ratio:.2f}")
 
 
 if __name__ == "__main__":

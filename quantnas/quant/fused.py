@@ -20,16 +20,21 @@ from quantnas.quant.noise import draw_noise
 from quantnas.quant.quantizers import FULL_PRECISION
 
 
+def _dot(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """``(a * b).sum()`` in one pass, without the product tensor."""
+    return torch.dot(a.reshape(-1), b.reshape(-1))
+
+
 class _MixedActivation(torch.autograd.Function):
     """``sum_b q_b A_b(x)`` for activation quantizers ``A_b`` with straight-through masks."""
 
     @staticmethod
     def forward(ctx, x: torch.Tensor, q: torch.Tensor, quantizers: Sequence) -> torch.Tensor:
         out = None
-        for b, quant in enumerate(quantizers):
-            if q[b] == 0:
+        for qb, quant in zip(q.tolist(), quantizers, strict=True):
+            if qb == 0:
                 continue
-            term = quant.value(x).mul_(q[b])
+            term = quant.value(x).mul_(qb)
             out = term if out is None else out.add_(term)
         ctx.save_for_backward(x, q)
         ctx.quantizers = quantizers
@@ -40,13 +45,16 @@ class _MixedActivation(torch.autograd.Function):
         x, q = ctx.saved_tensors
         gx = torch.zeros_like(x) if ctx.needs_input_grad[0] else None
         gq = torch.zeros_like(q) if ctx.needs_input_grad[1] else None
-        for b, quant in enumerate(ctx.quantizers):
-            if q[b] == 0:  # skipped entries get no gradient, as in the plain sum
+        for b, (qb, quant) in enumerate(zip(q.tolist(), ctx.quantizers, strict=True)):
+            if qb == 0:  # skipped entries get no gradient, as in the plain sum
                 continue
-            if gx is not None:
-                gx.add_(grad * quant.pass_mask(x), alpha=float(q[b]))
             if gq is not None:
-                gq[b] = (grad * quant.value(x)).sum()
+                value, mask = quant.value_and_mask(x)
+                gq[b] = _dot(grad, value)
+            else:
+                mask = quant.pass_mask(x)
+            if gx is not None:
+                gx.add_(grad * mask, alpha=qb)
         return gx, gq, None
 
 
@@ -84,21 +92,22 @@ def activation(x: torch.Tensor, quant) -> torch.Tensor:
 
 
 class _OriginalNoisyMix(torch.autograd.Function):
-    """``f v + sum_b c_b sg(v + Delta_b eps_b)`` with ``v = relu(x)`` or ``x``."""
+    """``f v + sum_b c_b sg(v + Delta_b eps_b)`` with ``v = relu(x)`` or ``x``.
+
+    Computed as ``(f + sum_b c_b) v + sum_b c_b Delta_b eps_b``: one pass over ``v`` and
+    one per noisy copy.
+    """
 
     @staticmethod
     def forward(ctx, x, c, share, bits, relu, kind, seed, source):
         v = torch.relu(x) if relu else x
         span = float(v.max() - v.min())
-        out = v * share
-        for b, bit in enumerate(bits):
-            if c[b] == 0:
-                continue
-            out.add_(v, alpha=float(c[b]))
-            if bit < FULL_PRECISION:
-                delta = span / (2**bit - 1)
+        cl = c.tolist()
+        out = v * (share + sum(cl))
+        for b, (cb, bit) in enumerate(zip(cl, bits, strict=True)):
+            if cb != 0 and bit < FULL_PRECISION:
                 eps = draw_noise(v, seed=seed, index=b, kind=kind, source=source)
-                out.add_(eps, alpha=float(c[b]) * delta)
+                out.add_(eps, alpha=cb * span / (2**bit - 1))
         ctx.save_for_backward(x, c)
         ctx.share, ctx.bits, ctx.relu, ctx.span = share, bits, relu, span
         ctx.kind, ctx.seed, ctx.source = kind, seed, source
@@ -109,20 +118,21 @@ class _OriginalNoisyMix(torch.autograd.Function):
         x, c = ctx.saved_tensors
         gx = gc = None
         if ctx.needs_input_grad[0]:
-            gx = grad * ctx.share
-            if ctx.relu:
-                gx = gx * (x > 0)
+            if ctx.relu:  # ReLU's gradient mask (x > 0), then the clean share
+                gx = torch.ops.aten.threshold_backward(grad, x, 0.0).mul_(ctx.share)
+            else:
+                gx = grad * ctx.share
         if ctx.needs_input_grad[1]:
             v = torch.relu(x) if ctx.relu else x
             gc = torch.zeros_like(c)
-            base = (grad * v).sum()
-            for b, bit in enumerate(ctx.bits):
-                if c[b] == 0:  # skipped entries get no gradient, as in the plain sum
+            base = _dot(grad, v)
+            for b, (cb, bit) in enumerate(zip(c.tolist(), ctx.bits, strict=True)):
+                if cb == 0:  # skipped entries get no gradient, as in the plain sum
                     continue
                 gc[b] = base
                 if bit < FULL_PRECISION:
                     eps = draw_noise(v, seed=ctx.seed, index=b, kind=ctx.kind, source=ctx.source)
-                    gc[b] = gc[b] + ctx.span / (2**bit - 1) * (grad * eps).sum()
+                    gc[b] = base + ctx.span / (2**bit - 1) * _dot(grad, eps)
         return gx, gc, None, None, None, None, None, None
 
 
