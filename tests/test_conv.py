@@ -448,3 +448,26 @@ def test_noise_source_table_changes_only_where_noise_comes_from():
         assert 0 < ((out - fp).norm() / fp.norm()).item() < 0.02
     with pytest.raises(QuantNASError, match="search.noise_source"):
         MixedQConv2d(bits=[8], noise_source="bank", **GEOM)
+
+
+@pytest.mark.parametrize("bits", [(4, 32), (2, 8)])
+def test_fused_lsq_mixture_matches_plain_autograd_with_full_precision_and_tiny_steps(bits):
+    # the fused weight mixture against sum_b q_b LSQ_b(W): values and gradients of the
+    # weight, every step (one pushed below LSQ's 1e-8 floor: no step gradient) and the alphas
+    fast, ref = _fused_pair("quant", bits=bits)
+    for conv in (fast, ref):
+        with torch.no_grad():
+            conv.w_quant[0].step[0] = 1e-9
+    results = []
+    for conv in (fast, ref):
+        logits = torch.tensor([0.4, -0.2], requires_grad=True)
+        conv.set_bit_weights(torch.softmax(logits, 0) * 0.7)
+        out = conv(_x(13))
+        (out * torch.linspace(-1, 1, out.numel()).view_as(out)).sum().backward()
+        results.append(
+            [out.detach(), conv.weight.grad, logits.grad]
+            + [q.step.grad if q.step.grad is not None else torch.zeros(1) for q in conv.w_quant]
+        )
+    for a, b in zip(*results, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+    assert float(results[0][3][0].abs().sum()) == 0.0  # the clamped step gets no gradient

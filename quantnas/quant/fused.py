@@ -12,6 +12,7 @@ re-drawn from a saved seed instead of being stored.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import torch
@@ -65,6 +66,90 @@ def mixed_activation(x: torch.Tensor, q: torch.Tensor, quantizers: Sequence) -> 
     (w.r.t. ``x`` and ``q``) as ``sum(q[b] * quantizers[b](x))``.
     """
     return _MixedActivation.apply(x, q.to(x.dtype), tuple(quantizers))
+
+
+class _MixedLSQ(torch.autograd.Function):
+    """``sum_b q_b LSQ_b(w)`` over the bit-widths of one weight, in a few passes per bit.
+
+    The autograd form builds about fifteen small tensors per bit-width and candidate (the
+    step's gradient scaling, clamps, the straight-through rounding, the products); on a
+    supernet of hundreds of candidates their dispatch costs more than the arithmetic.
+    Values follow :meth:`LSQ.forward` operation by operation; gradients are LSQ's: the
+    weight's passes where ``Qn <= w / s <= Qp``, the step's is
+    ``round(w/s) - w/s`` inside that range and ``Qn`` / ``Qp`` outside, scaled by
+    ``1 / sqrt(Qp * numel)``, summed per output channel.
+    """
+
+    @staticmethod
+    def forward(ctx, w, q, quantizers, *steps):
+        out = None
+        for qb, quant, step in zip(q.tolist(), quantizers, steps, strict=True):
+            if qb == 0:
+                continue
+            term = w.clone() if quant.full_precision else _lsq_value(w, step, quant)
+            out = term.mul_(qb) if out is None else out.add_(term, alpha=qb)
+        ctx.save_for_backward(w, q, *steps)
+        ctx.quantizers = quantizers
+        return out if out is not None else torch.zeros_like(w)
+
+    @staticmethod
+    def backward(ctx, grad):
+        w, q, *steps = ctx.saved_tensors
+        gw = torch.zeros_like(w) if ctx.needs_input_grad[0] else None
+        gq = torch.zeros_like(q) if ctx.needs_input_grad[1] else None
+        gsteps: list[torch.Tensor | None] = [None] * len(steps)
+        dims = tuple(range(1, w.dim()))
+        for b, (qb, quant, step) in enumerate(zip(q.tolist(), ctx.quantizers, steps, strict=True)):
+            if qb == 0:  # skipped entries get no gradient, as in the plain sum
+                continue
+            if quant.full_precision:
+                if gw is not None:
+                    gw.add_(grad, alpha=qb)
+                if gq is not None:
+                    gq[b] = _dot(grad, w)
+                continue
+            raw = _lsq_raw_step(step, w, quant)
+            s = raw.clamp_min(1e-8)
+            u = w / s
+            inside = (u >= quant.qn) & (u <= quant.qp)
+            level = u.clamp(quant.qn, quant.qp)
+            level = (level.round() - level) + level
+            if gq is not None:
+                gq[b] = _dot(grad, level * s)
+            if gw is not None:
+                gw.add_(grad * inside, alpha=qb)
+            if ctx.needs_input_grad[3 + b]:
+                # d(level * s)/ds = level - u (inside) or level (outside), through the STE
+                ds = (grad * (level - u * inside)).sum(dim=dims, keepdim=True) * qb
+                gsteps[b] = ds * (raw >= 1e-8) * _lsq_grad_scale(w, quant)
+        return (gw, gq, None, *gsteps)
+
+
+def _lsq_grad_scale(w: torch.Tensor, quant) -> float:
+    return 1.0 / math.sqrt(quant.qp * w.numel())
+
+
+def _lsq_raw_step(step: torch.Tensor, w: torch.Tensor, quant) -> torch.Tensor:
+    """The step value :meth:`LSQ.forward` computes by ``scale_grad`` (before ``clamp_min``)."""
+    y = step * _lsq_grad_scale(w, quant)
+    return (step - y) + y
+
+
+def _lsq_value(w: torch.Tensor, step: torch.Tensor, quant) -> torch.Tensor:
+    """``LSQ.forward(w)``'s value, computed the same way, as a new tensor."""
+    s = _lsq_raw_step(step, w, quant).clamp_min(1e-8)
+    level = (w / s).clamp_(quant.qn, quant.qp)
+    return ((level.round() - level) + level).mul_(s)
+
+
+def mixed_lsq(w: torch.Tensor, q: torch.Tensor, quantizers: Sequence) -> torch.Tensor:
+    """``sum_b q_b LSQ_b(w)`` with LSQ's gradients for ``w``, every step and ``q``.
+
+    Entries with ``q_b == 0`` are skipped (no value, no gradient). Same value and gradients
+    as ``sum(q[b] * quantizers[b](w))``.
+    """
+    steps = tuple(quant.step for quant in quantizers)
+    return _MixedLSQ.apply(w, q.to(w.dtype), tuple(quantizers), *steps)
 
 
 class _Activation(torch.autograd.Function):

@@ -14,7 +14,7 @@ from torch import nn
 
 from quantnas.errors import QuantNASError
 from quantnas.quant.conv import QConvBase
-from quantnas.quant.fused import mixed_activation, original_noisy_mix
+from quantnas.quant.fused import mixed_activation, mixed_lsq, original_noisy_mix
 from quantnas.quant.noise import NOISE_KINDS, NOISE_SOURCES, draw_noise
 from quantnas.quant.quantizers import HWGQ, LSQ, ImageQuantizer, check_bits
 
@@ -132,10 +132,12 @@ class MixedQConv2d(QConvBase):
             return self._conv(torch.relu(x), self.weight)
         mix, total = self._mixture()
         if self.mode == "quant":
-            w = sum(p / total * self.w_quant[i](self.weight) for i, p in mix)
             if not self.fused:
+                w = sum(p / total * self.w_quant[i](self.weight) for i, p in mix)
                 return self._conv(sum(p / total * self.a_quant[i](x) for i, p in mix), w)
-            return self._conv(mixed_activation(x, self._bit_vector(mix, total), self.a_quant), w)
+            q = self._bit_vector(mix, total)
+            w = mixed_lsq(self.weight, q, self.w_quant)
+            return self._conv(mixed_activation(x, q, self.a_quant), w)
         if self.noise_mix == "shared":
             return self._conv(
                 self._shared_mix(torch.relu(x), mix, total),
