@@ -13,7 +13,9 @@ re-drawn from a saved seed instead of being stored.
 from __future__ import annotations
 
 import math
+import threading
 from collections.abc import Sequence
+from typing import Any
 
 import torch
 
@@ -26,6 +28,53 @@ def _dot(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return torch.dot(a.reshape(-1), b.reshape(-1))
 
 
+class _Shared(threading.local):
+    """The last tensor the candidates of a mixed layer read, and what was computed from it."""
+
+    def __init__(self) -> None:
+        self.key: tuple | None = None
+        self.x: torch.Tensor | None = None
+        self.entries: dict[tuple, Any] = {}
+
+
+_shared = _Shared()
+
+
+@torch.no_grad()
+def shared(x: torch.Tensor, what: str, quant=None) -> Any:
+    """``what`` of ``x`` (``value``, ``mask``, ``both`` of ``quant``, or ``relu``: ``(relu(x),
+    range)``), computed once for consecutive calls on the same tensor.
+
+    The candidates of a mixed layer all read the layer's input: its quantized copies, ReLU
+    and range are the same for every candidate, so the first computes them and the others
+    reuse them (in the forward and again in the backward pass). One tensor is remembered at
+    a time (per thread); a new tensor, or an in-place change of this one, starts afresh.
+    The results are shared: callers must not modify them.
+    """
+    key = (x.data_ptr(), x._version, tuple(x.shape), x.stride(), x.dtype, x.device)
+    if _shared.key != key:
+        _shared.key, _shared.x, _shared.entries = key, x, {}
+    qkey = (what, type(quant), getattr(quant, "bits", None), getattr(quant, "step", None))
+    hit = _shared.entries.get(qkey)
+    if hit is None:
+        if what == "relu":
+            v = torch.relu(x)
+            hit = (v, float(v.max() - v.min()))
+        elif what == "value":
+            hit = quant.value(x)
+        elif what == "mask":
+            hit = quant.pass_mask(x)
+        else:
+            hit = quant.value_and_mask(x)
+        _shared.entries[qkey] = hit
+    return hit
+
+
+def clear_shared() -> None:
+    """Forget the remembered tensor (e.g. to free its memory after a step)."""
+    _shared.key, _shared.x, _shared.entries = None, None, {}
+
+
 class _MixedActivation(torch.autograd.Function):
     """``sum_b q_b A_b(x)`` for activation quantizers ``A_b`` with straight-through masks."""
 
@@ -35,8 +84,8 @@ class _MixedActivation(torch.autograd.Function):
         for qb, quant in zip(q.tolist(), quantizers, strict=True):
             if qb == 0:
                 continue
-            term = quant.value(x).mul_(qb)
-            out = term if out is None else out.add_(term)
+            value = shared(x, "value", quant)
+            out = value * qb if out is None else out.add_(value, alpha=qb)
         ctx.save_for_backward(x, q)
         ctx.quantizers = quantizers
         return out if out is not None else torch.zeros_like(x)
@@ -50,10 +99,10 @@ class _MixedActivation(torch.autograd.Function):
             if qb == 0:  # skipped entries get no gradient, as in the plain sum
                 continue
             if gq is not None:
-                value, mask = quant.value_and_mask(x)
+                value, mask = shared(x, "both", quant)
                 gq[b] = _dot(grad, value)
             else:
-                mask = quant.pass_mask(x)
+                mask = shared(x, "mask", quant)
             if gx is not None:
                 gx.add_(grad * mask, alpha=qb)
         return gx, gq, None
@@ -185,8 +234,10 @@ class _OriginalNoisyMix(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, x, c, share, bits, relu, kind, seed, source):
-        v = torch.relu(x) if relu else x
-        span = float(v.max() - v.min())
+        if relu:
+            v, span = shared(x, "relu")
+        else:
+            v, span = x, float(x.max() - x.min())
         cl = c.tolist()
         out = v * (share + sum(cl))
         for b, (cb, bit) in enumerate(zip(cl, bits, strict=True)):
@@ -208,7 +259,7 @@ class _OriginalNoisyMix(torch.autograd.Function):
             else:
                 gx = grad * ctx.share
         if ctx.needs_input_grad[1]:
-            v = torch.relu(x) if ctx.relu else x
+            v = shared(x, "relu")[0] if ctx.relu else x
             gc = torch.zeros_like(c)
             base = _dot(grad, v)
             for b, (cb, bit) in enumerate(zip(c.tolist(), ctx.bits, strict=True)):
