@@ -52,9 +52,10 @@ def tune_allocator() -> bool:
     freed) with fresh ``mmap`` pages and returns freed heap tops above 2x that to the OS,
     so an activation-sized tensor allocated in every step page-faults its memory anew:
     on a 2-core CPU that made a QAT step's elementwise passes several times slower than
-    their arithmetic. Raising both thresholds (64 MB for mmap, 1 GB for trimming) keeps
-    the memory for reuse; peak RSS is what the step needs. Once per process; Linux only;
-    ``QUANTNAS_MALLOC=0`` turns it off.
+    their arithmetic. Raising both thresholds (8 MB for mmap, 1 GB for trimming) keeps
+    that memory for reuse; larger blocks still come from ``mmap``, which keeps the peak RSS
+    of a large search where it is untuned (64 MB raised it by 0.4 GB on the RFDN search at
+    batch 16). Once per process; Linux only; ``QUANTNAS_MALLOC=0`` turns it off.
 
     Returns:
         Whether the allocator was tuned by this call.
@@ -67,7 +68,7 @@ def tune_allocator() -> bool:
         mallopt = ctypes.CDLL("libc.so.6").mallopt
     except (OSError, AttributeError):  # not glibc (e.g. musl): nothing to tune
         return False
-    ok = mallopt(_M_MMAP_THRESHOLD, 64 << 20) or mallopt(_M_MMAP_THRESHOLD, 32 << 20)
+    ok = mallopt(_M_MMAP_THRESHOLD, 8 << 20)
     ok = bool(ok) and bool(mallopt(_M_TRIM_THRESHOLD, 1 << 30))
     _tuned = ok
     log.debug("glibc allocator thresholds raised: %s", ok)
