@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -75,23 +76,30 @@ def warmup_cosine(
 
 
 def weight_optimizer(
-    params: Iterable[tuple[str, nn.Parameter]],
-    *,
-    lr: float,
-    lr_min: float,
-    weight_decay: float,
-    step_lr_scale: float,
-    total_steps: int,
-    warmup_steps: int,
+    params: Iterable[tuple[str, nn.Parameter]], section: Any, *, prefix: str, total_steps: int
 ) -> tuple[torch.optim.Adam, torch.optim.lr_scheduler.LambdaLR]:
-    """Adam over :func:`param_groups` with its :func:`warmup_cosine` schedule down to ``lr_min``.
+    """Adam over :func:`param_groups` with its :func:`warmup_cosine` schedule.
 
-    The network weights' optimizer of both the search and the training.
+    The network weights' optimizer of both the search and the training, read from a
+    config section: ``{prefix}lr``, ``{prefix}lr_min``, ``{prefix}weight_decay`` (``w_`` in
+    ``search``, none in ``train``), ``step_lr_scale`` and ``lr_warmup_steps``.
     """
+
+    def key(name: str) -> Any:
+        return getattr(section, prefix + name)
+
     opt = torch.optim.Adam(
-        param_groups(params, lr=lr, weight_decay=weight_decay, step_lr_scale=step_lr_scale)
+        param_groups(
+            params,
+            lr=key("lr"),
+            weight_decay=key("weight_decay"),
+            step_lr_scale=section.step_lr_scale,
+        )
     )
     sched = warmup_cosine(
-        opt, total_steps=total_steps, warmup_steps=warmup_steps, min_ratio=lr_min / lr
+        opt,
+        total_steps=total_steps,
+        warmup_steps=section.lr_warmup_steps,
+        min_ratio=key("lr_min") / key("lr"),
     )
     return opt, sched

@@ -109,13 +109,7 @@ class Trainer(EpochLoop):
         self.val = val_dataset(cfg)
         self.steps = t.steps_per_epoch or max(1, len(self.loader))
         self.opt, self.sched = weight_optimizer(
-            self.net.named_parameters(),
-            lr=t.lr,
-            lr_min=t.lr_min,
-            weight_decay=t.weight_decay,
-            step_lr_scale=t.step_lr_scale,
-            total_steps=self.steps * t.epochs,
-            warmup_steps=t.lr_warmup_steps,
+            self.net.named_parameters(), t, prefix="", total_steps=self.steps * t.epochs
         )
         self.stateful = {"opt": self.opt, "sched": self.sched}
         self.ema = (

@@ -90,13 +90,7 @@ class Searcher(EpochLoop):
         s = cfg.search
         self.steps = s.steps_per_epoch or max(1, len(self.w_loader))
         self.w_opt, self.w_sched = weight_optimizer(
-            self.net.named_weights(),
-            lr=s.w_lr,
-            lr_min=s.w_lr_min,
-            weight_decay=s.w_weight_decay,
-            step_lr_scale=s.step_lr_scale,
-            total_steps=self.steps * s.epochs,
-            warmup_steps=s.lr_warmup_steps,
+            self.net.named_weights(), s, prefix="w_", total_steps=self.steps * s.epochs
         )
         self.a_opt = torch.optim.Adam(
             self.net.alphas(),
