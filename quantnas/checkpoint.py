@@ -11,7 +11,6 @@ code (``trusted=True`` lifts this for files you created yourself).
 
 from __future__ import annotations
 
-import logging
 import pickle
 import zipfile
 from collections.abc import Callable
@@ -26,8 +25,6 @@ from quantnas import genotype as gt
 from quantnas.config import ArchConfig, merge
 from quantnas.errors import QuantNASError
 from quantnas.genotype import Genotype
-
-logger = logging.getLogger(__name__)
 
 __all__ = [
     "BEST",

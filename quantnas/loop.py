@@ -28,7 +28,7 @@ from quantnas.rng import rng_state, seed_everything, set_rng_state
 
 log = logging.getLogger(__name__)
 
-__all__ = ["EpochLoop", "check_finite", "run_dir_for"]
+__all__ = ["EpochLoop", "check_finite"]
 
 
 def check_finite(value: float, what: str, *, epoch: int, checkpoint: Path, hint: str) -> None:
@@ -53,12 +53,6 @@ def check_finite(value: float, what: str, *, epoch: int, checkpoint: Path, hint:
         else "no epoch finished, so no checkpoint or best result was written"
     )
     raise QuantNASError(f"{what} became {value} in epoch {epoch}; run stopped, {kept}; {hint}")
-
-
-def run_dir_for(cfg: Config, stage: str) -> Path:
-    """A fresh run directory ``out_dir/<name or stage-timestamp>``."""
-    name = cfg.name or f"{stage}-{time.strftime('%Y%m%d-%H%M%S')}"
-    return Path(cfg.out_dir) / name
 
 
 class EpochLoop:

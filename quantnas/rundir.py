@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import shutil
+import time
 from pathlib import Path
 
 from quantnas.errors import QuantNASError
@@ -30,14 +31,13 @@ RUN_MARKERS = ("config.yaml", "state.json", "checkpoint.pt", "search", "train")
 
 
 def chosen_run_dir(cfg, stage: str, *, resume: str | None, restart: bool) -> Path:
-    """The run directory of a stage: the ``resume`` folder (which must exist) or a fresh one.
+    """The run directory of a stage: the ``resume`` folder (which must exist) or a fresh one,
+    ``out_dir/<name or stage-timestamp>``.
 
     Raises:
         QuantNASError: ``resume`` with ``restart``, or a ``resume`` folder that is missing.
 
     """
-    from quantnas.loop import run_dir_for
-
     if resume:
         if restart:
             raise QuantNASError("--resume and --restart exclude each other; choose one")
@@ -45,7 +45,8 @@ def chosen_run_dir(cfg, stage: str, *, resume: str | None, restart: bool) -> Pat
         if not d.is_dir():
             raise QuantNASError(f"--resume: run directory {d} does not exist")
         return d
-    return run_dir_for(cfg, stage)
+    name = cfg.name or f"{stage}-{time.strftime('%Y%m%d-%H%M%S')}"
+    return Path(cfg.out_dir) / name
 
 
 def claim_run_dir(d: Path, *, restart: bool, command: str) -> None:
