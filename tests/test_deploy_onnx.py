@@ -23,21 +23,6 @@ from quantnas.errors import QuantNASError
 from quantnas.quant.conv import QConv2d
 from quantnas.quant.quantizers import HWGQ_STEPS
 from quantnas.space import build_network, set_quantized
-from quantnas.train import train
-
-TINY = [
-    "arch.c_fixed=12",
-    "arch.output_scale=false",
-    "data.lr_crop=12",
-    "data.repeat=2",
-    "data.val_crop=64",
-    "train.batch_size=4",
-    "train.epochs=1",
-    "train.steps_per_epoch=6",
-    "tensorboard=false",
-    "progress=false",
-    "threads=1",
-]
 
 #: Mixed precision with every bit-width the exporter handles differently (2/3/4: clipped
 #: in the 8-bit container; 8; 16: 16-bit container; 32: float) and several op types.
@@ -66,12 +51,9 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory):
+def trained(trained_tiny_run):
     """A tiny mixed 2/8-bit network trained for a few steps (its residual is not zero)."""
-    out = tmp_path_factory.mktemp("onnx_train")
-    cfg = load_config(overrides=[*TINY, f"out_dir={out}"])
-    train(cfg, out / "run", gt.PAPER_EXAMPLE)
-    return out / "run"
+    return trained_tiny_run
 
 
 def _ort(model, x):

@@ -14,7 +14,6 @@ import os
 import struct
 import subprocess
 import sys
-import warnings
 import zlib
 from pathlib import Path
 
@@ -46,12 +45,7 @@ TINY = [
 #: bombs claim images needing 3-20 GiB to decode.
 MAX_RSS_BYTES = 1024**3
 
-
-@pytest.fixture(autouse=True)
-def _quiet_torch_warnings():
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", UserWarning)
-        yield
+pytestmark = pytest.mark.usefixtures("quiet_torch_warnings")
 
 
 def one_error(code: int, capsys, *fragments: str) -> str:

@@ -6,6 +6,7 @@ import warnings
 
 import pytest
 import torch
+from tiny_runs import RUN as TINY
 
 from quantnas import genotype as gt
 from quantnas.checkpoint import load_checkpoint
@@ -14,32 +15,7 @@ from quantnas.config import load_config
 from quantnas.errors import QuantNASError
 from quantnas.pipeline import STAGES, RunState, preflight, run_pipeline
 
-TINY = [
-    "arch.c_fixed=12",
-    "data.lr_crop=12",
-    "data.repeat=1",
-    "data.val_crop=64",
-    "search.batch_size=4",
-    "search.epochs=3",
-    "search.warm_up=1",
-    "search.steps_per_epoch=2",
-    "search.c_fixed=0",
-    "search.lr_crop=0",
-    "search.alpha_lr=0.05",
-    "train.batch_size=4",
-    "train.epochs=1",
-    "train.steps_per_epoch=2",
-    "tensorboard=false",
-    "progress=false",
-    "threads=1",
-]
-
-
-@pytest.fixture(autouse=True)
-def _quiet_torch_warnings():
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", UserWarning)
-        yield
+pytestmark = pytest.mark.usefixtures("quiet_torch_warnings")
 
 
 def run_cli(out, name, *extra):

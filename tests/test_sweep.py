@@ -3,9 +3,9 @@ and the Pareto maths / ``quantnas pareto`` on hand-made results."""
 
 import csv
 import json
-import warnings
 
 import pytest
+from tiny_runs import RUN
 
 from quantnas.cli import main
 from quantnas.config import load_config
@@ -13,33 +13,9 @@ from quantnas.errors import QuantNASError
 from quantnas.sweep import pareto as pm
 from quantnas.sweep.trials import Trial, config_hash, plan, uniform_plan
 
-TINY = [
-    "arch.c_fixed=12",
-    "data.lr_crop=12",
-    "data.repeat=1",
-    "data.val_crop=64",
-    "data.benchmarks=embedded:test",
-    "search.batch_size=4",
-    "search.epochs=3",
-    "search.warm_up=1",
-    "search.steps_per_epoch=2",
-    "search.c_fixed=0",
-    "search.lr_crop=0",
-    "search.alpha_lr=0.05",
-    "train.batch_size=4",
-    "train.epochs=1",
-    "train.steps_per_epoch=2",
-    "tensorboard=false",
-    "progress=false",
-    "threads=1",
-]
+TINY = [*RUN, "data.benchmarks=embedded:test"]
 
-
-@pytest.fixture(autouse=True)
-def _quiet_torch_warnings():
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", UserWarning)
-        yield
+pytestmark = pytest.mark.usefixtures("quiet_torch_warnings")
 
 
 def _csv(path):

@@ -15,21 +15,6 @@ from quantnas.deploy.tiling import tile_windows, upscale_tiled
 from quantnas.deploy.upscale import _png16, read_picture
 from quantnas.errors import QuantNASError
 from quantnas.space import build_network
-from quantnas.train import train
-
-TINY = [
-    "arch.c_fixed=12",
-    "arch.output_scale=false",
-    "data.lr_crop=12",
-    "data.repeat=2",
-    "data.val_crop=64",
-    "train.batch_size=4",
-    "train.epochs=1",
-    "train.steps_per_epoch=4",
-    "tensorboard=false",
-    "progress=false",
-    "threads=1",
-]
 
 #: Tiled and untiled outputs agree to float rounding (measured: exactly equal).
 TILE_TOL = 1e-5
@@ -39,11 +24,9 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
-def run_dir(tmp_path_factory):
-    out = tmp_path_factory.mktemp("upscale_train")
-    cfg = load_config(overrides=[*TINY, f"out_dir={out}"])
-    train(cfg, out / "run", gt.PAPER_EXAMPLE)
-    return out / "run"
+def run_dir(trained_tiny_run):
+    """A tiny mixed 2/8-bit network trained for a few steps (its residual is not zero)."""
+    return trained_tiny_run
 
 
 @pytest.fixture(scope="module")
