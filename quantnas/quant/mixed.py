@@ -15,7 +15,7 @@ from torch import nn
 from quantnas.errors import QuantNASError
 from quantnas.quant.conv import QConvBase
 from quantnas.quant.fused import mixed_activation, mixed_lsq, original_noisy_mix
-from quantnas.quant.noise import NOISE_KINDS, NOISE_SOURCES, draw_noise
+from quantnas.quant.noise import NOISE_KINDS, NOISE_SOURCES, draw_noise, noise_like
 from quantnas.quant.quantizers import HWGQ, LSQ, ImageQuantizer, check_bits
 
 __all__ = ["MIX_MODES", "NOISE_MIXES", "MixedQConv2d"]
@@ -198,10 +198,8 @@ class MixedQConv2d(QConvBase):
             if self.noise_source == "table":
                 seed = int(torch.randint(0, 2**31 - 1, ()))
                 eps = draw_noise(v, seed=seed, index=0, kind=self.noise_kind, source="table")
-            elif self.noise_kind == "gaussian":
-                eps = torch.randn_like(v).mul_(0.5)
             else:
-                eps = torch.rand_like(v).sub_(0.5)
+                eps = noise_like(v, self.noise_kind)
         scale = sum(
             p / total * (span / (2 ** self.bits[i] - 1)) for i, p in mix if self.bits[i] < 32
         )

@@ -18,7 +18,7 @@ import threading
 
 import torch
 
-__all__ = ["NOISE_KINDS", "NOISE_SOURCES", "draw_noise"]
+__all__ = ["NOISE_KINDS", "NOISE_SOURCES", "draw_noise", "noise_like"]
 
 #: The distribution of ``eps``: ``N(0, 1/4)`` (the original code) or ``U[-1/2, 1/2]``.
 NOISE_KINDS = ("gaussian", "uniform")
@@ -32,10 +32,24 @@ _tables: dict[tuple[str, torch.dtype, str], torch.Tensor] = {}
 _lock = threading.Lock()
 
 
-def _sample(kind: str, n: int, generator: torch.Generator, dtype: torch.dtype) -> torch.Tensor:
+def _sample(
+    kind: str,
+    shape: tuple[int, ...],
+    *,
+    generator: torch.Generator | None,
+    dtype: torch.dtype,
+    device: torch.device | str = "cpu",
+) -> torch.Tensor:
+    """``N(0, 1/4)`` or ``U[-1/2, 1/2]`` samples from ``generator`` (None: the global one)."""
+    kw = {"generator": generator, "dtype": dtype, "device": device}
     if kind == "gaussian":
-        return torch.randn(n, generator=generator, dtype=dtype).mul_(0.5)
-    return torch.rand(n, generator=generator, dtype=dtype).sub_(0.5)
+        return torch.randn(shape, **kw).mul_(0.5)
+    return torch.rand(shape, **kw).sub_(0.5)
+
+
+def noise_like(x: torch.Tensor, kind: str) -> torch.Tensor:
+    """Fresh noise ``eps`` of ``kind`` shaped like ``x``, from torch's global generator."""
+    return _sample(kind, tuple(x.shape), generator=None, dtype=x.dtype, device=x.device)
 
 
 def noise_table(kind: str, numel: int, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
@@ -48,7 +62,7 @@ def noise_table(kind: str, numel: int, dtype: torch.dtype, device: torch.device)
             if table is None or table.numel() < 4 * numel:
                 n = max(TABLE_MIN, 4 * numel)
                 g = torch.Generator().manual_seed(_TABLE_SEED)
-                table = _sample(kind, n, g, dtype).to(device)
+                table = _sample(kind, (n,), generator=g, dtype=dtype).to(device)
                 _tables[key] = table
     return table
 
@@ -83,6 +97,4 @@ def draw_noise(
         start = _offset(seed, index, table.numel() - n + 1)
         return table[start : start + n].view(like.shape)
     g = torch.Generator(device=like.device).manual_seed(seed * 1009 + index)
-    if kind == "gaussian":
-        return torch.randn(like.shape, generator=g, dtype=like.dtype, device=like.device).mul_(0.5)
-    return torch.rand(like.shape, generator=g, dtype=like.dtype, device=like.device).sub_(0.5)
+    return _sample(kind, tuple(like.shape), generator=g, dtype=like.dtype, device=like.device)

@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 from quantnas.errors import QuantNASError
-from quantnas.quant.noise import NOISE_KINDS
+from quantnas.quant.noise import NOISE_KINDS, noise_like
 
 #: Bit-widths a conv can use. 32 means full precision (no quantization).
 SUPPORTED_BITS: tuple[int, ...] = (2, 3, 4, 8, 16, 32)
@@ -245,11 +245,7 @@ class NoiseQuantizer(Quantizer):
             return x
         with torch.no_grad():
             delta = (x.max() - x.min()) / (2**self.bits - 1)
-            if self.kind == "gaussian":
-                eps = torch.randn_like(x) * 0.5
-            else:
-                eps = torch.rand_like(x) - 0.5
-            noise = delta * eps
+            noise = delta * noise_like(x, self.kind)
         noisy = x + noise
         return noisy.detach() if self.detach else noisy
 
