@@ -149,6 +149,11 @@ def validate(cfg: Config) -> Config:
             f"config key train.warm_up: {cfg.train.warm_up} full-precision epochs leave no QAT "
             f"epoch (train.epochs={cfg.train.epochs})"
         )
+    if not 0 < cfg.train.stall_check <= 1:
+        raise QuantNASError(
+            f"config key train.stall_check: a share of the epochs in (0, 1] "
+            f"(got {cfg.train.stall_check})"
+        )
     if not 0 <= cfg.train.ema < 1:
         raise QuantNASError(f"config key train.ema: decay must be in [0, 1) (got {cfg.train.ema})")
     if not 0 <= cfg.train.finetune_epochs <= cfg.train.epochs:

@@ -142,7 +142,13 @@ class SearchConfig:
 
 @dataclass
 class TrainConfig:
-    """Training a genotype from scratch with QAT ("augment" in the paper)."""
+    """Training a genotype from scratch with QAT ("augment" in the paper).
+
+    ``stall_check`` / ``stall_margin``: a training whose best validation PSNR is still
+    within ``stall_margin`` dB of bicubic after ``stall_check`` of its epochs is reported
+    (a warning naming the run; ``stalled`` in sweep results). It is never stopped or
+    retried.
+    """
 
     genotype: str = "default"
     epochs: int = 10
@@ -159,6 +165,8 @@ class TrainConfig:
     finetune_epochs: int = 0
     finetune_loss: str = "mse"
     ema: float = 0.0
+    stall_check: float = 0.5
+    stall_margin: float = 0.05
 
 
 @dataclass
@@ -178,11 +186,11 @@ class SweepConfig:
             (random genotypes of the space), ``baseline`` (fixed networks quantized
             uniformly) and ``uniform`` (found genotypes retrained at one bit-width).
         penalties: Hardware-penalty values of the ``search`` trials.
-        seeds: Seeds per penalty (``seed``, ``seed + 1``, ...).
+        seeds: Training seeds (``seed``, ``seed + 1``, ...) of every method: per penalty
+            (search), per random draw (the same genotype each time) and per baseline.
         random: Number of random genotypes.
         baselines: Baseline networks (``espcn``, ``fsrcnn``, ``edsr``).
         baseline_bits: Bit-widths of the baselines (32 = full precision).
-        baseline_seeds: Seeds per baseline and bit-width.
         uniform_bits: Bit-widths of the ``uniform`` retrains.
         uniform_seeds: Retrain the genotypes of this many seeds per penalty.
         pareto_set: Evaluation set the front is drawn on (``test`` = ``data.benchmarks``
@@ -196,7 +204,6 @@ class SweepConfig:
     random: int = 8
     baselines: list[str] = field(default_factory=lambda: ["espcn", "fsrcnn", "edsr"])
     baseline_bits: list[int] = field(default_factory=lambda: [4, 8, 32])
-    baseline_seeds: int = 1
     uniform_bits: list[int] = field(default_factory=lambda: [4, 8])
     uniform_seeds: int = 1
     pareto_set: str = "test"

@@ -11,7 +11,9 @@ place of the raw weights, as BasicSR's ``ema_decay``), validation PSNR every epo
 from __future__ import annotations
 
 import logging
+import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,7 +27,7 @@ from quantnas.checkpoint import BEST, KIND_TRAIN, load_state, model_payload
 from quantnas.config import Config
 from quantnas.data.from_config import batches, train_dataset, val_dataset
 from quantnas.errors import QuantNASError
-from quantnas.evaluate import validate
+from quantnas.evaluate import bicubic_upscaler, evaluate, validate
 from quantnas.fileio import atomic_save
 from quantnas.genotype import Genotype
 from quantnas.loop import EpochLoop
@@ -46,6 +48,10 @@ class TrainResult:
     best_epoch: int
     best_psnr: float
     seconds: float
+    #: Validation PSNR of bicubic upscaling (what a network that learned nothing scores).
+    bicubic_psnr: float = float("nan")
+    #: The best validation PSNR stayed within ``train.stall_margin`` dB of bicubic.
+    stalled: bool = False
 
 
 def ema_update(decay: float):
@@ -69,10 +75,13 @@ class Trainer(EpochLoop):
     Args:
         cfg: Resolved configuration (``train`` and ``data`` sections).
         run_dir: Output directory.
-        genotype: The architecture to train (None when ``net`` is not built from one).
-        net: A network to train instead of ``build_network(genotype)`` (e.g. a sweep's
-            baseline), built by the caller after seeding.
-        net_spec: What ``net`` is (saved in checkpoints and checked on resume).
+        genotype: The architecture to train (None when ``build`` gives the network).
+        build: Builds the network to train instead of ``build_network(genotype)`` (e.g.
+            a sweep's baseline). It is called here, right after seeding and before the
+            data loader, exactly where ``build_network`` would be, so the same seed gives
+            the same initialisation and data order whoever starts the training (the
+            ``train`` verb, ``run`` or a sweep trial).
+        net_spec: What the built network is (saved in checkpoints and checked on resume).
 
     """
 
@@ -88,15 +97,14 @@ class Trainer(EpochLoop):
         run_dir: Path,
         genotype: Genotype | None,
         *,
-        net: nn.Module | None = None,
+        build: Callable[[], nn.Module] | None = None,
         net_spec: dict | None = None,
     ) -> None:
+        if build is None and genotype is None:
+            raise QuantNASError("Trainer: give a genotype or a network builder")
         self.genotype, self.net_spec = genotype, net_spec
-        super().__init__(cfg, run_dir)
-        if net is None:
-            if genotype is None:
-                raise QuantNASError("Trainer: give a genotype or a network")
-            net = build_network(genotype, cfg.arch)
+        super().__init__(cfg, run_dir)  # seeds: the network and the data order follow
+        net = build() if build is not None else build_network(genotype, cfg.arch)
         self.net = net.to(self.device)
         qdist.broadcast_module(self.net)
         t = cfg.train
@@ -118,6 +126,7 @@ class Trainer(EpochLoop):
             else None
         )
         self.best = {"epoch": -1, "val_psnr": -float("inf")}
+        self._bicubic: float | None = None
         self.open_metrics()
 
     @property
@@ -216,6 +225,7 @@ class Trainer(EpochLoop):
             "lr": self.opt.param_groups[0]["lr"],
             "seconds": time.time() - started,
         }
+        row["val_gain"] = val["val_psnr"] - self.bicubic_psnr
         self.history.append(row)
         self.metrics.log(row)
         log.info(
@@ -231,6 +241,35 @@ class Trainer(EpochLoop):
                 self.eval_net, quantized=True, epoch=epoch, val_psnr=val["val_psnr"]
             )
             atomic_save(payload, self.run_dir / BEST)
+        if epoch + 1 == self.stall_epoch and self.stalled():
+            log.warning(
+                "training %s looks stalled: after %d of %d epochs its best validation PSNR "
+                "is within %.2f dB of bicubic (%.2f dB); it goes on (see README, "
+                "'Stalled trainings')",
+                self.run_dir,
+                epoch + 1,
+                self.epochs,
+                self.cfg.train.stall_margin,
+                self.bicubic_psnr,
+            )
+
+    # ------------------------------------------------------------------ stalls
+    @property
+    def bicubic_psnr(self) -> float:
+        """Validation PSNR of bicubic upscaling (computed once, on the validation set)."""
+        if self._bicubic is None:
+            self._bicubic = float(evaluate(bicubic_upscaler(self.val.scale), self.val)["psnr"])
+        return self._bicubic
+
+    @property
+    def stall_epoch(self) -> int:
+        """The epoch count after which a training still at bicubic is reported stalled."""
+        return max(1, math.ceil(self.cfg.train.stall_check * self.epochs))
+
+    def stalled(self) -> bool:
+        """The best QAT validation PSNR so far is within ``train.stall_margin`` of bicubic."""
+        gains = [r["val_psnr"] - self.bicubic_psnr for r in self.history if r["quantized"]]
+        return bool(gains) and max(gains) < self.cfg.train.stall_margin
 
     def finish(self) -> None:
         plot_training_curves(self.history, self.run_dir / "training.png", title="training (QAT)")
@@ -249,6 +288,8 @@ class Trainer(EpochLoop):
             int(self.best["epoch"]),
             float(self.best["val_psnr"]),
             sum(r["seconds"] for r in self.history),
+            self.bicubic_psnr,
+            self.stalled(),
         )
 
 

@@ -3,6 +3,7 @@ and the Pareto maths / ``quantnas pareto`` on hand-made results."""
 
 import csv
 import json
+import math
 
 import pytest
 from tiny_runs import RUN
@@ -33,13 +34,19 @@ def test_sweep_cpu_preset_plan():
     for t in trials:
         by.setdefault(t.method, []).append(t)
     assert len(by["search"]) == len(cfg.sweep.penalties) * 2 and len(cfg.sweep.penalties) >= 3
-    assert len(by["random"]) >= 8
+    seeds = cfg.sweep.seeds
+    assert seeds >= 2
+    # every method runs every seed: random draws and baselines too
+    assert len(by["random"]) == cfg.sweep.random * seeds and cfg.sweep.random >= 8
     assert {m: len(by[m]) for m in ("espcn", "fsrcnn", "edsr")} == {
-        "espcn": 3,
-        "fsrcnn": 3,
-        "edsr": 3,
+        "espcn": 3 * seeds,
+        "fsrcnn": 3 * seeds,
+        "edsr": 3 * seeds,
     }
     assert {t.bits for t in by["espcn"]} == {4, 8, 32}
+    # the seeds of one random draw train the same genotype
+    draw0 = [t for t in by["random"] if t.draw == 0]
+    assert len({t.seed for t in draw0}) == seeds and len({t.draw_seed for t in draw0}) == 1
     # the same training budget and data for every method: trial configs differ only in
     # seed and (for the search) penalty
     from quantnas.sweep.trials import trial_config
@@ -104,7 +111,7 @@ def _row(tid, method, bitops, test, **kw):
     r = {
         "trial_id": tid,
         "method": method,
-        "setting": kw.pop("setting", ""),
+        "setting": kw.pop("setting", f"trial={tid}"),  # one setting per hand-made point
         "seed": 0,
         "status": "ok",
         "bitops_32": bitops,
@@ -170,7 +177,8 @@ def test_pareto_command_marks_the_front_and_merges(tmp_path, capsys):
     md = capsys.readouterr().out
     assert out.is_file() and out.stat().st_size > 10_000
     assert (tmp_path / "front.md").read_text() == md
-    table = [ln for ln in md.splitlines() if ln.startswith("| ") and "method" not in ln]
+    front_md = md.split("## Every point")[0]
+    table = [ln for ln in front_md.splitlines() if ln.startswith("| ") and "method" not in ln]
     assert [ln.split("|")[1].strip() for ln in table] == [
         "uniform",
         "random",
@@ -181,7 +189,7 @@ def test_pareto_command_marks_the_front_and_merges(tmp_path, capsys):
         "espcn",
     ]
     assert "| 1.000 | 1000 | 27.00 |" in md  # search point a
-    assert "1 of 2 random points" in md and "(9 finished trials, 1 failed)" in md
+    assert "1 of 2 random points" in md and "(9 finished trials, 1 failed; 9 points" in md
     # a CSV from a second sweep with one point dominating everything: merged front = it
     other = tmp_path / "s2"
     other.mkdir()
@@ -190,7 +198,7 @@ def test_pareto_command_marks_the_front_and_merges(tmp_path, capsys):
         w.writeheader()
         w.writerow({**_row("z", "edsr", 0.2e9, 28.0), "bits": 8})
     assert main(["pareto", str(sweep), str(other), "--out", str(tmp_path / "m.png")]) == 0
-    md = capsys.readouterr().out
+    md = capsys.readouterr().out.split("## Every point")[0]
     table = [ln for ln in md.splitlines() if ln.startswith("| ") and "method" not in ln]
     assert len(table) == 1 and table[0].startswith("| s2 | edsr |") and "28.00" in table[0]
     # default output next to the results, and validation on request
@@ -438,3 +446,58 @@ def test_engine_choice_and_errors(tmp_path, capsys):
     args = ["sweep", "-d", "e", f"out_dir={tmp_path}", "--engine", "local", "--address", "x:1"]
     assert main(args) == 2 and "--address needs --engine ray" in capsys.readouterr().err
     assert not (tmp_path / "e").exists()  # nothing written before the checks
+
+
+# ------------------------------------------------------------ one training, wherever it runs
+@pytest.mark.parametrize("method", ["random", "espcn"])
+def test_trial_trains_exactly_like_the_train_verb(tmp_path, method):
+    """A sweep trial and ``quantnas train`` (same genotype or network, seed and budget)
+    give the same initialisation, data order and so the same validation curve."""
+    import torch
+
+    from quantnas.baselines import build_baseline
+    from quantnas.config import to_dict
+    from quantnas.space import random_genotype
+    from quantnas.sweep.runner import run_trial
+    from quantnas.sweep.trials import trial_config
+    from quantnas.train import Trainer
+
+    cfg = load_config(preset="tiny", overrides=[*TINY, "train.steps_per_epoch=3", "seed=3"])
+    if method == "random":
+        trial = Trial("random", "draw=1", 4, draw=1, draw_base=3)
+    else:
+        trial = Trial("espcn", "bits=4", 4, bits=4)
+    tcfg = trial_config(cfg, trial)
+    run_trial(trial.to_dict(), to_dict(tcfg), str(tmp_path / "trial"), threads=1)
+    trial_hist = [json.loads(x) for x in (tmp_path / "trial/train/metrics.jsonl").open()]
+
+    if method == "random":
+        verb = Trainer(tcfg, tmp_path / "verb", random_genotype(tcfg.arch, trial.draw_seed))
+    else:
+        verb = Trainer(tcfg, tmp_path / "verb", None,
+                       build=lambda: build_baseline("espcn", tcfg.arch, 4))
+    verb.run()
+    assert [r["val_psnr"] for r in verb.history] == [r["val_psnr"] for r in trial_hist]
+    assert [r["train_loss"] for r in verb.history] == [r["train_loss"] for r in trial_hist]
+    a = torch.load(tmp_path / "trial/train/best.pt", weights_only=True)["model"]
+    b = torch.load(tmp_path / "verb/best.pt", weights_only=True)["model"]
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_aggregate_mean_and_std_over_seeds():
+    rows = [
+        {"method": "random", "setting": "draw=0", "seed": 0, "bitops_32": 2e9, "params": 10,
+         "psnr_test": 28.0, "psnr_validation": 29.0, "stalled": False},
+        {"method": "random", "setting": "draw=0", "seed": 1, "bitops_32": 2e9, "params": 10,
+         "psnr_test": 28.4, "psnr_validation": 29.2, "stalled": "True"},
+        {"method": "espcn", "setting": "bits=4", "seed": 0, "bitops_32": 1e9, "params": 5,
+         "psnr_test": 27.5, "psnr_validation": 28.5, "stalled": False},
+    ]
+    agg = {r["method"]: r for r in pm.aggregate(rows)}
+    r = agg["random"]
+    assert r["n"] == 2 and r["seed"] == "0,1" and r["stalled"] == 1
+    assert r["psnr_test"] == pytest.approx(28.2)
+    assert r["psnr_test_std"] == pytest.approx(0.28284271, abs=1e-6)  # sample std of 28, 28.4
+    assert math.isnan(agg["espcn"]["psnr_test_std"]) and agg["espcn"]["n"] == 1
+    table = pm.front_table(list(agg.values()), "test", every=True)
+    assert "28.20 +- 0.28" in table and table.count(" yes |") == 2

@@ -246,6 +246,8 @@ def test_training_improves_psnr_over_bicubic(tmp_path):
     bic = bicubic_reference(val_dataset(cfg))["psnr"]
     assert res.best_psnr > psnrs[0] + 0.1, (psnrs, bic)
     assert res.best_psnr > bic, (psnrs, bic)
+    # a training that learns is not reported stalled
+    assert not res.stalled and res.best_psnr - res.bicubic_psnr >= cfg.train.stall_margin
 
 
 def test_pixel_losses_on_a_known_pair():
@@ -325,3 +327,20 @@ def test_resume_without_ema_weights_refused(tmp_path):
     t = Trainer(tiny_cfg(tmp_path, "train.epochs=3", "train.ema=0.9"), tmp_path / "r", gt.DEFAULT)
     with pytest.raises(QuantNASError, match="no EMA weights"):
         t.resume()
+
+
+# ------------------------------------------------------------------------- stall detector
+def test_stall_detector_flags_a_forced_stall(tmp_path, caplog):
+    """A training forced to stay at bicubic (learning rate ~0, so the zero-initialised
+    output scale never moves) is flagged with a warning naming the run, and not stopped."""
+    import logging
+
+    cfg = tiny_cfg(tmp_path, "train.epochs=2", "train.lr=1e-12", "train.lr_min=1e-13")
+    with caplog.at_level(logging.WARNING, logger="quantnas"):
+        t = Trainer(cfg, tmp_path / "stuck", gt.DEFAULT)
+        res = t.run()
+    assert res.stalled and len(t.history) == 2  # flagged, and it went on
+    assert all(abs(r["val_gain"]) < 1e-6 for r in t.history)
+    assert math.isclose(res.bicubic_psnr, bicubic_reference(val_dataset(cfg))["psnr"])
+    warned = [r.getMessage() for r in caplog.records if "stalled" in r.getMessage()]
+    assert len(warned) == 1 and str(tmp_path / "stuck") in warned[0]

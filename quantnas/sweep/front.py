@@ -36,9 +36,10 @@ def write_pareto(rows: Sequence[dict], set_name: str, out: Path, *, title: str) 
     """Draw ``out`` (PNG) and write ``out`` with ``.md``; return the Markdown text."""
     from quantnas.plots import plot_method_fronts
 
-    ok = pm.ok_rows(rows, set_name)
-    if not ok:
+    trials = pm.ok_rows(rows, set_name)
+    if not trials:
         raise QuantNASError(f"no finished trial with a PSNR on set {set_name!r} to plot")
+    ok = pm.aggregate(trials)  # one point per method and setting: the mean over its seeds
     key = pm.psnr_key(set_name)
     labels = []
     for r in ok:
@@ -69,8 +70,11 @@ def write_pareto(rows: Sequence[dict], set_name: str, out: Path, *, title: str) 
     md = "\n".join(
         [
             f"# {title}\n",
-            f"Front on set `{set_name}` ({len(ok)} finished trials, {len(failed)} failed).\n",
+            f"Front on set `{set_name}` ({len(trials)} finished trials, {len(failed)} failed; "
+            f"{len(ok)} points, each the mean +- std over its seeds).\n",
             pm.front_table(ok, set_name),
+            f"\n## Every point on set `{set_name}`\n",
+            pm.front_table(ok, set_name, every=True),
             "\n## Targets\n",
             pm.targets_text(t),
             "",

@@ -52,6 +52,40 @@ def psnr_key(set_name: str) -> str:
     return f"psnr_{set_name}"
 
 
+#: Numeric columns averaged over the seeds of a point by :func:`aggregate`.
+_MEAN_PREFIXES = ("psnr_", "ssim_", "bicubic_psnr_")
+
+
+def aggregate(rows: Sequence[Mapping[str, Any]]) -> list[dict]:
+    """One point per ``(sweep, method, setting)``: the mean over its seeds.
+
+    Every ``psnr_*`` / ``ssim_*`` column and ``bitops_32`` / ``params`` become their
+    mean over the seeds, with ``<column>_std`` (sample std; NaN for one seed) beside them;
+    ``n`` is the number of seeds, ``seed`` lists them and ``stalled`` counts stalled
+    trainings. A search point averages the genotypes its seeds found (their BitOps may
+    differ: ``bitops_32_std``).
+    """
+    groups: dict[tuple, list[Mapping[str, Any]]] = {}
+    for r in rows:
+        groups.setdefault((r.get("sweep"), r["method"], _setting(r)), []).append(r)
+    out = []
+    for members in groups.values():
+        agg = dict(members[0])
+        keys = ["bitops_32", "params"] + [
+            k for k in members[0] if k.startswith(_MEAN_PREFIXES) and not k.endswith("_std")
+        ]
+        for k in keys:
+            vals = np.array([_num(m.get(k)) for m in members], dtype=np.float64)
+            vals = vals[~np.isnan(vals)]
+            agg[k] = float(vals.mean()) if len(vals) else float("nan")
+            agg[f"{k}_std"] = float(vals.std(ddof=1)) if len(vals) > 1 else float("nan")
+        agg["n"] = len(members)
+        agg["seed"] = ",".join(str(m.get("seed", "")) for m in members)
+        agg["stalled"] = sum(str(m.get("stalled")).lower() in ("true", "1") for m in members)
+        out.append(agg)
+    return out
+
+
 def _num(value: Any) -> float:
     try:
         return float(value)
@@ -155,24 +189,44 @@ def _setting(r: Mapping[str, Any]) -> str:
     return str(r.get("setting") or "-")
 
 
-def front_table(rows: Sequence[Mapping[str, Any]], set_name: str) -> str:
-    """Markdown table of the overall front on ``set_name`` (by BitOps)."""
+def _pm(r: Mapping[str, Any], key: str, fmt: str) -> str:
+    """``mean +- std`` of an aggregated column (just the value when it has no std)."""
+    std = r.get(f"{key}_std")
+    value = format(_num(r.get(key)), fmt)
+    if std is None or np.isnan(_num(std)):
+        return value
+    return f"{value} +- {format(_num(std), fmt)}"
+
+
+def front_table(
+    rows: Sequence[Mapping[str, Any]], set_name: str, *, every: bool = False
+) -> str:
+    """Markdown table of the overall front on ``set_name`` (by BitOps).
+
+    Rows from :func:`aggregate` show ``mean +- std`` over their seeds; ``every`` lists
+    all points, front or not (the front is marked).
+    """
     key = psnr_key(set_name)
     ssim = f"ssim_{set_name}"
     merged = len({r.get("sweep") for r in rows}) > 1
     lines = [
-        f"| {'sweep | ' if merged else ''}method | setting | seed | GBitOps @32x32 | params | "
-        f"PSNR {set_name} | SSIM {set_name} | PSNR validation |",
-        "|---|---|---|---|---|---|---|---|" + ("---|" if merged else ""),
+        f"| {'sweep | ' if merged else ''}method | setting | seeds | GBitOps @32x32 | params | "
+        f"PSNR {set_name} | SSIM {set_name} | PSNR validation | stalled |"
+        + (" front |" if every else ""),
+        "|---|---|---|---|---|---|---|---|---|" + ("---|" if merged else "")
+        + ("---|" if every else ""),
     ]
-    for i in overall_front(rows, set_name):
+    front = overall_front(rows, set_name)
+    order = sorted(range(len(rows)), key=lambda i: _num(rows[i]["bitops_32"])) if every else front
+    for i in order:
         r = rows[i]
-        val = _num(r.get("psnr_validation"))
         lines.append(
             f"| {str(r.get('sweep')) + ' | ' if merged else ''}"
             f"{r['method']} | {_setting(r)} | {r.get('seed', '')} | "
             f"{_num(r['bitops_32']) / 1e9:.3f} | {int(_num(r.get('params')))} | "
-            f"{_num(r[key]):.2f} | {_num(r.get(ssim)):.4f} | {val:.2f} |"
+            f"{_pm(r, key, '.2f')} | {_pm(r, ssim, '.4f')} | "
+            f"{_pm(r, 'psnr_validation', '.2f')} | {r.get('stalled', '')} |"
+            + ((" yes |" if i in front else " |") if every else "")
         )
     return "\n".join(lines)
 

@@ -32,6 +32,8 @@ FIELDS = (
 )
 TAIL_FIELDS = (
     "best_epoch",
+    "last_epoch",
+    "stalled",
     "search_entropy",
     "search_s",
     "train_s",

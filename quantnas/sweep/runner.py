@@ -21,8 +21,8 @@ from quantnas.config import from_dict
 from quantnas.cost import network_cost
 from quantnas.errors import QuantNASError
 from quantnas.fileio import atomic_write_json
-from quantnas.rng import seed_everything
 from quantnas.runlog import setup_logging
+from quantnas.sweep.trials import Trial
 
 log = logging.getLogger(__name__)
 
@@ -55,24 +55,32 @@ def _search(cfg, trial_dir: Path) -> tuple[gt.Genotype, dict]:
 
 
 def _network(trial: dict, cfg, trial_dir: Path):
-    """``(net, genotype or None, net_spec or None, search info)`` of a trial."""
+    """``(builder or None, genotype or None, net_spec or None, search info)`` of a trial.
+
+    Nothing is built here: the :class:`~quantnas.train.Trainer` builds the network after
+    seeding, as the ``train`` verb does, so a trial trains exactly like ``quantnas train``
+    with the same genotype, seed and budget.
+    """
     from quantnas.baselines import build_baseline
-    from quantnas.space import build_network, random_genotype
+    from quantnas.space import random_genotype
 
     method, info = trial["method"], {}
     if method == "search":
         geno, info = _search(cfg, trial_dir)
     elif method == "random":
-        geno = random_genotype(cfg.arch, 100_003 * int(trial["seed"]) + int(trial["draw"]))
+        geno = random_genotype(cfg.arch, Trial.from_dict(trial).draw_seed)
     elif method == "uniform":
         geno = gt.loads(trial["genotype"], source=trial["source"]).at_bits(int(trial["bits"]))
     else:
-        seed_everything(cfg.seed)
-        net = build_baseline(method, cfg.arch, int(trial["bits"]))
-        return net, None, {"baseline": method, "bits": int(trial["bits"])}, info
+        bits = int(trial["bits"])
+        return (
+            lambda: build_baseline(method, cfg.arch, bits),
+            None,
+            {"baseline": method, "bits": bits},
+            info,
+        )
     gt.save(geno, trial_dir / "genotype.json")
-    seed_everything(cfg.seed)
-    return build_network(geno, cfg.arch), geno, None, info
+    return None, geno, None, info
 
 
 def _evaluate(net: torch.nn.Module, cfg, device: torch.device) -> dict:
@@ -111,7 +119,8 @@ def run_trial(
 
     Returns:
         ``genotype``, ``bitops_32``, ``params``, ``size_kib``, ``psnr_<set>``,
-        ``ssim_<set>``, ``bicubic_psnr_<set>``, ``best_epoch``, ``search_entropy`` and
+        ``ssim_<set>``, ``bicubic_psnr_<set>``, ``best_epoch``, ``last_epoch``,
+        ``stalled`` (see :meth:`quantnas.train.Trainer.stalled`), ``search_entropy`` and
         ``search_s`` / ``train_s`` / ``eval_s`` / ``total_s``.
 
     """
@@ -130,9 +139,9 @@ def run_trial(
         trial["setting"],
         trial["seed"],
     )
-    net, geno, spec, info = _network(trial, cfg, out)
+    build, geno, spec, info = _network(trial, cfg, out)
     t_train = time.time()
-    trainer = Trainer(cfg, out / "train", geno, net=net, net_spec=spec)
+    trainer = Trainer(cfg, out / "train", geno, build=build, net_spec=spec)
     if (out / "train" / "checkpoint.pt").exists():
         trainer.resume()
     res = trainer.run()
@@ -140,6 +149,7 @@ def run_trial(
     if not res.best_path.exists():
         raise QuantNASError(f"trial {trial['trial_id']}: training saved no best checkpoint")
     ck = load_checkpoint(res.best_path)
+    net = trainer.net
     set_quantized(net, True)
     load_state(net, ck["model"], path=res.best_path, what="the trial's network")
     net.eval()
@@ -154,6 +164,8 @@ def run_trial(
         "size_kib": cost.size_bytes / 1024,
         **metrics,
         "best_epoch": res.best_epoch,
+        "last_epoch": len(trainer.history) - 1,
+        "stalled": res.stalled,
         "search_entropy": info.get("entropy"),
         "search_s": info.get("seconds", 0.0),
         "train_s": train_s,

@@ -33,7 +33,9 @@ class Trial:
         seed: Training (and search) seed.
         penalty: Hardware penalty (``search``; the source's for ``uniform``).
         bits: Uniform bit-width (baselines, ``uniform``).
-        draw: Index of a random genotype (its draw is seeded by ``seed`` and ``draw``).
+        draw: Index of a random genotype (its draw is seeded by ``draw_base`` and
+            ``draw``, so the seeds of one draw train the same genotype).
+        draw_base: The sweep's base seed (``random``).
         source: Trial id of the ``search`` trial a ``uniform`` trial retrains.
         genotype: JSON of the source genotype (``uniform``).
 
@@ -47,6 +49,7 @@ class Trial:
     draw: int | None = None
     source: str | None = None
     genotype: str | None = None
+    draw_base: int | None = None
 
     @property
     def trial_id(self) -> str:
@@ -60,11 +63,17 @@ class Trial:
 
     @property
     def draw_seed(self) -> int:
-        """Seed of a random trial's genotype draw."""
-        return 100_003 * self.seed + int(self.draw or 0)
+        """Seed of a random trial's genotype draw (the same for every training seed)."""
+        base = self.seed if self.draw_base is None else self.draw_base
+        return 100_003 * base + int(self.draw or 0)
 
     def to_dict(self) -> dict:
         return {"trial_id": self.trial_id, **asdict(self)}
+
+    @classmethod
+    def from_dict(cls, data: dict) -> Trial:
+        """The trial of :meth:`to_dict` (extra keys such as ``trial_id`` ignored)."""
+        return cls(**{f: data[f] for f in cls.__dataclass_fields__ if f in data})
 
 
 def _check(cfg: Config) -> None:
@@ -75,7 +84,7 @@ def _check(cfg: Config) -> None:
             f"config key sweep.methods: {bad[0] if bad else '[]'!r} is not a method; expected "
             f"some of {list(METHOD_GROUPS)}"
         )
-    for key in ("seeds", "baseline_seeds", "uniform_seeds"):
+    for key in ("seeds", "uniform_seeds"):
         if getattr(s, key) < 1:
             raise QuantNASError(f"config key sweep.{key}: must be >= 1 (got {getattr(s, key)})")
     if s.random < 0:
@@ -105,11 +114,12 @@ def plan(cfg: Config) -> list[Trial]:
                 out.append(Trial("search", f"penalty={p:g}", cfg.seed + r, penalty=float(p)))
     if "random" in s.methods:
         for d in range(s.random):
-            out.append(Trial("random", f"draw={d}", cfg.seed, draw=d))
+            for r in range(s.seeds):
+                out.append(Trial("random", f"draw={d}", cfg.seed + r, draw=d, draw_base=cfg.seed))
     if "baseline" in s.methods:
         for name in s.baselines:
             for bits in s.baseline_bits:
-                for r in range(s.baseline_seeds):
+                for r in range(s.seeds):
                     out.append(Trial(name, f"bits={bits}", cfg.seed + r, bits=bits))
     return out
 
