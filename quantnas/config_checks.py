@@ -12,7 +12,16 @@ from typing import Any
 from quantnas.config_types import Config
 from quantnas.errors import QuantNASError
 
-__all__ = ["POSITIVE", "SIGNED", "check_ranges", "choices", "validate"]
+__all__ = [
+    "FLOAT_MAX",
+    "INT_MAX",
+    "POSITIVE",
+    "SEED_MAX",
+    "SIGNED",
+    "check_ranges",
+    "choices",
+    "validate",
+]
 
 
 def choices() -> dict[str, tuple[str, ...]]:
@@ -61,6 +70,7 @@ POSITIVE: tuple[str, ...] = (
     "search.temp_max",
     "search.temp_min",
     "search.w_lr",
+    "search.alpha_lr",
     "search.w_grad_clip",
     "search.bitops_lr_size",
     "train.epochs",
@@ -70,6 +80,21 @@ POSITIVE: tuple[str, ...] = (
 
 #: Numeric keys allowed to be negative (none so far).
 SIGNED: tuple[str, ...] = ()
+
+#: The largest integer of any key (int64: torch and numpy take them).
+INT_MAX = 2**63 - 1
+#: The largest seed (numpy seeds are below 2**32).
+SEED_MAX = 2**32 - 1
+#: The largest number of any float key: float32's largest (the tensors a learning rate or
+#: a penalty multiplies are float32; a larger value overflows there).
+FLOAT_MAX = 3.4028234663852886e38
+
+
+def _shown(value: float) -> str:
+    """``value`` for a message (an integer too long to print is shown by its size)."""
+    if isinstance(value, int) and abs(value).bit_length() > 128:
+        return f"an integer of {abs(value).bit_length()} bits"
+    return str(value)
 
 
 def _numbers(node: Any, prefix: str) -> typing.Iterator[tuple[str, Any]]:
@@ -89,15 +114,26 @@ def _numbers(node: Any, prefix: str) -> typing.Iterator[tuple[str, Any]]:
 
 
 def check_ranges(cfg: Config) -> None:
-    """Every number finite and >= 0 (> 0 for :data:`POSITIVE`), errors naming the key."""
+    """Every number finite, >= 0 (> 0 for :data:`POSITIVE`) and within what the code takes:
+    integers up to :data:`INT_MAX` (the seed up to :data:`SEED_MAX`), floats up to
+    :data:`FLOAT_MAX`; errors naming the key.
+    """
     for key, value in _numbers(cfg, ""):
-        if not math.isfinite(value):
+        if isinstance(value, int):
+            top = SEED_MAX if key == "seed" else INT_MAX
+            if value > top:
+                raise QuantNASError(f"config key {key}: must be <= {top} (got {_shown(value)})")
+        elif not math.isfinite(value):
             raise QuantNASError(f"config key {key}: must be a finite number (got {value})")
+        elif abs(value) > FLOAT_MAX:
+            raise QuantNASError(
+                f"config key {key}: must be <= {FLOAT_MAX:.4g}, the largest float32 (got {value})"
+            )
         if key in POSITIVE and value <= 0:
             low = ">= 1" if isinstance(value, int) else "> 0"
             raise QuantNASError(f"config key {key}: must be {low} (got {value})")
         if value < 0 and key not in SIGNED:
-            raise QuantNASError(f"config key {key}: must be >= 0 (got {value})")
+            raise QuantNASError(f"config key {key}: must be >= 0 (got {_shown(value)})")
 
 
 def validate(cfg: Config) -> Config:

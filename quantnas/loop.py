@@ -164,11 +164,14 @@ class EpochLoop:
         return True
 
     def _restore(self, ck: dict, path: Path) -> None:
+        epoch = ck["epoch"]
+        if isinstance(epoch, bool) or not isinstance(epoch, int) or epoch < 0:
+            raise ValueError(f"'epoch' is {epoch!r}, expected an integer >= 0")
         self.load_extra(ck, path)
         for key, obj in self.stateful.items():
             obj.load_state_dict(ck[key])
         set_rng_state(ck["rng"])
-        self.epoch, self.history, self.best = int(ck["epoch"]), list(ck["history"]), ck["best"]
+        self.epoch, self.history, self.best = epoch, list(ck["history"]), ck["best"]
         float(self.best[self.best_metric])  # a malformed entry fails here, not later
 
     # --------------------------------------------------------------------- run

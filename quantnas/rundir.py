@@ -104,14 +104,14 @@ def resumed_config(run_dir: Path, overrides: list[str]):
     """
     import yaml
 
-    from quantnas.config import Config, apply_override, merge, validate
+    from quantnas.config import Config, apply_override, load_yaml, merge, validate
     from quantnas.errors import read_user_text
 
     saved = run_dir / "config.yaml"
     if not saved.exists():
         return None
     try:
-        data = yaml.safe_load(read_user_text(saved, "saved config"))
+        data = load_yaml(read_user_text(saved, "saved config"))
     except (yaml.YAMLError, RecursionError) as e:
         raise QuantNASError(
             f"saved config {saved} is corrupt (invalid YAML: {e.__class__.__name__}); restore "
