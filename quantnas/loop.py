@@ -24,6 +24,7 @@ from quantnas.config import Config, dump
 from quantnas.device import select_device, set_threads
 from quantnas.errors import QuantNASError
 from quantnas.fileio import atomic_save, atomic_write_text, remove_stale_tmp
+from quantnas.manifest import record
 from quantnas.rng import rng_state, seed_everything, set_rng_state
 
 log = logging.getLogger(__name__)
@@ -81,6 +82,7 @@ class EpochLoop:
     def __init__(self, cfg: Config, run_dir: Path) -> None:
         self.cfg = cfg
         self.run_dir = Path(run_dir)
+        record(self.run_dir, kind="folder")
         self.run_dir.mkdir(parents=True, exist_ok=True)
         if qdist.is_main():
             remove_stale_tmp(self.run_dir)
