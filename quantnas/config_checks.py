@@ -150,6 +150,10 @@ def validate(cfg: Config) -> Config:
         if value not in options:
             raise QuantNASError(f"config key {key}: {value!r} is not one of {list(options)}")
     check_ranges(cfg)
+    if cfg.name:
+        from quantnas.rundir import check_name
+
+        check_name(cfg.name, "config key name")
     from quantnas.genotype import BLOCKS
     from quantnas.quant.quantizers import check_bits
 
