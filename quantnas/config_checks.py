@@ -7,6 +7,7 @@ from __future__ import annotations
 import math
 import typing
 from dataclasses import fields, is_dataclass
+from pathlib import PurePosixPath, PureWindowsPath
 from typing import Any
 
 from quantnas.config_types import Config
@@ -18,6 +19,7 @@ __all__ = [
     "POSITIVE",
     "SEED_MAX",
     "SIGNED",
+    "check_name",
     "check_ranges",
     "choices",
     "validate",
@@ -113,6 +115,32 @@ def _numbers(node: Any, prefix: str) -> typing.Iterator[tuple[str, Any]]:
         yield prefix, node
 
 
+def check_name(name: str, key: str) -> None:
+    """Refuse a run or sweep name that would leave ``out_dir`` (one line naming ``key``).
+
+    A name is a relative folder (``exp/a`` is fine) without ``..``, not absolute and not
+    ``out_dir`` itself.
+
+    Raises:
+        QuantNASError: Naming ``key`` and what was expected.
+
+    """
+    posix, windows = PurePosixPath(name), PureWindowsPath(name)
+    outside = (
+        "\0" in name
+        or posix.is_absolute()
+        or bool(windows.drive or windows.root)
+        or ".." in posix.parts
+        or ".." in windows.parts
+        or not posix.parts
+    )
+    if outside:
+        raise QuantNASError(
+            f"{key}: {name[:80]!r} must name a folder inside out_dir (relative, without '..', "
+            "not empty or '.', no NUL character)"
+        )
+
+
 def check_ranges(cfg: Config) -> None:
     """Every number finite, >= 0 (> 0 for :data:`POSITIVE`) and within what the code takes:
     integers up to :data:`INT_MAX` (the seed up to :data:`SEED_MAX`), floats up to
@@ -151,8 +179,6 @@ def validate(cfg: Config) -> Config:
             raise QuantNASError(f"config key {key}: {value!r} is not one of {list(options)}")
     check_ranges(cfg)
     if cfg.name:
-        from quantnas.rundir import check_name
-
         check_name(cfg.name, "config key name")
     from quantnas.genotype import BLOCKS
     from quantnas.quant.quantizers import check_bits

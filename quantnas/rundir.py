@@ -1,11 +1,12 @@
 """Run directories: which one a stage writes to, what marks one, and what a resumed run keeps.
 
-``search``, ``train`` and ``run`` write into ``out_dir/<name or stage-timestamp>``; the name
-must stay inside ``out_dir``. A fresh run refuses a folder that already holds a run
-(``--resume`` continues it, ``--restart`` discards it) or that is not a quantnas run
-directory at all; a resumed run takes its saved ``config.yaml`` (overrides still apply on
-top). One process at a time writes a run directory (:mod:`quantnas.runlock`), and
-``--restart`` removes only what its manifest lists (:mod:`quantnas.manifest`).
+``search``, ``train`` and ``run`` write into ``out_dir/<name or stage-timestamp>`` (the name
+stays inside ``out_dir``: :func:`quantnas.config_checks.check_name`). A fresh run refuses
+a folder that already holds a run (``--resume`` continues it, ``--restart`` discards it)
+or that is not a quantnas run directory at all; a resumed run takes its saved
+``config.yaml`` (overrides still apply on top). One process at a time writes a run
+directory (:mod:`quantnas.runlock`), and ``--restart`` removes only what its manifest
+lists (:mod:`quantnas.manifest`).
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import contextlib
 import logging
 import time
 from collections.abc import Iterator
-from pathlib import Path, PurePosixPath, PureWindowsPath
+from pathlib import Path
 
 from quantnas.errors import QuantNASError
 from quantnas.manifest import MANIFEST, read_manifest, remove_written, tracking
@@ -22,7 +23,6 @@ from quantnas.runlock import LOCK_FILE, RunLock
 
 __all__ = [
     "RUN_MARKERS",
-    "check_name",
     "chosen_run_dir",
     "claim_run_dir",
     "held",
@@ -38,32 +38,6 @@ RUN_MARKERS = ("config.yaml", "state.json", "checkpoint.pt", "search", "train")
 #: What a run directory may hold and still count as empty: the log of a run that failed
 #: before its first write, the manifest and the lock.
 _EMPTY = {"log.txt", MANIFEST, LOCK_FILE}
-
-
-def check_name(name: str, key: str) -> None:
-    """Refuse a run or sweep name that would leave ``out_dir`` (one line naming ``key``).
-
-    A name is a relative folder (``exp/a`` is fine) without ``..``, not absolute and not
-    ``out_dir`` itself.
-
-    Raises:
-        QuantNASError: Naming ``key`` and what was expected.
-
-    """
-    posix, windows = PurePosixPath(name), PureWindowsPath(name)
-    outside = (
-        "\0" in name
-        or posix.is_absolute()
-        or bool(windows.drive or windows.root)
-        or ".." in posix.parts
-        or ".." in windows.parts
-        or not posix.parts
-    )
-    if outside:
-        raise QuantNASError(
-            f"{key}: {name[:80]!r} must stay inside out_dir (a relative folder name without "
-            "'..', not absolute, not empty or '.')"
-        )
 
 
 def chosen_run_dir(cfg, stage: str, *, resume: str | None, restart: bool) -> Path:
@@ -100,7 +74,9 @@ def claim_run_dir(d: Path, *, restart: bool, command: str) -> None:
     names = sorted(p.name for p in d.iterdir()) if d.is_dir() else []
     written = read_manifest(d)
     if set(names) <= _EMPTY and set(written or []) <= {"log.txt"}:
-        if "log.txt" in names and not written:  # the failed run's log: the new run's now
+        from quantnas import distributed as qdist
+
+        if "log.txt" in names and not written and qdist.is_main():  # the new run's log now
             with tracking(d, strict=False) as manifest:
                 manifest.add(d / "log.txt")
         return

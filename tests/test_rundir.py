@@ -162,7 +162,7 @@ def test_two_locks_in_one_process_exclude_each_other(tmp_path):
 def test_run_names_stay_inside_out_dir(tmp_path, capsys, name):
     out = tmp_path / "runs"
     code = main(["train", f"out_dir={out}", f"name={name}", *TINY, "--restart"])
-    one_error(code, capsys, "config key name:", "inside out_dir")
+    one_error(code, capsys, "config key name:", "folder inside out_dir")
     assert not out.exists()
 
 
@@ -170,7 +170,7 @@ def test_run_names_stay_inside_out_dir(tmp_path, capsys, name):
 def test_sweep_names_stay_inside_out_dir(tmp_path, capsys, name):
     out = tmp_path / "runs"
     code = main(["sweep", f"out_dir={out}", *QUIET, "-d", name])
-    one_error(code, capsys, "-d/--name:", "inside out_dir")
+    one_error(code, capsys, "-d/--name:", "folder inside out_dir")
     assert not out.exists() and not (tmp_path / "x").exists()
 
 

@@ -17,9 +17,9 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from quantnas.config import Config, dump, to_dict
+from quantnas.config_checks import check_name
 from quantnas.errors import QuantNASError
 from quantnas.fileio import atomic_write_json, atomic_write_text
-from quantnas.rundir import check_name
 from quantnas.runlock import LOCK_FILE, RunLock
 from quantnas.runlog import setup_logging
 from quantnas.sweep import pareto as pm
