@@ -62,7 +62,8 @@ def chosen_run_dir(cfg, stage: str, *, resume: str | None, restart: bool) -> Pat
 def claim_run_dir(d: Path, *, restart: bool, command: str) -> None:
     """Make sure a fresh run may write to ``d``; with ``restart``, remove the run there.
 
-    A folder holding only the log of a run that failed before its first write is reused.
+    A folder holding only the log of a run that failed before its first write (besides
+    the manifest and the lock) is reused.
     ``restart`` removes what the folder's manifest lists and keeps every other file.
 
     Raises:
@@ -73,7 +74,7 @@ def claim_run_dir(d: Path, *, restart: bool, command: str) -> None:
     """
     names = sorted(p.name for p in d.iterdir()) if d.is_dir() else []
     written = read_manifest(d)
-    if set(names) <= _EMPTY and set(written or []) <= {"log.txt"}:
+    if set(names) <= _EMPTY:
         from quantnas import distributed as qdist
 
         if "log.txt" in names and not written and qdist.is_main():  # the new run's log now

@@ -89,6 +89,18 @@ def test_restart_with_a_corrupt_manifest_deletes_nothing(tmp_path, capsys):
     assert (tmp_path / "outside.txt").exists() and (run / "checkpoint.pt").exists()
 
 
+def test_a_folder_with_only_the_hidden_files_left_is_reused(tmp_path):
+    from quantnas.rundir import claim_run_dir
+
+    run = tmp_path / "r"
+    run.mkdir()
+    (run / MANIFEST).write_text(json.dumps({"format": 1, "written": ["checkpoint.pt"]}))
+    claim_run_dir(run, restart=False, command="train")  # its files were deleted by hand
+    (run / "checkpoint.pt").write_bytes(b"")
+    with pytest.raises(QuantNASError, match="already holds a run"):
+        claim_run_dir(run, restart=False, command="train")
+
+
 def test_a_tracked_run_never_overwrites_a_file_it_did_not_write(tmp_path):
     run = tmp_path / "r"
     run.mkdir()
