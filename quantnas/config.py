@@ -34,6 +34,38 @@ from quantnas.config_types import (
 from quantnas.errors import QuantNASError, read_user_text
 
 
+class HugeInt(str):
+    """The digits of a YAML integer too long for ``int()`` (Python's 4300-digit limit).
+
+    :func:`load_yaml` keeps such a literal as text, so the key it belongs to is named in
+    the error (a string key takes it as the text it is).
+    """
+
+
+class _Loader(yaml.SafeLoader):
+    """``yaml.SafeLoader`` that reads an over-long integer as :class:`HugeInt`."""
+
+    def construct_yaml_int(self, node: yaml.Node) -> int | HugeInt:
+        try:
+            return super().construct_yaml_int(node)
+        except ValueError:  # more digits than int() converts
+            return HugeInt(self.construct_scalar(node))
+
+
+_Loader.add_constructor("tag:yaml.org,2002:int", _Loader.construct_yaml_int)
+
+
+def load_yaml(text: str) -> Any:
+    """``yaml.safe_load`` of config text; over-long integers become :class:`HugeInt`."""
+    return yaml.load(text, Loader=_Loader)  # noqa: S506 - _Loader is a SafeLoader
+
+
+def _too_long(value: HugeInt, key: str) -> QuantNASError:
+    return QuantNASError(
+        f"config key {key}: an integer of {len(value)} digits is out of range (got {value[:12]}...)"
+    )
+
+
 def presets() -> list[str]:
     """Names of the presets shipped in the package."""
     root = resources.files("quantnas") / "configs"
@@ -70,6 +102,8 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
         if isinstance(value, bool):
             return value
         raise QuantNASError(f"config key {key}: expected true/false, got {value!r}")
+    if isinstance(value, HugeInt) and tp is not str:
+        raise _too_long(value, key)
     if tp is int:
         if isinstance(value, int) and not isinstance(value, bool):
             return value
@@ -132,7 +166,7 @@ def apply_override(cfg: Config, override: str) -> None:
     key, raw = override.split("=", 1)
     key = key.strip()
     try:
-        value = yaml.safe_load(raw) if raw.strip() else ""
+        value = load_yaml(raw) if raw.strip() else ""
     except (yaml.YAMLError, RecursionError):
         value = raw
     node: dict = {}
@@ -154,13 +188,13 @@ def load_config(
     """Resolve a config from defaults, a preset, YAML files and overrides."""
     cfg = Config()
     if preset:
-        merge(cfg, yaml.safe_load(_preset_text(preset)) or {}, source=f"preset {preset}")
+        merge(cfg, load_yaml(_preset_text(preset)) or {}, source=f"preset {preset}")
     for f in files or []:
         p = Path(f)
         if not p.is_file():
             raise QuantNASError(f"config file {p} does not exist")
         try:
-            data = yaml.safe_load(read_user_text(p, "config file")) or {}
+            data = load_yaml(read_user_text(p, "config file")) or {}
         except (yaml.YAMLError, RecursionError) as e:
             raise QuantNASError(f"config file {p}: invalid YAML ({e.__class__.__name__})") from None
         merge(cfg, data, source=str(p))
@@ -196,7 +230,9 @@ __all__ = [
     "choices",
     "dump",
     "from_dict",
+    "HugeInt",
     "load_config",
+    "load_yaml",
     "merge",
     "presets",
     "to_dict",

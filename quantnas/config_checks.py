@@ -7,12 +7,23 @@ from __future__ import annotations
 import math
 import typing
 from dataclasses import fields, is_dataclass
+from pathlib import PurePosixPath, PureWindowsPath
 from typing import Any
 
 from quantnas.config_types import Config
 from quantnas.errors import QuantNASError
 
-__all__ = ["POSITIVE", "SIGNED", "check_ranges", "choices", "validate"]
+__all__ = [
+    "FLOAT_MAX",
+    "INT_MAX",
+    "POSITIVE",
+    "SEED_MAX",
+    "SIGNED",
+    "check_name",
+    "check_ranges",
+    "choices",
+    "validate",
+]
 
 
 def choices() -> dict[str, tuple[str, ...]]:
@@ -61,6 +72,7 @@ POSITIVE: tuple[str, ...] = (
     "search.temp_max",
     "search.temp_min",
     "search.w_lr",
+    "search.alpha_lr",
     "search.w_grad_clip",
     "search.bitops_lr_size",
     "train.epochs",
@@ -70,6 +82,21 @@ POSITIVE: tuple[str, ...] = (
 
 #: Numeric keys allowed to be negative (none so far).
 SIGNED: tuple[str, ...] = ()
+
+#: The largest integer of any key (int64: torch and numpy take them).
+INT_MAX = 2**63 - 1
+#: The largest seed (numpy seeds are below 2**32).
+SEED_MAX = 2**32 - 1
+#: The largest number of any float key: float32's largest (the tensors a learning rate or
+#: a penalty multiplies are float32; a larger value overflows there).
+FLOAT_MAX = 3.4028234663852886e38
+
+
+def _shown(value: float) -> str:
+    """``value`` for a message (an integer too long to print is shown by its size)."""
+    if isinstance(value, int) and abs(value).bit_length() > 128:
+        return f"an integer of {abs(value).bit_length()} bits"
+    return str(value)
 
 
 def _numbers(node: Any, prefix: str) -> typing.Iterator[tuple[str, Any]]:
@@ -88,16 +115,53 @@ def _numbers(node: Any, prefix: str) -> typing.Iterator[tuple[str, Any]]:
         yield prefix, node
 
 
+def check_name(name: str, key: str) -> None:
+    """Refuse a run or sweep name that would leave ``out_dir`` (one line naming ``key``).
+
+    A name is a relative folder (``exp/a`` is fine) without ``..``, not absolute and not
+    ``out_dir`` itself.
+
+    Raises:
+        QuantNASError: Naming ``key`` and what was expected.
+
+    """
+    posix, windows = PurePosixPath(name), PureWindowsPath(name)
+    outside = (
+        "\0" in name
+        or posix.is_absolute()
+        or bool(windows.drive or windows.root)
+        or ".." in posix.parts
+        or ".." in windows.parts
+        or not posix.parts
+    )
+    if outside:
+        raise QuantNASError(
+            f"{key}: {name[:80]!r} must name a folder inside out_dir (relative, without '..', "
+            "not empty or '.', no NUL character)"
+        )
+
+
 def check_ranges(cfg: Config) -> None:
-    """Every number finite and >= 0 (> 0 for :data:`POSITIVE`), errors naming the key."""
+    """Every number finite, >= 0 (> 0 for :data:`POSITIVE`) and within what the code takes:
+    integers up to :data:`INT_MAX` (the seed up to :data:`SEED_MAX`), floats up to
+    :data:`FLOAT_MAX`; errors naming the key.
+    """
     for key, value in _numbers(cfg, ""):
-        if not math.isfinite(value):
+        if isinstance(value, int):
+            top = SEED_MAX if key == "seed" else INT_MAX
+            if value > top:
+                raise QuantNASError(f"config key {key}: must be <= {top} (got {_shown(value)})")
+        elif not math.isfinite(value):
             raise QuantNASError(f"config key {key}: must be a finite number (got {value})")
+        elif abs(value) > FLOAT_MAX:
+            raise QuantNASError(
+                f"config key {key}: must be <= {FLOAT_MAX:.4g}, the largest float32 (got {value})"
+            )
         if key in POSITIVE and value <= 0:
             low = ">= 1" if isinstance(value, int) else "> 0"
             raise QuantNASError(f"config key {key}: must be {low} (got {value})")
         if value < 0 and key not in SIGNED:
-            raise QuantNASError(f"config key {key}: must be >= 0 (got {value})")
+            raise QuantNASError(f"config key {key}: must be >= 0 (got {_shown(value)})")
 
 
 def validate(cfg: Config) -> Config:
@@ -114,6 +178,8 @@ def validate(cfg: Config) -> Config:
         if value not in options:
             raise QuantNASError(f"config key {key}: {value!r} is not one of {list(options)}")
     check_ranges(cfg)
+    if cfg.name:
+        check_name(cfg.name, "config key name")
     from quantnas.genotype import BLOCKS
     from quantnas.quant.quantizers import check_bits
 

@@ -22,6 +22,8 @@ from typing import IO, Any
 import numpy as np
 import torch
 
+from quantnas.manifest import record
+
 logger = logging.getLogger(__name__)
 
 __all__ = [
@@ -100,6 +102,7 @@ def _atomic_open(path: str | Path, mode: str = "wb") -> Iterator[IO[Any]]:
 
     """
     dest = Path(path)
+    record(dest)  # listed in the run directory's manifest before it exists
     dest.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp_name = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=TMP_SUFFIX, dir=dest.parent)
     tmp = Path(tmp_name)

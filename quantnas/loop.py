@@ -24,6 +24,7 @@ from quantnas.config import Config, dump
 from quantnas.device import select_device, set_threads
 from quantnas.errors import QuantNASError
 from quantnas.fileio import atomic_save, atomic_write_text, remove_stale_tmp
+from quantnas.manifest import record
 from quantnas.rng import rng_state, seed_everything, set_rng_state
 
 log = logging.getLogger(__name__)
@@ -81,6 +82,7 @@ class EpochLoop:
     def __init__(self, cfg: Config, run_dir: Path) -> None:
         self.cfg = cfg
         self.run_dir = Path(run_dir)
+        record(self.run_dir, kind="folder")
         self.run_dir.mkdir(parents=True, exist_ok=True)
         if qdist.is_main():
             remove_stale_tmp(self.run_dir)
@@ -164,11 +166,14 @@ class EpochLoop:
         return True
 
     def _restore(self, ck: dict, path: Path) -> None:
+        epoch = ck["epoch"]
+        if isinstance(epoch, bool) or not isinstance(epoch, int) or epoch < 0:
+            raise ValueError(f"'epoch' is {epoch!r}, expected an integer >= 0")
         self.load_extra(ck, path)
         for key, obj in self.stateful.items():
             obj.load_state_dict(ck[key])
         set_rng_state(ck["rng"])
-        self.epoch, self.history, self.best = int(ck["epoch"]), list(ck["history"]), ck["best"]
+        self.epoch, self.history, self.best = epoch, list(ck["history"]), ck["best"]
         float(self.best[self.best_metric])  # a malformed entry fails here, not later
 
     # --------------------------------------------------------------------- run

@@ -14,6 +14,7 @@ from typing import Any
 
 from quantnas.errors import QuantNASError
 from quantnas.fileio import _json_default, atomic_write_text
+from quantnas.manifest import record
 
 __all__ = ["MetricLogger"]
 
@@ -63,11 +64,13 @@ class MetricLogger:
 
     def __init__(self, run_dir: str | Path, *, tensorboard: bool = True) -> None:
         self.run_dir = Path(run_dir)
+        record(self.run_dir, kind="folder")
         try:
             self.run_dir.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise QuantNASError(f"run directory {self.run_dir} cannot be created ({exc})") from exc
         self.jsonl_path = self.run_dir / self.JSONL_NAME
+        record(self.jsonl_path)
         self._rows: list[dict[str, Any]] = self._load_existing()
         if self._rows:
             logger.info("continuing %d existing metric row(s) in %s", len(self._rows), self.run_dir)
@@ -82,6 +85,7 @@ class MetricLogger:
                 logger.info("tensorboard is not installed; metrics go to metrics.jsonl only")
             else:
                 self._writer_cls = SummaryWriter
+                record(self.run_dir / self.TB_DIR, kind="tree")
                 self._writer = SummaryWriter(log_dir=str(self.run_dir / self.TB_DIR))
 
     # ------------------------------------------------------------------ reading

@@ -1,33 +1,43 @@
 """Run directories: which one a stage writes to, what marks one, and what a resumed run keeps.
 
-``search``, ``train`` and ``run`` write into ``out_dir/<name or stage-timestamp>``. A fresh
-run refuses a folder that already holds a run (``--resume`` continues it, ``--restart``
-discards it) or that is not a quantnas run directory at all; a resumed run takes its saved
-``config.yaml`` (overrides still apply on top).
+``search``, ``train`` and ``run`` write into ``out_dir/<name or stage-timestamp>`` (the name
+stays inside ``out_dir``: :func:`quantnas.config_checks.check_name`). A fresh run refuses
+a folder that already holds a run (``--resume`` continues it, ``--restart`` discards it)
+or that is not a quantnas run directory at all; a resumed run takes its saved
+``config.yaml`` (overrides still apply on top). One process at a time writes a run
+directory (:mod:`quantnas.runlock`), and ``--restart`` removes only what its manifest
+lists (:mod:`quantnas.manifest`).
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
-import shutil
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 from quantnas.errors import QuantNASError
+from quantnas.manifest import MANIFEST, read_manifest, remove_written, tracking
+from quantnas.runlock import LOCK_FILE, RunLock
 
 __all__ = [
     "RUN_MARKERS",
     "chosen_run_dir",
     "claim_run_dir",
+    "held",
+    "listed",
     "resumed_config",
     "start_logging",
-    "written_by_quantnas",
 ]
 
 log = logging.getLogger(__name__)
 
 #: What a run directory of search/train/run holds once it has started (any one of them).
 RUN_MARKERS = ("config.yaml", "state.json", "checkpoint.pt", "search", "train")
+#: What a run directory may hold and still count as empty: the log of a run that failed
+#: before its first write, the manifest and the lock.
+_EMPTY = {"log.txt", MANIFEST, LOCK_FILE}
 
 
 def chosen_run_dir(cfg, stage: str, *, resume: str | None, restart: bool) -> Path:
@@ -50,26 +60,31 @@ def chosen_run_dir(cfg, stage: str, *, resume: str | None, restart: bool) -> Pat
 
 
 def claim_run_dir(d: Path, *, restart: bool, command: str) -> None:
-    """Make sure a fresh run may write to ``d``; with ``restart``, delete the run there.
+    """Make sure a fresh run may write to ``d``; with ``restart``, remove the run there.
 
-    A folder holding only the log of a run that failed before its first write is reused.
+    A folder holding only the log of a run that failed before its first write (besides
+    the manifest and the lock) is reused.
+    ``restart`` removes what the folder's manifest lists and keeps every other file.
 
     Raises:
         QuantNASError: ``d`` holds files but is no quantnas run directory, holds a run and
-            ``restart`` is off, or ``restart`` is on but ``d`` has no quantnas config.
+            ``restart`` is off, or ``restart`` is on but ``d`` has no manifest of what
+            quantnas wrote there.
 
     """
-    if not (d.is_dir() and any(p.name != "log.txt" for p in d.iterdir())):
+    names = sorted(p.name for p in d.iterdir()) if d.is_dir() else []
+    written = read_manifest(d)
+    if set(names) <= _EMPTY:
+        from quantnas import distributed as qdist
+
+        if "log.txt" in names and not written and qdist.is_main():  # the new run's log now
+            with tracking(d, strict=False) as manifest:
+                manifest.add(d / "log.txt")
         return
-    if not any((d / m).exists() for m in RUN_MARKERS):
+    if written is None and not any((d / m).exists() for m in RUN_MARKERS):
         raise QuantNASError(
             f"{d} exists and is not a quantnas run directory; choose another name=... "
             "or out_dir=..."
-        )
-    if restart and not written_by_quantnas(d / "config.yaml"):
-        raise QuantNASError(
-            f"--restart: {d} has no quantnas config.yaml, so it is not deleted; remove it "
-            "yourself or choose another name=..."
         )
     if not restart:
         raise QuantNASError(
@@ -77,22 +92,45 @@ def claim_run_dir(d: Path, *, restart: bool, command: str) -> None:
             f"quantnas {command} --resume {d} (or pass --restart to discard it, or "
             "choose another name=...)"
         )
+    if written is None:
+        shown = ", ".join(names[:5]) + (", ..." if len(names) > 5 else "")
+        raise QuantNASError(
+            f"--restart: {d} has no {MANIFEST} listing what quantnas wrote there, so its files "
+            f"({shown}) are not deleted; remove them yourself or choose another name=..."
+        )
     from quantnas import distributed as qdist
 
     if qdist.is_main():  # under torchrun, one rank deletes
-        log.warning("--restart: discarding the run in %s", d)
-        shutil.rmtree(d)
+        kept = [n for n in remove_written(d) if n not in _EMPTY]
+        log.warning("--restart: discarded the run in %s", d)
+        if kept:
+            log.warning("--restart: kept what quantnas did not write: %s", ", ".join(kept))
 
 
-def written_by_quantnas(config_file: Path) -> bool:
-    """Whether ``config_file`` is a config quantnas dumped (guards ``--restart``'s delete)."""
-    import yaml
+@contextlib.contextmanager
+def held(run_dir: Path, *, command: str) -> Iterator[None]:
+    """Hold the lock of ``run_dir`` (rank 0 under torchrun; the others write nothing)."""
+    from quantnas import distributed as qdist
 
-    try:
-        data = yaml.safe_load(config_file.read_text(encoding="utf-8"))
-    except (OSError, ValueError, yaml.YAMLError, RecursionError):
-        return False
-    return isinstance(data, dict) and {"arch", "data", "search", "train"} <= set(data)
+    with RunLock(run_dir, command=command) if qdist.is_main() else contextlib.nullcontext():
+        yield
+
+
+@contextlib.contextmanager
+def listed(run_dir: Path, *, fresh: bool) -> Iterator[None]:
+    """List what the block writes into ``run_dir`` in its manifest (rank 0).
+
+    A fresh run, and a resumed one whose folder has a manifest, refuse to overwrite a
+    file the manifest does not list; a resumed run from before manifests starts one.
+    """
+    from quantnas import distributed as qdist
+
+    if not qdist.is_main():
+        yield
+        return
+    strict = fresh or (run_dir / MANIFEST).is_file()
+    with tracking(run_dir, strict=strict):
+        yield
 
 
 def resumed_config(run_dir: Path, overrides: list[str]):
@@ -104,14 +142,14 @@ def resumed_config(run_dir: Path, overrides: list[str]):
     """
     import yaml
 
-    from quantnas.config import Config, apply_override, merge, validate
+    from quantnas.config import Config, apply_override, load_yaml, merge, validate
     from quantnas.errors import read_user_text
 
     saved = run_dir / "config.yaml"
     if not saved.exists():
         return None
     try:
-        data = yaml.safe_load(read_user_text(saved, "saved config"))
+        data = load_yaml(read_user_text(saved, "saved config"))
     except (yaml.YAMLError, RecursionError) as e:
         raise QuantNASError(
             f"saved config {saved} is corrupt (invalid YAML: {e.__class__.__name__}); restore "

@@ -21,6 +21,7 @@ from typing import TypeVar
 from tqdm.auto import tqdm
 
 from quantnas.errors import QuantNASError
+from quantnas.manifest import record
 
 __all__ = ["TqdmHandler", "progress", "setup_logging"]
 
@@ -96,10 +97,12 @@ def setup_logging(
 
     if run_dir is not None:
         run_path = Path(run_dir)
+        record(run_path, kind="folder")
         try:
             run_path.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise QuantNASError(f"run directory {run_path} cannot be created ({exc})") from exc
+        record(run_path / filename)
         file_handler = _LogFileHandler(run_path / filename, mode="a", encoding="utf-8")
         file_handler.setLevel(level)
         file_handler.setFormatter(logging.Formatter(FILE_FORMAT))

@@ -227,12 +227,43 @@ def test_pillow_path_checks_size_before_decoding(tmp_path, capsys):
         ("data.num_workers=-1", "data.num_workers"),
         ("search.alpha_betas=[0.5,1.5]", "search.alpha_betas"),
         ("data.max_pixels=-1", "data.max_pixels"),
+        ("seed=" + "7" * 5000, "seed"),  # over Python's 4300-digit int() limit
+        ("arch.bits=[4, " + "9" * 5000 + "]", "arch.bits[1]"),
+        ("search.penalty=" + "1" * 5000, "search.penalty"),
+        ("seed=18446744073709551616", "seed"),  # 2**64: no numpy/torch seed
+        ("seed=4294967296", "seed"),
+        ("train.epochs=0x" + "f" * 5000, "train.epochs"),  # hex has no digit limit
+        ("train.lr=1e300", "train.lr"),  # overflows float32
+        ("search.w_lr=-1e39", "search.w_lr"),
+        ("search.alpha_lr=0", "search.alpha_lr"),  # learning rates are > 0
     ],
 )
 def test_bad_numbers_refused_at_load(tmp_path, capsys, override, key):
     code = main(["run", f"out_dir={tmp_path}", "name=r", override, *QUIET])
-    one_error(code, capsys, f"config key {key}:")
+    line = one_error(code, capsys, f"config key {key}:")
+    assert len(line) < 300  # a huge value is described, not printed
     assert not (tmp_path / "r").exists()
+
+
+def test_huge_integer_in_a_config_file_names_the_key(tmp_path, capsys):
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("train:\n  epochs: " + "3" * 5000 + "\n")
+    one_error(main(["config", "--config", str(cfg)]), capsys, "config key train.epochs:", "5000")
+    # a string key keeps the digits as its text; the largest seed is taken
+    assert main(["config", "name=" + "3" * 5000, "seed=4294967295"]) == 0
+    assert "seed: 4294967295" in capsys.readouterr().out
+
+
+def test_resume_refuses_a_checkpoint_with_a_negative_epoch(tmp_path, capsys):
+    args = ["train", f"out_dir={tmp_path}", "name=t", *TINY, "train.epochs=1"]
+    assert main(args) == 0
+    ck_path = tmp_path / "t" / "checkpoint.pt"
+    ck = load_checkpoint(ck_path)
+    ck["epoch"] = -5
+    torch.save(ck, ck_path)
+    capsys.readouterr()
+    code = main(["train", "--resume", str(tmp_path / "t"), *TINY, "train.epochs=1"])
+    one_error(code, capsys, str(ck_path), "malformed", "'epoch' is -5", ">= 0")
 
 
 def test_sweep_nan_penalty_refused(tmp_path, capsys):

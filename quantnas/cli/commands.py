@@ -6,6 +6,7 @@ Every ``cmd_*`` takes the parsed arguments and returns the exit status.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import sys
 from pathlib import Path
@@ -29,21 +30,27 @@ def _load(args: argparse.Namespace, extra: list[str] | None = None):
     )
 
 
-def _stage_config(args: argparse.Namespace, stage: str, extra: list[str] | None = None):
-    """``(config, run directory)`` of ``search`` / ``train`` / ``run``.
+@contextlib.contextmanager
+def _stage_run(args: argparse.Namespace, stage: str, extra: list[str] | None = None):
+    """Hold the run directory of ``search`` / ``train`` / ``run``; yields ``(config, dir)``.
 
     The run directory (``--resume`` or a fresh one) is also kept as ``args.run_dir``, which
     the Ctrl-C hint names; on resume the run's saved config wins (overrides still apply).
+    While the block runs, this process alone writes there and every file it writes is
+    listed in the folder's manifest.
     """
     cfg = _load(args, extra)
     run_dir = args.run_dir = rundir.chosen_run_dir(
         cfg, stage, resume=args.resume, restart=args.restart
     )
-    if not args.resume:
-        rundir.claim_run_dir(run_dir, restart=args.restart, command=args.command)
-        return cfg, run_dir
-    saved = rundir.resumed_config(run_dir, args.overrides)
-    return (saved if saved is not None else _load(args)), run_dir
+    with rundir.held(run_dir, command=args.command):
+        if args.resume:
+            saved = rundir.resumed_config(run_dir, args.overrides)
+            cfg = saved if saved is not None else _load(args)
+        else:
+            rundir.claim_run_dir(run_dir, restart=args.restart, command=args.command)
+        with rundir.listed(run_dir, fresh=not args.resume):
+            yield cfg, run_dir
 
 
 def _print_json(obj) -> None:
@@ -56,9 +63,9 @@ def _print_json(obj) -> None:
 def cmd_search(args: argparse.Namespace) -> int:
     from quantnas.search.searcher import search
 
-    cfg, run_dir = _stage_config(args, "search")
-    run_dir = rundir.start_logging(run_dir, cfg)
-    res = search(cfg, run_dir, resume=bool(args.resume))
+    with _stage_run(args, "search") as (cfg, run_dir):
+        run_dir = rundir.start_logging(run_dir, cfg)
+        res = search(cfg, run_dir, resume=bool(args.resume))
     log.info("best genotype (epoch %d): %s", res.best_epoch, res.best)
     log.info("written to %s", run_dir / "best_arch.json")
     return 0
@@ -74,10 +81,10 @@ def cmd_train(args: argparse.Namespace) -> int:
             "genotype it was started with (start a new run for another genotype)"
         )
     extra = [f"train.genotype={args.genotype}"] if args.genotype else []
-    cfg, run_dir = _stage_config(args, "train", extra)
-    run_dir = rundir.start_logging(run_dir, cfg)
-    geno = gt.resolve(cfg.train.genotype)
-    res = train(cfg, run_dir, geno, resume=bool(args.resume))
+    with _stage_run(args, "train", extra) as (cfg, run_dir):
+        run_dir = rundir.start_logging(run_dir, cfg)
+        geno = gt.resolve(cfg.train.genotype)
+        res = train(cfg, run_dir, geno, resume=bool(args.resume))
     log.info(
         "best validation PSNR %.2f dB at epoch %d -> %s",
         res.best_psnr,
@@ -252,8 +259,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     from quantnas.pipeline import run_pipeline
 
     qdist.refuse("run")
-    cfg, run_dir = _stage_config(args, "run")
-    run_pipeline(cfg, run_dir, resume=bool(args.resume))
+    with _stage_run(args, "run") as (cfg, run_dir):
+        run_pipeline(cfg, run_dir, resume=bool(args.resume))
     return 0
 
 

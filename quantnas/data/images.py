@@ -10,6 +10,7 @@ from PIL import Image
 
 from quantnas.data.png16 import png_header, read_png16
 from quantnas.errors import QuantNASError
+from quantnas.manifest import record
 
 __all__ = ["IMAGE_EXTENSIONS", "default_max_pixels", "list_images", "load_rgb", "save_rgb"]
 
@@ -227,6 +228,7 @@ def save_rgb(path: str | Path, arr: np.ndarray) -> Path:
         raise QuantNASError(
             f"save_rgb({path}): expected a uint8 HxWx3 array, got {arr.dtype} {arr.shape}"
         )
+    record(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     Image.fromarray(np.ascontiguousarray(arr)).save(path, format="PNG")
     return path

@@ -17,8 +17,10 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from quantnas.config import Config, dump, to_dict
+from quantnas.config_checks import check_name
 from quantnas.errors import QuantNASError
 from quantnas.fileio import atomic_write_json, atomic_write_text
+from quantnas.runlock import LOCK_FILE, RunLock
 from quantnas.runlog import setup_logging
 from quantnas.sweep import pareto as pm
 from quantnas.sweep.engines import Job, LocalEngine, RayEngine, make_engine
@@ -183,22 +185,33 @@ def run_sweep(
 
     ``--resume`` refuses a different grid of trials (penalties, seeds, random samples,
     baselines) than the sweep started with unless ``extend``; each existing trial must
-    also have been run with the same config (its hash, see :class:`_Sweep`).
+    also have been run with the same config (its hash, see :class:`_Sweep`). The sweep
+    holds the lock of its folder (:class:`~quantnas.runlock.RunLock`) while it runs.
     """
+    check_name(name, "-d/--name")
+    engine_args = {
+        "name": engine,
+        "address": address,
+        "cpus_per_trial": cpus_per_trial,
+        "gpus_per_trial": gpus_per_trial,
+        "max_retries": max_retries,
+    }
     sweep_dir = Path(cfg.out_dir) / name
-    if sweep_dir.exists() and any(sweep_dir.iterdir()) and not resume:
+    with RunLock(sweep_dir, command="sweep"):
+        return _run_locked(cfg, sweep_dir, name, engine_args, resume=resume, extend=extend)
+
+
+def _run_locked(
+    cfg: Config, sweep_dir: Path, name: str, engine_args: dict, *, resume: bool, extend: bool
+) -> list[dict]:
+    """:func:`run_sweep` while it holds the lock of ``sweep_dir``."""
+    if any(p.name != LOCK_FILE for p in sweep_dir.iterdir()) and not resume:
         raise QuantNASError(
             f"sweep directory {sweep_dir} exists; pass --resume to continue it "
             f"or choose another -d name"
         )
     first = plan(cfg)  # validates cfg.sweep before anything is written
-    eng = make_engine(
-        engine,
-        address=address,
-        cpus_per_trial=cpus_per_trial,
-        gpus_per_trial=gpus_per_trial,
-        max_retries=max_retries,
-    )
+    eng = make_engine(**engine_args)
     config = base_hash(cfg)
     ids = [t.trial_id for t in first]
     grid = _check_grid(sweep_dir, ids, config, resume=resume, extend=extend)

@@ -1,0 +1,135 @@
+"""One writer per run directory: an exclusive lock that search, train, run and sweep hold.
+
+The lock is ``fcntl.flock`` on ``<run dir>/.quantnas-lock``, a file that holds the pid,
+command and start time of its holder. A second writer (a second search into the same
+folder, a ``--resume`` while the first process still runs) is refused with one line
+naming the holder's pid. The kernel drops the lock when its process ends, however it
+ends, so the lock file of a killed process is simply taken over. The file is removed when
+the lock is released. Where ``fcntl`` does not exist (Windows) runs are not locked.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import time
+from pathlib import Path
+from types import TracebackType
+
+from quantnas.errors import QuantNASError
+
+try:
+    import fcntl
+except ImportError:  # pragma: no cover - Windows
+    fcntl = None  # type: ignore[assignment]
+
+__all__ = ["LOCK_FILE", "RunLock", "holder"]
+
+log = logging.getLogger(__name__)
+
+#: The lock file inside a run directory (removed again when the run ends).
+LOCK_FILE = ".quantnas-lock"
+
+
+def holder(path: str | Path) -> dict:
+    """What a lock file says about its holder (``{}`` when it is empty or unreadable)."""
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+class RunLock:
+    """Exclusive lock on a run directory, held from :meth:`acquire` to :meth:`release`.
+
+    Use it as a context manager; it is released on exit, exceptions included. The
+    directory is created if missing, and removed again on release when the lock was all
+    that was ever put in it.
+
+    Args:
+        run_dir: The run directory.
+        command: What the holder runs (``search``, ``sweep``, ...), written for others.
+
+    """
+
+    def __init__(self, run_dir: str | Path, *, command: str) -> None:
+        self.dir = Path(run_dir)
+        self.path = self.dir / LOCK_FILE
+        self.command = command
+        self._fd: int | None = None
+        self._made_dir = False
+
+    def acquire(self) -> RunLock:
+        """Take the lock (a stale lock file of a dead process is taken over).
+
+        Raises:
+            QuantNASError: Another process holds the lock (naming its pid).
+
+        """
+        if fcntl is None:  # pragma: no cover - Windows
+            return self
+        self._made_dir = not self.dir.exists()
+        self.dir.mkdir(parents=True, exist_ok=True)
+        while self._fd is None:
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                os.close(fd)
+                raise self._busy() from None
+            except BaseException:
+                os.close(fd)
+                raise
+            try:
+                same = os.fstat(fd).st_ino == os.stat(self.path).st_ino
+            except FileNotFoundError:
+                same = False
+            if not same:  # the holder released and removed it meanwhile: lock the new one
+                os.close(fd)
+                continue
+            self._fd = fd
+        stale = holder(self.path)
+        if stale.get("pid") not in (None, os.getpid()):
+            log.info("taking over the lock of process %s, which ended", stale["pid"])
+        me = {"pid": os.getpid(), "command": self.command, "since": time.strftime("%FT%T%z")}
+        os.ftruncate(self._fd, 0)
+        os.pwrite(self._fd, json.dumps(me).encode("utf-8"), 0)
+        return self
+
+    def _busy(self) -> QuantNASError:
+        info = holder(self.path)
+        who = f"process {info['pid']}" if "pid" in info else "another process"
+        if "command" in info:
+            who += f" (quantnas {info['command']} since {info.get('since', '?')})"
+        return QuantNASError(
+            f"run directory {self.dir} is in use by {who}; wait for it to end or stop it, "
+            "then run the command again"
+        )
+
+    def release(self) -> None:
+        """Remove the lock file and drop the lock (idempotent)."""
+        if self._fd is None:
+            return
+        with contextlib.suppress(OSError):
+            self.path.unlink()
+        with contextlib.suppress(OSError):
+            fcntl.flock(self._fd, fcntl.LOCK_UN)
+        os.close(self._fd)
+        self._fd = None
+        if self._made_dir:
+            with contextlib.suppress(OSError):
+                self.dir.rmdir()  # only succeeds when nothing was written into it
+
+    def __enter__(self) -> RunLock:
+        return self.acquire()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.release()

@@ -1,0 +1,191 @@
+"""Run directories that cannot be clobbered: the manifest ``--restart`` goes by, the lock of
+one writer per run directory, and names that stay inside ``out_dir``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from test_hostile_inputs import QUIET, TINY, one_error
+
+from quantnas.cli import main
+from quantnas.errors import QuantNASError
+from quantnas.fileio import atomic_write_text
+from quantnas.manifest import MANIFEST, read_manifest, tracking
+from quantnas.runlock import LOCK_FILE, RunLock, holder
+
+pytestmark = pytest.mark.usefixtures("quiet_torch_warnings")
+
+
+def interrupt_search_in_epoch(monkeypatch, epoch: int) -> None:
+    """Make every search stop with Ctrl-C when it reaches ``epoch``."""
+    import quantnas.search.searcher as searcher
+
+    real_epoch = searcher.Searcher.train_epoch
+
+    def interrupted(self, e):
+        if e == epoch:
+            raise KeyboardInterrupt
+        return real_epoch(self, e)
+
+    monkeypatch.setattr(searcher.Searcher, "train_epoch", interrupted)
+
+
+def project_folder(root: Path, capsys) -> Path:
+    """A user's folder: ``quantnas config > config.yaml``, notes and a data folder."""
+    root.mkdir()
+    assert main(["config"]) == 0
+    (root / "config.yaml").write_text(capsys.readouterr().out)
+    (root / "notes.txt").write_text("my notes")
+    (root / "data").mkdir()
+    (root / "data" / "x.png").write_bytes(b"my image")
+    return root
+
+
+# ------------------------------------------------------------------ manifest
+def test_restart_keeps_a_project_folder_that_only_looks_like_a_run(tmp_path, capsys):
+    mine = project_folder(tmp_path / "proj", capsys)
+    before = {p: p.read_bytes() for p in mine.rglob("*") if p.is_file()}
+    args = ["train", f"out_dir={tmp_path}", "name=proj", *TINY, "--restart"]
+    one_error(main(args), capsys, "no .quantnas-manifest", "not deleted")
+    assert {p: p.read_bytes() for p in mine.rglob("*") if p.is_file()} == before
+    assert not (mine / LOCK_FILE).exists()
+
+
+def test_restart_removes_only_what_quantnas_wrote(tmp_path, monkeypatch, capsys):
+    interrupt_search_in_epoch(monkeypatch, 1)
+    args = ["search", f"out_dir={tmp_path}", "name=s", *TINY]
+    assert main(args) == 130
+    run = tmp_path / "s"
+    written = read_manifest(run)
+    assert {"config.yaml", "log.txt", "checkpoint.pt", "metrics.jsonl"} <= set(written)
+    (run / "notes.txt").write_text("mine")
+    (run / "data").mkdir()
+    (run / "data" / "x.png").write_bytes(b"mine too")
+    interrupt_search_in_epoch(monkeypatch, 0)  # the restarted search writes no checkpoint
+    assert main([*args, "--restart"]) == 130
+    assert not (run / "checkpoint.pt").exists()  # the first run's epoch-0 state is gone
+    assert (run / "notes.txt").read_text() == "mine"
+    assert (run / "data" / "x.png").read_bytes() == b"mine too"
+    listed = set(read_manifest(run))
+    assert "notes.txt" not in listed and not any(e.startswith("data") for e in listed)
+    assert "kept what quantnas did not write: data, notes.txt" in capsys.readouterr().err
+
+
+def test_restart_with_a_corrupt_manifest_deletes_nothing(tmp_path, capsys):
+    run = tmp_path / "r"
+    run.mkdir()
+    (run / "checkpoint.pt").write_bytes(b"keep")
+    (tmp_path / "outside.txt").write_text("keep")
+    (run / MANIFEST).write_text(json.dumps({"format": 1, "written": ["../outside.txt"]}))
+    code = main(["train", f"out_dir={tmp_path}", "name=r", *TINY, "--restart"])
+    one_error(code, capsys, MANIFEST, "corrupt", "nothing is deleted")
+    assert (tmp_path / "outside.txt").exists() and (run / "checkpoint.pt").exists()
+
+
+def test_a_folder_with_only_the_hidden_files_left_is_reused(tmp_path):
+    from quantnas.rundir import claim_run_dir
+
+    run = tmp_path / "r"
+    run.mkdir()
+    (run / MANIFEST).write_text(json.dumps({"format": 1, "written": ["checkpoint.pt"]}))
+    claim_run_dir(run, restart=False, command="train")  # its files were deleted by hand
+    (run / "checkpoint.pt").write_bytes(b"")
+    with pytest.raises(QuantNASError, match="already holds a run"):
+        claim_run_dir(run, restart=False, command="train")
+
+
+def test_a_tracked_run_never_overwrites_a_file_it_did_not_write(tmp_path):
+    run = tmp_path / "r"
+    run.mkdir()
+    (run / "report.md").write_text("mine")
+    with tracking(run, strict=True):
+        atomic_write_text(run / "config.yaml", "a: 1\n")
+        atomic_write_text(run / "config.yaml", "a: 2\n")  # its own file: rewritten
+        with pytest.raises(QuantNASError, match="did not write it"):
+            atomic_write_text(run / "report.md", "theirs")
+    atomic_write_text(run / "report.md", "untracked")  # nothing is tracked any more
+    assert read_manifest(run) == ["config.yaml"]
+
+
+# ---------------------------------------------------------------------- lock
+def test_second_writer_is_refused_naming_the_holder(tmp_path, capsys):
+    run = tmp_path / "s"
+    with RunLock(run, command="search"):
+        assert holder(run / LOCK_FILE)["pid"] == os.getpid()
+        code = main(["search", f"out_dir={tmp_path}", "name=s", *TINY])
+        one_error(code, capsys, f"{run} is in use by process {os.getpid()}", "quantnas search")
+        code = main(["search", "--resume", str(run), *TINY])
+        one_error(code, capsys, f"in use by process {os.getpid()}")
+        code = main(["sweep", f"out_dir={tmp_path}", *QUIET, "-d", "s", "--resume"])
+        one_error(code, capsys, f"in use by process {os.getpid()}")
+    assert not run.exists()  # the lock was all that was in it
+
+
+def test_lock_released_on_errors(tmp_path, capsys):
+    missing = tmp_path / "nope"
+    code = main(["train", f"out_dir={tmp_path}", "name=t", f"data.train={missing}", *TINY])
+    one_error(code, capsys, "nope")
+    assert not (tmp_path / "t" / LOCK_FILE).exists()
+    with RunLock(tmp_path / "t", command="train"):
+        pass
+
+
+def test_lock_of_a_live_process_refuses_and_of_a_dead_one_is_taken_over(tmp_path, capsys):
+    run = tmp_path / "r"
+    code = (
+        "import sys, time\n"
+        "from quantnas.runlock import RunLock\n"
+        f"RunLock({str(run)!r}, command='train').acquire()\n"
+        "print('ready', flush=True)\n"
+        "time.sleep(120)\n"
+    )
+    root = Path(__file__).resolve().parents[1]
+    child = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, cwd=root)
+    try:
+        assert child.stdout.readline().strip() == b"ready"
+        one_error(main(["train", "--resume", str(run), *TINY]), capsys, f"process {child.pid}")
+    finally:
+        child.send_signal(signal.SIGKILL)
+        child.wait()
+    assert holder(run / LOCK_FILE)["pid"] == child.pid  # left behind by the killed holder
+    with RunLock(run, command="train"):
+        assert holder(run / LOCK_FILE)["pid"] == os.getpid()
+    assert not (run / LOCK_FILE).exists()
+
+
+def test_two_locks_in_one_process_exclude_each_other(tmp_path):
+    a, b = RunLock(tmp_path / "r", command="search"), RunLock(tmp_path / "r", command="train")
+    with a:
+        with pytest.raises(QuantNASError, match="in use"):
+            b.acquire()
+    with b:
+        assert holder(tmp_path / "r" / LOCK_FILE)["command"] == "train"
+
+
+# --------------------------------------------------------------------- names
+@pytest.mark.parametrize("name", ["../..", "..", "a/../../b", "/tmp/elsewhere", ".", "./"])
+def test_run_names_stay_inside_out_dir(tmp_path, capsys, name):
+    out = tmp_path / "runs"
+    code = main(["train", f"out_dir={out}", f"name={name}", *TINY, "--restart"])
+    one_error(code, capsys, "config key name:", "folder inside out_dir")
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("name", ["../x", "/tmp/x", "a/../..", "."])
+def test_sweep_names_stay_inside_out_dir(tmp_path, capsys, name):
+    out = tmp_path / "runs"
+    code = main(["sweep", f"out_dir={out}", *QUIET, "-d", name])
+    one_error(code, capsys, "-d/--name:", "folder inside out_dir")
+    assert not out.exists() and not (tmp_path / "x").exists()
+
+
+def test_nested_run_names_are_fine(capsys):
+    assert main(["config", "name=exp/a"]) == 0
+    assert "name: exp/a" in capsys.readouterr().out
