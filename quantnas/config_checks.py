@@ -170,7 +170,8 @@ def validate(cfg: Config) -> Config:
 
     if cfg.arch.space not in available_spaces():
         raise QuantNASError(
-            f"config key arch.space: {shown(cfg.arch.space)} is not one of {list(available_spaces())}"
+            f"config key arch.space: {shown(cfg.arch.space)} is not one of "
+            f"{list(available_spaces())}"
         )
     for key, options in choices().items():
         section, name = key.split(".")

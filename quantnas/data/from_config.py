@@ -61,6 +61,6 @@ def _center_crop(img, size: int):
 def val_dataset(cfg: Config) -> SRValDataset:
     """The validation set of a config (optionally centre-cropped to ``data.val_crop``)."""
     hr = [(n, _center_crop(a, cfg.data.val_crop)) for n, a in validation_images(cfg)]
-    mp = cfg.data.max_pixels
-    lr = resolve_images(cfg.data.val_lr, max_pixels=mp) if cfg.data.val_lr else None
+    limits = {"max_pixels": cfg.data.max_pixels, "max_total_pixels": cfg.data.max_total_pixels}
+    lr = resolve_images(cfg.data.val_lr, **limits) if cfg.data.val_lr else None
     return SRValDataset(hr, scale=cfg.arch.scale, lr_images=lr)
