@@ -226,6 +226,9 @@ def _check_shapes(geno: Genotype, arch: ArchConfig, state: object, path: str | P
         raise QuantNASError(
             f"checkpoint {path}: its arch {asdict(arch)} is invalid ({e})"
         ) from None
+    from quantnas.budget import check_weights_budget
+
+    check_weights_budget(want, arch, path)  # e.g. zero-stride weights claiming huge shapes
     if not isinstance(state, dict):
         raise QuantNASError(f"checkpoint {path}: 'model' is not a state dict")
     have = {k: tuple(v.shape) for k, v in state.items() if isinstance(v, torch.Tensor)}

@@ -26,7 +26,14 @@ def batches(loader: DataLoader) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
 
 
 def loader(dataset, *, batch_size: int, num_workers: int) -> DataLoader:
-    """Shuffled training loader; keeps a short last batch only when the data is tiny."""
+    """Shuffled training loader; keeps a short last batch only when the data is tiny.
+
+    An epoch whose shuffled order (one int64 per sample) cannot fit in memory is refused
+    first, naming ``data.repeat``.
+    """
+    from quantnas.budget import check_samples
+
+    check_samples(len(dataset))
     return make_loader(
         dataset,
         batch_size=batch_size,

@@ -274,6 +274,9 @@ class Searcher(EpochLoop):
 
 def search(cfg: Config, run_dir: Path, *, resume: bool = False) -> SearchResult:
     """Run a search (resuming from ``run_dir`` when asked and possible)."""
+    from quantnas.budget import check_network_budget
+
+    check_network_budget(cfg, "search")  # before the supernet is built
     s = Searcher(cfg, run_dir)
     if resume:
         s.resume()
