@@ -62,13 +62,19 @@ def human(n: float) -> str:
 
 
 @lru_cache(maxsize=4096)
-def _op_params(op: str, c_in: int, c_out: int, c_fixed: int) -> int:
-    """Parameters of one candidate operation, built on the ``meta`` device (no memory)."""
+def _op_params(op: str, c_in: int, c_out: int, c_fixed: int) -> int | None:
+    """Parameters of one candidate operation, built on the ``meta`` device (no memory);
+    None for an operation that does not fit the layer (the space checks report those).
+    """
     from quantnas.ops import build_op
     from quantnas.quant.conv import QConv2d
 
-    with torch.device("meta"):
-        mod = build_op(op, c_in=c_in, c_out=c_out, c_fixed=c_fixed, conv=partial(QConv2d, bits=32))
+    conv = partial(QConv2d, bits=32)
+    try:
+        with torch.device("meta"):
+            mod = build_op(op, c_in=c_in, c_out=c_out, c_fixed=c_fixed, conv=conv)
+    except QuantNASError:
+        return None
     return sum(p.numel() for p in mod.parameters())
 
 
@@ -122,9 +128,10 @@ def network_estimate(
     scale2 = arch.scale * arch.scale
     params = acts = 0
     for (block, c_in, c_out), n in _layers(arch, counts).items():
-        names = ops(block, 0)
-        params += n * reduce([_op_params(op, c_in, c_out, arch.c_fixed) for op in names])
-        outputs = 1 if reduce is not sum else len(names)
+        sizes = [_op_params(op, c_in, c_out, arch.c_fixed) for op in ops(block, 0)]
+        sizes = [p for p in sizes if p is not None]
+        params += n * reduce(sizes) if sizes else 0
+        outputs = 1 if reduce is not sum else len(sizes)
         acts += n * outputs * c_out * (scale2 if block == "tail" else 1)
     return Estimate(params=params, act_per_pixel=acts)
 

@@ -44,7 +44,7 @@ def _stage_run(args: argparse.Namespace, stage: str, extra: list[str] | None = N
     from quantnas.budget import check_network_budget
 
     cfg = _load(args, extra)
-    for part in ("search", "train") if stage == "run" else (stage,):
+    for part in () if args.resume else ("search", "train") if stage == "run" else (stage,):
         check_network_budget(cfg, part)  # counted from the structure, before any file
     run_dir = args.run_dir = rundir.chosen_run_dir(
         cfg, stage, resume=args.resume, restart=args.restart
