@@ -837,3 +837,55 @@ def test_forged_onnx_scale_refused(exported_onnx, tmp_path, capsys, scale, fragm
     code = main(["upscale", str(forged), str(src), "--out", str(tmp_path / "o"), "--no-progress"])
     one_error(code, capsys, str(forged), fragment)
     assert not (tmp_path / "o").exists() or not list((tmp_path / "o").glob("*.png"))
+
+
+# ------------------------------------------------------------------ 8. resume gaps
+def test_resume_of_a_finished_search_rewrites_what_the_checkpoint_holds(tmp_path, capsys):
+    args = ["search", f"out_dir={tmp_path}", "name=s", *TINY]
+    assert main(args) == 0
+    run = tmp_path / "s"
+    derived = ["alpha_history.json", "last_arch.json", "best_arch.json"]
+    derived += sorted(str(p.relative_to(run)) for p in (run / "genotypes").glob("*.json"))
+    before = {name: (run / name).read_bytes() for name in derived}
+    assert len(before) == 5  # three files + one genotype per epoch
+    (run / "alpha_history.json").unlink()
+    (run / "best_arch.json").write_text('{"trunc')
+    (run / "genotypes" / "epoch_000.json").unlink()
+    (run / "last_arch.json").write_text("")
+    for plot in ("alphas.png", "arch.png"):
+        (run / plot).unlink()
+    capsys.readouterr()
+    assert main(["search", "--resume", str(run), *TINY]) == 0
+    assert {name: (run / name).read_bytes() for name in derived} == before
+    assert (run / "alphas.png").stat().st_size > 0 and (run / "arch.png").stat().st_size > 0
+
+
+def test_prepare_removes_stale_partial_folders_of_the_same_out(tmp_path, capsys):
+    src = folder(tmp_path / "src")
+    out = tmp_path / "out"
+    dead = tmp_path / ".out.999999999.abc123.partial"  # no such process
+    dead.mkdir()
+    save_rgb(dead / "a_s001.png", photo(32, 32))
+    alive = tmp_path / f".out.{os.getpid()}.def456.partial"  # a prepare still running
+    alive.mkdir()
+    foreign = tmp_path / ".out.999999999.xyz.partial"  # holds something not a tile
+    foreign.mkdir()
+    (foreign / "notes.txt").write_text("mine")
+    other = tmp_path / ".other.999999999.abc.partial"  # another OUT's
+    other.mkdir()
+    assert main(["prepare", str(src), str(out), "--patch", "32", "--stride", "32"]) == 0
+    assert not dead.exists()
+    assert alive.is_dir() and foreign.is_dir() and other.is_dir()
+    assert len(list(out.glob("*.png"))) == 4
+
+
+def test_sweep_resume_refuses_a_missing_grid_record(tmp_path, capsys):
+    base = ["sweep", f"out_dir={tmp_path}", f"data.train={tmp_path / 'nope'}", *QUIET]
+    base += ["-d", "s", "--engine", "local", "-v", "0"]
+    assert main(base) == 0  # the trial fails on the missing data; the sweep is recorded
+    rows = (tmp_path / "s" / "results.jsonl").read_text()
+    (tmp_path / "s" / "grid.json").unlink()
+    capsys.readouterr()
+    one_error(main([*base, "--resume"]), capsys, "grid.json", "cannot be checked")
+    assert (tmp_path / "s" / "results.jsonl").read_text() == rows
+    assert not (tmp_path / "s" / "grid.json").exists()

@@ -238,9 +238,20 @@ class Searcher(EpochLoop):
         atomic_write_json(self.run_dir / "alpha_history.json", self.alpha_history)
 
     def finish(self) -> None:
+        """Plots and every file derived from the state (also when a finished search is
+        resumed: alpha history, per-epoch, last and best genotypes are rewritten from it).
+        """
         import numpy as np
 
         geno = self.net.export()
+        atomic_write_json(self.run_dir / "alpha_history.json", self.alpha_history)
+        for e in range(len(self.history)):
+            probs = {k: torch.tensor(v[e]) for k, v in self.alpha_history.items()}
+            gt.save(self.net.export(probs), self.run_dir / "genotypes" / f"epoch_{e:03d}.json")
+        gt.save(geno, self.run_dir / "last_arch.json")
+        if self.best.get("genotype"):
+            best = gt.from_dict(self.best["genotype"], source=str(self.checkpoint_path))
+            gt.save(best, self.run_dir / "best_arch.json")
         table = self.net.layer_table()
         hist = {k: np.asarray(v) for k, v in self.alpha_history.items()}
         plot_alpha_evolution(
