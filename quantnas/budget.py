@@ -187,16 +187,24 @@ def blame(keys: list[str], need_without: Callable[[str], int]) -> str:
 
 
 def refuse_over_budget(
-    need: float, limit: float | None, key: str, what: str, *, label: str | None = None
+    need: float,
+    limit: float | None,
+    key: str,
+    what: str,
+    *,
+    label: str | None = None,
+    also: tuple[str, ...] = (),
 ) -> None:
     """One line naming ``key`` (``label`` starts it; default ``config key KEY``) when
-    ``need`` bytes exceed ``limit``.
+    ``need`` bytes exceed ``limit``; ``also`` names further keys worth lowering.
     """
     if limit is not None and need > limit:
         whence = "85% of the free memory" + ("" if label else ", or run.max_memory_gb")
+        more = [k for k in also if k != key]
+        hint = f"lower {key}" + (f" (or {', '.join(more)})" if more else "")
         raise QuantNASError(
             f"{label or f'config key {key}'}: {what} needs at least {human(need)} but only "
-            f"{human(limit)} are available ({whence}); lower {key}"
+            f"{human(limit)} are available ({whence}); {hint}"
         )
 
 
@@ -213,9 +221,10 @@ def check_network_budget(cfg: Config, stage: str) -> int:
     need = _stage_bytes(cfg, stage)
     limit = memory_limit(cfg.run.max_memory_gb)
     if limit is not None and need > limit:
-        key = blame(_size_keys(cfg, stage), lambda k: _stage_bytes(_with_default(cfg, k), stage))
+        keys = _size_keys(cfg, stage)
+        key = blame(keys, lambda k: _stage_bytes(_with_default(cfg, k), stage))
         what = "the supernet of the search" if stage == "search" else "the trained network"
-        refuse_over_budget(need, limit, key, f"a step of {what}")
+        refuse_over_budget(need, limit, key, f"a step of {what}", also=(keys[-1], keys[-2]))
     log.debug("%s: a step needs at least %s", stage, human(need))
     return need
 

@@ -43,24 +43,51 @@ class HugeInt(str):
 
 
 class YamlAliasError(QuantNASError):
-    """A config document uses a YAML anchor or alias."""
+    """A config document whose aliases expand to too many values (or refer to themselves)."""
+
+
+#: The most values (scalars, lists, mappings) a YAML document may hold once its aliases
+#: are expanded.
+MAX_YAML_VALUES = 100_000
+
+
+def _expanded_size(node: yaml.Node, sizes: dict[int, int], open_: set[int]) -> int:
+    """Values ``node`` holds with every alias expanded, counted without expanding."""
+    key = id(node)
+    if key in sizes:
+        return sizes[key]
+    if key in open_:
+        raise YamlAliasError("a YAML alias refers to the value that contains it")
+    open_.add(key)
+    total = 1
+    if isinstance(node, yaml.SequenceNode):
+        total += sum(_expanded_size(v, sizes, open_) for v in node.value)
+    elif isinstance(node, yaml.MappingNode):
+        total += sum(
+            _expanded_size(k, sizes, open_) + _expanded_size(v, sizes, open_) for k, v in node.value
+        )
+    open_.discard(key)
+    sizes[key] = total
+    return total
 
 
 class _Loader(yaml.SafeLoader):
-    """``yaml.SafeLoader`` that reads an over-long integer as :class:`HugeInt` and refuses
-    anchors and aliases (``&name`` / ``*name``): an alias bomb (a few lines expanding to
-    billions of nodes) is refused before anything is expanded.
+    """``yaml.SafeLoader`` that reads an over-long integer as :class:`HugeInt` and caps
+    what aliases (``*name``) expand to: a document holding more than
+    :data:`MAX_YAML_VALUES` values once expanded (an alias bomb: a few lines meaning
+    billions of values) is refused before anything is built from it.
     """
 
-    def compose_node(self, parent: yaml.Node | None, index: object) -> yaml.Node | None:
-        event = self.peek_event()
-        if isinstance(event, yaml.AliasEvent) or getattr(event, "anchor", None) is not None:
-            line = event.start_mark.line + 1 if event.start_mark else "?"
-            raise YamlAliasError(
-                f"YAML anchors and aliases (&name, *name) are not allowed (line {line}); "
-                "write the values out"
-            )
-        return super().compose_node(parent, index)
+    def compose_document(self) -> yaml.Node | None:
+        node = super().compose_document()
+        if node is not None:
+            size = _expanded_size(node, {}, set())
+            if size > MAX_YAML_VALUES:
+                raise YamlAliasError(
+                    f"YAML aliases (*name) expand it to {size:,} values, more than "
+                    f"{MAX_YAML_VALUES:,}; write the values out"
+                )
+        return node
 
     def construct_yaml_int(self, node: yaml.Node) -> int | HugeInt:
         try:

@@ -676,19 +676,31 @@ def test_set_pixel_budget_refused_before_decoding(tmp_path, capsys, monkeypatch)
     one_error(code, capsys, f"data folder {data}", "178,956,970", "half the available memory")
 
 
+def alias_bomb(levels: int = 9) -> str:
+    """A one-line YAML list whose aliases expand to 9**levels values (billion laughs)."""
+    parts = ["&l0 [" + ", ".join(["lol"] * 9) + "]"]
+    for i in range(1, levels):
+        parts.append(f"&l{i} [" + ", ".join([f"*l{i - 1}"] * 9) + "]")
+    return "[" + ", ".join(parts) + "]"
+
+
 def test_yaml_alias_bomb_refused(tmp_path, capsys):
-    laughs = ["a: &a [lol, lol, lol, lol, lol, lol, lol, lol, lol]"]
-    for i, name in enumerate("bcdefghi"):
-        prev = "abcdefgh"[i]
-        laughs.append(f"{name}: &{name} [" + ", ".join([f"*{prev}"] * 9) + "]")
     cfg = tmp_path / "bomb.yaml"
-    cfg.write_text("\n".join(laughs) + "\n")
-    one_error(main(["config", "--config", str(cfg)]), capsys, str(cfg), "aliases", "line 1")
-    one_error(main(["config", "arch.bits=&b [4, 8]"]), capsys, "arch.bits", "anchors")
+    cfg.write_text(f"sweep:\n  penalties: {alias_bomb()}\n")
+    one_error(main(["config", "--config", str(cfg)]), capsys, str(cfg), "aliases", "100,000")
+    one_error(main(["config", f"sweep.penalties={alias_bomb()}"]), capsys, "sweep.penalties")
     run = tmp_path / "r"
     run.mkdir()
-    (run / "config.yaml").write_text("arch: &x {c_fixed: 8}\nsearch: *x\n")
+    (run / "config.yaml").write_text(f"sweep:\n  penalties: {alias_bomb()}\n")
     one_error(main(["run", "--resume", str(run), *TINY]), capsys, "saved config", "aliases")
+    loop = tmp_path / "loop.yaml"
+    loop.write_text("sweep:\n  penalties: &a [0.1, *a]\n")
+    one_error(main(["config", "--config", str(loop)]), capsys, str(loop), "refers to")
+    # a few aliases, as the paper-basic preset uses, are fine
+    fine = tmp_path / "fine.yaml"
+    fine.write_text("sweep:\n  penalties: &p [0.0, 0.1]\n  uniform_bits: [4, 8]\n")
+    assert main(["config", "--config", str(fine)]) == 0
+    assert "- 0.1" in capsys.readouterr().out
 
 
 def test_values_in_error_messages_are_cut(capsys):

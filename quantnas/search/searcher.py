@@ -26,7 +26,7 @@ from quantnas.data.from_config import batches, val_dataset
 from quantnas.data.roles import training_images
 from quantnas.errors import QuantNASError
 from quantnas.evaluate import validate
-from quantnas.fileio import atomic_write_json
+from quantnas.fileio import atomic_write_json, atomic_write_text, json_text
 from quantnas.genotype import Genotype
 from quantnas.loop import EpochLoop
 from quantnas.optim import weight_optimizer
@@ -244,14 +244,18 @@ class Searcher(EpochLoop):
         import numpy as np
 
         geno = self.net.export()
-        atomic_write_json(self.run_dir / "alpha_history.json", self.alpha_history)
+        files = {"alpha_history.json": json_text(self.alpha_history)}
         for e in range(len(self.history)):
             probs = {k: torch.tensor(v[e]) for k, v in self.alpha_history.items()}
-            gt.save(self.net.export(probs), self.run_dir / "genotypes" / f"epoch_{e:03d}.json")
-        gt.save(geno, self.run_dir / "last_arch.json")
+            files[f"genotypes/epoch_{e:03d}.json"] = self.net.export(probs).to_json()
+        files["last_arch.json"] = geno.to_json()
         if self.best.get("genotype"):
             best = gt.from_dict(self.best["genotype"], source=str(self.checkpoint_path))
-            gt.save(best, self.run_dir / "best_arch.json")
+            files["best_arch.json"] = best.to_json()
+        for name, text in files.items():  # only what is missing or differs is written
+            path = self.run_dir / name
+            if not path.is_file() or path.read_text(encoding="utf-8", errors="replace") != text:
+                atomic_write_text(path, text)
         table = self.net.layer_table()
         hist = {k: np.asarray(v) for k, v in self.alpha_history.items()}
         plot_alpha_evolution(
