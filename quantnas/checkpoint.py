@@ -213,7 +213,9 @@ def _check_shapes(geno: Genotype, arch: ArchConfig, state: object, path: str | P
     """Compare the network a checkpoint describes with its weights, allocating nothing.
 
     The network is built on PyTorch's ``meta`` device, so an ``arch`` claiming, say,
-    100000 channels is refused instead of allocating terabytes.
+    100000 channels is refused instead of allocating terabytes; weights whose shapes do
+    match such a claim (zero-stride views, a few bytes on disk) are refused when the
+    network would not fit in memory (:func:`quantnas.budget.check_weights_budget`).
     """
     from quantnas.space import build_network
 
@@ -235,3 +237,6 @@ def _check_shapes(geno: Genotype, arch: ArchConfig, state: object, path: str | P
                 f"checkpoint {path} does not match the network its arch and genotype describe "
                 f"({key}: expected shape {shape}, found {have.get(key)})"
             )
+    from quantnas.budget import check_weights_budget
+
+    check_weights_budget(want, arch, path)  # e.g. zero-stride weights claiming huge shapes

@@ -31,7 +31,7 @@ from quantnas.config_types import (
     SweepConfig,
     TrainConfig,
 )
-from quantnas.errors import QuantNASError, read_user_text
+from quantnas.errors import QuantNASError, read_user_text, shown
 
 
 class HugeInt(str):
@@ -42,8 +42,52 @@ class HugeInt(str):
     """
 
 
+class YamlAliasError(QuantNASError):
+    """A config document whose aliases expand to too many values (or refer to themselves)."""
+
+
+#: The most values (scalars, lists, mappings) a YAML document may hold once its aliases
+#: are expanded.
+MAX_YAML_VALUES = 100_000
+
+
+def _expanded_size(node: yaml.Node, sizes: dict[int, int], open_: set[int]) -> int:
+    """Values ``node`` holds with every alias expanded, counted without expanding."""
+    key = id(node)
+    if key in sizes:
+        return sizes[key]
+    if key in open_:
+        raise YamlAliasError("a YAML alias refers to the value that contains it")
+    open_.add(key)
+    total = 1
+    if isinstance(node, yaml.SequenceNode):
+        total += sum(_expanded_size(v, sizes, open_) for v in node.value)
+    elif isinstance(node, yaml.MappingNode):
+        total += sum(
+            _expanded_size(k, sizes, open_) + _expanded_size(v, sizes, open_) for k, v in node.value
+        )
+    open_.discard(key)
+    sizes[key] = total
+    return total
+
+
 class _Loader(yaml.SafeLoader):
-    """``yaml.SafeLoader`` that reads an over-long integer as :class:`HugeInt`."""
+    """``yaml.SafeLoader`` that reads an over-long integer as :class:`HugeInt` and caps
+    what aliases (``*name``) expand to: a document holding more than
+    :data:`MAX_YAML_VALUES` values once expanded (an alias bomb: a few lines meaning
+    billions of values) is refused before anything is built from it.
+    """
+
+    def compose_document(self) -> yaml.Node | None:
+        node = super().compose_document()
+        if node is not None:
+            size = _expanded_size(node, {}, set())
+            if size > MAX_YAML_VALUES:
+                raise YamlAliasError(
+                    f"YAML aliases (*name) expand it to {size:,} values, more than "
+                    f"{MAX_YAML_VALUES:,}; write the values out"
+                )
+        return node
 
     def construct_yaml_int(self, node: yaml.Node) -> int | HugeInt:
         try:
@@ -75,7 +119,7 @@ def presets() -> list[str]:
 def _preset_text(name: str) -> str:
     path = resources.files("quantnas") / "configs" / f"{name}.yaml"
     if not path.is_file():
-        raise QuantNASError(f"preset {name!r} unknown; expected one of {presets()}")
+        raise QuantNASError(f"preset {shown(name)} unknown; expected one of {presets()}")
     return path.read_text(encoding="utf-8")
 
 
@@ -97,17 +141,17 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
                 return _coerce(value, arg, key)
             except QuantNASError:
                 continue
-        raise QuantNASError(f"config key {key}: expected {tp}, got {value!r}")
+        raise QuantNASError(f"config key {key}: expected {tp}, got {shown(value)}")
     if tp is bool:
         if isinstance(value, bool):
             return value
-        raise QuantNASError(f"config key {key}: expected true/false, got {value!r}")
+        raise QuantNASError(f"config key {key}: expected true/false, got {shown(value)}")
     if isinstance(value, HugeInt) and tp is not str:
         raise _too_long(value, key)
     if tp is int:
         if isinstance(value, int) and not isinstance(value, bool):
             return value
-        raise QuantNASError(f"config key {key}: expected an integer, got {value!r}")
+        raise QuantNASError(f"config key {key}: expected an integer, got {shown(value)}")
     if tp is float:
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             return float(value)
@@ -116,20 +160,20 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
                 return float(value)
             except ValueError:
                 pass
-        raise QuantNASError(f"config key {key}: expected a number, got {value!r}")
+        raise QuantNASError(f"config key {key}: expected a number, got {shown(value)}")
     if tp is str:
         if isinstance(value, (str, int, float)) and not isinstance(value, bool):
             return str(value)
-        raise QuantNASError(f"config key {key}: expected a string, got {value!r}")
+        raise QuantNASError(f"config key {key}: expected a string, got {shown(value)}")
     if origin is list:
         (item,) = typing.get_args(tp)
         if not isinstance(value, list):
-            raise QuantNASError(f"config key {key}: expected a list, got {value!r}")
+            raise QuantNASError(f"config key {key}: expected a list, got {shown(value)}")
         return [_coerce(v, item, f"{key}[{i}]") for i, v in enumerate(value)]
     if origin is dict:
         _, vt = typing.get_args(tp)
         if not isinstance(value, dict):
-            raise QuantNASError(f"config key {key}: expected a mapping, got {value!r}")
+            raise QuantNASError(f"config key {key}: expected a mapping, got {shown(value)}")
         return {str(k): _coerce(v, vt, f"{key}.{k}") for k, v in value.items()}
     raise QuantNASError(f"config key {key}: unsupported type {tp}")
 
@@ -137,7 +181,7 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
 def _unknown(key: str, options: list[str]) -> QuantNASError:
     close = difflib.get_close_matches(key.split(".")[-1], options, n=3)
     hint = f" (did you mean {', '.join(close)}?)" if close else ""
-    return QuantNASError(f"unknown config key {key!r}{hint}")
+    return QuantNASError(f"unknown config key {shown(key)}{hint}")
 
 
 def merge(cfg: Any, data: dict, *, prefix: str = "", source: str = "config") -> Any:
@@ -162,11 +206,15 @@ def merge(cfg: Any, data: dict, *, prefix: str = "", source: str = "config") -> 
 def apply_override(cfg: Config, override: str) -> None:
     """Apply one ``section.key=value`` override (value parsed as YAML)."""
     if "=" not in override:
-        raise QuantNASError(f"override {override!r} must look like key=value, e.g. search.epochs=2")
+        raise QuantNASError(
+            f"override {shown(override)} must look like key=value, e.g. search.epochs=2"
+        )
     key, raw = override.split("=", 1)
     key = key.strip()
     try:
         value = load_yaml(raw) if raw.strip() else ""
+    except YamlAliasError as e:
+        raise QuantNASError(f"override {shown(key)}: {e}") from None
     except (yaml.YAMLError, RecursionError):
         value = raw
     node: dict = {}
@@ -195,6 +243,8 @@ def load_config(
             raise QuantNASError(f"config file {p} does not exist")
         try:
             data = load_yaml(read_user_text(p, "config file")) or {}
+        except YamlAliasError as e:
+            raise QuantNASError(f"config file {p}: {e}") from None
         except (yaml.YAMLError, RecursionError) as e:
             raise QuantNASError(f"config file {p}: invalid YAML ({e.__class__.__name__})") from None
         merge(cfg, data, source=str(p))
@@ -231,6 +281,7 @@ __all__ = [
     "dump",
     "from_dict",
     "HugeInt",
+    "YamlAliasError",
     "load_config",
     "load_yaml",
     "merge",

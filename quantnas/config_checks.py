@@ -11,7 +11,7 @@ from pathlib import PurePosixPath, PureWindowsPath
 from typing import Any
 
 from quantnas.config_types import Config
-from quantnas.errors import QuantNASError
+from quantnas.errors import QuantNASError, shown
 
 __all__ = [
     "FLOAT_MAX",
@@ -170,13 +170,14 @@ def validate(cfg: Config) -> Config:
 
     if cfg.arch.space not in available_spaces():
         raise QuantNASError(
-            f"config key arch.space: {cfg.arch.space!r} is not one of {list(available_spaces())}"
+            f"config key arch.space: {shown(cfg.arch.space)} is not one of "
+            f"{list(available_spaces())}"
         )
     for key, options in choices().items():
         section, name = key.split(".")
         value = getattr(getattr(cfg, section), name)
         if value not in options:
-            raise QuantNASError(f"config key {key}: {value!r} is not one of {list(options)}")
+            raise QuantNASError(f"config key {key}: {shown(value)} is not one of {list(options)}")
     check_ranges(cfg)
     if cfg.name:
         check_name(cfg.name, "config key name")
@@ -188,7 +189,7 @@ def validate(cfg: Config) -> Config:
         for key in getattr(cfg.arch, section):
             if key not in BLOCKS:
                 raise QuantNASError(
-                    f"config key arch.{section}.{key}: unknown block; expected {list(BLOCKS)}"
+                    f"config key arch.{section}.{key[:80]}: unknown block; expected {list(BLOCKS)}"
                 )
     from quantnas.search.setup import search_arch
     from quantnas.space import check_space
@@ -197,7 +198,7 @@ def validate(cfg: Config) -> Config:
     if not all(0 <= b < 1 for b in cfg.search.alpha_betas) or len(cfg.search.alpha_betas) != 2:
         raise QuantNASError(
             f"config key search.alpha_betas: expected two numbers in [0, 1) "
-            f"(got {cfg.search.alpha_betas})"
+            f"(got {shown(cfg.search.alpha_betas)})"
         )
     if not 0 < cfg.data.val_holdout < 1:
         raise QuantNASError(

@@ -82,6 +82,10 @@ class DataConfig:
         num_workers: DataLoader workers.
         max_pixels: Largest image (H*W pixels) any reader decodes; checked from the file's
             header before decoding (0 = Pillow's ``MAX_IMAGE_PIXELS``, about 89.5 M).
+        max_total_pixels: Pixel budget of one image folder (training, validation, LR),
+            which is loaded whole: the sizes in the headers are added up before any image
+            is decoded (0 = as many pixels as fit, at 3 bytes each, in half the memory
+            available when the folder is read).
 
     """
 
@@ -96,6 +100,7 @@ class DataConfig:
     min_patch_std: float = 0.0
     num_workers: int = 0
     max_pixels: int = 0
+    max_total_pixels: int = 0
 
 
 @dataclass

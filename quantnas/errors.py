@@ -36,3 +36,31 @@ def read_user_text(path: str | PathLike[str], what: str) -> str:
         ) from None
     except OSError as e:
         raise QuantNASError(f"{what} {path} cannot be read ({e.strerror or e})") from None
+
+
+#: The most characters of a value an error message shows (the rest becomes ``...``).
+SHOWN_CHARS = 80
+
+
+def shown(value: object, limit: int = SHOWN_CHARS) -> str:
+    """``repr(value)`` for an error message, at most ``limit`` characters.
+
+    The repr is built by :mod:`reprlib` (a few items per container, a few levels deep), so
+    a huge list or string costs no time or memory, and cut to ``limit`` characters with
+    ``...`` at the end.
+
+    Args:
+        value: The value to show.
+        limit: The most characters returned.
+
+    Returns:
+        The (possibly shortened) repr.
+
+    """
+    import reprlib
+
+    r = reprlib.Repr()
+    r.maxlevel, r.maxlist, r.maxtuple, r.maxdict, r.maxset = 3, 8, 8, 8, 8
+    r.maxstring = r.maxother = r.maxlong = limit
+    text = r.repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."

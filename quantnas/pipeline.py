@@ -68,10 +68,13 @@ class RunState:
 
 def preflight(cfg: Config) -> None:
     """Fail fast on bad data, an impossible space or too little memory, before computing."""
+    from quantnas.budget import check_network_budget, check_samples
     from quantnas.data.roles import training_images, validation_images
     from quantnas.memory import check_memory
     from quantnas.search.setup import build_supernet, search_crop
 
+    check_network_budget(cfg, "search")  # counted from the structure: nothing allocated yet
+    check_network_budget(cfg, "train")
     crop = max(cfg.data.lr_crop, search_crop(cfg))
     need = crop * cfg.arch.scale
     imgs = training_images(cfg)
@@ -81,6 +84,7 @@ def preflight(cfg: Config) -> None:
             f"data.train: image {small[0]!r} is smaller than the HR crop {need}x{need} "
             f"(LR crop {crop} x scale {cfg.arch.scale}); lower data.lr_crop / search.lr_crop"
         )
+    check_samples(len(imgs) * cfg.data.repeat, limit_gb=cfg.run.max_memory_gb)
     validation_images(cfg)
     net = build_supernet(cfg)
     est = check_memory(

@@ -142,7 +142,14 @@ def resumed_config(run_dir: Path, overrides: list[str]):
     """
     import yaml
 
-    from quantnas.config import Config, apply_override, load_yaml, merge, validate
+    from quantnas.config import (
+        Config,
+        YamlAliasError,
+        apply_override,
+        load_yaml,
+        merge,
+        validate,
+    )
     from quantnas.errors import read_user_text
 
     saved = run_dir / "config.yaml"
@@ -150,6 +157,8 @@ def resumed_config(run_dir: Path, overrides: list[str]):
         return None
     try:
         data = load_yaml(read_user_text(saved, "saved config"))
+    except YamlAliasError as e:
+        raise QuantNASError(f"saved config {saved}: {e}") from None
     except (yaml.YAMLError, RecursionError) as e:
         raise QuantNASError(
             f"saved config {saved} is corrupt (invalid YAML: {e.__class__.__name__}); restore "

@@ -60,8 +60,10 @@ def check_space(arch: ArchConfig) -> None:
             raise QuantNASError(f"arch.primitives.{block}: no candidate operations")
         for op in ops:
             check_op(op, where=f"arch.primitives.{block}")
+        shapes: dict[tuple[int, int], int] = {}  # each distinct layer shape built once
         for i in range(n):
-            c_in, c_out = layer_channels(arch, block, i)
+            shapes.setdefault(layer_channels(arch, block, i), i)
+        for (c_in, c_out), i in shapes.items():
             for op in ops:
                 with torch.device("meta"):
                     build_op(

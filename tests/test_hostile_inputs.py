@@ -617,3 +617,287 @@ def test_checkpoint_arch_claiming_huge_network_refused_without_allocating(tmp_pa
     code = main(["eval", "--model", str(path), "--data", "embedded:val"])
     # refused from the shapes of a network built on the meta device (nothing allocated)
     one_error(code, capsys, str(path), "does not match", "head.0.weight")
+
+
+# ------------------------------------------------------------ 6. one resource budget
+GIB = 1024**3
+
+
+@pytest.fixture
+def memory_16gib(monkeypatch):
+    """The machine has 16 GiB available (every memory check reads this)."""
+    import quantnas.memory
+
+    monkeypatch.setattr(quantnas.memory, "available_ram_bytes", lambda: 16 * GIB)
+
+
+@pytest.mark.parametrize(
+    ("make", "claim"),
+    [
+        (lambda p: png_bomb(p / "big.png", 10000, 10000, depth=8), "10000x10000"),
+        (lambda p: tiff_bomb(p / "big.tif", side=40000), "40000x40000"),
+    ],
+)
+def test_upscale_bombs_refused_from_the_header(trained_tiny_run, tmp_path, make, claim):
+    bomb = make(tmp_path)
+    args = ["upscale", str(trained_tiny_run), bomb.name, "--out", "out", "--no-progress"]
+    code, err, rss = run_child(args, tmp_path)
+    assert_child_error(code, err, bomb.name, claim, "pixels")
+    assert rss < MAX_RSS_BYTES, f"peak RSS {rss / 1024**2:.0f} MiB"
+    assert not list((tmp_path / "out").glob("*"))
+
+
+def test_upscale_refuses_an_output_over_the_limit(trained_tiny_run, tmp_path, capsys):
+    src = tmp_path / "a.png"
+    save_rgb(src, photo(64, 64))  # 4,096 pixels in, 65,536 out at x4
+    out = tmp_path / "out"
+    args = ["upscale", str(trained_tiny_run), str(src), "--out", str(out), "--no-progress"]
+    one_error(main([*args, "--max-pixels", "10000"]), capsys, "a.png", "256x256", "--max-pixels")
+    assert not list(out.glob("*.png"))
+    assert main([*args, "--max-pixels", "70000"]) == 0
+
+
+def test_set_pixel_budget_refused_before_decoding(tmp_path, capsys, monkeypatch):
+    """Four 88-megapixel PNGs (headers only: decoding any of them would fail)."""
+    data = tmp_path / "big"
+    for name in "abcd":
+        png_bomb(data / f"{name}.png", width=11000, height=8000, depth=8)
+    code = main(
+        ["train", f"out_dir={tmp_path}", "name=t", f"data.train={data}", *TINY]
+        + ["data.max_total_pixels=300000000"]
+    )
+    one_error(code, capsys, f"data folder {data}", "352,000,000 pixels", "300,000,000")
+    assert not (tmp_path / "t" / "checkpoint.pt").exists()
+    # the default budget is half the available memory (here 1 GiB: 178,956,970 pixels)
+    import quantnas.memory
+
+    monkeypatch.setattr(quantnas.memory, "available_ram_bytes", lambda: GIB)
+    code = main(["eval", "--model", "bicubic", "--scale", "4", "--data", str(data)])
+    one_error(code, capsys, f"data folder {data}", "178,956,970", "half the available memory")
+
+
+def alias_bomb(levels: int = 9) -> str:
+    """A one-line YAML list whose aliases expand to 9**levels values (billion laughs)."""
+    parts = ["&l0 [" + ", ".join(["lol"] * 9) + "]"]
+    for i in range(1, levels):
+        parts.append(f"&l{i} [" + ", ".join([f"*l{i - 1}"] * 9) + "]")
+    return "[" + ", ".join(parts) + "]"
+
+
+def test_yaml_alias_bomb_refused(tmp_path, capsys):
+    cfg = tmp_path / "bomb.yaml"
+    cfg.write_text(f"sweep:\n  penalties: {alias_bomb()}\n")
+    one_error(main(["config", "--config", str(cfg)]), capsys, str(cfg), "aliases", "100,000")
+    one_error(main(["config", f"sweep.penalties={alias_bomb()}"]), capsys, "sweep.penalties")
+    run = tmp_path / "r"
+    run.mkdir()
+    (run / "config.yaml").write_text(f"sweep:\n  penalties: {alias_bomb()}\n")
+    one_error(main(["run", "--resume", str(run), *TINY]), capsys, "saved config", "aliases")
+    loop = tmp_path / "loop.yaml"
+    loop.write_text("sweep:\n  penalties: &a [0.1, *a]\n")
+    one_error(main(["config", "--config", str(loop)]), capsys, str(loop), "refers to")
+    # a few aliases, as the paper-basic preset uses, are fine
+    fine = tmp_path / "fine.yaml"
+    fine.write_text("sweep:\n  penalties: &p [0.0, 0.1]\n  uniform_bits: [4, 8]\n")
+    assert main(["config", "--config", str(fine)]) == 0
+    assert "- 0.1" in capsys.readouterr().out
+
+
+def test_values_in_error_messages_are_cut(capsys):
+    line = one_error(main(["config", "train.lr=" + "x" * 100_000]), capsys, "train.lr", "...")
+    assert len(line) < 200
+    line = one_error(main(["config", "arch.bits=[" + "4," * 50_000 + "x]"]), capsys, "arch.bits")
+    assert len(line) < 200
+    line = one_error(main(["config", "y" * 100_000 + "=1"]), capsys, "unknown config key")
+    assert len(line) < 200
+
+
+@pytest.mark.usefixtures("memory_16gib")
+@pytest.mark.parametrize(
+    ("override", "key"),
+    [
+        ("arch.c_fixed=99996", "arch.c_fixed"),
+        ("arch.body_cells=1000000", "arch.body_cells"),
+        ("arch.arch_pattern.head=100000", "arch.arch_pattern.head"),
+        ("data.repeat=1000000000", "data.repeat"),
+    ],
+)
+def test_sizes_that_cannot_exist_refused_naming_the_key(tmp_path, capsys, override, key):
+    import time
+
+    t0 = time.monotonic()
+    code = main(["run", f"out_dir={tmp_path}", "name=r", *QUIET, override])
+    one_error(code, capsys, f"config key {key}:", "13.60 GiB", f"lower {key}")
+    assert time.monotonic() - t0 < 60
+    assert not (tmp_path / "r" / "config.yaml").exists()
+
+
+@pytest.mark.usefixtures("memory_16gib")
+def test_search_and_train_refuse_huge_networks_before_building(tmp_path, capsys):
+    code = main(["search", f"out_dir={tmp_path}", "name=s", *TINY, "arch.body_cells=1000000"])
+    one_error(code, capsys, "config key arch.body_cells:", "supernet")
+    code = main(["train", f"out_dir={tmp_path}", "name=t", *TINY, "arch.c_fixed=99996"])
+    one_error(code, capsys, "config key arch.c_fixed:", "trained network")
+    code = main(["train", f"out_dir={tmp_path}", "name=u", *TINY, "data.repeat=1000000000"])
+    one_error(code, capsys, "config key data.repeat:", "shuffling")
+
+
+@pytest.mark.usefixtures("memory_16gib")
+@pytest.mark.parametrize(
+    ("args", "flag"),
+    [(["--lr-size", "100000"], "--lr-size 100000"), (["--channels", "1000000"], "--channels")],
+)
+def test_info_sizes_that_cannot_exist(capsys, args, flag):
+    one_error(main(["info", "default", *args]), capsys, flag, "TiB", "available")
+
+
+@pytest.mark.usefixtures("memory_16gib")
+def test_checkpoint_with_zero_stride_weights_claiming_huge_shapes(tmp_path, capsys):
+    """Weights stored as zero-stride views (a few bytes) with shapes of 60000 channels."""
+    from quantnas import genotype as gt
+    from quantnas.checkpoint import model_payload
+    from quantnas.config import ArchConfig
+    from quantnas.space import build_network
+
+    small = ArchConfig(c_fixed=8, body_cells=1)
+    ck = model_payload(build_network(gt.DEFAULT, small), gt.DEFAULT, small)
+    huge = ArchConfig(c_fixed=60000, body_cells=1)
+    with torch.device("meta"):
+        shapes = {k: v.shape for k, v in build_network(gt.DEFAULT, huge).state_dict().items()}
+    ck["model"] = {k: torch.zeros(()).expand(s) for k, s in shapes.items()}
+    ck["arch"]["c_fixed"] = 60000
+    path = tmp_path / "zero_stride.pt"
+    torch.save(ck, path)
+    assert path.stat().st_size < 1_000_000
+    code = main(["eval", "--model", str(path), "--data", "embedded:val"])
+    one_error(code, capsys, str(path), "arch.c_fixed=60000", "refused before building")
+
+
+# --------------------------------------------------------------- 7. nothing silent
+def float_tiff(path: Path, values: np.ndarray) -> Path:
+    import tifffile
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tifffile.imwrite(path, values.astype(np.float32))
+    return path
+
+
+@pytest.mark.parametrize(("bad", "fragment"), [(np.nan, "NaN or Inf"), (np.inf, "NaN or Inf")])
+def test_float_tiff_with_non_finite_values_refused(tmp_path, capsys, bad, fragment):
+    values = np.random.default_rng(0).random((64, 64))
+    values[5, 7] = bad
+    tif = float_tiff(tmp_path / "data" / "f.tif", values)
+    code = main(["eval", "--model", "bicubic", "--scale", "4", "--data", str(tif.parent)])
+    one_error(code, capsys, "f.tif", fragment)
+
+
+def test_float_images_the_one_rule(tmp_path):
+    from quantnas.deploy.upscale import read_picture
+    from quantnas.errors import QuantNASError
+
+    values = np.random.default_rng(0).random((16, 16))
+    ok = float_tiff(tmp_path / "ok.tif", values)
+    img = load_rgb(ok, allow_gray=True)
+    assert np.array_equal(img[:, :, 0], np.round(values.astype(np.float32) * 255).astype(np.uint8))
+    assert np.allclose(read_picture(ok).rgb[:, :, 0], values, atol=1e-6)
+    wide = float_tiff(tmp_path / "wide.tif", values * 300)
+    for read in (lambda p: load_rgb(p, allow_gray=True), read_picture):
+        with pytest.raises(QuantNASError, match=r"wide.tif.*\[0, 1\]"):
+            read(wide)
+
+
+def test_upscale_refuses_non_finite_network_output(trained_tiny_run, tmp_path, monkeypatch, capsys):
+    from quantnas.deploy.runtime import TorchUpscaler
+
+    real = TorchUpscaler.__call__
+    monkeypatch.setattr(TorchUpscaler, "__call__", lambda self, lr: real(self, lr) * np.nan)
+    src = tmp_path / "a.png"
+    save_rgb(src, photo(32, 32))
+    out = tmp_path / "out"
+    code = main(["upscale", str(trained_tiny_run), str(src), "--out", str(out), "--no-progress"])
+    one_error(code, capsys, str(src), "non-finite")
+    assert not list(out.glob("*.png"))
+
+
+@pytest.fixture(scope="module")
+def exported_onnx(trained_tiny_run, tmp_path_factory):
+    pytest.importorskip("onnxruntime")
+    out = tmp_path_factory.mktemp("forged") / "net.onnx"
+    assert main(["export", str(trained_tiny_run), "--format", "onnx", "--out", str(out)]) == 0
+    return out
+
+
+@pytest.mark.parametrize(
+    ("scale", "fragment"),
+    [
+        ("0", "'quantnas.scale' is '0'"),
+        ("four", "'four'"),
+        ("2", "to (1, 3, 8, 8), not (1, 3, 4, 4)"),
+    ],
+)
+def test_forged_onnx_scale_refused(exported_onnx, tmp_path, capsys, scale, fragment):
+    import onnx
+
+    model = onnx.load(str(exported_onnx))
+    for prop in model.metadata_props:
+        if prop.key == "quantnas.scale":
+            prop.value = scale
+    forged = tmp_path / "forged.onnx"
+    onnx.save(model, str(forged))
+    src = tmp_path / "a.png"
+    save_rgb(src, photo(32, 32))
+    code = main(["upscale", str(forged), str(src), "--out", str(tmp_path / "o"), "--no-progress"])
+    one_error(code, capsys, str(forged), fragment)
+    assert not (tmp_path / "o").exists() or not list((tmp_path / "o").glob("*.png"))
+
+
+# ------------------------------------------------------------------ 8. resume gaps
+def test_resume_of_a_finished_search_rewrites_what_the_checkpoint_holds(tmp_path, capsys):
+    args = ["search", f"out_dir={tmp_path}", "name=s", *TINY]
+    assert main(args) == 0
+    run = tmp_path / "s"
+    derived = ["alpha_history.json", "last_arch.json", "best_arch.json"]
+    derived += sorted(str(p.relative_to(run)) for p in (run / "genotypes").glob("*.json"))
+    before = {name: (run / name).read_bytes() for name in derived}
+    assert len(before) == 5  # three files + one genotype per epoch
+    (run / "alpha_history.json").unlink()
+    (run / "best_arch.json").write_text('{"trunc')
+    (run / "genotypes" / "epoch_000.json").unlink()
+    (run / "last_arch.json").write_text("")
+    for plot in ("alphas.png", "arch.png"):
+        (run / plot).unlink()
+    capsys.readouterr()
+    assert main(["search", "--resume", str(run), *TINY]) == 0
+    assert {name: (run / name).read_bytes() for name in derived} == before
+    assert (run / "alphas.png").stat().st_size > 0 and (run / "arch.png").stat().st_size > 0
+
+
+def test_prepare_removes_stale_partial_folders_of_the_same_out(tmp_path, capsys):
+    src = folder(tmp_path / "src")
+    out = tmp_path / "out"
+    dead = tmp_path / ".out.999999999.abc123.partial"  # no such process
+    dead.mkdir()
+    save_rgb(dead / "a_s001.png", photo(32, 32))
+    alive = tmp_path / f".out.{os.getpid()}.def456.partial"  # a prepare still running
+    alive.mkdir()
+    foreign = tmp_path / ".out.999999999.xyz.partial"  # holds something not a tile
+    foreign.mkdir()
+    (foreign / "notes.txt").write_text("mine")
+    other = tmp_path / ".other.999999999.abc.partial"  # another OUT's
+    other.mkdir()
+    assert main(["prepare", str(src), str(out), "--patch", "32", "--stride", "32"]) == 0
+    assert not dead.exists()
+    assert alive.is_dir() and foreign.is_dir() and other.is_dir()
+    assert len(list(out.glob("*.png"))) == 4
+
+
+def test_sweep_resume_refuses_a_missing_grid_record(tmp_path, capsys):
+    base = ["sweep", f"out_dir={tmp_path}", f"data.train={tmp_path / 'nope'}", *QUIET]
+    base += ["-d", "s", "--engine", "local", "-v", "0"]
+    assert main(base) == 0  # the trial fails on the missing data; the sweep is recorded
+    rows = (tmp_path / "s" / "results.jsonl").read_text()
+    (tmp_path / "s" / "grid.json").unlink()
+    capsys.readouterr()
+    one_error(main([*base, "--resume"]), capsys, "grid.json", "cannot be checked")
+    assert (tmp_path / "s" / "results.jsonl").read_text() == rows
+    assert not (tmp_path / "s" / "grid.json").exists()

@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 from quantnas import rundir
+from quantnas.cli.info import cmd_info  # noqa: F401 - a verb like the cmd_* below
 from quantnas.errors import QuantNASError
 
 log = logging.getLogger(__name__)
@@ -37,9 +38,14 @@ def _stage_run(args: argparse.Namespace, stage: str, extra: list[str] | None = N
     The run directory (``--resume`` or a fresh one) is also kept as ``args.run_dir``, which
     the Ctrl-C hint names; on resume the run's saved config wins (overrides still apply).
     While the block runs, this process alone writes there and every file it writes is
-    listed in the folder's manifest.
+    listed in the folder's manifest. A network that cannot fit in memory is refused first
+    (:func:`quantnas.budget.check_network_budget`).
     """
+    from quantnas.budget import check_network_budget
+
     cfg = _load(args, extra)
+    for part in () if args.resume else ("search", "train") if stage == "run" else (stage,):
+        check_network_budget(cfg, part)  # counted from the structure, before any file
     run_dir = args.run_dir = rundir.chosen_run_dir(
         cfg, stage, resume=args.resume, restart=args.restart
     )
@@ -143,54 +149,6 @@ def cmd_score(args: argparse.Namespace) -> int:
         for row in res["images"]:
             sys.stdout.write(f"{row['name']}: PSNR {row['psnr']:.2f} dB  SSIM {row['ssim']:.4f}\n")
         sys.stdout.write(f"mean: PSNR {res['psnr']:.2f} dB  SSIM {res['ssim']:.4f}\n")
-    return 0
-
-
-def cmd_info(args: argparse.Namespace) -> int:
-    from quantnas import genotype as gt
-    from quantnas.config import ArchConfig, load_config
-    from quantnas.cost import network_cost
-    from quantnas.space import build_network
-
-    geno = gt.resolve(args.genotype)
-    if args.preset:
-        arch = load_config(preset=args.preset).arch
-    else:
-        arch = ArchConfig(space=geno.space, c_fixed=36, scale=4, body_cells=3, global_skip="none")
-    for key, value in (
-        ("c_fixed", args.channels),
-        ("scale", args.scale),
-        ("body_cells", args.body_cells),
-    ):
-        if value is not None:
-            setattr(arch, key, value)
-    if args.adq:
-        arch.skip_mode = False
-    rep = network_cost(build_network(geno, arch), lr_size=args.lr_size)
-    out = {
-        **rep.summary(),
-        "genotype": geno.to_text(),
-        "channels": arch.c_fixed,
-        "scale": arch.scale,
-        "body_cells": arch.body_cells,
-    }
-    if args.json:
-        _print_json(out)
-        return 0
-    h, w = rep.lr_size
-    sys.stdout.write(
-        f"genotype : {geno.to_text()}\n"
-        f"params   : {rep.params:,}\n"
-        f"size     : {rep.size_bytes / 1024:.2f} KiB (weights at their bit-widths)\n"
-        f"MACs     : {rep.macs:,} (LR {h}x{w})\n"
-        f"BitOps   : {rep.bitops:,} = {rep.bitops / 1e9:.3f} GBitOps (LR {h}x{w})\n"
-    )
-    if args.layers:
-        for c in rep.convs:
-            sys.stdout.write(
-                f"  {c.name:50s} {c.c_in:4d}->{c.c_out:<4d} k={c.kernel} "
-                f"g={c.groups} bits={c.bits_w} BitOps={c.bitops:,}\n"
-            )
     return 0
 
 

@@ -148,6 +148,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     s.add_argument("--threads", type=int, default=0, help="CPU threads (0 = library default)")
     s.add_argument("--no-progress", action="store_true", help="no progress bar")
+    s.add_argument(
+        "--max-pixels",
+        type=_positive_int,
+        help="largest input and output image (H*W pixels), checked from the file header "
+        "before decoding (default: Pillow's MAX_IMAGE_PIXELS, about 89.5 M)",
+    )
     s.set_defaults(func=c.cmd_upscale)
 
     s = sub.add_parser("config", help="print the resolved config (or --list presets)")

@@ -22,10 +22,15 @@ EMBEDDED_TEST_SET = "test"
 def _read_yaml(path: Path) -> dict:
     if not path.is_file():
         raise QuantNASError(f"benchmark sets file {path} does not exist")
+    from quantnas.config import YamlAliasError, load_yaml
+
     try:
-        data = yaml.safe_load(read_user_text(path, "benchmark sets file"))
+        data = load_yaml(read_user_text(path, "benchmark sets file"))
+    except YamlAliasError as exc:
+        raise QuantNASError(f"{path}: {exc}") from None
     except (yaml.YAMLError, RecursionError) as exc:
-        first = str(exc).replace("\n", " ")
+        first = " ".join(str(exc).split())
+        first = first if len(first) <= 80 else first[:77] + "..."
         raise QuantNASError(f"{path}: malformed YAML ({first})") from exc
     if not isinstance(data, dict) or not data:
         raise QuantNASError(f"{path}: expected a mapping {{SetName: {{hr: dir, lr: dir}}}}")

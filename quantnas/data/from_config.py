@@ -26,7 +26,14 @@ def batches(loader: DataLoader) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
 
 
 def loader(dataset, *, batch_size: int, num_workers: int) -> DataLoader:
-    """Shuffled training loader; keeps a short last batch only when the data is tiny."""
+    """Shuffled training loader; keeps a short last batch only when the data is tiny.
+
+    An epoch whose shuffled order (one int64 per sample) cannot fit in memory is refused
+    first, naming ``data.repeat``.
+    """
+    from quantnas.budget import check_samples
+
+    check_samples(len(dataset))
     return make_loader(
         dataset,
         batch_size=batch_size,
@@ -61,6 +68,6 @@ def _center_crop(img, size: int):
 def val_dataset(cfg: Config) -> SRValDataset:
     """The validation set of a config (optionally centre-cropped to ``data.val_crop``)."""
     hr = [(n, _center_crop(a, cfg.data.val_crop)) for n, a in validation_images(cfg)]
-    mp = cfg.data.max_pixels
-    lr = resolve_images(cfg.data.val_lr, max_pixels=mp) if cfg.data.val_lr else None
+    limits = {"max_pixels": cfg.data.max_pixels, "max_total_pixels": cfg.data.max_total_pixels}
+    lr = resolve_images(cfg.data.val_lr, **limits) if cfg.data.val_lr else None
     return SRValDataset(hr, scale=cfg.arch.scale, lr_images=lr)

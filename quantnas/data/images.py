@@ -12,7 +12,14 @@ from quantnas.data.png16 import png_header, read_png16
 from quantnas.errors import QuantNASError
 from quantnas.manifest import record
 
-__all__ = ["IMAGE_EXTENSIONS", "default_max_pixels", "list_images", "load_rgb", "save_rgb"]
+__all__ = [
+    "IMAGE_EXTENSIONS",
+    "default_max_pixels",
+    "float_unit",
+    "list_images",
+    "load_rgb",
+    "save_rgb",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -79,6 +86,8 @@ def _read_with_pillow(path: Path, max_pixels: int) -> np.ndarray:
         mode = img.mode
         if mode in ("I;16", "I;16B", "I;16L", "I;16N", "I"):
             return np.asarray(img.convert("I"), dtype=np.int64)
+        if mode == "F":  # 32-bit float gray: the float rule of _to_uint8, not Pillow's clip
+            return np.asarray(img, dtype=np.float32)
         if mode == "LA":
             logger.debug("%s: dropping the alpha channel of an LA image", path)
             return np.asarray(img.convert("L"))
@@ -121,10 +130,33 @@ def _read_raw(path: Path, max_pixels: int) -> np.ndarray:
         raise QuantNASError(f"cannot read image {path}: {reason}") from exc
 
 
+def float_unit(arr: np.ndarray, path: Path) -> np.ndarray:
+    """``arr`` as float32 if its values are finite and in ``[0, 1]`` (the one rule for
+    floating-point images), else a :class:`QuantNASError` naming the file.
+    """
+    arr = np.asarray(arr, dtype=np.float32)
+    if not bool(np.isfinite(arr).all()):
+        raise QuantNASError(
+            f"image {path} holds non-finite pixel values (NaN or Inf); floating-point "
+            "images must hold finite values in [0, 1]"
+        )
+    lo, hi = (float(arr.min()), float(arr.max())) if arr.size else (0.0, 0.0)
+    if lo < 0.0 or hi > 1.0:
+        raise QuantNASError(
+            f"image {path} holds floating-point values in [{lo:.4g}, {hi:.4g}]; "
+            "floating-point images must hold values in [0, 1] (scaled by 255)"
+        )
+    return arr
+
+
 def _to_uint8(arr: np.ndarray, path: Path) -> np.ndarray:
-    """Convert 16-bit data to 8 bit with ``round(v / 257)``; pass uint8 through."""
+    """Convert 16-bit data to 8 bit with ``round(v / 257)`` and float data in ``[0, 1]``
+    with ``round(v * 255)``; pass uint8 through.
+    """
     if arr.dtype == np.uint8:
         return arr
+    if np.issubdtype(arr.dtype, np.floating):
+        return np.round(float_unit(arr, path) * 255.0).astype(np.uint8)
     if arr.dtype == np.bool_:
         return arr.astype(np.uint8) * 255
     if np.issubdtype(arr.dtype, np.integer) and arr.min() >= 0 and arr.max() <= 65535:
@@ -174,6 +206,9 @@ def load_rgb(
       (logged at debug level);
     * 16-bit data (``I;16``, or 16-bit colour PNGs read at full depth by
       :mod:`quantnas.data.png16`) -> 8 bit by ``round(v / 257)``;
+    * floating-point data (e.g. a float32 TIFF): finite values in ``[0, 1]`` -> 8 bit by
+      ``round(v * 255)``; NaN, Inf or any value outside ``[0, 1]`` -> :class:`QuantNASError`
+      naming the file (:func:`float_unit`);
     * ``min_size`` given and ``min(H, W) < min_size`` -> :class:`QuantNASError` naming
       the file, its size and the needed size;
     * a header claiming more than ``max_pixels`` pixels -> :class:`QuantNASError` before

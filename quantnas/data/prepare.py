@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import glob
 import logging
 import os
+import re
 import shutil
 import tempfile
 from pathlib import Path
@@ -74,6 +76,36 @@ def _tile_keys(files: list[Path]) -> dict[Path, str]:
     return {p: p.name for p in files}
 
 
+_TILE = re.compile(r".+_s\d{3,}\.png")
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # e.g. another user's process: alive
+        return True
+    return True
+
+
+def _remove_stale_partials(out: Path) -> None:
+    """Delete the hidden ``.OUT.<pid>.*.partial`` folders an earlier, killed ``prepare`` of
+    the same ``out`` left: only when the process that made one is gone and the folder holds
+    nothing but tiles (``*_sNNN.png``). Folders of running processes are left alone.
+    """
+    if not out.parent.is_dir():
+        return
+    for tmp in out.parent.glob(f".{glob.escape(out.name)}.*.partial"):
+        parts = tmp.name[len(out.name) + 2 :].split(".")
+        pid = int(parts[0]) if parts[0].isdigit() else None
+        if not tmp.is_dir() or tmp.is_symlink() or (pid is not None and _alive(pid)):
+            continue
+        if all(p.is_file() and _TILE.fullmatch(p.name) for p in tmp.iterdir()):
+            logger.info("prepare: removing %s, left by an interrupted prepare", tmp)
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
 def _new_output(out: Path) -> Path:
     """A hidden temporary folder next to ``out`` (refusing an ``out`` that holds files)."""
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
@@ -81,8 +113,10 @@ def _new_output(out: Path) -> Path:
             f"prepare: output {out} already exists and is not an empty folder; choose a new "
             "folder (nothing was written)"
         )
+    _remove_stale_partials(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".partial", dir=out.parent))
+    prefix = f".{out.name}.{os.getpid()}."
+    tmp = Path(tempfile.mkdtemp(prefix=prefix, suffix=".partial", dir=out.parent))
     mask = os.umask(0)
     os.umask(mask)
     tmp.chmod(0o777 & ~mask)  # mkdtemp makes 0700; the result should look like a mkdir
@@ -107,7 +141,8 @@ def prepare_patches(
 
     Tiles are written into a temporary folder next to ``out`` that is renamed to ``out``
     only when every image succeeded: a bad image leaves nothing behind (``out`` must not
-    exist or be empty).
+    exist or be empty). Such folders that a killed ``prepare`` of the same ``out`` left
+    (``.OUT.<pid>.*.partial``, holding only tiles) are removed first.
 
     Args:
         src: Folder of HR images (RGB; see :func:`load_rgb`).

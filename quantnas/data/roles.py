@@ -24,6 +24,11 @@ HOLDOUT = "holdout"
 _EMBEDDED = "embedded:"
 
 
+def _limits(cfg: Config) -> dict[str, int]:
+    """The reader limits of a config: pixels per image and per set."""
+    return {"max_pixels": cfg.data.max_pixels, "max_total_pixels": cfg.data.max_total_pixels}
+
+
 def validation_source(cfg: Config) -> str:
     """``data.val`` with ``auto`` resolved."""
     val = cfg.data.val
@@ -53,7 +58,7 @@ def holdout_names(names: list[str], fraction: float) -> list[str]:
 
 
 def _split(cfg: Config) -> tuple[list[NamedImage], list[NamedImage]]:
-    images = resolve_images(cfg.data.train, max_pixels=cfg.data.max_pixels)
+    images = resolve_images(cfg.data.train, **_limits(cfg))
     held = set(holdout_names([n for n, _ in images], cfg.data.val_holdout))
     log.info(
         "validation: %d of %d training images held out (data.val=holdout): %s",
@@ -79,9 +84,9 @@ def training_images(cfg: Config) -> list[NamedImage]:
         raise QuantNASError(
             f"data.val {source!r} is the training folder; use data.val=holdout or another folder"
         )
-    images = resolve_images(cfg.data.train, max_pixels=cfg.data.max_pixels)
+    images = resolve_images(cfg.data.train, **_limits(cfg))
     if cfg.data.train.startswith(_EMBEDDED) and source.startswith(_EMBEDDED):
-        val_names = {n for n, _ in resolve_images(source, max_pixels=cfg.data.max_pixels)}
+        val_names = {n for n, _ in resolve_images(source, **_limits(cfg))}
         both = sorted(val_names & {n for n, _ in images})
         if both:
             raise QuantNASError(
@@ -96,4 +101,4 @@ def validation_images(cfg: Config) -> list[NamedImage]:
     source = validation_source(cfg)
     if source == HOLDOUT:
         return _split(cfg)[1]
-    return resolve_images(source, max_pixels=cfg.data.max_pixels)
+    return resolve_images(source, **_limits(cfg))

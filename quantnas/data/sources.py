@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
+from quantnas.data.headers import check_total_pixels
 from quantnas.data.images import list_images, load_rgb
 from quantnas.errors import QuantNASError
 
@@ -132,6 +133,7 @@ def resolve_images(
     min_size: int | None = None,
     allow_gray: bool = False,
     max_pixels: int | None = None,
+    max_total_pixels: int | None = None,
 ) -> list[NamedImage]:
     """Load the images named by a data source.
 
@@ -143,6 +145,9 @@ def resolve_images(
         min_size: Minimum short side of each image (see :func:`load_rgb`).
         allow_gray: Replicate grayscale images to RGB instead of rejecting them.
         max_pixels: Pixel limit per image file (see :func:`load_rgb`; ``data.max_pixels``).
+        max_total_pixels: Pixel budget of the whole folder, checked from the file headers
+            before any image is decoded (``data.max_total_pixels``; None or 0: half the
+            available memory, see :func:`~quantnas.data.headers.check_total_pixels`).
 
     Returns:
         List of ``(file stem or embedded name, uint8 HxWx3)``, sorted by file name.
@@ -163,6 +168,7 @@ def resolve_images(
                     )
         return images
     files = list_images(text)
+    check_total_pixels(files, text, max_total_pixels=max_total_pixels, max_pixels=max_pixels)
     logger.info("loading %d images from %s", len(files), text)
     return [
         (p.stem, load_rgb(p, allow_gray=allow_gray, min_size=min_size, max_pixels=max_pixels))

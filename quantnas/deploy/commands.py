@@ -61,6 +61,7 @@ def upscale_command(args: argparse.Namespace) -> int:
         tile=args.tile,
         overlap=args.overlap,
         progress=not args.no_progress,
+        max_pixels=args.max_pixels,
     )
     total = len(written) + len(errors)
     sys.stdout.write(f"upscaled {len(written)} of {total} images x{model.scale} into {args.out}\n")

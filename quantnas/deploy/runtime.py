@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from quantnas.errors import QuantNASError
+from quantnas.errors import QuantNASError, shown
 
 __all__ = [
     "OnnxUpscaler",
@@ -31,6 +31,10 @@ RUN_DIR_CHECKPOINTS = ("best.pt", "train/best.pt", "checkpoint.pt", "train/check
 META_SCALE = "quantnas.scale"
 META_HALO = "quantnas.lr_halo"
 META_FORMAT = "quantnas.format"
+META_MIN_SIDE = "quantnas.min_side"
+#: The largest scale and smallest-side an export's metadata may claim.
+MAX_SCALE = 64
+MAX_MIN_SIDE = 1024
 
 
 def _first(e: BaseException) -> str:
@@ -48,6 +52,21 @@ def share_file(path: Path) -> Path:
     os.umask(mask)
     os.chmod(path, 0o666 & ~mask)
     return path
+
+
+def _meta_int(meta: dict, key: str, path: str | Path, *, low: int, high: int, default: str) -> int:
+    """An integer of an export's metadata in ``[low, high]`` (one line naming the file)."""
+    text = str(meta.get(key, default))
+    try:
+        value = int(text)
+    except ValueError:
+        value = None
+    if value is None or not low <= value <= high:
+        raise QuantNASError(
+            f"{path}: its metadata {key!r} is {shown(text)}; expected an integer in "
+            f"[{low}, {high}] (export the run again with `quantnas export RUN --format onnx`)"
+        )
+    return value
 
 
 class Upscaler:
@@ -68,6 +87,17 @@ class Upscaler:
     def __call__(self, lr: np.ndarray) -> np.ndarray:
         raise NotImplementedError
 
+    def _checked(self, out: np.ndarray, lr: np.ndarray, source: object) -> np.ndarray:
+        """``out`` if it is ``(n, 3, h*scale, w*scale)`` for ``lr`` of ``(n, 3, h, w)``."""
+        n, _, h, w = lr.shape
+        want = (n, 3, h * self.scale, w * self.scale)
+        if tuple(out.shape) != want:
+            raise QuantNASError(
+                f"{source}: the network maps a {h}x{w} input to {tuple(out.shape)}, not "
+                f"{want} as its scale x{self.scale} says"
+            )
+        return out
+
 
 class TorchUpscaler(Upscaler):
     """A PyTorch network (fake quantization as trained)."""
@@ -85,7 +115,7 @@ class TorchUpscaler(Upscaler):
     def __call__(self, lr: np.ndarray) -> np.ndarray:
         x = torch.from_numpy(np.ascontiguousarray(lr, dtype=np.float32))
         try:
-            return self.net(x).numpy()
+            return self._checked(self.net(x).numpy(), lr, "the network")
         except RuntimeError as e:  # e.g. out of memory: one line, the next file still runs
             raise QuantNASError(f"PyTorch failed on a {_size(lr)} input ({_first(e)})") from e
 
@@ -118,16 +148,20 @@ class OnnxUpscaler(Upscaler):
                 f"{path}: not a quantnas export (no {META_SCALE!r} in its metadata); "
                 "export it with `quantnas export RUN --format onnx`"
             )
-        self.scale = int(meta[META_SCALE])
-        halo = int(meta.get(META_HALO, "-1"))
+        self.path = path
+        self.scale = _meta_int(meta, META_SCALE, path, low=1, high=MAX_SCALE, default="")
+        halo = _meta_int(meta, META_HALO, path, low=-1, high=2**31 - 1, default="-1")
         self.halo = halo if halo >= 0 else None
-        self.min_side = int(meta.get("quantnas.min_side", "2"))
+        self.min_side = _meta_int(meta, META_MIN_SIDE, path, low=1, high=MAX_MIN_SIDE, default="2")
+        probe = np.full((1, 3, self.min_side, self.min_side), 0.5, dtype=np.float32)
+        self(probe)  # the output size must match the scale the metadata claims
 
     def __call__(self, lr: np.ndarray) -> np.ndarray:
         try:
-            return self.session.run(None, {"lr": np.ascontiguousarray(lr, dtype=np.float32)})[0]
+            out = self.session.run(None, {"lr": np.ascontiguousarray(lr, dtype=np.float32)})[0]
         except Exception as e:  # onnxruntime's own exception types
             raise QuantNASError(f"onnxruntime failed on a {_size(lr)} input ({_first(e)})") from e
+        return self._checked(np.asarray(out), lr, self.path)
 
 
 def find_checkpoint(source: str | Path) -> Path:

@@ -26,7 +26,7 @@ from quantnas.data.from_config import batches, val_dataset
 from quantnas.data.roles import training_images
 from quantnas.errors import QuantNASError
 from quantnas.evaluate import validate
-from quantnas.fileio import atomic_write_json
+from quantnas.fileio import atomic_write_json, atomic_write_text, json_text
 from quantnas.genotype import Genotype
 from quantnas.loop import EpochLoop
 from quantnas.optim import weight_optimizer
@@ -238,9 +238,24 @@ class Searcher(EpochLoop):
         atomic_write_json(self.run_dir / "alpha_history.json", self.alpha_history)
 
     def finish(self) -> None:
+        """Plots and every file derived from the state (also when a finished search is
+        resumed: alpha history, per-epoch, last and best genotypes are rewritten from it).
+        """
         import numpy as np
 
         geno = self.net.export()
+        files = {"alpha_history.json": json_text(self.alpha_history)}
+        for e in range(len(self.history)):
+            probs = {k: torch.tensor(v[e]) for k, v in self.alpha_history.items()}
+            files[f"genotypes/epoch_{e:03d}.json"] = self.net.export(probs).to_json()
+        files["last_arch.json"] = geno.to_json()
+        if self.best.get("genotype"):
+            best = gt.from_dict(self.best["genotype"], source=str(self.checkpoint_path))
+            files["best_arch.json"] = best.to_json()
+        for name, text in files.items():  # only what is missing or differs is written
+            path = self.run_dir / name
+            if not path.is_file() or path.read_text(encoding="utf-8", errors="replace") != text:
+                atomic_write_text(path, text)
         table = self.net.layer_table()
         hist = {k: np.asarray(v) for k, v in self.alpha_history.items()}
         plot_alpha_evolution(
@@ -274,6 +289,9 @@ class Searcher(EpochLoop):
 
 def search(cfg: Config, run_dir: Path, *, resume: bool = False) -> SearchResult:
     """Run a search (resuming from ``run_dir`` when asked and possible)."""
+    from quantnas.budget import check_network_budget
+
+    check_network_budget(cfg, "search")  # before the supernet is built
     s = Searcher(cfg, run_dir)
     if resume:
         s.resume()

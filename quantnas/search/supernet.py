@@ -235,11 +235,13 @@ class Supernet(nn.Module):
             for layer in self._layers:
                 layer.probs = None
 
-    def export(self) -> Genotype:
-        """The genotype of the argmax (op, bit) pair of every layer."""
+    def export(self, probs: dict[str, torch.Tensor] | None = None) -> Genotype:
+        """The genotype of the argmax (op, bit) pair of every layer (of ``probs``, e.g. an
+        epoch of the alpha history, else of the current alphas).
+        """
         blocks: dict[str, list[LayerChoice]] = {b: [] for b in BLOCKS}
         with torch.no_grad():
-            for key, p in self.probabilities().items():
+            for key, p in (self.probabilities() if probs is None else probs).items():
                 block, _ = key.split(".")
                 n_bits = p.shape[1]
                 flat = int(torch.argmax(p.flatten()))

@@ -146,6 +146,12 @@ def _check_grid(
     Returns the grid to record: the trials, plus the earlier ones when extending.
     """
     path = sweep_dir / GRID
+    started = sweep_dir.is_dir() and any(not p.name.startswith(".") for p in sweep_dir.iterdir())
+    if resume and started and not path.is_file():
+        raise QuantNASError(
+            f"sweep {sweep_dir} has no {GRID} (its record of the config and trials), so what "
+            "it ran cannot be checked; restore the file, or start anew with another -d name"
+        )
     if not (resume and path.is_file()):
         return sorted(trials)
     try:
