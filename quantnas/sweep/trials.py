@@ -21,6 +21,19 @@ METHOD_GROUPS = ("search", "random", "baseline", "uniform")
 
 #: Config keys that do not change a trial's result (left out of its hash).
 _RUNTIME_KEYS = ("out_dir", "name", "threads", "device", "progress", "tensorboard", "sweep")
+#: Data keys added after sweeps were recorded that only accept or refuse inputs (resource
+#: limits): left out of the hash, so the hashes of earlier sweeps stay valid for --resume.
+_LIMIT_KEYS = ("max_total_pixels",)
+
+
+def _hashed(cfg: Config) -> dict:
+    """The config as a dict without the keys that do not change a result."""
+    data = to_dict(cfg)
+    for key in _RUNTIME_KEYS:
+        data.pop(key, None)
+    for key in _LIMIT_KEYS:
+        data.get("data", {}).pop(key, None)
+    return data
 
 
 @dataclass(frozen=True)
@@ -175,9 +188,7 @@ def base_hash(cfg: Config) -> str:
 
     Two sweeps with the same base hash train every trial they share the same way.
     """
-    data = to_dict(cfg)
-    for key in (*_RUNTIME_KEYS, "sweep"):
-        data.pop(key, None)
+    data = _hashed(cfg)
     return hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()[:12]
 
 
@@ -188,9 +199,7 @@ def config_hash(cfg: Config, trial: Trial) -> str:
     section (which only decides which trials exist); the ``search`` section counts only
     for search trials (a uniform trial hashes its source genotype instead).
     """
-    data = to_dict(trial_config(cfg, trial))
-    for key in _RUNTIME_KEYS:
-        data.pop(key, None)
+    data = _hashed(trial_config(cfg, trial))
     if trial.method != "search":
         data.pop("search", None)
     text = json.dumps({"trial": asdict(trial), "config": data}, sort_keys=True, default=str)
