@@ -501,3 +501,18 @@ def test_aggregate_mean_and_std_over_seeds():
     assert math.isnan(agg["espcn"]["psnr_test_std"]) and agg["espcn"]["n"] == 1
     table = pm.front_table(list(agg.values()), "test", every=True)
     assert "28.20 +- 0.28" in table and table.count(" yes |") == 2
+
+
+def test_uniform_pairs_compare_with_the_trial_they_retrain():
+    trials = [
+        _row("s0", "search", 4e9, 27.9, setting="penalty=0", seed=0),
+        _row("s1", "search", 1.5e9, 27.0, setting="penalty=0", seed=1),
+        _row("u", "uniform", 1e9, 27.7, setting="penalty=0,bits=4", source="s0", bits=4),
+    ]
+    agg = pm.aggregate(trials)
+    # against the seed mean (2.75 G, 27.45 dB) the copy would look dominant; against its
+    # own source (4 G, 27.9 dB) it is a trade-off
+    assert pm.targets(agg, "test")["uniform"]["beats_mixed"] == 1
+    assert pm.targets(agg, "test", trials=trials)["uniform"] == {
+        "total": 1, "dominated": 0, "beats_mixed": 0, "trade_off": 1
+    }

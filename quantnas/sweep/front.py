@@ -65,7 +65,7 @@ def write_pareto(rows: Sequence[dict], set_name: str, out: Path, *, title: str) 
         title=title,
         reference=("bicubic", float(bic[0])) if bic else None,
     )
-    t = pm.targets(ok, set_name)
+    t = pm.targets(ok, set_name, trials=trials)
     failed = [r for r in rows if r.get("status") not in (None, "ok")]
     md = "\n".join(
         [

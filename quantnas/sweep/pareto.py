@@ -130,7 +130,12 @@ def _covered(target: tuple[float, float], by: Sequence[tuple[float, float]], lo:
     return any(lo <= x <= target[0] and y >= target[1] for x, y in by)
 
 
-def targets(rows: Sequence[Mapping[str, Any]], set_name: str) -> dict[str, Any]:
+def targets(
+    rows: Sequence[Mapping[str, Any]],
+    set_name: str,
+    *,
+    trials: Sequence[Mapping[str, Any]] | None = None,
+) -> dict[str, Any]:
     """The issue's counts on ``set_name`` (rows as returned by :func:`ok_rows`).
 
     * ``random``: random points for which some found point has <= BitOps and >= PSNR.
@@ -162,9 +167,10 @@ def targets(rows: Sequence[Mapping[str, Any]], set_name: str) -> dict[str, Any]:
         "found_better": wins,
         "unmatched": len(base) - matched,
     }
-    by_id = {r.get("trial_id"): r for r in rows}
+    pairs = rows if trials is None else trials
+    by_id = {r.get("trial_id"): r for r in pairs}
     dom = beat = other = 0
-    for r in rows:
+    for r in pairs:
         if r["method"] != "uniform" or r.get("source") not in by_id:
             continue
         src = by_id[r["source"]]
