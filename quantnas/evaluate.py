@@ -59,7 +59,11 @@ def _summary(rows: list[dict]) -> dict:
 def _row(name: str, sr: np.ndarray, hr: np.ndarray, scale: int, lr_size: list[int]) -> dict:
     if sr.shape != hr.shape:
         raise QuantNASError(f"image {name}: SR shape {sr.shape} differs from HR shape {hr.shape}")
-    return {"name": name, **sr_metrics(sr, hr, scale=scale), "lr_size": lr_size}
+    try:
+        metrics = sr_metrics(sr, hr, scale=scale)
+    except QuantNASError as err:  # name the image: the metric alone cannot
+        raise QuantNASError(f"image {name}: {err}") from None
+    return {"name": name, **metrics, "lr_size": lr_size}
 
 
 def evaluate(

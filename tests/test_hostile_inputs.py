@@ -901,3 +901,20 @@ def test_sweep_resume_refuses_a_missing_grid_record(tmp_path, capsys):
     one_error(main([*base, "--resume"]), capsys, "grid.json", "cannot be checked")
     assert (tmp_path / "s" / "results.jsonl").read_text() == rows
     assert not (tmp_path / "s" / "grid.json").exists()
+
+
+# ------------------------------------------------------------ 9. one line, naming the thing
+@pytest.mark.parametrize(
+    "flag,value,want",
+    [("--cpus-per-trial", "nan", "> 0"), ("--cpus-per-trial", "0", "> 0"),
+     ("--gpus-per-trial", "-1", ">= 0"), ("--gpus-per-trial", "inf", ">= 0")],
+)
+def test_sweep_resource_flags_must_be_finite(tmp_path, capsys, flag, value, want):
+    code = main(["sweep", "--preset", "tiny", "-d", "x", f"out_dir={tmp_path}", flag, value])
+    one_error(code, capsys, flag, want)
+
+
+def test_tiny_images_error_names_the_image(tmp_path, capsys):
+    folder(tmp_path / "tiny", names=("t0.png", "t1.png"), size=(8, 8))
+    code = main(["eval", "--model", "bicubic", "--scale", "4", "--data", str(tmp_path / "tiny")])
+    one_error(code, capsys, "image t0", "empty after cropping 4")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 import typing
 
 from quantnas import __version__
@@ -28,6 +29,27 @@ def _positive_int(text: str) -> int:
     if value < 1:
         raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
     return value
+
+
+def _finite(text: str, *, positive: bool) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not math.isfinite(value) or value < 0 or (positive and value == 0):
+        want = "a finite number > 0" if positive else "a finite number >= 0"
+        raise argparse.ArgumentTypeError(f"expected {want}, got {text[:40]!r}")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    """An argparse type: a finite number > 0."""
+    return _finite(text, positive=True)
+
+
+def _nonnegative_float(text: str) -> float:
+    """An argparse type: a finite number >= 0."""
+    return _finite(text, positive=False)
 
 
 def _config_args(p: argparse.ArgumentParser) -> None:
@@ -185,9 +207,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     s.add_argument("--address", help="existing Ray cluster (default: start a local Ray)")
     s.add_argument(
-        "--cpus-per-trial", type=float, default=1, help="Ray CPUs per trial = torch threads"
+        "--cpus-per-trial",
+        type=_positive_float,
+        default=1,
+        help="Ray CPUs per trial = torch threads",
     )
-    s.add_argument("--gpus-per-trial", type=float, default=0, help="Ray GPUs per trial")
+    s.add_argument(
+        "--gpus-per-trial", type=_nonnegative_float, default=0, help="Ray GPUs per trial"
+    )
     s.add_argument("--max-retries", type=int, default=0, help="retries of a failing trial")
     s.add_argument("--resume", action="store_true", help="rerun only the unfinished trials")
     s.add_argument(
