@@ -388,3 +388,29 @@ def test_rfdn_space_one_epoch(tmp_path):
     assert geno.counts() == {"head": 0, "body": 4, "skip": 3, "upsample": 1, "tail": 1}
     net = build_network(geno, cfg.arch)
     assert net(torch.rand(1, 3, 16, 16)).shape == (1, 3, 64, 64)
+
+
+def test_arch_png_draws_the_exported_genotype_and_logs_say_the_width(tmp_path, monkeypatch, caplog):
+    """search/arch.png draws the best epoch's genotype (what is exported and trained), and
+    the epoch log states BitOps at the final width next to the search width."""
+    import logging
+
+    import quantnas.search.searcher as searcher_mod
+
+    drawn = []
+    monkeypatch.setattr(
+        searcher_mod, "plot_genotype", lambda pairs, path, **kw: drawn.append((pairs, kw))
+    )
+    cfg = tiny_cfg(tmp_path, "arch.c_fixed=12", "search.c_fixed=6")
+    with caplog.at_level(logging.INFO, logger="quantnas"):
+        s = Searcher(cfg, tmp_path / "s")
+        res = s.run()
+    best = load_genotype(tmp_path / "s" / "best_arch.json")
+    assert res.best == best
+    pairs, kw = drawn[-1]
+    assert pairs == best.pairs() and f"best epoch {res.best_epoch}" in kw["title"]
+    lines = [r.getMessage() for r in caplog.records if "search epoch" in r.getMessage()]
+    assert lines and all("at the final 12 channels" in ln and "search's 6" in ln for ln in lines)
+    final = network_cost(build_network(best, cfg.arch), lr_size=32).bitops
+    row = s.history[res.best_epoch]
+    assert row["final_bitops"] == final

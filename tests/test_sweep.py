@@ -516,3 +516,12 @@ def test_uniform_pairs_compare_with_the_trial_they_retrain():
     assert pm.targets(agg, "test", trials=trials)["uniform"] == {
         "total": 1, "dominated": 0, "beats_mixed": 0, "trade_off": 1
     }
+
+
+def test_front_on_validation_has_no_duplicated_column_and_no_empty_targets():
+    rows = [_row("a", "espcn", 1e9, 27.0, setting="bits=4"),
+            _row("b", "edsr", 2e9, 27.5, setting="bits=4")]
+    table = pm.front_table(pm.aggregate(rows), "validation")
+    assert table.splitlines()[0].count("PSNR validation") == 1
+    text = pm.targets_text(pm.targets(pm.aggregate(rows), "validation"))
+    assert "0 of 0" not in text and text == "- no comparison applies to these results"

@@ -187,6 +187,8 @@ class Searcher(EpochLoop):
         geno = self.net.export()
         final = build_network(geno, self.net.arch)
         bitops = network_cost(final, lr_size=cfg.search.bitops_lr_size).bitops
+        wide = build_network(geno, cfg.arch) if self.net.arch.c_fixed != cfg.arch.c_fixed else final
+        final_bitops = network_cost(wide, lr_size=cfg.search.bitops_lr_size).bitops
         probs = self.net.probabilities()
         with torch.no_grad():
             expected = float(self.cost.expected_bitops(probs))
@@ -195,6 +197,7 @@ class Searcher(EpochLoop):
             **train,
             **val,
             "genotype_bitops": bitops,
+            "final_bitops": final_bitops,
             "expected_bitops": expected,
             "entropy": mean_entropy(probs),
             "temperature": self.net.alpha.temperature,
@@ -223,13 +226,16 @@ class Searcher(EpochLoop):
             gt.save(geno, self.run_dir / "best_arch.json")
         log.info(
             "search epoch %d: loss %.4f val_psnr %.2f dB entropy %.3f genotype %s "
-            "(%.3g BitOps @%dx%d)",
+            "(%.3g BitOps at the final %d channels, %.3g at the search's %d; LR %dx%d)",
             epoch,
             train.get("train_loss", 0.0),
             val["val_psnr"],
             row["entropy"],
             geno,
+            final_bitops,
+            cfg.arch.c_fixed,
             bitops,
+            self.net.arch.c_fixed,
             cfg.search.bitops_lr_size,
             cfg.search.bitops_lr_size,
         )
@@ -249,28 +255,23 @@ class Searcher(EpochLoop):
             probs = {k: torch.tensor(v[e]) for k, v in self.alpha_history.items()}
             files[f"genotypes/epoch_{e:03d}.json"] = self.net.export(probs).to_json()
         files["last_arch.json"] = geno.to_json()
-        if self.best.get("genotype"):
-            best = gt.from_dict(self.best["genotype"], source=str(self.checkpoint_path))
-            files["best_arch.json"] = best.to_json()
+        chosen, title = geno, "searched architecture (last epoch)"
+        if self.best.get("genotype"):  # arch.png draws what is exported and trained
+            chosen = gt.from_dict(self.best["genotype"], source=str(self.checkpoint_path))
+            files["best_arch.json"] = chosen.to_json()
+            title = f"searched architecture (best epoch {int(self.best['epoch'])})"
         for name, text in files.items():  # only what is missing or differs is written
             path = self.run_dir / name
             if not path.is_file() or path.read_text(encoding="utf-8", errors="replace") != text:
                 atomic_write_text(path, text)
         table = self.net.layer_table()
         hist = {k: np.asarray(v) for k, v in self.alpha_history.items()}
+        ops = {k: v["ops"] for k, v in table.items()}
         plot_alpha_evolution(
-            hist,
-            {k: v["ops"] for k, v in table.items()},
-            self.net.bits,
-            self.run_dir / "alphas.png",
-            title="alpha evolution",
+            hist, ops, self.net.bits, self.run_dir / "alphas.png", title="alpha evolution"
         )
-        plot_genotype(
-            geno.pairs(),
-            self.run_dir / "arch.png",
-            body_cells=picture_cells(self.cfg.arch),
-            title="searched architecture",
-        )
+        cells = picture_cells(self.cfg.arch)
+        plot_genotype(chosen.pairs(), self.run_dir / "arch.png", body_cells=cells, title=title)
         best = self.run_dir / "best_arch.json"
         if self.epoch >= self.cfg.search.epochs and not best.exists():
             gt.save(geno, best)

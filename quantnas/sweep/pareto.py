@@ -215,13 +215,12 @@ def front_table(
     key = psnr_key(set_name)
     ssim = f"ssim_{set_name}"
     merged = len({r.get("sweep") for r in rows}) > 1
-    lines = [
-        f"| {'sweep | ' if merged else ''}method | setting | seeds | GBitOps @32x32 | params | "
-        f"PSNR {set_name} | SSIM {set_name} | PSNR validation | stalled |"
-        + (" front |" if every else ""),
-        "|---|---|---|---|---|---|---|---|---|" + ("---|" if merged else "")
-        + ("---|" if every else ""),
-    ]
+    val = set_name != "validation"  # a second validation column only beside another set
+    head = ["method", "setting", "seeds", "GBitOps @32x32", "params", f"PSNR {set_name}",
+            f"SSIM {set_name}", *(["PSNR validation"] if val else []), "stalled",
+            *(["front"] if every else [])]
+    head = ["sweep", *head] if merged else head
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     front = overall_front(rows, set_name)
     order = sorted(range(len(rows)), key=lambda i: _num(rows[i]["bitops_32"])) if every else front
     for i in order:
@@ -231,24 +230,35 @@ def front_table(
             f"{r['method']} | {_setting(r)} | {r.get('seed', '')} | "
             f"{_num(r['bitops_32']) / 1e9:.3f} | {int(_num(r.get('params')))} | "
             f"{_pm(r, key, '.2f')} | {_pm(r, ssim, '.4f')} | "
-            f"{_pm(r, 'psnr_validation', '.2f')} | {r.get('stalled', '')} |"
+            + (f"{_pm(r, 'psnr_validation', '.2f')} | " if val else "")
+            + f"{r.get('stalled', '')} |"
             + ((" yes |" if i in front else " |") if every else "")
         )
     return "\n".join(lines)
 
 
 def targets_text(t: Mapping[str, Any]) -> str:
-    """The target counts as Markdown bullet points."""
+    """The target counts as Markdown bullet points (a comparison with nothing to compare,
+    such as no random points or no uniform retrains, is left out).
+    """
     r, b, u = t["random"], t["baselines"], t["uniform"]
-    return "\n".join(
-        [
+    lines = []
+    if t["found"] and r["total"]:
+        lines.append(
             f"- found ({t['found']} points) vs random: {r['dominated']} of {r['total']} random "
-            f"points have a found point with <= BitOps and >= PSNR",
-            f"- found vs uniformly quantized baselines (4/8-bit) at matched BitOps (x{MATCH_FACTOR}"
-            f"): found >= baseline PSNR for {b['found_better']} of {b['matched']} matched "
-            f"baselines ({b['unmatched']} of {b['total']} have no found point in range)",
-            f"- mixed precision vs the same genotype retrained uniformly: mixed has <= BitOps and "
-            f">= PSNR in {u['dominated']} of {u['total']} pairs, the uniform copy dominates in "
-            f"{u['beats_mixed']}, trade-off in {u['trade_off']}",
-        ]
-    )
+            f"points have a found point with <= BitOps and >= PSNR"
+        )
+    if t["found"] and b["total"]:
+        lines.append(
+            f"- found vs uniformly quantized baselines (4/8-bit) at matched BitOps "
+            f"(x{MATCH_FACTOR}): found >= baseline PSNR for {b['found_better']} of "
+            f"{b['matched']} matched baselines ({b['unmatched']} of {b['total']} have no "
+            f"found point in range)"
+        )
+    if u["total"]:
+        lines.append(
+            f"- mixed precision vs the same genotype retrained uniformly: mixed has <= BitOps "
+            f"and >= PSNR in {u['dominated']} of {u['total']} pairs, the uniform copy "
+            f"dominates in {u['beats_mixed']}, trade-off in {u['trade_off']}"
+        )
+    return "\n".join(lines) if lines else "- no comparison applies to these results"
