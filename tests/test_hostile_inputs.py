@@ -103,23 +103,35 @@ def tiff_bomb(path: Path, side: int = 30000) -> Path:
     return path
 
 
+#: Runs ``python -m quantnas ARGS`` from a fresh, small process and records its peak RSS.
+#: (On Linux a child's ``ru_maxrss`` includes the memory of the process it was forked from
+#: before ``exec``: forked straight from a large pytest process it would measure pytest.)
+_RSS_WRAPPER = (
+    "import resource, subprocess, sys\n"
+    "rc = subprocess.call([sys.executable, '-m', 'quantnas', *sys.argv[2:]])\n"
+    "peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss\n"
+    "open(sys.argv[1], 'w').write(str(peak))\n"
+    "sys.exit(rc)\n"
+)
+
+
 def run_child(args: list[str], cwd: Path) -> tuple[int, str, int]:
-    """``python -m quantnas ARGS`` in a child; returns (exit code, stderr, peak RSS bytes)."""
+    """``python -m quantnas ARGS`` in a grandchild; returns (exit code, stderr, peak RSS bytes)."""
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    err_file = cwd / ".child-stderr"
+    err_file, rss_file = cwd / ".child-stderr", cwd / ".child-rss"
     with open(err_file, "wb") as err:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "quantnas", *args],
+        proc = subprocess.run(
+            [sys.executable, "-c", _RSS_WRAPPER, str(rss_file), *args],
             cwd=cwd,
             stdout=subprocess.DEVNULL,
             stderr=err,
             env=env,
         )
-        _, status, usage = os.wait4(proc.pid, 0)  # this child's own peak RSS (KiB on Linux)
-    proc.returncode = os.waitstatus_to_exitcode(status)
     text = err_file.read_text()
     err_file.unlink()
-    return proc.returncode, text, usage.ru_maxrss * 1024
+    peak_kib = int(rss_file.read_text())
+    rss_file.unlink()
+    return proc.returncode, text, peak_kib * 1024
 
 
 def assert_child_error(code: int, err: str, *fragments: str) -> str:

@@ -187,8 +187,7 @@ class Searcher(EpochLoop):
         geno = self.net.export()
         final = build_network(geno, self.net.arch)
         bitops = network_cost(final, lr_size=cfg.search.bitops_lr_size).bitops
-        wide = build_network(geno, cfg.arch) if self.net.arch.c_fixed != cfg.arch.c_fixed else final
-        final_bitops = network_cost(wide, lr_size=cfg.search.bitops_lr_size).bitops
+        final_bitops = bitops if self.net.arch.c_fixed == cfg.arch.c_fixed else self._wide(geno)
         probs = self.net.probabilities()
         with torch.no_grad():
             expected = float(self.cost.expected_bitops(probs))
@@ -227,18 +226,18 @@ class Searcher(EpochLoop):
         log.info(
             "search epoch %d: loss %.4f val_psnr %.2f dB entropy %.3f genotype %s "
             "(%.3g BitOps at the final %d channels, %.3g at the search's %d; LR %dx%d)",
-            epoch,
-            train.get("train_loss", 0.0),
-            val["val_psnr"],
-            row["entropy"],
-            geno,
-            final_bitops,
-            cfg.arch.c_fixed,
-            bitops,
-            self.net.arch.c_fixed,
-            cfg.search.bitops_lr_size,
-            cfg.search.bitops_lr_size,
+            *(epoch, train.get("train_loss", 0.0), val["val_psnr"], row["entropy"], geno),
+            *(final_bitops, cfg.arch.c_fixed, bitops, self.net.arch.c_fixed),
+            *(cfg.search.bitops_lr_size, cfg.search.bitops_lr_size),
         )
+
+    def _wide(self, geno: Genotype) -> float:
+        """BitOps of ``geno`` at the final width (NaN where an op cannot take that width)."""
+        try:
+            net = build_network(geno, self.cfg.arch)
+        except QuantNASError:
+            return float("nan")
+        return float(network_cost(net, lr_size=self.cfg.search.bitops_lr_size).bitops)
 
     def after_checkpoint(self) -> None:
         atomic_write_json(self.run_dir / "alpha_history.json", self.alpha_history)
