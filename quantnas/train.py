@@ -246,11 +246,8 @@ class Trainer(EpochLoop):
                 "training %s looks stalled: after %d of %d epochs its best validation PSNR "
                 "is within %.2f dB of bicubic (%.2f dB); it goes on (see README, "
                 "'Stalled trainings')",
-                self.run_dir,
-                epoch + 1,
-                self.epochs,
-                self.cfg.train.stall_margin,
-                self.bicubic_psnr,
+                *(self.run_dir, epoch + 1, self.epochs),
+                *(self.cfg.train.stall_margin, self.bicubic_psnr),
             )
 
     # ------------------------------------------------------------------ stalls
