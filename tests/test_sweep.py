@@ -525,3 +525,17 @@ def test_front_on_validation_has_no_duplicated_column_and_no_empty_targets():
     assert table.splitlines()[0].count("PSNR validation") == 1
     text = pm.targets_text(pm.targets(pm.aggregate(rows), "validation"))
     assert "0 of 0" not in text and text == "- no comparison applies to these results"
+
+
+def test_missing_front_set_is_warned_once_not_per_trial(caplog):
+    import logging
+
+    from quantnas.sweep.front import pareto_set
+
+    rows = [_row("a", "espcn", 1e9, 27.0)]
+    for r in rows:
+        r.pop("psnr_test")
+    with caplog.at_level(logging.WARNING, logger="quantnas"):
+        assert pareto_set("test", rows, warn=False) == "validation"  # a trial's log line
+        assert pareto_set("test", rows) == "validation"  # the front
+    assert sum("no results on set" in r.getMessage() for r in caplog.records) == 1

@@ -110,7 +110,7 @@ class _Sweep:
             if error:
                 log.warning("sweep: %s FAILED: %s", key, error)
             else:
-                set_name = pareto_set(self.cfg.sweep.pareto_set, [row])
+                set_name = pareto_set(self.cfg.sweep.pareto_set, [row], warn=False)
                 log.info(
                     "sweep: %s done: %.3f GBitOps, %s PSNR %.2f dB (validation %.2f), %.0f s",
                     key,

@@ -18,14 +18,17 @@ __all__ = ["pareto_command", "pareto_set", "write_pareto"]
 log = logging.getLogger(__name__)
 
 
-def pareto_set(wanted: str, rows: Sequence[dict]) -> str:
-    """``wanted`` if the rows have PSNRs on it, else ``validation`` (with a warning)."""
+def pareto_set(wanted: str, rows: Sequence[dict], *, warn: bool = True) -> str:
+    """``wanted`` if the rows have PSNRs on it, else ``validation`` (with a warning, unless
+    ``warn`` is False: per-trial log lines leave it to the sweep's one front message).
+    """
     key = pm.psnr_key(wanted)
     if any(r.get(key) is not None for r in rows):
         return wanted
     sets = sorted({k[5:] for r in rows for k in r if k.startswith("psnr_")})
     if wanted != "validation" and "validation" in sets:
-        log.warning("no results on set %r; the front is drawn on validation", wanted)
+        if warn:
+            log.warning("no results on set %r; the front is drawn on validation", wanted)
         return "validation"
     if not sets:
         raise QuantNASError("no finished trial has PSNR results")
