@@ -27,7 +27,7 @@ from quantnas.checkpoint import BEST, KIND_TRAIN, load_state, model_payload
 from quantnas.config import Config
 from quantnas.data.from_config import batches, train_dataset, val_dataset
 from quantnas.errors import QuantNASError
-from quantnas.evaluate import bicubic_upscaler, evaluate, validate
+from quantnas.evaluate import bicubic_reference, validate
 from quantnas.fileio import atomic_save
 from quantnas.genotype import Genotype
 from quantnas.loop import EpochLoop
@@ -255,7 +255,7 @@ class Trainer(EpochLoop):
     def bicubic_psnr(self) -> float:
         """Validation PSNR of bicubic upscaling (computed once, on the validation set)."""
         if self._bicubic is None:
-            self._bicubic = float(evaluate(bicubic_upscaler(self.val.scale), self.val)["psnr"])
+            self._bicubic = float(bicubic_reference(self.val)["psnr"])
         return self._bicubic
 
     @property
