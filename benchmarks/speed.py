@@ -198,7 +198,7 @@ def child(name: str, steps: int, threads: int) -> dict:
         s = Searcher(cfg, tmp)
         crop, b = search_crop(cfg), cfg.search.batch_size
         lr, hr = torch.rand(b, 3, crop, crop), torch.rand(b, 3, crop * scale, crop * scale)
-        epoch = cfg.search.warm_up
+        epoch = cfg.search.warm_up if isinstance(cfg.search.warm_up, int) else 1
 
         def step() -> None:
             alpha_step(

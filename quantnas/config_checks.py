@@ -38,7 +38,9 @@ def choices() -> dict[str, tuple[str, ...]]:
     from quantnas.optim import LOSSES
     from quantnas.quant.mixed import MIX_MODES, NOISE_MIXES
     from quantnas.quant.noise import NOISE_KINDS, NOISE_SOURCES
+    from quantnas.search.constraint import SELECTORS, WEIGHT_SAMPLINGS
     from quantnas.search.losses import SPARSE_RAMPS, SPARSE_TYPES
+    from quantnas.search.splits import SPLITS
     from quantnas.search.supernet import TRANSFORMS
     from quantnas.space import INPUT_QUANTS
 
@@ -54,6 +56,9 @@ def choices() -> dict[str, tuple[str, ...]]:
         "search.sparse_type": SPARSE_TYPES,
         "search.sparse_ramp": SPARSE_RAMPS,
         "search.penalty_cost": PENALTY_COSTS,
+        "search.split": SPLITS,
+        "search.select": SELECTORS,
+        "search.weight_sampling": WEIGHT_SAMPLINGS,
         "train.loss": LOSSES,
         "train.finetune_loss": LOSSES,
     }
@@ -75,6 +80,7 @@ POSITIVE: tuple[str, ...] = (
     "search.alpha_lr",
     "search.w_grad_clip",
     "search.bitops_lr_size",
+    "search.select_samples",
     "train.epochs",
     "train.batch_size",
     "train.lr",
@@ -204,9 +210,22 @@ def validate(cfg: Config) -> Config:
         raise QuantNASError(
             f"config key data.val_holdout: must be in (0, 1) (got {cfg.data.val_holdout})"
         )
+    if not 0 < cfg.search.target_band <= 1:
+        raise QuantNASError(
+            f"config key search.target_band: a share of the target in (0, 1] "
+            f"(got {cfg.search.target_band})"
+        )
     if not 0 < cfg.search.search_subsample <= 1:
         raise QuantNASError("config key search.search_subsample: must be in (0, 1]")
-    if cfg.search.warm_up >= cfg.search.epochs and cfg.search.epochs > 0:
+    if isinstance(cfg.search.warm_up, str):
+        if cfg.search.warm_up != "auto":
+            raise QuantNASError(
+                f"config key search.warm_up: expected a number of epochs or 'auto' "
+                f"(got {shown(cfg.search.warm_up)})"
+            )
+    elif cfg.search.warm_up > cfg.search.epochs or (
+        cfg.search.warm_up == cfg.search.epochs and cfg.search.select != "path"
+    ):
         raise QuantNASError(
             f"config key search.warm_up: {cfg.search.warm_up} leaves no epoch for alpha "
             f"updates (search.epochs={cfg.search.epochs})"

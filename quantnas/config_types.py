@@ -114,9 +114,36 @@ class SearchConfig:
     """
 
     epochs: int = 4
-    warm_up: int = 1
+    #: Epochs of weight steps before alpha steps start, or ``auto``: alpha steps start
+    #: after the first epoch whose end finds the supernet ``warm_up_margin`` dB above
+    #: bicubic on fixed crops of the alpha split (at the latest after half the epochs).
+    warm_up: int | str = 1
+    warm_up_margin: float = 0.1
     batch_size: int = 8
     search_subsample: float = 1.0
+    #: Weight / alpha data: ``photos`` (whole images halved) or ``regions`` (tiles of
+    #: every image, half to each split; ``split_tile`` pixels a side at least, 0 = twice
+    #: the search's HR crop). See :mod:`quantnas.search.splits`.
+    split: str = "photos"
+    split_tile: int = 0
+    #: The supernet's learned output scale (``arch.output_scale``): ``true`` keeps it
+    #: (a ReZero gate starting at 0 that multiplies every gradient), ``false`` leaves it out.
+    output_scale: bool = True
+    #: BitOps of the final network (``arch.c_fixed`` channels, LR ``bitops_lr_size``) the
+    #: search must stay within (0 = no budget): a Lagrange multiplier on
+    #: ``E[BitOps] / target - 1`` updated by dual ascent (``dual_lr``), and the exported
+    #: genotype repaired into ``[target_band * target, target]``.
+    target_bitops: float = 0.0
+    dual_lr: float = 0.01
+    target_band: float = 0.9
+    #: How the genotype is chosen: ``argmax`` of the alphas, or ``path`` (the supernet's
+    #: validation L1 of each of ``select_samples`` genotypes within the budget band, with
+    #: inherited weights; lowest wins).
+    select: str = "argmax"
+    select_samples: int = 32
+    #: What a weight step trains: ``mixture`` (the alpha-weighted supernet, DARTS) or
+    #: ``path`` (one uniformly drawn genotype per step, within the budget band if any).
+    weight_sampling: str = "mixture"
     mode: str = "noise"
     noise: str = "gaussian"
     noise_mix: str = "original"

@@ -1,10 +1,13 @@
 """The search loop: first-order alternating alpha / weight steps.
 
-Each iteration: (1) after ``search.warm_up`` epochs, an alpha step on a batch of the alpha
+Each iteration: (1) after ``search.warm_up`` epochs (or, with ``auto``, once the supernet
+beats bicubic on the alpha split), an alpha step on a batch of the alpha
 split with ``L1 + ramp * sparse_coef * regularizer + penalty * E[BitOps] / E[BitOps]_0``
-(Adam, betas (0.5, 0.999)); (2) a weight step on a batch of the weight split with L1 (Adam,
-warm-up + cosine, grad-norm clipping). Every epoch: validation, the exported genotype with
-its BitOps, alpha history, plots and an atomic full-state checkpoint that resumes exactly.
+(Adam, betas (0.5, 0.999)), plus the Lagrangian term of ``search.target_bitops``; (2) a
+weight step on a batch of the weight split with L1 (Adam, warm-up + cosine, grad-norm
+clipping) of the mixture or of one sampled path (``search.weight_sampling``). Every epoch:
+validation, the exported genotype with its BitOps, alpha history, plots and an atomic
+full-state checkpoint that resumes exactly.
 """
 
 from __future__ import annotations
@@ -21,21 +24,22 @@ from quantnas import genotype as gt
 from quantnas.checkpoint import KIND_SEARCH, load_state
 from quantnas.config import Config
 from quantnas.cost import SupernetCost, network_cost
-from quantnas.data.datasets import SRTrainDataset
 from quantnas.data.from_config import batches, val_dataset
-from quantnas.data.roles import training_images
+from quantnas.data.roles import training_images, validation_images
 from quantnas.errors import QuantNASError
 from quantnas.evaluate import validate
-from quantnas.fileio import atomic_write_json, atomic_write_text, json_text
+from quantnas.fileio import atomic_write_json
 from quantnas.genotype import Genotype
 from quantnas.loop import EpochLoop
 from quantnas.optim import weight_optimizer
-from quantnas.plots import plot_alpha_evolution, plot_genotype
 from quantnas.runlog import progress
+from quantnas.search.choose import Chooser
 from quantnas.search.losses import mean_entropy, temperature
-from quantnas.search.setup import build_supernet, search_crop, split_images
+from quantnas.search.probe import AlphaProbe
+from quantnas.search.records import margins, write_derived
+from quantnas.search.setup import build_supernet, search_crop, search_loaders, search_split
 from quantnas.search.steps import alpha_step, weight_step
-from quantnas.space import build_network, picture_cells
+from quantnas.space import build_network
 
 log = logging.getLogger(__name__)
 
@@ -64,30 +68,25 @@ class Searcher(EpochLoop):
     noun = "search"
     hint = "lower search.w_lr / search.alpha_lr or search.penalty"
     best_metric = "val_loss"
-    extra_keys = ("alpha_history", "initial_bitops", "alpha_shapes")
+    extra_keys = ("alpha_history", "initial_bitops", "alpha_shapes", "alpha_from", "budget")
 
     def __init__(self, cfg: Config, run_dir: Path) -> None:
         super().__init__(cfg, run_dir)
         self.net = build_supernet(cfg).to(self.device)
         qdist.broadcast_module(self.net)
         self.cost = SupernetCost(self.net, lr_size=cfg.search.bitops_lr_size)
-        images = training_images(cfg)
-        w_imgs, a_imgs = split_images(images, subsample=cfg.search.search_subsample, seed=cfg.seed)
-        kw = {
-            "scale": cfg.arch.scale,
-            "lr_crop": search_crop(cfg),
-            "repeat": cfg.data.repeat,
-            "min_std": cfg.data.min_patch_std,
-        }
-        bs, nw = cfg.search.batch_size, cfg.data.num_workers
-        self.w_loader = qdist.train_loader(
-            SRTrainDataset(w_imgs, **kw), batch_size=bs, num_workers=nw, seed=cfg.seed
-        )
-        self.a_loader = qdist.train_loader(
-            SRTrainDataset(a_imgs, **kw), batch_size=bs, num_workers=nw, seed=cfg.seed + 1
-        )
-        self.val = val_dataset(cfg)
+        self.chooser = Chooser(self.net, cfg)
+        self.budget = self.chooser.budget()
+        w_imgs, a_imgs, split = search_split(cfg, training_images(cfg))
+        atomic_write_json(run_dir / "split.json", split)
+        self.w_loader, self.a_loader = search_loaders(cfg, w_imgs, a_imgs)
         s = cfg.search
+        #: The epoch alpha steps start at (None: ``warm_up: auto`` has not decided yet).
+        self.alpha_from: int | None = None if s.warm_up == "auto" else int(s.warm_up)
+        self.probe = AlphaProbe(a_imgs, scale=cfg.arch.scale, lr_crop=search_crop(cfg),
+                                seed=cfg.seed) if s.warm_up == "auto" else None
+        self.val_images = validation_images(cfg)
+        self.val = val_dataset(cfg)
         self.steps = s.steps_per_epoch or max(1, len(self.w_loader))
         self.w_opt, self.w_sched = weight_optimizer(
             self.net.named_weights(), s, prefix="w_", total_steps=self.steps * s.epochs
@@ -118,6 +117,8 @@ class Searcher(EpochLoop):
             "alpha_history": self.alpha_history,
             "initial_bitops": self.initial_bitops,
             "alpha_shapes": {k: list(v) for k, v in self.net.alpha.shapes.items()},
+            "alpha_from": self.alpha_from,
+            "budget": self.budget.state_dict() if self.budget else None,
         }
 
     def load_extra(self, ck: dict, path: Path) -> None:
@@ -130,13 +131,17 @@ class Searcher(EpochLoop):
         load_state(self.net, ck["model"], path=path, what="the config's supernet")
         self.alpha_history = ck["alpha_history"]
         self.initial_bitops = float(ck["initial_bitops"])
+        self.alpha_from = ck.get("alpha_from", self.alpha_from)
+        if self.budget is not None and ck.get("budget"):
+            self.budget.load_state_dict(ck["budget"])
 
     # ------------------------------------------------------------------- epoch
     def train_epoch(self, epoch: int) -> dict:
         s = self.cfg.search
         self.net.train()
+        start = s.epochs if self.alpha_from is None else self.alpha_from
         self.net.alpha.temperature = temperature(
-            epoch, epochs=s.epochs, warm_up=s.warm_up, t_max=s.temp_max, t_min=s.temp_min
+            epoch, epochs=s.epochs, warm_up=start, t_max=s.temp_max, t_min=s.temp_min
         )
         qdist.set_epoch(self.w_loader, self.a_loader, epoch=epoch)
         w_iter, a_iter = batches(self.w_loader), batches(self.a_loader)
@@ -150,45 +155,43 @@ class Searcher(EpochLoop):
 
         dev = self.device
         for _ in bar:
-            if epoch >= s.warm_up:
+            if epoch >= start:
                 lr, hr = next(a_iter)
                 out = alpha_step(
-                    self.net,
-                    self.cost,
-                    self.a_opt,
-                    lr.to(dev),
-                    hr.to(dev),
-                    cfg=s,
-                    epoch=epoch,
-                    initial_cost=self.initial_cost,
-                    check=check,
+                    self.net, self.cost, self.a_opt, lr.to(dev), hr.to(dev), cfg=s,
+                    epoch=epoch, initial_cost=self.initial_cost, alpha_from=start,
+                    budget=self.budget, check=check,
                 )
                 for k, v in out.items():
                     sums[k] = sums.get(k, 0.0) + v
             lr, hr = next(w_iter)
+            path = self.chooser.sample_path() if s.weight_sampling == "path" else None
             loss = weight_step(
-                self.net,
-                self.w_opt,
-                self.w_sched,
-                lr.to(dev),
-                hr.to(dev),
-                grad_clip=s.w_grad_clip,
-                check=check,
+                self.net, self.w_opt, self.w_sched, lr.to(dev), hr.to(dev),
+                grad_clip=s.w_grad_clip, probs=path, check=check,
             )
             sums["train_loss"] = sums.get("train_loss", 0.0) + loss
         return {k: v / self.steps for k, v in sums.items()}
 
     # ----------------------------------------------------------------- records
     def end_epoch(self, epoch: int, train: dict, started: float) -> None:
-        cfg = self.cfg
+        cfg, s = self.cfg, self.cfg.search
         seconds = time.time() - started
         val = validate(self.net, self.val, self.device)
         self.check(val["val_loss"], "search validation loss", epoch)
-        geno = self.net.export()
-        final = build_network(geno, self.net.arch)
-        bitops = network_cost(final, lr_size=cfg.search.bitops_lr_size).bitops
-        final_bitops = bitops if self.net.arch.c_fixed == cfg.arch.c_fixed else self._wide(geno)
+        if self.alpha_from is None:  # warm_up: auto
+            train["probe_gain"] = gain = self.probe.gain(self.net, self.device)
+            if gain >= s.warm_up_margin or epoch + 1 >= max(1, s.epochs // 2):
+                self.alpha_from = epoch + 1
+                log.info("search: alpha steps start at epoch %d (supernet %+.3f dB over "
+                         "bicubic on the alpha crops, margin %.3f)", epoch + 1, gain,
+                         s.warm_up_margin)
         probs = self.net.probabilities()
+        geno = self.chooser.argmax(probs)
+        final = build_network(geno, self.net.arch)
+        bitops = network_cost(final, lr_size=s.bitops_lr_size).bitops
+        final_bitops = self.chooser.bitops(geno)
+        gaps = margins(probs)
         with torch.no_grad():
             expected = float(self.cost.expected_bitops(probs))
         row = {
@@ -199,6 +202,8 @@ class Searcher(EpochLoop):
             "final_bitops": final_bitops,
             "expected_bitops": expected,
             "entropy": mean_entropy(probs),
+            "margin_min": min(gaps.values()),
+            "margin_mean": sum(gaps.values()) / len(gaps),
             "temperature": self.net.alpha.temperature,
             "lr": self.w_opt.param_groups[0]["lr"],
             "seconds": seconds,
@@ -217,63 +222,28 @@ class Searcher(EpochLoop):
             },
             epoch,
         )
-        gdir = self.run_dir / "genotypes"
-        gt.save(geno, gdir / f"epoch_{epoch:03d}.json")
+        gt.save(geno, self.run_dir / "genotypes" / f"epoch_{epoch:03d}.json")
         gt.save(geno, self.run_dir / "last_arch.json")
-        if epoch >= cfg.search.warm_up and val["val_loss"] < self.best["val_loss"]:
+        started_alphas = self.alpha_from is not None and epoch >= self.alpha_from
+        if started_alphas and val["val_loss"] < self.best["val_loss"]:
             self.best = {"epoch": epoch, "val_loss": val["val_loss"], "genotype": geno.to_dict()}
             gt.save(geno, self.run_dir / "best_arch.json")
         log.info(
-            "search epoch %d: loss %.4f val_psnr %.2f dB entropy %.3f genotype %s "
+            "search epoch %d: loss %.4f val_psnr %.2f dB entropy %.3f margin %.3f genotype %s "
             "(%.3g BitOps at the final %d channels, %.3g at the search's %d; LR %dx%d)",
-            *(epoch, train.get("train_loss", 0.0), val["val_psnr"], row["entropy"], geno),
-            *(final_bitops, cfg.arch.c_fixed, bitops, self.net.arch.c_fixed),
-            *(cfg.search.bitops_lr_size, cfg.search.bitops_lr_size),
+            *(epoch, train.get("train_loss", 0.0), val["val_psnr"], row["entropy"]),
+            *(row["margin_min"], geno, final_bitops, cfg.arch.c_fixed, bitops),
+            *(self.net.arch.c_fixed, s.bitops_lr_size, s.bitops_lr_size),
         )
-
-    def _wide(self, geno: Genotype) -> float:
-        """BitOps of ``geno`` at the final width (NaN where an op cannot take that width)."""
-        try:
-            net = build_network(geno, self.cfg.arch)
-        except QuantNASError:
-            return float("nan")
-        return float(network_cost(net, lr_size=self.cfg.search.bitops_lr_size).bitops)
 
     def after_checkpoint(self) -> None:
         atomic_write_json(self.run_dir / "alpha_history.json", self.alpha_history)
 
     def finish(self) -> None:
         """Plots and every file derived from the state (also when a finished search is
-        resumed: alpha history, per-epoch, last and best genotypes are rewritten from it).
+        resumed), see :func:`~quantnas.search.records.write_derived`.
         """
-        import numpy as np
-
-        geno = self.net.export()
-        files = {"alpha_history.json": json_text(self.alpha_history)}
-        for e in range(len(self.history)):
-            probs = {k: torch.tensor(v[e]) for k, v in self.alpha_history.items()}
-            files[f"genotypes/epoch_{e:03d}.json"] = self.net.export(probs).to_json()
-        files["last_arch.json"] = geno.to_json()
-        chosen, title = geno, "searched architecture (last epoch)"
-        if self.best.get("genotype"):  # arch.png draws what is exported and trained
-            chosen = gt.from_dict(self.best["genotype"], source=str(self.checkpoint_path))
-            files["best_arch.json"] = chosen.to_json()
-            title = f"searched architecture (best epoch {int(self.best['epoch'])})"
-        for name, text in files.items():  # only what is missing or differs is written
-            path = self.run_dir / name
-            if not path.is_file() or path.read_text(encoding="utf-8", errors="replace") != text:
-                atomic_write_text(path, text)
-        table = self.net.layer_table()
-        hist = {k: np.asarray(v) for k, v in self.alpha_history.items()}
-        ops = {k: v["ops"] for k, v in table.items()}
-        plot_alpha_evolution(
-            hist, ops, self.net.bits, self.run_dir / "alphas.png", title="alpha evolution"
-        )
-        cells = picture_cells(self.cfg.arch)
-        plot_genotype(chosen.pairs(), self.run_dir / "arch.png", body_cells=cells, title=title)
-        best = self.run_dir / "best_arch.json"
-        if self.epoch >= self.cfg.search.epochs and not best.exists():
-            gt.save(geno, best)
+        write_derived(self)
 
     def result(self) -> SearchResult:
         last = self.net.export()

@@ -5,27 +5,15 @@ from __future__ import annotations
 import dataclasses
 import logging
 
-import torch
-
+from quantnas import distributed as qdist
 from quantnas.config import ArchConfig, Config
+from quantnas.data.datasets import SRTrainDataset
+from quantnas.search.splits import Split, split_training
 from quantnas.search.supernet import Supernet
 
 log = logging.getLogger(__name__)
 
-__all__ = ["build_supernet", "search_arch", "search_crop", "split_images"]
-
-
-def split_images(images: list, *, subsample: float, seed: int) -> tuple[list, list]:
-    """Subsample the training images and halve them into weight / alpha splits."""
-    g = torch.Generator().manual_seed(seed)
-    order = torch.randperm(len(images), generator=g).tolist()
-    n = max(1, round(len(images) * subsample))
-    chosen = [images[i] for i in order[:n]]
-    if len(chosen) < 2:
-        log.warning("only one training image: weight and alpha steps share it")
-        return chosen, chosen
-    half = len(chosen) // 2
-    return chosen[half:], chosen[:half]
+__all__ = ["build_supernet", "search_arch", "search_crop", "search_loaders", "search_split"]
 
 
 def search_arch(cfg: Config) -> ArchConfig:
@@ -44,14 +32,47 @@ def search_crop(cfg: Config) -> int:
     return cfg.search.lr_crop if cfg.search.lr_crop > 0 else cfg.data.lr_crop
 
 
-def build_supernet(cfg: Config) -> Supernet:
-    """The supernet of a config."""
+def build_supernet(cfg: Config, *, final_width: bool = False) -> Supernet:
+    """The supernet of a config (at ``arch.c_fixed`` with ``final_width``, e.g. for the
+    BitOps of the final network; without ``search.output_scale`` its output gate is left
+    out).
+    """
     s = cfg.search
+    arch = cfg.arch if final_width else search_arch(cfg)
+    if not s.output_scale and arch.output_scale:
+        arch = dataclasses.replace(arch, output_scale=False)
     return Supernet(
-        search_arch(cfg),
+        arch,
         mode=s.mode,
         noise=s.noise,
         noise_mix=s.noise_mix,
         noise_source=s.noise_source,
         transform=s.alpha_transform,
     )
+
+
+def search_split(cfg: Config, images: list) -> Split:
+    """The weight / alpha split of the training images (``search.split``)."""
+    s = cfg.search
+    tile = s.split_tile or 2 * search_crop(cfg) * cfg.arch.scale
+    return split_training(
+        images, kind=s.split, subsample=s.search_subsample, seed=cfg.seed, tile=tile
+    )
+
+
+def search_loaders(cfg: Config, w_imgs: list, a_imgs: list) -> tuple:
+    """The weight and alpha loaders (random crops of ``search_crop``; with ``regions`` each
+    tile gets ``data.repeat`` crops per epoch scaled by images / tiles, so an epoch holds
+    as many crops as with whole photos).
+    """
+    n_photos = len({name.split("[")[0] for name, _ in [*w_imgs, *a_imgs]})
+    kw = {"scale": cfg.arch.scale, "lr_crop": search_crop(cfg), "min_std": cfg.data.min_patch_std}
+    bs, nw = cfg.search.batch_size, cfg.data.num_workers
+    out = []
+    for i, imgs in enumerate((w_imgs, a_imgs)):
+        rep = cfg.data.repeat
+        if cfg.search.split == "regions":
+            rep = max(1, round(rep * max(1, n_photos // 2) / len(imgs)))
+        ds = SRTrainDataset(imgs, repeat=rep, **kw)
+        out.append(qdist.train_loader(ds, batch_size=bs, num_workers=nw, seed=cfg.seed + i))
+    return tuple(out)

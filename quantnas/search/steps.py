@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from quantnas import distributed as qdist
 from quantnas.config import SearchConfig
 from quantnas.cost import SupernetCost
+from quantnas.search.constraint import BitopsBudget
 from quantnas.search.losses import hardware_penalty, ramp, sparsity
 from quantnas.search.supernet import Supernet
 
@@ -39,6 +40,8 @@ def alpha_step(
     cfg: SearchConfig,
     epoch: int,
     initial_cost: float,
+    alpha_from: int | None = None,
+    budget: BitopsBudget | None = None,
     check: Check = _no_check,
 ) -> dict[str, float]:
     """One update of the architecture weights.
@@ -52,32 +55,45 @@ def alpha_step(
         cfg: The ``search`` section (regularizer, ramp, penalty and its cost).
         epoch: The current epoch (sets the regularizer's ramp).
         initial_cost: The penalty cost at uniform alphas (the normaliser ``cost_0``).
+        alpha_from: The epoch alpha steps started at (``cfg.warm_up`` when None).
+        budget: ``search.target_bitops`` as a constraint: its Lagrangian term is added and
+            its multiplier takes one dual-ascent step.
         check: Called with the loss before its backward pass.
 
     Returns:
-        ``alpha_l1``, ``reg``, ``penalty`` and ``expected_bitops`` of the step.
+        ``alpha_l1``, ``reg``, ``penalty`` and ``expected_bitops`` of the step (with a
+        budget also ``lagrange`` and ``expected_final_bitops``).
 
     """
     opt.zero_grad(set_to_none=True)
     l1 = F.l1_loss(net(lr), hr)
     probs = net.probabilities()
     logits = {k: net.alpha.logits(k) for k in probs}
+    start = cfg.warm_up if alpha_from is None else alpha_from
     w_reg = cfg.sparse_coef * ramp(
-        epoch, epochs=cfg.epochs, warm_up=cfg.warm_up, shape=cfg.sparse_ramp, kind=cfg.sparse_type
+        epoch, epochs=cfg.epochs, warm_up=start, shape=cfg.sparse_ramp, kind=cfg.sparse_type
     )
     reg = sparsity(cfg.sparse_type, probs, logits)
     expected = cost.expected_bitops(probs)
     pen = hardware_penalty(cost.penalty_cost(probs, cfg.penalty_cost), initial_cost, cfg.penalty)
     loss = l1 + w_reg * reg + pen.float()
+    out = {}
+    if budget is not None:
+        term, final = budget.term(probs)
+        loss = loss + term.float()
+        out = {"lagrange": budget.lam, "expected_final_bitops": final}
     check(loss.item(), "search alpha loss")
     loss.backward()
     qdist.average_gradients(net.alphas())
     opt.step()
+    if budget is not None:
+        budget.update(out["expected_final_bitops"])
     return {
         "alpha_l1": l1.item(),
         "reg": float(reg.detach()),
         "penalty": pen.item(),
         "expected_bitops": expected.item(),
+        **out,
     }
 
 
@@ -89,11 +105,14 @@ def weight_step(
     hr: torch.Tensor,
     *,
     grad_clip: float,
+    probs: dict[str, torch.Tensor] | None = None,
     check: Check = _no_check,
 ) -> float:
-    """One update of the supernet's weights (the alphas get no gradient); returns the L1."""
+    """One update of the supernet's weights (the alphas get no gradient; ``probs`` runs
+    another distribution, e.g. one sampled path); returns the L1.
+    """
     opt.zero_grad(set_to_none=True)
-    loss = F.l1_loss(net(lr, alpha_grad=False), hr)
+    loss = F.l1_loss(net(lr, alpha_grad=False, probs=probs), hr)
     check(loss.item(), "search weight loss")
     loss.backward()
     qdist.average_gradients(net.weights())

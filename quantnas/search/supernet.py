@@ -214,7 +214,13 @@ class Supernet(nn.Module):
         """Deterministic (softmax) probabilities per layer key."""
         return self.alpha.probabilities(sample=False)
 
-    def forward(self, x: torch.Tensor, *, alpha_grad: bool = True) -> torch.Tensor:
+    def forward(
+        self,
+        x: torch.Tensor,
+        *,
+        alpha_grad: bool = True,
+        probs: dict[str, torch.Tensor] | None = None,
+    ) -> torch.Tensor:
         """Run the supernet under the current (op, bit) distribution.
 
         Args:
@@ -222,9 +228,15 @@ class Supernet(nn.Module):
             alpha_grad: False for a weight step: the distribution is detached, so the
                 backward pass skips the alpha gradients (and the noise re-draws and per-bit
                 products they need), which the weight step would throw away.
+            probs: A distribution to run instead of the alphas' (e.g. one genotype's
+                one-hot path); it gets no alpha gradient.
 
         """
-        probs = self.alpha.probabilities(sample=self.training)
+        if probs is None:
+            probs = self.alpha.probabilities(sample=self.training)
+        else:
+            probs = {k: p.to(x.device) for k, p in probs.items()}
+            alpha_grad = False
         if not alpha_grad:
             probs = {k: p.detach() for k, p in probs.items()}
         for layer in self._layers:

@@ -1,0 +1,92 @@
+"""Do the search's selectors rank genotypes like stand-alone training does?
+
+Part 1 (``--train``): 12 genotypes of the preset's space, drawn at BitOps quantiles of 200
+random draws (as ``benchmarks/yardstick.py`` draws its random networks), are trained stand-
+alone on the yardstick's budget (4 epochs of ``--budget / 4`` steps, 2 seeds); their best
+validation PSNR (mean over seeds) is the reference ranking, recorded in
+``--out/standalone.jsonl`` (an interrupted run resumes).
+
+Part 2 (``--score``): for every search seed, one search of the preset (its own settings,
+or ``--set`` overrides) is run, and each selector scores the 12 genotypes:
+
+* ``argmax``: the sum over layers of the log-probability of the genotype's (op, bit) choice
+  under the final alphas (what the argmax of alphas maximises);
+* ``path``: minus the supernet's validation L1 with every layer fixed to the genotype's
+  choice (inherited weights).
+
+It prints Kendall tau between each selector's score and the stand-alone PSNR. Only the
+validation photos are scored: the test split chooses nothing.
+
+    python benchmarks/proxy_rank.py --train --workers 1
+    python benchmarks/proxy_rank.py --score --seeds 0 1 2
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import statistics
+import sys
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from yardstick import networks, train_one  # noqa: E402
+
+N_GENOTYPES = 12
+
+
+def genotypes(preset: str, overrides: list[str]) -> list[dict]:
+    """The 12 random genotypes at BitOps quantiles (no baselines)."""
+    return [n for n in networks(preset, overrides, N_GENOTYPES) if "genotype" in n]
+
+
+def train(args: argparse.Namespace, path: Path) -> list[dict]:
+    done = [json.loads(x) for x in path.read_text().splitlines()] if path.exists() else []
+    have = {(r["name"], r["seed"]) for r in done}
+    jobs = [
+        {"net": n, "budget": args.budget, "seed": s, "preset": args.preset,
+         "overrides": args.set, "tag": "proxy", "tmp": str(path.parent / "tmp")}
+        for n in genotypes(args.preset, args.set)
+        for s in range(args.train_seeds)
+        if (n["name"], s) not in have
+    ]
+    with ProcessPoolExecutor(args.workers) as pool, path.open("a") as f:
+        for r in pool.map(train_one, jobs):
+            done.append(r)
+            f.write(json.dumps(r) + "\n")
+            f.flush()
+            print(f"{r['name']:>12} seed {r['seed']}: best {r['best']:.3f} "
+                  f"(bicubic {r['bicubic']:.3f}) {r['seconds']:.0f} s", flush=True)
+    return done
+
+
+def standalone(rows: list[dict]) -> dict[str, float]:
+    by: dict[str, list[float]] = {}
+    for r in rows:
+        by.setdefault(r["name"], []).append(r["best"])
+    return {k: statistics.mean(v) for k, v in by.items()}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--preset", default="sweep-cpu")
+    ap.add_argument("--budget", type=int, default=800)
+    ap.add_argument("--train-seeds", type=int, default=2)
+    ap.add_argument("--set", nargs="*", default=[], help="config overrides key=value")
+    ap.add_argument("--workers", type=int, default=1)
+    ap.add_argument("--out", default="runs/proxy_rank")
+    ap.add_argument("--train", action="store_true")
+    args = ap.parse_args()
+    logging.basicConfig(level=logging.WARNING)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / "standalone.jsonl"
+    if args.train:
+        train(args, path)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,147 @@
+"""From alphas to the genotype a search exports (``search.select``, ``search.target_bitops``).
+
+* ``argmax``: the (op, bit) pair of highest probability per layer; with a budget, repaired
+  into ``[target_band * target, target]`` BitOps (:func:`~quantnas.search.constraint.repair`).
+* ``path``: ``select_samples`` genotypes drawn uniformly within the budget band (the whole
+  space without a budget) and the repaired argmax are each run through the supernet as a
+  one-hot path (inherited weights) on fixed crops of the validation images; the highest
+  PSNR gain over bicubic wins. Scores are written to ``selection.json``.
+
+BitOps here are the final network's (``arch.c_fixed`` channels, LR ``bitops_lr_size``),
+from the additive per-layer table of a final-width supernet.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+
+import torch
+
+from quantnas.config import Config
+from quantnas.cost import SupernetCost
+from quantnas.errors import QuantNASError
+from quantnas.genotype import Genotype
+from quantnas.search.constraint import (
+    BitopsBudget,
+    Choice,
+    choice_bitops,
+    cost_tables,
+    one_hot,
+    repair,
+    sample_in_band,
+)
+from quantnas.search.probe import AlphaProbe
+from quantnas.search.setup import build_supernet
+from quantnas.search.supernet import Supernet
+from quantnas.space import primitives
+
+log = logging.getLogger(__name__)
+
+__all__ = ["Chooser"]
+
+
+class Chooser:
+    """Turns a supernet's distribution into its genotype under a config's budget.
+
+    Args:
+        net: The (search-width) supernet.
+        cfg: Resolved configuration.
+
+    """
+
+    def __init__(self, net: Supernet, cfg: Config) -> None:
+        self.net, self.cfg = net, cfg
+        s = cfg.search
+        self.target = float(s.target_bitops)
+        self.lo = s.target_band * self.target
+        self.tables: dict[str, list[float]] | None = None
+        self.fixed = math.nan
+        try:
+            final = build_supernet(cfg, final_width=True)
+        except QuantNASError as err:  # an op that cannot take the final width
+            if self.target > 0 or s.select != "argmax":
+                raise
+            log.debug("no final-width cost table: %s", err)
+            return
+        self.cost = SupernetCost(final, lr_size=s.bitops_lr_size)
+        self.tables, self.fixed = cost_tables(self.cost)
+
+    def budget(self) -> BitopsBudget | None:
+        """The Lagrangian budget of ``search.target_bitops`` (None without one)."""
+        if self.target <= 0:
+            return None
+        return BitopsBudget(self.cost, target=self.target, dual_lr=self.cfg.search.dual_lr)
+
+    def bitops(self, geno: Genotype) -> float:
+        """The final network's BitOps of a genotype of this space (NaN without a table)."""
+        if self.tables is None:
+            return math.nan
+        return choice_bitops(self.choice_of(geno), self.tables, self.fixed)
+
+    def choice_of(self, geno: Genotype) -> Choice:
+        out = {}
+        for key in self.net.alpha.keys():
+            block, i = key.split(".")
+            layer = geno.blocks[block][int(i)]
+            ops = primitives(self.net.arch, block)
+            out[key] = ops.index(layer.op) * len(self.net.bits) + self.net.bits.index(layer.bits)
+        return out
+
+    def genotype_of(self, choice: Choice) -> Genotype:
+        return self.net.export(one_hot(choice, self.net.alpha.shapes))
+
+    def argmax(self, probs: dict[str, torch.Tensor] | None = None) -> Genotype:
+        """The argmax genotype of ``probs`` (the current alphas by default), repaired into
+        the budget band when there is a budget.
+        """
+        probs = self.net.probabilities() if probs is None else probs
+        if self.target <= 0:
+            return self.net.export(probs)
+        logp = {k: torch.log(p.detach().flatten().double()).tolist() for k, p in probs.items()}
+        choice = repair(logp, self.tables, self.fixed, target=self.target,
+                        band=self.cfg.search.target_band)
+        return self.genotype_of(choice)
+
+    def sample_path(self) -> dict[str, torch.Tensor]:
+        """One-hot probabilities of a uniform genotype (within the budget band if any),
+        drawn from the global torch RNG (so a resumed search draws the same paths).
+        """
+        if self.target > 0:
+            (choice,) = sample_in_band(self.tables, self.fixed, lo=self.lo, hi=self.target,
+                                       n=1, generator=None)
+        else:
+            choice = {k: int(torch.randint(n * b, ())) for k, (n, b) in
+                      self.net.alpha.shapes.items()}
+        return one_hot(choice, self.net.alpha.shapes)
+
+    def select_path(self, val_images: list, device: torch.device) -> tuple[Genotype, list]:
+        """The ``path`` selector: the candidate whose one-hot path scores best on fixed
+        crops of the validation images; returns it and every ``(genotype, bitops, gain)``.
+        """
+        s, cfg = self.cfg.search, self.cfg
+        g = torch.Generator().manual_seed(cfg.seed + 7_777)
+        hi = self.target if self.target > 0 else math.inf
+        lo = self.lo if self.target > 0 else 0.0
+        cands = [self.choice_of(self.argmax())]
+        cands += sample_in_band(self.tables, self.fixed, lo=lo, hi=hi, n=s.select_samples,
+                                generator=g)
+        crop = s.lr_crop if s.lr_crop > 0 else cfg.data.lr_crop
+        probe = AlphaProbe(val_images, scale=cfg.arch.scale, lr_crop=crop, n=32,
+                           seed=cfg.seed + 1)
+        scored = []
+        was = self.net.training
+        self.net.eval()
+        try:
+            for choice in cands:
+                probs = one_hot(choice, self.net.alpha.shapes)
+                gain = probe.gain(lambda x, p=probs: self.net(x, probs=p), device)
+                geno = self.genotype_of(choice)
+                scored.append((geno, choice_bitops(choice, self.tables, self.fixed), gain))
+        finally:
+            self.net.train(was)
+        best = max(scored, key=lambda t: t[2])
+        log.info("path selection: %d candidates, best %s (%.3g BitOps, %+.3f dB over "
+                 "bicubic; the argmax's %+.3f dB)", len(scored), best[0], best[1], best[2],
+                 scored[0][2])
+        return best[0], scored

@@ -1,0 +1,166 @@
+"""The search's hardware budget and genotype choice at a budget.
+
+A genotype is one flat index per layer key into its ``(n_ops, n_bits)`` table (the order
+of :meth:`Supernet.export`: ``op = i // n_bits``, ``bit = i % n_bits``). Its BitOps at the
+final width are additive over layer keys (:class:`~quantnas.cost.SupernetCost` at
+``arch.c_fixed``), so budgets are checked without building networks.
+
+* :class:`BitopsBudget`: ``search.target_bitops`` as a constraint. The alpha loss gets
+  ``lam * E[BitOps] / target``; after each alpha step ``lam <- max(0, lam + dual_lr *
+  (E[BitOps] / target - 1))`` (dual ascent), so no penalty scale is tuned by hand.
+* :func:`repair`: the argmax genotype moved into ``[band * target, target]`` by single-layer
+  changes that cost the least log-probability per BitOps.
+* :func:`sample_in_band`: uniform genotypes rejection-sampled into a BitOps band.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Mapping
+
+import torch
+
+from quantnas.cost import SupernetCost
+
+log = logging.getLogger(__name__)
+
+SELECTORS = ("argmax", "path")
+WEIGHT_SAMPLINGS = ("mixture", "path")
+
+__all__ = [
+    "SELECTORS",
+    "WEIGHT_SAMPLINGS",
+    "BitopsBudget",
+    "Choice",
+    "choice_bitops",
+    "cost_tables",
+    "one_hot",
+    "repair",
+    "sample_in_band",
+]
+
+#: ``{layer key: flat (op, bit) index}``.
+Choice = dict[str, int]
+
+
+def cost_tables(cost: SupernetCost) -> tuple[dict[str, list[float]], float]:
+    """Per layer key, the BitOps of each flat (op, bit) choice; and the fixed layers' BitOps."""
+    tables = {
+        k: (m[:, None] * cost.bit_cost[None]).flatten().tolist() for k, m in cost.macs.items()
+    }
+    return tables, cost.fixed_bitops
+
+
+def choice_bitops(
+    choice: Mapping[str, int], tables: Mapping[str, list[float]], fixed: float
+) -> float:
+    """BitOps of a genotype given as flat indices."""
+    return fixed + sum(tables[k][i] for k, i in choice.items())
+
+
+def one_hot(choice: Mapping[str, int], shapes: Mapping[str, tuple[int, int]]) -> dict:
+    """``{key: (n_ops, n_bits)}`` one-hot probabilities of a choice."""
+    out = {}
+    for k, (n, b) in shapes.items():
+        p = torch.zeros(n * b)
+        p[choice[k]] = 1.0
+        out[k] = p.view(n, b)
+    return out
+
+
+class BitopsBudget:
+    """``search.target_bitops`` as a Lagrangian constraint on the expected BitOps.
+
+    Args:
+        cost: The cost model at the final width (``arch.c_fixed``).
+        target: BitOps the final network must stay within.
+        dual_lr: Step of the multiplier's dual ascent.
+
+    """
+
+    def __init__(self, cost: SupernetCost, *, target: float, dual_lr: float) -> None:
+        self.cost, self.target, self.dual_lr = cost, float(target), float(dual_lr)
+        self.lam = 0.0
+
+    def term(self, probs: Mapping[str, torch.Tensor]) -> tuple[torch.Tensor, float]:
+        """The alpha-loss term ``lam * E[BitOps] / target`` and ``E[BitOps]`` (final width)."""
+        expected = self.cost.expected_bitops(probs)
+        return self.lam * expected / self.target, float(expected.detach())
+
+    def update(self, expected: float) -> None:
+        """One dual-ascent step on ``E[BitOps] / target - 1``."""
+        self.lam = max(0.0, self.lam + self.dual_lr * (expected / self.target - 1.0))
+
+    def state_dict(self) -> dict:
+        return {"lam": self.lam}
+
+    def load_state_dict(self, state: Mapping) -> None:
+        self.lam = float(state["lam"])
+
+
+def repair(
+    logp: Mapping[str, list[float]],
+    tables: Mapping[str, list[float]],
+    fixed: float,
+    *,
+    target: float,
+    band: float,
+) -> Choice:
+    """The argmax of ``logp`` moved into ``[band * target, target]`` BitOps.
+
+    While above the target, the single-layer change with the least log-probability lost
+    per BitOps saved is made; while below the band, the change within the target with the
+    least log-probability lost per BitOps added (a gain first). Stops when in the band or
+    when no change helps (logged).
+    """
+    choice = {k: max(range(len(v)), key=v.__getitem__) for k, v in logp.items()}
+    lo = band * target
+    for _ in range(10_000):
+        now = choice_bitops(choice, tables, fixed)
+        if lo <= now <= target:
+            break
+        best, best_key = None, None
+        for k, i in choice.items():
+            for j in range(len(tables[k])):
+                delta = tables[k][j] - tables[k][i]
+                after = now + delta
+                useful = delta < 0 if now > target else (delta > 0 and after <= target)
+                if not useful:
+                    continue
+                loss = (logp[k][i] - logp[k][j]) / abs(delta)
+                if best is None or loss < best[0]:
+                    best, best_key = (loss, j), k
+        if best_key is None:
+            log.warning("budget repair: %.4g BitOps cannot be moved into [%.4g, %.4g]",
+                        now, lo, target)
+            break
+        choice[best_key] = best[1]
+    return choice
+
+
+def sample_in_band(
+    tables: Mapping[str, list[float]],
+    fixed: float,
+    *,
+    lo: float,
+    hi: float,
+    n: int,
+    generator: torch.Generator,
+    tries: int = 200_000,
+) -> list[Choice]:
+    """Up to ``n`` distinct uniform genotypes with BitOps in ``[lo, hi]`` (rejection)."""
+    keys = list(tables)
+    sizes = torch.tensor([len(tables[k]) for k in keys])
+    found: dict[tuple, Choice] = {}
+    for _ in range(math.ceil(tries / 1000)):
+        draws = (torch.rand(1000, len(keys), generator=generator) * sizes).long().tolist()
+        for row in draws:
+            choice = dict(zip(keys, row, strict=True))
+            if lo <= choice_bitops(choice, tables, fixed) <= hi:
+                found.setdefault(tuple(row), choice)
+                if len(found) >= n:
+                    return list(found.values())
+    if len(found) < n:
+        log.warning("only %d genotypes found with BitOps in [%.4g, %.4g]", len(found), lo, hi)
+    return list(found.values())
