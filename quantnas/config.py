@@ -128,6 +128,10 @@ def _field_types(cls: type) -> dict[str, Any]:
     return {f.name: hints[f.name] for f in fields(cls)}
 
 
+#: Suffixes a number may carry in a string (``2.4G`` = 2.4e9), e.g. BitOps budgets.
+_SUFFIXES = {"K": 1e3, "M": 1e6, "G": 1e9, "T": 1e12}
+
+
 def _coerce(value: Any, tp: Any, key: str) -> Any:
     origin = typing.get_origin(tp)
     if origin in (typing.Union, types.UnionType):
@@ -156,8 +160,10 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             return float(value)
         if isinstance(value, str):
+            text = value.strip()
+            mult = _SUFFIXES.get(text[-1:].upper(), 1.0) if text else 1.0
             try:
-                return float(value)
+                return float(text[:-1] if mult != 1.0 else text) * mult
             except ValueError:
                 pass
         raise QuantNASError(f"config key {key}: expected a number, got {shown(value)}")

@@ -227,6 +227,11 @@ class SweepConfig:
         uniform_seeds: Retrain the genotypes of this many seeds per penalty.
         pareto_set: Evaluation set the front is drawn on (``test`` = ``data.benchmarks``
             embedded photos); falls back to ``validation`` when the sweep has no such set.
+        targets: BitOps budgets (``2.4G`` or ``2.4e9``; final network at 32x32 LR) of
+            ``search`` trials (``search.target_bitops``) and of ``random`` trials (draws
+            rejection-sampled to within ``target_tolerance`` of each target), beside the
+            penalties.
+        target_tolerance: Relative BitOps window of the random draws at a target.
 
     """
 
@@ -239,6 +244,8 @@ class SweepConfig:
     uniform_bits: list[int] = field(default_factory=lambda: [4, 8])
     uniform_seeds: int = 1
     pareto_set: str = "test"
+    targets: list[float] = field(default_factory=list)
+    target_tolerance: float = 0.05
 
 
 @dataclass

@@ -38,7 +38,7 @@ from quantnas.space import primitives
 
 log = logging.getLogger(__name__)
 
-__all__ = ["Chooser"]
+__all__ = ["Chooser", "random_near"]
 
 
 class Chooser:
@@ -145,3 +145,24 @@ class Chooser:
                  "bicubic; the argmax's %+.3f dB)", len(scored), best[0], best[1], best[2],
                  scored[0][2])
         return best[0], scored
+
+
+def random_near(arch, seed: int, *, target: float, tolerance: float, lr_size: int = 32):
+    """A uniform random genotype of ``arch`` (every (op, bit) pair of a layer equally
+    likely, as :func:`~quantnas.space.random_genotype`) whose final-network BitOps lie
+    within ``tolerance`` of ``target``, by rejection from the seeded stream ``seed``.
+
+    Raises:
+        QuantNASError: No draw fits (the target is outside the space).
+
+    """
+    net = Supernet(arch, mode="quant")
+    tables, fixed = cost_tables(SupernetCost(net, lr_size=lr_size))
+    g = torch.Generator().manual_seed(int(seed))
+    lo, hi = target * (1 - tolerance), target * (1 + tolerance)
+    found = sample_in_band(tables, fixed, lo=lo, hi=hi, n=1, generator=g, tries=2_000_000)
+    if not found:
+        raise QuantNASError(
+            f"sweep.targets: no random genotype within {tolerance:.0%} of {target:.4g} BitOps"
+        )
+    return net.export(one_hot(found[0], net.alpha.shapes))

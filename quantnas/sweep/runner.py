@@ -62,11 +62,16 @@ def _network(trial: dict, cfg, trial_dir: Path):
     with the same genotype, seed and budget.
     """
     from quantnas.baselines import build_baseline
+    from quantnas.search.choose import random_near
     from quantnas.space import random_genotype
 
     method, info = trial["method"], {}
     if method == "search":
         geno, info = _search(cfg, trial_dir)
+    elif method == "random" and trial.get("target") is not None:
+        t = Trial.from_dict(trial)
+        geno = random_near(cfg.arch, t.draw_seed, target=float(t.target),
+                           tolerance=cfg.sweep.target_tolerance)
     elif method == "random":
         geno = random_genotype(cfg.arch, Trial.from_dict(trial).draw_seed)
     elif method == "uniform":

@@ -51,6 +51,7 @@ class Trial:
         draw_base: The sweep's base seed (``random``).
         source: Trial id of the ``search`` trial a ``uniform`` trial retrains.
         genotype: JSON of the source genotype (``uniform``).
+        target: BitOps budget (``search`` at a target; ``random`` drawn near it).
 
     """
 
@@ -63,13 +64,17 @@ class Trial:
     source: str | None = None
     genotype: str | None = None
     draw_base: int | None = None
+    target: float | None = None
 
     @property
     def trial_id(self) -> str:
+        at = "" if self.target is None else f"t{self.target / 1e9:g}G_"
         if self.method == "search":
+            if self.target is not None:
+                return f"search_{at}s{self.seed}"
             return f"search_p{self.penalty:g}_s{self.seed}"
         if self.method == "random":
-            return f"random_d{self.draw}_s{self.seed}"
+            return f"random_{at}d{self.draw}_s{self.seed}"
         if self.method == "uniform":
             return f"uniform_b{self.bits}_{self.source}"
         return f"{self.method}_b{self.bits}_s{self.seed}"
@@ -102,8 +107,16 @@ def _check(cfg: Config) -> None:
             raise QuantNASError(f"config key sweep.{key}: must be >= 1 (got {getattr(s, key)})")
     if s.random < 0:
         raise QuantNASError(f"config key sweep.random: must be >= 0 (got {s.random})")
-    if "search" in s.methods and not s.penalties:
-        raise QuantNASError("config key sweep.penalties: no penalty values for the search")
+    if "search" in s.methods and not s.penalties and not s.targets:
+        raise QuantNASError(
+            "config key sweep.penalties: no penalty values (or sweep.targets) for the search"
+        )
+    if any(t <= 0 for t in s.targets):
+        raise QuantNASError("config key sweep.targets: BitOps budgets must be > 0")
+    if not 0 < s.target_tolerance < 1:
+        raise QuantNASError(
+            f"config key sweep.target_tolerance: must be in (0, 1) (got {s.target_tolerance})"
+        )
     if any(p < 0 for p in s.penalties):
         raise QuantNASError("config key sweep.penalties: penalties must be >= 0")
     unknown = [b for b in s.baselines if b not in BASELINES]
@@ -125,10 +138,19 @@ def plan(cfg: Config) -> list[Trial]:
         for p in s.penalties:
             for r in range(s.seeds):
                 out.append(Trial("search", f"penalty={p:g}", cfg.seed + r, penalty=float(p)))
-    if "random" in s.methods:
+        for t in s.targets:
+            for r in range(s.seeds):
+                out.append(Trial("search", f"target={t / 1e9:g}G", cfg.seed + r, target=t))
+    if "random" in s.methods and not s.targets:
         for d in range(s.random):
             for r in range(s.seeds):
                 out.append(Trial("random", f"draw={d}", cfg.seed + r, draw=d, draw_base=cfg.seed))
+    if "random" in s.methods:
+        for t in s.targets:
+            for d in range(s.random):
+                for r in range(s.seeds):
+                    out.append(Trial("random", f"target={t / 1e9:g}G", cfg.seed + r, draw=d,
+                                     draw_base=cfg.seed, target=t))
     if "baseline" in s.methods:
         for name in s.baselines:
             for bits in s.baseline_bits:
@@ -179,6 +201,8 @@ def trial_config(cfg: Config, trial: Trial) -> Config:
     c.seed = trial.seed
     if trial.penalty is not None:
         c.search.penalty = float(trial.penalty)
+    if trial.method == "search" and trial.target is not None:
+        c.search.target_bitops, c.search.penalty = float(trial.target), 0.0
     c.progress, c.tensorboard = False, False
     return c
 
