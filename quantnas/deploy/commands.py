@@ -34,6 +34,8 @@ def export_onnx_command(args: argparse.Namespace) -> int:
         f"wrote {rep.path} ({args.format}, opset {rep.opset}, {rep.qdq_pairs} activation "
         f"QuantizeLinear/DequantizeLinear pairs, halo {halo})\n"
         f"self-check passed: {rep.check.describe()}\n"
+        f"onnxruntime runs {rep.integer_convs[0]} of {rep.integer_convs[1]} convs on integers "
+        "(QLinearConv)\n"
     )
     return 0
 

@@ -35,6 +35,7 @@ import onnx
 import torch
 
 from quantnas.deploy.onnx_export import QuantPoint, export_onnx
+from quantnas.deploy.ort_graph import integer_convs
 from quantnas.deploy.receptive import lr_halo
 from quantnas.deploy.runtime import (
     META_FORMAT,
@@ -45,6 +46,7 @@ from quantnas.deploy.runtime import (
     share_file,
 )
 from quantnas.errors import QuantNASError
+from quantnas.quant.out_quant import OutputQuantizer
 from quantnas.quant.quantizers import HWGQ, ImageQuantizer
 from quantnas.spaces import get_space
 
@@ -115,21 +117,32 @@ def check_images(scale: int, sizes=CHECK_SIZES) -> list[np.ndarray]:
     return out
 
 
+def probe_outputs(points: list[QuantPoint]) -> list[QuantPoint]:
+    """One point per distinct levels tensor (quantizers may share one), in graph order."""
+    seen: dict[str, QuantPoint] = {}
+    for p in points:
+        seen.setdefault(p.output, p)
+    return list(seen.values())
+
+
 def _probe(model: onnx.ModelProto, points: list[QuantPoint]) -> bytes:
     """A copy of ``model`` that also outputs the integer levels of every quantizer."""
     probe = onnx.ModelProto()
     probe.CopyFrom(model)
-    for p in points:
+    for p in probe_outputs(points):
         probe.graph.output.append(onnx.helper.make_tensor_value_info(p.output, p.elem_type, None))
     return probe.SerializeToString()
 
 
-def _grid(quantizer: torch.nn.Module) -> tuple[torch.Tensor, float]:
-    """Step (float32) and upper clip of a PyTorch activation quantizer."""
+def _grid(quantizer: torch.nn.Module) -> tuple[torch.Tensor, float, float]:
+    """Step (float32) and range ``[low, high]`` of a PyTorch activation quantizer."""
     if isinstance(quantizer, ImageQuantizer):
-        return torch.tensor(1.0 / (2**quantizer.bits - 1), dtype=torch.float32), 1.0
+        return torch.tensor(1.0 / (2**quantizer.bits - 1), dtype=torch.float32), 0.0, 1.0
     if isinstance(quantizer, HWGQ):
-        return torch.tensor(quantizer.step, dtype=torch.float32), quantizer.clip
+        return torch.tensor(quantizer.step, dtype=torch.float32), 0.0, quantizer.clip
+    if isinstance(quantizer, OutputQuantizer):
+        step = quantizer.step.detach().float().clamp_min(1e-8)
+        return step, float(step) * quantizer.qn, float(step) * quantizer.qp
     raise QuantNASError(
         f"ONNX self-check: {type(quantizer).__name__} is not an activation quantizer"
     )
@@ -155,16 +168,16 @@ class _LevelFeeder:
 
     def _hook(self, p: QuantPoint):
         def hook(module, inputs, output):
-            step, clip = _grid(module)
+            step, low, high = _grid(module)
             x = inputs[0]
             got = self.levels[p.output]
             if tuple(got.shape) != tuple(x.shape):
                 self.invalid += x.numel()
                 return output
-            level = torch.from_numpy(got.astype(np.float32))
+            level = torch.from_numpy(got.astype(np.float32) - p.zero_point)
             forced = level * step
             slack = step / 2 + 1e-5 * (1 + x.abs())
-            self.invalid += int(((x.clamp(0, clip) - forced).abs() > slack).sum())
+            self.invalid += int(((x.clamp(low, high) - forced).abs() > slack).sum())
             self.ties += int((torch.round(output / step) != level).sum())
             self.count += level.numel()
             return forced
@@ -211,7 +224,8 @@ def check_onnx(
                 raise QuantNASError(
                     f"ONNX self-check FAILED: output shape {ours.shape} != PyTorch {ref.shape}"
                 )
-            feeder.levels = {p.output: v for p, v in zip(points, outs[1:], strict=True)}
+            names = [p.output for p in probe_outputs(points)]
+            feeder.levels = dict(zip(names, outs[1:], strict=True))
             forced = feeder_net(torch.from_numpy(lr)).numpy()
             max_abs = max(max_abs, float(np.abs(ours.astype(np.float64) - ref).max()))
             forced_max = max(forced_max, float(np.abs(outs[0].astype(np.float64) - forced).max()))
@@ -239,6 +253,9 @@ class ExportReport:
     check: CheckResult
     halo: int | None
     qdq_pairs: int
+    #: ``(integer, all)`` convs of onnxruntime's optimised graph (the bicubic skip's two
+    #: fixed convs included).
+    integer_convs: tuple[int, int] = (0, 0)
 
 
 def export_model(
@@ -290,4 +307,4 @@ def export_model(
     path = share_file(atomic_write_bytes(out, data))
     pairs = sum(1 for n in model.graph.node if n.op_type == "QuantizeLinear")
     opset_written = next(o.version for o in model.opset_import if o.domain in ("", "ai.onnx"))
-    return ExportReport(path, opset_written, result, halo, pairs)
+    return ExportReport(path, opset_written, result, halo, pairs, integer_convs(model, threads))

@@ -120,9 +120,28 @@ class TorchUpscaler(Upscaler):
             raise QuantNASError(f"PyTorch failed on a {_size(lr)} input ({_first(e)})") from e
 
 
+def _for_onnxruntime(src: str | bytes) -> str | bytes:
+    """The serialized model onnxruntime runs (:func:`~quantnas.deploy.ort_graph.for_onnxruntime`);
+    a file that does not parse as ONNX is passed on as it is, for onnxruntime to report.
+    """
+    import onnx
+
+    from quantnas.deploy.ort_graph import for_onnxruntime
+
+    try:
+        proto = onnx.load_from_string(src) if isinstance(src, bytes) else onnx.load(src)
+    except Exception:  # protobuf's and onnx's own exception types
+        return src
+    return for_onnxruntime(proto).SerializeToString()
+
+
 def ort_session(model: str | Path | bytes, threads: int = 0):
-    """An onnxruntime CPU session (``threads`` intra-op threads; 0 = onnxruntime's default)."""
+    """An onnxruntime CPU session (``threads`` intra-op threads; 0 = onnxruntime's default)
+    of an exported model, with float weights for the convs it cannot fuse.
+    """
     import onnxruntime as ort
+
+    from quantnas.deploy.ort_graph import DISABLED_OPTIMIZERS
 
     opts = ort.SessionOptions()
     if threads > 0:
@@ -130,7 +149,12 @@ def ort_session(model: str | Path | bytes, threads: int = 0):
         opts.inter_op_num_threads = 1
     src = model if isinstance(model, bytes) else str(model)
     try:
-        return ort.InferenceSession(src, opts, providers=["CPUExecutionProvider"])
+        return ort.InferenceSession(
+            _for_onnxruntime(src),
+            opts,
+            providers=["CPUExecutionProvider"],
+            disabled_optimizers=DISABLED_OPTIMIZERS,
+        )
     except Exception as e:  # onnxruntime raises its own exception types for bad files
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         where = "the exported model" if isinstance(model, bytes) else str(model)
