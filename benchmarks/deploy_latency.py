@@ -1,25 +1,24 @@
-"""Latency of the exported network on one 256x256 LR image: onnxruntime fp32 vs QDQ vs PyTorch.
+"""Latency of exported networks on one 256x256 LR image: onnxruntime and OpenVINO, fp32 and
+integer, and PyTorch, timed interleaved in one process.
 
-The network is the default preset's final architecture (basic space, c_fixed 48, x4,
-bicubic global skip) with the default genotype (8-bit) or any genotype / trained run given
-with --genotype / --model. Weights do not change the latency, so a freshly built network is
-timed unless --model is given. Every variant runs in this process on the same threads; the
-median of --reps runs after one warm-up run is reported, with ratios to onnxruntime fp32.
+Variants (each network with weights from the same seed; weights do not change latency):
 
-    python benchmarks/deploy_latency.py                       # default genotype, 1 thread
+* ``ort fp32``: the ``onnx-fp32`` export in onnxruntime (the baseline of the ratios);
+* ``ort QDQ``: the ``onnx`` export of the network as it is (exact rewrites: shared Q, integer
+  clip, float weights for the convs onnxruntime cannot fuse, one DepthToSpace);
+* ``ort integer-only``: the same genotype with ``arch.output_quant`` (every conv QLinearConv);
+* ``openvino fp32`` / ``openvino int8``: the fp32 and QDQ files in OpenVINO (static shape,
+  f32 precision hint); ``openvino integer-only``: the output_quant file;
+* ``torch fp32`` / ``torch fake quant``: the PyTorch network.
+
+Every round runs each variant once, in turn; a variant's time is its median over the
+rounds, and the ratio is ``ort fp32 / variant`` (higher is faster), so slow drifts of the
+machine hit every variant alike. ``int convs`` counts the integer convs of the runtime's
+optimised graph (of all convs, the bicubic skip's two included); ``max err`` is the largest
+difference to the PyTorch network the variant was exported from (fake quant or fp32).
+
+    python benchmarks/deploy_latency.py                     # default + its 4-bit version
     python benchmarks/deploy_latency.py --genotype paper-example --threads 2
-    python benchmarks/deploy_latency.py --model runs/my_run   # a trained network
-
-What fake quantization does and does not speed up: the QDQ graph and PyTorch's fake-quant
-network compute their convolutions in float32 and add quantize/dequantize work around them,
-so on a CPU they are not faster than full precision. onnxruntime swaps a conv for an 8-bit
-integer kernel (QLinearConv) only where a QuantizeLinear directly follows it; in these
-networks most conv outputs first go through a residual sum or the pixel shuffle, so only a
-few convs become integer (the script counts them in onnxruntime's optimized graph), the
-Q/DQ work around the others costs more than those few save, and no CPU kernel computes at
-2-4 bits. The BitOps savings the search optimizes materialize only on hardware or kernels
-with low-bit integer arithmetic; on a CPU the exported QDQ file is a faithful, portable
-simulation of the quantized network, not a faster one.
 """
 
 from __future__ import annotations
@@ -27,74 +26,59 @@ from __future__ import annotations
 import argparse
 import copy
 import statistics
-import tempfile
 import time
-from pathlib import Path
 
 
-def _median_seconds(fn, reps: int) -> float:
-    fn()  # warm-up (allocations, kernel selection)
-    times = []
-    for _ in range(reps):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
-
-
-def _integer_convs(model_bytes: bytes, threads: int) -> int:
-    """QLinearConv / ConvInteger nodes in onnxruntime's optimized graph."""
-    import onnx
-    import onnxruntime as ort
-
-    with tempfile.TemporaryDirectory() as d:
-        opts = ort.SessionOptions()
-        opts.intra_op_num_threads = threads
-        opts.log_severity_level = 3  # no warning about hardware-specific saved graphs
-        opts.optimized_model_filepath = str(Path(d) / "opt.onnx")
-        ort.InferenceSession(model_bytes, opts, providers=["CPUExecutionProvider"])
-        graph = onnx.load(opts.optimized_model_filepath).graph
-    return sum(1 for n in graph.node if n.op_type in ("QLinearConv", "ConvInteger"))
-
-
-def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--genotype", default="default", help="builtin name or genotype file")
-    p.add_argument("--model", help="trained run dir or checkpoint (instead of --genotype)")
-    p.add_argument("--size", type=int, default=256, help="LR side (default 256)")
-    p.add_argument("--threads", type=int, default=1)
-    p.add_argument("--reps", type=int, default=3)
-    args = p.parse_args()
-
+def _variants(geno, args):
+    """``[(name, run, int_convs, max_err)]`` of one genotype."""
     import numpy as np
     import torch
 
-    from quantnas import genotype as gt
-    from quantnas.checkpoint import load_model
     from quantnas.config import load_config
     from quantnas.deploy.onnx_export import export_onnx
-    from quantnas.deploy.runtime import find_checkpoint, ort_session
-    from quantnas.device import set_threads
+    from quantnas.deploy.ort_graph import integer_convs
+    from quantnas.deploy.runtime import ort_session
     from quantnas.space import build_network, set_quantized
 
-    set_threads(args.threads)
-    torch.manual_seed(0)
-    if args.model:
-        net, geno, arch = load_model(find_checkpoint(args.model))
-    else:
-        geno = gt.resolve(args.genotype)
-        arch = load_config(preset="default").arch
-        net = build_network(geno, arch).eval()
-    fp_net = copy.deepcopy(net)
-    set_quantized(fp_net, False)
-    qdq = export_onnx(net, quantized=True).SerializeToString()
-    fp32 = export_onnx(net, quantized=False).SerializeToString()
     lr = np.random.default_rng(0).random((1, 3, args.size, args.size), dtype=np.float32)
     x = torch.from_numpy(lr)
+    out = []
 
-    def ort_run(model: bytes):
-        sess = ort_session(model, args.threads)
-        return lambda: sess.run(None, {"lr": lr})
+    def net_of(output_quant: bool):
+        torch.manual_seed(0)
+        flag = str(output_quant).lower()
+        arch = load_config(preset="default", overrides=[f"arch.output_quant={flag}"]).arch
+        net = build_network(geno, arch)
+        with torch.no_grad():
+            net.out_scale.fill_(0.5)
+            net.train()(x[..., :64, :64])  # calibrate the output quantizers
+        return net.eval()
+
+    net, oq_net = net_of(False), net_of(True)
+    fp_net = copy.deepcopy(net)
+    set_quantized(fp_net, False)
+    with torch.inference_mode():
+        refs = {id(m): m(x).numpy() for m in (net, oq_net, fp_net)}
+    files = [
+        ("fp32", export_onnx(net, quantized=False).SerializeToString(), fp_net),
+        ("QDQ", export_onnx(net).SerializeToString(), net),
+        ("integer-only", export_onnx(oq_net).SerializeToString(), oq_net),
+    ]
+    for kind, data, ref in files:
+        sess = ort_session(data, args.threads)
+        err = float(np.abs(sess.run(None, {"lr": lr})[0] - refs[id(ref)]).max())
+        n_int, n_all = integer_convs(data, args.threads)
+        out.append((f"ort {kind}", lambda s=sess: s.run(None, {"lr": lr}), f"{n_int}/{n_all}", err))
+    try:
+        from quantnas.deploy.openvino_runtime import OpenVinoModel
+    except ImportError:
+        OpenVinoModel = None
+    if OpenVinoModel is not None:
+        for kind, (_, data, ref) in zip(("fp32", "int8", "integer-only"), files, strict=True):
+            m = OpenVinoModel(data, args.threads)
+            err = float(np.abs(m.run(lr)[0] - refs[id(ref)]).max())
+            n_int, n_all = m.convs(lr.shape)
+            out.append((f"openvino {kind}", lambda m=m: m.run(lr), f"{n_int}/{n_all}", err))
 
     def torch_run(m):
         def run():
@@ -103,24 +87,53 @@ def main() -> None:
 
         return run
 
-    rows = [
-        ("onnxruntime fp32", ort_run(fp32)),
-        ("onnxruntime QDQ (fake quant)", ort_run(qdq)),
-        ("PyTorch fp32", torch_run(fp_net)),
-        ("PyTorch fake quant", torch_run(net)),
-    ]
+    out.append(("torch fp32", torch_run(fp_net), "-", 0.0))
+    out.append(("torch fake quant", torch_run(net), "-", 0.0))
+    return out
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--genotype", help="builtin name or genotype file (default: default + 4-bit)")
+    p.add_argument("--size", type=int, default=256, help="LR side (default 256)")
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--rounds", type=int, default=7, help="interleaved rounds (default 7)")
+    args = p.parse_args()
+
+    from quantnas import genotype as gt
+    from quantnas.device import set_threads
+
+    set_threads(args.threads)
+    if args.genotype:
+        genos = [(args.genotype, gt.resolve(args.genotype))]
+    else:
+        default = gt.resolve("default")
+        four = gt.Genotype.from_pairs(
+            {b: [(c.op, 4) for c in layers] for b, layers in default.blocks.items()}
+        )
+        genos = [("default (8-bit)", default), ("default ops, 4-bit", four)]
     print(
-        f"genotype: {geno.to_text()}\nLR {args.size}x{args.size} -> x{arch.scale}, "
-        f"c_fixed {arch.c_fixed}, {args.threads} thread(s), median of {args.reps} runs\n"
-        f"integer convs in onnxruntime's optimized QDQ graph: {_integer_convs(qdq, args.threads)}"
-        f" of {sum(1 for n in net.modules() if hasattr(n, 'w_quant'))}\n"
+        f"LR {args.size}x{args.size} -> x4, c_fixed 48, {args.threads} thread(s), median of "
+        f"{args.rounds} interleaved rounds; ratio = ort fp32 time / variant time\n"
     )
-    base = None
-    print(f"{'variant':32s} {'seconds':>8s} {'vs ort fp32':>12s}")
-    for name, fn in rows:
-        s = _median_seconds(fn, args.reps)
-        base = base or s
-        print(f"{name:32s} {s:8.3f} {s / base:11.2f}x")
+    for label, geno in genos:
+        rows = _variants(geno, args)
+        times: dict[str, list[float]] = {name: [] for name, *_ in rows}
+        for _name, run, *_ in rows:
+            run()  # warm-up (allocations, kernel selection)
+        for _ in range(args.rounds):
+            for name, run, *_ in rows:
+                t0 = time.perf_counter()
+                run()
+                times[name].append(time.perf_counter() - t0)
+        base = statistics.median(times["ort fp32"])
+        print(f"{label}: {geno.to_text()}")
+        print(f"| {'variant':24s} | {'seconds':>8s} | {'ratio':>6s} | int convs | max err |")
+        print(f"|{'-' * 26}|{'-' * 10}|{'-' * 8}|{'-' * 11}|{'-' * 9}|")
+        for name, _, convs, err in rows:
+            s = statistics.median(times[name])
+            print(f"| {name:24s} | {s:8.4f} | {base / s:5.2f}x | {convs:>9s} | {err:7.1e} |")
+        print()
 
 
 if __name__ == "__main__":

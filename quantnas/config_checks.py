@@ -240,6 +240,11 @@ def validate(cfg: Config) -> Config:
             f"config key train.stall_check: a share of the epochs in (0, 1] "
             f"(got {cfg.train.stall_check})"
         )
+    if cfg.arch.output_quant and (cfg.arch.space != "basic" or not cfg.arch.skip_mode):
+        raise QuantNASError(
+            "config key arch.output_quant: needs arch.space=basic and arch.skip_mode=true "
+            "(an integer-only network has no ADQ statistics or ESA)"
+        )
     if not 0 <= cfg.train.ema < 1:
         raise QuantNASError(f"config key train.ema: decay must be in [0, 1) (got {cfg.train.ema})")
     if not 0 <= cfg.train.finetune_epochs <= cfg.train.epochs:

@@ -40,6 +40,9 @@ class ArchConfig:
         input_quant: How the convs that read the LR image quantize it: ``image`` (uniform
             on ``[0, 1]``, lossless for 8-bit images at 8 bits) or ``hwgq`` (the original:
             HWGQ like every other activation).
+        output_quant: Train (QAT) with a signed 8-bit quantizer on every layer output that
+            feeds a sum or the pixel shuffle and on every sum (basic space, no ADQ), so the
+            exported network runs on integer kernels end to end (``quantnas.quant.out_quant``).
 
     """
 
@@ -57,6 +60,7 @@ class ArchConfig:
     primitives: dict[str, list[str]] = field(default_factory=dict)
     output_scale: bool = True
     input_quant: str = "image"
+    output_quant: bool = False
 
 
 @dataclass

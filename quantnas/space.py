@@ -15,6 +15,7 @@ from quantnas.errors import QuantNASError
 from quantnas.genotype import Genotype
 from quantnas.ops import build_op, check_op
 from quantnas.quant.conv import QConv2d, QConvBase
+from quantnas.quant.out_quant import OutputQuantizer
 from quantnas.spaces import available_spaces, get_space
 
 #: How the convs that read the LR image quantize it (``arch.input_quant``): ``image``
@@ -117,9 +118,14 @@ def _final_layer_fn(genotype: Genotype, arch: ArchConfig):
     return layer_fn
 
 
-def build_topology(arch: ArchConfig, layer_fn, counts: dict[str, int] | None = None) -> nn.Module:
-    """Build the space's topology around a layer function (final net or supernet)."""
-    net = get_space(arch.space).build(arch, layer_fn, counts or layer_counts(arch))
+def build_topology(
+    arch: ArchConfig, layer_fn, counts: dict[str, int] | None = None, *, final: bool = False
+) -> nn.Module:
+    """Build the space's topology around a layer function (final net or supernet); the
+    output quantizers of ``arch.output_quant`` are part of ``final`` networks only.
+    """
+    output_quant = final and arch.output_quant
+    net = get_space(arch.space).build(arch, layer_fn, counts or layer_counts(arch), output_quant)
     if arch.input_quant == "image":
         mark_image_inputs(net)
     return net
@@ -156,7 +162,9 @@ def build_network(genotype: Genotype, arch: ArchConfig) -> nn.Module:
 
     """
     check_genotype(genotype, arch)
-    return build_topology(arch, _final_layer_fn(genotype, arch), counts=genotype.counts())
+    return build_topology(
+        arch, _final_layer_fn(genotype, arch), counts=genotype.counts(), final=True
+    )
 
 
 def picture_cells(arch: ArchConfig) -> int:
@@ -165,9 +173,15 @@ def picture_cells(arch: ArchConfig) -> int:
 
 
 def set_quantized(net: nn.Module, quantized: bool) -> None:
-    """Switch every :class:`QConv2d` between quantized and full precision."""
+    """Switch every :class:`QConv2d` (and output quantizer) between quantized and full
+    precision; switching on re-initialises their steps.
+    """
     for m in net.modules():
         if isinstance(m, QConv2d):
             if quantized and not m.quantized:
                 m.reset_steps()
             m.quantized = quantized
+        elif isinstance(m, OutputQuantizer):
+            if quantized and not m.enabled:
+                m.rearm()
+            m.enabled = quantized

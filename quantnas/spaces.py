@@ -55,9 +55,15 @@ class SearchSpace:
         raise NotImplementedError
 
     def build(
-        self, arch: ArchConfig, layer_fn: Callable[..., nn.Module], counts: dict[str, int]
+        self,
+        arch: ArchConfig,
+        layer_fn: Callable[..., nn.Module],
+        counts: dict[str, int],
+        output_quant: bool = False,
     ) -> nn.Module:
-        """The topology around a layer function (final network or supernet)."""
+        """The topology around a layer function (final network or supernet); ``output_quant``
+        (final networks only) adds the output quantizers of ``arch.output_quant``.
+        """
         raise NotImplementedError
 
     def picture_cells(self, arch: ArchConfig) -> int:
@@ -130,12 +136,13 @@ class BasicSpace(SearchSpace):
     def check_counts(self, counts: dict[str, int], arch: ArchConfig) -> None:
         check_basic_counts(counts, where="genotype")
 
-    def build(self, arch, layer_fn, counts):
+    def build(self, arch, layer_fn, counts, output_quant=False):
         return BasicSRNet(
             layer_fn,
             counts,
             body_cells=arch.body_cells,
             cell_type=arch.cell_type,
+            output_quant=output_quant,
             **_network_kwargs(arch),
         )
 
@@ -175,7 +182,9 @@ class RFDNSpace(SearchSpace):
                     f"{arch.body_cells} cells needs {n}"
                 )
 
-    def build(self, arch, layer_fn, counts):
+    def build(self, arch, layer_fn, counts, output_quant=False):
+        if output_quant:
+            raise QuantNASError("arch.output_quant: the rfdn space has no integer-only form")
         return RFDNSRNet(
             layer_fn,
             fixed=partial(QConv2d, bits=self.fixed_bits),

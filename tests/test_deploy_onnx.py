@@ -115,12 +115,15 @@ def test_qdq_graph_structure():
     inits = {t.name: onnx.numpy_helper.to_array(t) for t in g.initializer}
     dtypes = {a.dtype for a in inits.values()}
     assert np.dtype(np.int8) in dtypes and np.dtype(np.int16) in dtypes
-    # narrower bit-widths clip to their own range inside the 8-bit container
-    clips = sorted(
-        float(inits[n.input[2]]) for n in g.node if n.op_type == "Clip" and n.input[2] in inits
-    )
-    for b in (2, 3, 4):
-        assert any(abs(c - HWGQ_STEPS[b] * (2**b - 1)) < 1e-6 for c in clips), (b, clips)
+    # narrower bit-widths clip their integer levels to their own range in the 8-bit container
+    producer = {o: n for n in g.node for o in n.output}
+    clips = [n for n in g.node if n.op_type == "Clip"]
+    assert all(producer[n.input[0]].op_type == "QuantizeLinear" for n in clips)
+    assert {inits[n.input[2]].dtype for n in clips} == {np.dtype(np.uint8)}
+    highs = {int(inits[n.input[2]]) for n in clips}
+    assert highs == {2**b - 1 for b in (2, 3, 4)}, highs
+    steps = {float(inits[producer[n.input[0]].input[1]]) for n in clips}
+    assert all(any(abs(s - HWGQ_STEPS[b]) < 1e-7 for s in steps) for b in (2, 3, 4))
     # 4-bit weights use 16 of the 256 int8 levels at most
     for m in convs:
         if m.bits == 4:
@@ -203,6 +206,7 @@ def test_export_trained_network_checks_in_onnxruntime(trained, tmp_path, capsys)
     assert main(["export", str(trained), "--format", "onnx", "--out", str(out)]) == 0
     text = capsys.readouterr().out
     assert "self-check passed" in text and "opset 17" in text
+    assert re.search(r"onnxruntime runs \d+ of \d+ convs on integers", text), text
     max_abs = float(re.search(r"max \|onnxruntime - pytorch\| = (\S+) ", text).group(1))
     assert max_abs <= EXACT_TOL
     assert re.search(r"; 0 of \d+ activation levels rounded the other way", text), text

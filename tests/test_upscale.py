@@ -220,4 +220,4 @@ def test_too_small_images_are_one_error_line(onnx_file, tmp_path, capsys):
     assert (tmp_path / "o" / "ok_x4.png").is_file()
     # onnxruntime's own failures become one-line errors too
     with pytest.raises(QuantNASError, match="onnxruntime failed on a 1x5 input"):
-        load_upscaler(onnx_file, threads=1)(np.zeros((1, 3, 1, 5), np.float32))
+        load_upscaler(onnx_file, threads=1, runtime="ort")(np.zeros((1, 3, 1, 5), np.float32))

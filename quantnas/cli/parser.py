@@ -155,6 +155,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     s.add_argument("--out", help="output file (default: stdout)")
     s.add_argument("--opset", type=int, help="ONNX opset (default 17; 21 for 16-bit layers)")
+    s.add_argument(
+        "--runtime",
+        choices=("ort", "openvino"),
+        help="run the ONNX self-check in this runtime only (default: onnxruntime, and "
+        "OpenVINO too if installed; the file lists those that pass for upscale)",
+    )
     s.add_argument("--body-cells", type=_positive_int, default=1, help="for the PNG label")
     s.set_defaults(func=c.cmd_export)
 
@@ -169,6 +175,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--overlap", type=int, help="LR pixels of context per tile side (default: exact halo)"
     )
     s.add_argument("--threads", type=int, default=0, help="CPU threads (0 = library default)")
+    s.add_argument(
+        "--runtime",
+        help="ort, openvino or torch (default: for an .onnx file the fastest installed runtime "
+        "that passed its export self-check; torch for a run dir / checkpoint)",
+    )
     s.add_argument("--no-progress", action="store_true", help="no progress bar")
     s.add_argument(
         "--max-pixels",

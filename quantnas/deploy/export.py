@@ -1,26 +1,7 @@
 """``quantnas export --format onnx|onnx-fp32``: export a trained network and check it.
 
-The check runs the exported file in onnxruntime on a real photo (the first embedded
-validation photo, bicubic-downscaled, at two LR sizes so the symbolic height and width are
-exercised) and compares it with the PyTorch network it came from: the fake-quantized
-network for ``onnx``, the same network with every conv at full precision for ``onnx-fp32``.
-
-Tolerance. Both sides compute the same operations in float32 but sum convolutions in a
-different order, so values agree to about 1e-6 -- except where a quantizer's input lies
-within that distance of a rounding boundary: there the two may pick neighbouring levels,
-and the difference of one step spreads over that element's receptive field. The check
-therefore also reads onnxruntime's integer levels of every activation quantizer (the
-QuantizeLinear outputs, exposed as extra outputs of a copy of the graph) and requires:
-
-* every onnxruntime level is a correct rounding of PyTorch's input to that quantizer:
-  ``|clamp(x) - level * step| <= step / 2 + 1e-5 (1 + |x|)``;
-* with those levels fed to PyTorch's quantizers (ties resolved as onnxruntime resolved
-  them), ``max |onnxruntime - pytorch| <= 1e-4`` (:data:`EXACT_TOL`) on the output;
-* the written file and the copy with extra outputs agree to 1e-4.
-
-The plain ``max |onnxruntime - pytorch|`` (no levels fed) is printed too, with the number
-of ties resolved differently; it is 0 ties and about 2e-7 for the trained test networks.
-Anything else is a failure: the file is not written and the error names both numbers.
+The self-check (:mod:`~quantnas.deploy.self_check`) runs the written file in onnxruntime
+and, if installed, OpenVINO; the runtimes that pass are listed in its metadata.
 """
 
 from __future__ import annotations
@@ -30,204 +11,39 @@ import logging
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
-import onnx
-import torch
-
 from quantnas.deploy.onnx_export import QuantPoint, export_onnx
+from quantnas.deploy.ort_graph import integer_convs
 from quantnas.deploy.receptive import lr_halo
 from quantnas.deploy.runtime import (
+    META_EXACT,
     META_FORMAT,
     META_HALO,
     META_SCALE,
     find_checkpoint,
-    ort_session,
     share_file,
 )
+from quantnas.deploy.self_check import (
+    CHECK_SIZES,
+    EXACT_TOL,
+    CheckResult,
+    check_images,
+    check_onnx,
+)
 from quantnas.errors import QuantNASError
-from quantnas.quant.quantizers import HWGQ, ImageQuantizer
 from quantnas.spaces import get_space
 
-__all__ = ["EXACT_TOL", "CheckResult", "check_onnx", "export_model"]
+__all__ = [
+    "CHECK_SIZES",
+    "EXACT_TOL",
+    "CheckResult",
+    "check_images",
+    "check_onnx",
+    "export_model",
+]
 
 log = logging.getLogger(__name__)
 
 FORMATS = ("onnx", "onnx-fp32")
-EXACT_TOL = 1e-4
-#: LR sizes (H, W) of the check image: odd and even, neither square.
-CHECK_SIZES = ((48, 64), (37, 29))
-
-
-@dataclass
-class CheckResult:
-    """Outcome of comparing onnxruntime with PyTorch.
-
-    Attributes:
-        max_abs: Written file vs PyTorch, as they are.
-        forced_max: onnxruntime vs PyTorch with onnxruntime's levels fed to PyTorch.
-        file_vs_probe: Written file vs its copy with the levels as extra outputs.
-        invalid: Levels that are not a rounding of PyTorch's quantizer input.
-        ties: Levels where PyTorch itself rounded to a neighbouring level.
-        levels: Levels compared.
-        sizes: LR sizes of the check images.
-
-    """
-
-    max_abs: float
-    forced_max: float
-    file_vs_probe: float
-    invalid: int
-    ties: int
-    levels: int
-    sizes: tuple[tuple[int, int], ...]
-
-    @property
-    def passed(self) -> bool:
-        return (
-            self.invalid == 0 and self.forced_max <= EXACT_TOL and self.file_vs_probe <= EXACT_TOL
-        )
-
-    def describe(self) -> str:
-        sizes = ", ".join(f"{h}x{w}" for h, w in self.sizes)
-        text = f"max |onnxruntime - pytorch| = {self.max_abs:.3g} (LR {sizes})"
-        if self.levels:
-            text += (
-                f"; {self.ties} of {self.levels} activation levels rounded the other way at a "
-                f"tie, {self.invalid} not a rounding of PyTorch's input; with onnxruntime's "
-                f"levels: {self.forced_max:.3g}"
-            )
-        return text + f" (tolerance {EXACT_TOL:g})"
-
-
-def check_images(scale: int, sizes=CHECK_SIZES) -> list[np.ndarray]:
-    """LR crops ``(1, 3, h, w)`` in ``[0, 1]`` of a real photo, bicubic-downscaled."""
-    from quantnas.data.bicubic import downscale_uint8
-    from quantnas.data.sources import embedded_images
-
-    _, photo = embedded_images("val")[0]
-    out = []
-    for h, w in sizes:
-        hr = photo[: h * scale, : w * scale]
-        if hr.shape[0] < h * scale or hr.shape[1] < w * scale:
-            raise QuantNASError(f"check photo too small for LR {h}x{w} at x{scale}")
-        lr = downscale_uint8(np.ascontiguousarray(hr), scale).astype(np.float32) / 255.0
-        out.append(lr.transpose(2, 0, 1)[None].copy())
-    return out
-
-
-def _probe(model: onnx.ModelProto, points: list[QuantPoint]) -> bytes:
-    """A copy of ``model`` that also outputs the integer levels of every quantizer."""
-    probe = onnx.ModelProto()
-    probe.CopyFrom(model)
-    for p in points:
-        probe.graph.output.append(onnx.helper.make_tensor_value_info(p.output, p.elem_type, None))
-    return probe.SerializeToString()
-
-
-def _grid(quantizer: torch.nn.Module) -> tuple[torch.Tensor, float]:
-    """Step (float32) and upper clip of a PyTorch activation quantizer."""
-    if isinstance(quantizer, ImageQuantizer):
-        return torch.tensor(1.0 / (2**quantizer.bits - 1), dtype=torch.float32), 1.0
-    if isinstance(quantizer, HWGQ):
-        return torch.tensor(quantizer.step, dtype=torch.float32), quantizer.clip
-    raise QuantNASError(
-        f"ONNX self-check: {type(quantizer).__name__} is not an activation quantizer"
-    )
-
-
-class _LevelFeeder:
-    """Forward hooks that replace PyTorch's activation levels by onnxruntime's.
-
-    The step and range come from the PyTorch quantizer itself, so an export with a wrong
-    step or clip shows up as levels that are no rounding of PyTorch's input.
-    """
-
-    def __init__(self, net: torch.nn.Module, points: list[QuantPoint]) -> None:
-        self.points = points
-        self.levels: dict[str, np.ndarray] = {}
-        self.invalid = self.ties = self.count = 0
-        modules = dict(net.named_modules())
-        self.handles = []
-        for p in points:
-            if p.module not in modules:
-                raise QuantNASError(f"ONNX self-check: no module {p.module!r} in the network")
-            self.handles.append(modules[p.module].register_forward_hook(self._hook(p)))
-
-    def _hook(self, p: QuantPoint):
-        def hook(module, inputs, output):
-            step, clip = _grid(module)
-            x = inputs[0]
-            got = self.levels[p.output]
-            if tuple(got.shape) != tuple(x.shape):
-                self.invalid += x.numel()
-                return output
-            level = torch.from_numpy(got.astype(np.float32))
-            forced = level * step
-            slack = step / 2 + 1e-5 * (1 + x.abs())
-            self.invalid += int(((x.clamp(0, clip) - forced).abs() > slack).sum())
-            self.ties += int((torch.round(output / step) != level).sum())
-            self.count += level.numel()
-            return forced
-
-        return hook
-
-    def close(self) -> None:
-        for h in self.handles:
-            h.remove()
-
-
-@torch.no_grad()
-def check_onnx(
-    model: onnx.ModelProto,
-    reference: torch.nn.Module,
-    scale: int,
-    points: list[QuantPoint] | None = None,
-    threads: int = 0,
-) -> CheckResult:
-    """Compare onnxruntime on ``model`` with ``reference`` on the check images.
-
-    Args:
-        model: The exported model.
-        reference: The PyTorch network it should compute.
-        scale: Upscaling factor (for the check images).
-        points: The activation quantizers of the export (see :func:`export_onnx`).
-        threads: onnxruntime / PyTorch threads (0 = default).
-
-    """
-    points = list(points or [])
-    data = model.SerializeToString()
-    session = ort_session(data, threads)
-    probe = ort_session(_probe(model, points), threads) if points else session
-    feeder_net = copy.deepcopy(reference)
-    feeder = _LevelFeeder(feeder_net, points)
-    max_abs = forced_max = file_vs_probe = 0.0
-    sizes = []
-    try:
-        for lr in check_images(scale):
-            ours = session.run(None, {"lr": lr})[0]
-            outs = probe.run(None, {"lr": lr})
-            ref = reference(torch.from_numpy(lr)).numpy()
-            if ours.shape != ref.shape:
-                raise QuantNASError(
-                    f"ONNX self-check FAILED: output shape {ours.shape} != PyTorch {ref.shape}"
-                )
-            feeder.levels = {p.output: v for p, v in zip(points, outs[1:], strict=True)}
-            forced = feeder_net(torch.from_numpy(lr)).numpy()
-            max_abs = max(max_abs, float(np.abs(ours.astype(np.float64) - ref).max()))
-            forced_max = max(forced_max, float(np.abs(outs[0].astype(np.float64) - forced).max()))
-            file_vs_probe = max(file_vs_probe, float(np.abs(ours - outs[0]).max()))
-            sizes.append(tuple(lr.shape[-2:]))
-    finally:
-        feeder.close()
-    return CheckResult(
-        max_abs,
-        forced_max,
-        file_vs_probe,
-        feeder.invalid,
-        feeder.ties,
-        feeder.count,
-        tuple(sizes),
-    )
 
 
 @dataclass
@@ -239,6 +55,26 @@ class ExportReport:
     check: CheckResult
     halo: int | None
     qdq_pairs: int
+    #: ``(integer, all)`` convs of onnxruntime's optimised graph (the bicubic skip's two
+    #: fixed convs included).
+    integer_convs: tuple[int, int] = (0, 0)
+    #: Every runtime's check (the asked one, or onnxruntime and OpenVINO if installed).
+    checks: dict[str, CheckResult] | None = None
+
+
+def _check_runtimes(runtime: str | None) -> list[str]:
+    """The asked runtime, or onnxruntime and, if installed, OpenVINO."""
+    from quantnas.deploy.onnx_runtimes import check_runtime
+    from quantnas.deploy.openvino_runtime import openvino_available
+
+    if runtime is not None:
+        check_runtime(runtime)
+        if runtime == "torch":
+            raise QuantNASError(
+                "--runtime torch: the self-check runs an ONNX runtime (ort, openvino)"
+            )
+        return [runtime]
+    return ["ort", "openvino"] if openvino_available() else ["ort"]
 
 
 def export_model(
@@ -248,8 +84,11 @@ def export_model(
     fmt: str = "onnx",
     opset: int | None = None,
     threads: int = 0,
+    runtime: str | None = None,
 ) -> ExportReport:
-    """Export a run directory / trained checkpoint to ``out`` and check it in onnxruntime.
+    """Export a run directory / trained checkpoint to ``out`` and check it in ``runtime``
+    (default: onnxruntime, which must pass, and OpenVINO if installed, which need not).
+    The runtimes that pass are listed in the file's metadata (``upscale``'s default).
 
     Raises:
         QuantNASError: Bad source or format, or a failed check (then nothing is written).
@@ -283,11 +122,17 @@ def export_model(
     }
     points: list[QuantPoint] = []
     model = export_onnx(net, quantized=quantized, opset=opset, metadata=meta, points=points)
-    data = model.SerializeToString()
-    result = check_onnx(model, reference, arch.scale, points, threads)
-    if not result.passed:
-        raise QuantNASError(f"ONNX self-check FAILED, {out} not written: {result.describe()}")
-    path = share_file(atomic_write_bytes(out, data))
+    checks: dict[str, CheckResult] = {}
+    for rt in _check_runtimes(runtime):
+        checks[rt] = check_onnx(model, reference, arch.scale, points, threads, rt)
+        if not checks[rt].passed and (runtime is not None or rt == "ort"):
+            raise QuantNASError(
+                f"ONNX self-check FAILED, {out} not written: {checks[rt].describe()}"
+            )
+    model.metadata_props.add(key=META_EXACT, value=",".join(r for r in checks if checks[r].passed))
+    result = next(iter(checks.values()))
+    path = share_file(atomic_write_bytes(out, model.SerializeToString()))
     pairs = sum(1 for n in model.graph.node if n.op_type == "QuantizeLinear")
     opset_written = next(o.version for o in model.opset_import if o.domain in ("", "ai.onnx"))
-    return ExportReport(path, opset_written, result, halo, pairs)
+    integer = integer_convs(model, threads)
+    return ExportReport(path, opset_written, result, halo, pairs, integer, checks)

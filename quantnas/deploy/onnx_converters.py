@@ -1,6 +1,10 @@
 """What each module of a final network computes, as ONNX nodes: convs, residuals and ADQ,
-parallel sums, PixelShuffle, BatchNorm, the output scale and global skips (MATLAB bicubic as
-fixed convs, nearest as Resize), and the rfdn space's cells and ESA.
+parallel sums, output quantizers, PixelShuffle, BatchNorm, the output scale and global skips
+(MATLAB bicubic as fixed convs, nearest as Resize), and the rfdn space's cells and ESA.
+
+A basic-space network with a bicubic skip and no tail ends in one DepthToSpace for the
+network's output and the skip together: ``D2S(a) * s + D2S(b) = D2S(a * s + b)`` element by
+element, so the sum is the same and the last conv feeds no DepthToSpace of its own.
 
 Importing this module registers the converters with :func:`~quantnas.deploy.onnx_emitter.converter`.
 """
@@ -21,6 +25,7 @@ from quantnas.models.blocks import ParallelSum, Residual
 from quantnas.models.rfdn import ESA, SKIP_PER_CELL, DistillationCell, RFDNSRNet
 from quantnas.ops import Identity, Zero
 from quantnas.quant.conv import QConv2d
+from quantnas.quant.out_quant import OutputQuantizer
 
 
 @converter(QConv2d)
@@ -40,6 +45,25 @@ def _qconv(e: Emitter, m: QConv2d, x: str) -> str:
         dilations=list(m.dilation),
         group=m.groups,
     )
+
+
+@converter(OutputQuantizer)
+def _output_quant(e: Emitter, m: OutputQuantizer, x: str) -> str:
+    if not (e.quantized and m.enabled):
+        return x
+    step = float(m.step.detach().float().clamp_min(1e-8))
+    return e.qdq(
+        x,
+        scale=step,
+        bits=m.bits,
+        clip=step * m.qp,
+        module=e.names.get(id(m), ""),
+        zero_point=m.zero_point,
+    )
+
+
+def _sum_quant(e: Emitter, m: nn.Module, x: str) -> str:
+    return x if m.out_quant is None else e(m.out_quant, x)
 
 
 @converter(nn.Sequential)
@@ -113,28 +137,24 @@ def _per_image_std(e: Emitter, x: str) -> str:
 def _residual(e: Emitter, m: Residual, x: str) -> str:
     g = e.g
     if not m.adq:
-        out = e(m.fn, x)
-        if m.branch_scale != 1.0:
-            out = g.op("Mul", [out, _scalar(e, m.branch_scale, "branch_scale")])
-        return g.op("Add", [x, out], "residual")
+        out = e.scaled(e(m.fn, x), m.branch_scale)
+        return _sum_quant(e, m, g.op("Add", [x, out], "residual"))
     s = g.op(
         "Add",
         [g.op("Mul", [_per_image_std(e, x), _scalar(e, m.w, "adq_w")]), _scalar(e, m.c, "adq_c")],
         "adq_scale",
     )
     branch = g.op("Mul", [e(m.fn, e(m.bn, x)), s])
-    return g.op("Add", [branch, x], "residual")
+    return _sum_quant(e, m, g.op("Add", [branch, x], "residual"))
 
 
 @converter(ParallelSum)
 def _parallel_sum(e: Emitter, m: ParallelSum, x: str) -> str:
     out = None
     for branch, s in zip(m.branches, m.scales, strict=True):
-        y = e(branch, x)
-        if s != 1.0:
-            y = e.g.op("Mul", [y, _scalar(e, s, "branch_scale")])
+        y = e.scaled(e(branch, x), s)
         out = y if out is None else e.g.op("Add", [out, y])
-    return out
+    return _sum_quant(e, m, out)
 
 
 def _symmetric_pad(g: Graph, x: str, pad: int, axis: int) -> str:
@@ -143,8 +163,10 @@ def _symmetric_pad(g: Graph, x: str, pad: int, axis: int) -> str:
     return g.op("Concat", [left, x, right], "sym_pad", axis=axis)
 
 
-def _bicubic(e: Emitter, x: str, scale: int, channels: int = 3) -> str:
-    """MATLAB bicubic upscaling as symmetric pad + two grouped convs + DepthToSpace."""
+def _bicubic(e: Emitter, x: str, scale: int, channels: int = 3, d2s: bool = True) -> str:
+    """MATLAB bicubic upscaling as symmetric pad + two grouped convs + DepthToSpace (or,
+    with ``d2s=False``, the ``channels * scale^2`` LR maps DepthToSpace would rearrange).
+    """
     g = e.g
     pad = (bicubic_taps(scale).shape[1] - 1) // 2
     w_h, w_w = conv_weights(scale, channels)
@@ -158,13 +180,15 @@ def _bicubic(e: Emitter, x: str, scale: int, channels: int = 3) -> str:
         "Conv", [y, g.const(w_w.numpy(), "bicubic_w")], "bicubic_w",
         kernel_shape=[1, k], group=channels * scale,
     )  # fmt: skip
+    if not d2s:
+        return y
     return g.op("DepthToSpace", [y], "bicubic", blocksize=scale, mode="CRD")
 
 
 def _global_skip(e: Emitter, net: nn.Module, lr: str, out: str) -> str:
     g = e.g
     if net.out_scale is not None:
-        out = g.op("Mul", [out, _scalar(e, net.out_scale, "out_scale")], "scaled")
+        out = e.scaled(out, float(net.out_scale.detach()), "out_scale")
     if net.global_skip == "none":
         return out
     if net.global_skip == "bicubic":
@@ -186,8 +210,21 @@ def _global_skip(e: Emitter, net: nn.Module, lr: str, out: str) -> str:
 
 @converter(BasicSRNet)
 def _basic(e: Emitter, m: BasicSRNet, x: str) -> str:
-    out = e(m.tail, e(m.upsample, e(m.body, e(m.head, x))))
-    return _global_skip(e, m, x, out)
+    features = e(m.body, e(m.head, x))
+    *lr_part, shuffle = list(m.upsample)
+    one_d2s = (
+        isinstance(shuffle, nn.PixelShuffle)
+        and isinstance(m.tail, nn.Identity)
+        and m.global_skip == "bicubic"
+    )
+    if not one_d2s:
+        return _global_skip(e, m, x, e(m.tail, e(m.upsample, features)))
+    for layer in lr_part:
+        features = e(layer, features)
+    if m.out_scale is not None:
+        features = e.scaled(features, float(m.out_scale.detach()), "out_scale")
+    total = e.g.op("Add", [features, _bicubic(e, x, m.scale, d2s=False)], "sr_sum")
+    return _pixel_shuffle(e, shuffle, total)
 
 
 @converter(ESA)

@@ -1,6 +1,14 @@
 """The module-to-ONNX emitter: converters looked up by module type, and the lowering of
 quantizers to QuantizeLinear / DequantizeLinear (activations in an unsigned 8- or 16-bit
-container clipped to their own range, weights as integer LSQ levels with per-channel steps).
+container clipped to their own range on the integer side, weights as integer LSQ levels with
+per-channel steps).
+
+Each tensor is quantized once per step: quantizers that read the same tensor with the same
+grid share one QuantizeLinear (onnxruntime fuses a conv into QLinearConv only when its
+output feeds a single QuantizeLinear). A bit-width below its container's is clipped after
+QuantizeLinear, on the integer levels (``Q -> Clip(0, 2^b - 1) -> DQ``): the same levels as
+clipping the float first, since the clip is an integer number of steps, and no float op
+between a conv and its QuantizeLinear.
 """
 
 from __future__ import annotations
@@ -32,6 +40,7 @@ class QuantPoint:
         scale: Step (float32 in the graph).
         clip: Upper end of the range (``scale * (2^bits - 1)``).
         elem_type: ONNX element type of the levels (uint8 or uint16).
+        zero_point: The level that stands for 0 (128 for the signed output quantizers).
 
     """
 
@@ -40,6 +49,7 @@ class QuantPoint:
     scale: float
     clip: float
     elem_type: int
+    zero_point: int = 0
 
 
 _CONVERTERS: dict[type, Converter] = {}
@@ -72,6 +82,10 @@ class Emitter:
         self.quantized = quantized
         self.names = names or {}
         self.points: list[QuantPoint] = []
+        #: (input, step, bits, zero point) -> (levels, dequantized) of each emitted quantizer.
+        self._shared: dict[tuple, tuple[str, str]] = {}
+        #: dequantized value -> (levels, step, zero point name), for folding scalar factors.
+        self.dequantized: dict[str, tuple[str, float, str]] = {}
 
     def __call__(self, module: nn.Module, x: str) -> str:
         for cls in type(module).__mro__:
@@ -94,22 +108,56 @@ class Emitter:
             return np.dtype(np.int16), -32768, 32767
         return np.dtype(np.uint16), 0, 65535
 
-    def qdq(self, x: str, *, scale: float, bits: int, clip: float, module: str = "") -> str:
-        """Unsigned fake quantization ``round(clamp(x, 0, clip) / scale) * scale``."""
+    def qdq(
+        self,
+        x: str,
+        *,
+        scale: float,
+        bits: int,
+        clip: float,
+        module: str = "",
+        zero_point: int = 0,
+    ) -> str:
+        """Fake quantization ``(clamp(round(x / scale) + zp, 0, 2^b - 1) - zp) * scale``.
+
+        With ``zero_point`` 0 this is ``round(clamp(x, 0, clip) / scale) * scale``; a
+        quantizer with the same input, step and grid as an earlier one shares its nodes.
+        """
         g = self.g
         dtype, _, qmax = self._container(bits, signed=False)
-        if 2**bits - 1 < qmax:  # narrower than its container: clip to its own range
-            x = g.op(
-                "Clip",
-                [x, g.const(np.float32(0.0), "zero_f"), g.const(np.float32(clip), "clip")],
-                "clip",
-            )
-        s = g.const(np.float32(scale), "act_scale")
-        zp = g.const(np.zeros((), dtype=dtype), f"act_zp_{dtype.name}")
-        q = g.op("QuantizeLinear", [x, s, zp], "q")
+        scale = float(np.float32(scale))
+        point = dict(module=module, scale=scale, clip=float(clip), zero_point=zero_point)
         elem = onnx.helper.np_dtype_to_tensor_dtype(dtype)
-        self.points.append(QuantPoint(q, module, float(np.float32(scale)), float(clip), elem))
-        return g.op("DequantizeLinear", [q, s, zp], "dq")
+        key = (x, scale, bits, zero_point)
+        if key in self._shared:
+            levels, dq = self._shared[key]
+            self.points.append(QuantPoint(levels, elem_type=elem, **point))
+            return dq
+        s = g.const(np.float32(scale), "act_scale")
+        zp = g.const(np.asarray(zero_point, dtype=dtype), f"act_zp_{dtype.name}")
+        levels = g.op("QuantizeLinear", [x, s, zp], "q")
+        if 2**bits - 1 < qmax:  # narrower than its container: clip the integer levels
+            low = g.const(np.asarray(0, dtype=dtype), f"q_min_{dtype.name}")
+            high = g.const(np.asarray(2**bits - 1, dtype=dtype), f"q_max_{bits}")
+            levels = g.op("Clip", [levels, low, high], "q_clip")
+        self.points.append(QuantPoint(levels, elem_type=elem, **point))
+        dq = g.op("DequantizeLinear", [levels, s, zp], "dq")
+        self._shared[key] = (levels, dq)
+        self.dequantized[dq] = (levels, scale, zp)
+        return dq
+
+    def scaled(self, x: str, factor: float, hint: str = "branch_scale") -> str:
+        """``x * factor``; folded into the step when ``x`` is a DequantizeLinear output (so a
+        QLinearAdd or the output can read the levels directly).
+        """
+        factor = float(factor)
+        if factor == 1.0:
+            return x
+        if x in self.dequantized:
+            levels, scale, zp = self.dequantized[x]
+            s = self.g.const(np.float32(scale * factor), "act_scale")
+            return self.g.op("DequantizeLinear", [levels, s, zp], "dq_scaled")
+        return self.g.op("Mul", [x, self.g.const(np.float32(factor), hint)])
 
     def act_quant(self, quantizer: nn.Module, x: str) -> str:
         """The conv input quantizer (HWGQ or the image quantizer)."""

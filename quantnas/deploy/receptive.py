@@ -19,6 +19,7 @@ from quantnas.models.basic import BasicSRNet
 from quantnas.models.blocks import ParallelSum, Residual
 from quantnas.ops import Identity, Zero
 from quantnas.quant.conv import QConvBase
+from quantnas.quant.out_quant import OutputQuantizer
 
 __all__ = ["lr_halo"]
 
@@ -36,7 +37,7 @@ def _radius(m: nn.Module) -> tuple[int, int]:
             max(m.padding[i], m.dilation[i] * (m.kernel_size[i] - 1) - m.padding[i])
             for i in range(2)
         )
-    if isinstance(m, (Identity, Zero, nn.Identity)):
+    if isinstance(m, (Identity, Zero, nn.Identity, OutputQuantizer)):
         return (0, 0)
     if isinstance(m, Residual):
         if m.adq:

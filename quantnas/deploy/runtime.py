@@ -1,5 +1,11 @@
 """Load a model to run: a trained checkpoint / run directory (PyTorch) or an exported ``.onnx``
-file (onnxruntime), behind one small interface.
+file (onnxruntime or OpenVINO), behind one small interface.
+
+Runtimes (``upscale --runtime``): ``ort`` (onnxruntime), ``openvino`` (the optional extra),
+``torch`` (the fake-quant network of a checkpoint). A checkpoint run in ``ort`` or
+``openvino`` is exported in memory first. The default for an ``.onnx`` file is the fastest
+runtime that is installed and passed the file's export self-check (its metadata lists them:
+OpenVINO, then onnxruntime); for a checkpoint it is PyTorch.
 """
 
 from __future__ import annotations
@@ -11,9 +17,20 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from quantnas.deploy.onnx_runtimes import (
+    META_EXACT,
+    RUNTIMES,
+    check_runtime,
+    default_runtime,
+    file_metadata,
+    onnx_runner,
+    ort_session,
+)
 from quantnas.errors import QuantNASError, shown
 
 __all__ = [
+    "META_EXACT",
+    "RUNTIMES",
     "OnnxUpscaler",
     "TorchUpscaler",
     "Upscaler",
@@ -120,29 +137,16 @@ class TorchUpscaler(Upscaler):
             raise QuantNASError(f"PyTorch failed on a {_size(lr)} input ({_first(e)})") from e
 
 
-def ort_session(model: str | Path | bytes, threads: int = 0):
-    """An onnxruntime CPU session (``threads`` intra-op threads; 0 = onnxruntime's default)."""
-    import onnxruntime as ort
-
-    opts = ort.SessionOptions()
-    if threads > 0:
-        opts.intra_op_num_threads = threads
-        opts.inter_op_num_threads = 1
-    src = model if isinstance(model, bytes) else str(model)
-    try:
-        return ort.InferenceSession(src, opts, providers=["CPUExecutionProvider"])
-    except Exception as e:  # onnxruntime raises its own exception types for bad files
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        where = "the exported model" if isinstance(model, bytes) else str(model)
-        raise QuantNASError(f"{where}: onnxruntime cannot load it ({first})") from e
-
-
 class OnnxUpscaler(Upscaler):
-    """An exported quantnas ``.onnx`` file run in onnxruntime."""
+    """An exported quantnas ``.onnx`` file (path or bytes) run in onnxruntime or OpenVINO."""
 
-    def __init__(self, path: str | Path, threads: int = 0) -> None:
-        self.session = ort_session(path, threads)
-        meta = self.session.get_modelmeta().custom_metadata_map
+    def __init__(
+        self, path: str | Path | bytes, threads: int = 0, runtime: str | None = None
+    ) -> None:
+        meta = file_metadata(path)
+        self.runtime = runtime or default_runtime(meta)
+        self.run = onnx_runner(path, self.runtime, threads)
+        path = path if not isinstance(path, bytes) else "the exported network"
         if META_SCALE not in meta:
             raise QuantNASError(
                 f"{path}: not a quantnas export (no {META_SCALE!r} in its metadata); "
@@ -158,7 +162,9 @@ class OnnxUpscaler(Upscaler):
 
     def __call__(self, lr: np.ndarray) -> np.ndarray:
         try:
-            out = self.session.run(None, {"lr": np.ascontiguousarray(lr, dtype=np.float32)})[0]
+            out = self.run(lr)[0]
+        except QuantNASError:
+            raise
         except Exception as e:  # onnxruntime's own exception types
             raise QuantNASError(f"onnxruntime failed on a {_size(lr)} input ({_first(e)})") from e
         return self._checked(np.asarray(out), lr, self.path)
@@ -185,14 +191,33 @@ def find_checkpoint(source: str | Path) -> Path:
     return src
 
 
-def load_upscaler(source: str | Path, *, threads: int = 0) -> Upscaler:
-    """An :class:`Upscaler` for a run directory, a trained checkpoint or an ``.onnx`` file."""
+def load_upscaler(source: str | Path, *, threads: int = 0, runtime: str | None = None) -> Upscaler:
+    """An :class:`Upscaler` for a run directory, a trained checkpoint or an ``.onnx`` file,
+    in ``runtime`` (one of :data:`RUNTIMES`; None: see the module's docstring).
+    """
+    check_runtime(runtime)
     src = Path(source)
     if src.suffix.lower() == ".onnx":
         if not src.is_file():
             raise QuantNASError(f"{src}: no such .onnx file")
-        return OnnxUpscaler(src, threads)
+        if runtime == "torch":
+            raise QuantNASError(
+                f"{src}: --runtime torch runs a run directory or checkpoint, not an .onnx file"
+            )
+        return OnnxUpscaler(src, threads, runtime)
     from quantnas.checkpoint import load_model
 
     net, _, arch = load_model(find_checkpoint(src))
-    return TorchUpscaler(net, arch.scale)
+    if runtime in (None, "torch"):
+        return TorchUpscaler(net, arch.scale)
+    from quantnas.deploy.onnx_export import export_onnx
+    from quantnas.deploy.receptive import lr_halo
+    from quantnas.spaces import get_space
+
+    halo = lr_halo(net)
+    meta = {
+        META_SCALE: arch.scale,
+        META_HALO: -1 if halo is None else halo,
+        META_MIN_SIDE: get_space(arch.space).min_lr_side,
+    }
+    return OnnxUpscaler(export_onnx(net, metadata=meta).SerializeToString(), threads, runtime)

@@ -19,6 +19,7 @@ from torch import nn
 
 from quantnas.errors import QuantNASError
 from quantnas.models.blocks import LayerFn, ParallelSum, Residual, Sequence, SkipOutputNet
+from quantnas.quant.out_quant import OutputQuantizer
 
 #: Cell types (``arch.cell_type``): ``A`` scales the body path by 0.2, ``B`` does not.
 CELL_TYPES = ("A", "B")
@@ -64,6 +65,9 @@ class BasicSRNet(SkipOutputNet):
         adq: ADQ on every residual (``skip_mode: false`` in the original config).
         global_skip: See :class:`~quantnas.models.blocks.SkipOutputNet`.
         output_scale: See :class:`~quantnas.models.blocks.SkipOutputNet`.
+        output_quant: A signed 8-bit quantizer (:class:`OutputQuantizer`) on every layer
+            output that feeds a sum or the pixel shuffle, and on every sum
+            (``arch.output_quant``): the network computes with integers end to end.
 
     """
 
@@ -79,6 +83,7 @@ class BasicSRNet(SkipOutputNet):
         adq: bool = False,
         global_skip: str = "none",
         output_scale: bool = False,
+        output_quant: bool = False,
     ) -> None:
         super().__init__()
         check_basic_counts(counts, where="network")
@@ -88,24 +93,34 @@ class BasicSRNet(SkipOutputNet):
             raise QuantNASError(f"body_cells must be >= 1 (got {body_cells})")
         self._init_output(scale=scale, global_skip=global_skip, output_scale=output_scale)
 
+        def oq() -> OutputQuantizer | None:
+            return OutputQuantizer() if output_quant else None
+
         def layers(block: str) -> Sequence:
             n = counts.get(block, 0)
             mods = []
             for i in range(n):
                 c_in, c_out = basic_channels(block, i, n, c=c, scale=scale)
                 mods.append(layer_fn(block=block, index=i, c_in=c_in, c_out=c_out))
+            if output_quant and n:
+                mods.append(OutputQuantizer())
             return Sequence(*mods)
 
         self.head = layers("head")
         body_scale = 0.2 if cell_type == "A" else 1.0
         cells = [
-            Residual(ParallelSum([layers("skip"), layers("body")], [1.0, body_scale]), c, adq=adq)
+            Residual(
+                ParallelSum([layers("skip"), layers("body")], [1.0, body_scale], oq()),
+                c,
+                adq=adq,
+                out_quant=oq(),
+            )
             for _ in range(body_cells)
         ]
-        self.body = Residual(Sequence(*cells), c, adq=adq)
+        self.body = Residual(Sequence(*cells), c, adq=adq, out_quant=oq())
         self.upsample = Sequence(*layers("upsample"), nn.PixelShuffle(scale))
         tail = layers("tail")
-        self.tail = Residual(tail, 3, adq=adq) if len(tail) else nn.Identity()
+        self.tail = Residual(tail, 3, adq=adq, out_quant=oq()) if len(tail) else nn.Identity()
 
     def image_layers(self) -> list[nn.Module]:
         """The layers whose input is the LR image: the first head layer."""

@@ -30,16 +30,24 @@ class Residual(nn.Module):
         channels: Channels of ``x`` (for the BatchNorm).
         adq: Enable ADQ.
         branch_scale: Constant factor on the branch (ignored with ADQ).
+        out_quant: Quantizer of the sum (``arch.output_quant``), or None.
 
     """
 
     def __init__(
-        self, fn: nn.Module, channels: int, *, adq: bool = False, branch_scale: float = 1.0
+        self,
+        fn: nn.Module,
+        channels: int,
+        *,
+        adq: bool = False,
+        branch_scale: float = 1.0,
+        out_quant: nn.Module | None = None,
     ) -> None:
         super().__init__()
         self.fn = fn
         self.adq = adq
         self.branch_scale = branch_scale
+        self.out_quant = out_quant
         if adq:
             self.bn = nn.BatchNorm2d(channels)
             self.w = nn.Parameter(torch.tensor(1.5))
@@ -48,9 +56,11 @@ class Residual(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not self.adq:
             out = self.fn(x)
-            return x + (out * self.branch_scale if self.branch_scale != 1.0 else out)
-        std = x.flatten(1).std(dim=1).view(-1, 1, 1, 1)
-        return self.fn(self.bn(x)) * (self.w * std + self.c) + x
+            out = x + (out * self.branch_scale if self.branch_scale != 1.0 else out)
+        else:
+            std = x.flatten(1).std(dim=1).view(-1, 1, 1, 1)
+            out = self.fn(self.bn(x)) * (self.w * std + self.c) + x
+        return out if self.out_quant is None else self.out_quant(out)
 
 
 class Sequence(nn.Sequential):
@@ -58,12 +68,15 @@ class Sequence(nn.Sequential):
 
 
 class ParallelSum(nn.Module):
-    """``sum_i scale_i * branch_i(x)``."""
+    """``sum_i scale_i * branch_i(x)`` (then ``out_quant``, the sum's quantizer, if given)."""
 
-    def __init__(self, branches: list[nn.Module], scales: list[float]) -> None:
+    def __init__(
+        self, branches: list[nn.Module], scales: list[float], out_quant: nn.Module | None = None
+    ) -> None:
         super().__init__()
         self.branches = nn.ModuleList(branches)
         self.scales = scales
+        self.out_quant = out_quant
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = None
@@ -71,7 +84,7 @@ class ParallelSum(nn.Module):
             y = branch(x)
             y = y * s if s != 1.0 else y
             out = y if out is None else out + y
-        return out
+        return out if self.out_quant is None else self.out_quant(out)
 
 
 class SkipOutputNet(nn.Module):

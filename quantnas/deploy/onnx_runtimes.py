@@ -1,0 +1,124 @@
+"""Which runtime runs an exported ONNX model: onnxruntime sessions (with the float weights of
+:mod:`~quantnas.deploy.ort_graph`), OpenVINO, the export's list of exact runtimes and the
+default choice among them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+from quantnas.errors import QuantNASError
+
+__all__ = [
+    "META_EXACT",
+    "RUNTIMES",
+    "check_runtime",
+    "default_runtime",
+    "file_metadata",
+    "onnx_runner",
+    "ort_session",
+]
+
+#: The runtimes whose self-check the file passed at export, comma-separated.
+META_EXACT = "quantnas.exact_runtimes"
+#: ``--runtime`` values, and the ONNX runtimes from fastest to slowest.
+RUNTIMES = ("ort", "openvino", "torch")
+ONNX_RUNTIMES_BY_SPEED = ("openvino", "ort")
+
+
+def _for_onnxruntime(src: str | bytes) -> str | bytes:
+    """The serialized model onnxruntime runs (:func:`~quantnas.deploy.ort_graph.for_onnxruntime`);
+    a file that does not parse as ONNX is passed on as it is, for onnxruntime to report.
+    """
+    import onnx
+
+    from quantnas.deploy.ort_graph import for_onnxruntime
+
+    try:
+        proto = onnx.load_from_string(src) if isinstance(src, bytes) else onnx.load(src)
+    except Exception:  # protobuf's and onnx's own exception types
+        return src
+    return for_onnxruntime(proto).SerializeToString()
+
+
+def ort_session(model: str | Path | bytes, threads: int = 0):
+    """An onnxruntime CPU session (``threads`` intra-op threads; 0 = onnxruntime's default)
+    of an exported model, with float weights for the convs it cannot fuse.
+    """
+    import onnxruntime as ort
+
+    from quantnas.deploy.ort_graph import DISABLED_OPTIMIZERS
+
+    opts = ort.SessionOptions()
+    if threads > 0:
+        opts.intra_op_num_threads = threads
+        opts.inter_op_num_threads = 1
+    src = model if isinstance(model, bytes) else str(model)
+    try:
+        return ort.InferenceSession(
+            _for_onnxruntime(src),
+            opts,
+            providers=["CPUExecutionProvider"],
+            disabled_optimizers=DISABLED_OPTIMIZERS,
+        )
+    except Exception as e:  # onnxruntime raises its own exception types for bad files
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        where = "the exported model" if isinstance(model, bytes) else str(model)
+        raise QuantNASError(f"{where}: onnxruntime cannot load it ({first})") from e
+
+
+def onnx_runner(
+    model: str | Path | bytes, runtime: str, threads: int = 0
+) -> Callable[[np.ndarray], list[np.ndarray]]:
+    """``run(lr) -> outputs`` of an ONNX model in ``runtime`` (``ort`` or ``openvino``)."""
+    if runtime == "ort":
+        session = ort_session(model, threads)
+        return lambda x: session.run(None, {"lr": np.ascontiguousarray(x, dtype=np.float32)})
+    if runtime == "openvino":
+        from quantnas.deploy.openvino_runtime import OpenVinoModel
+
+        return OpenVinoModel(model, threads).run
+    raise QuantNASError(f"--runtime {runtime!r}: an ONNX model runs in 'ort' or 'openvino'")
+
+
+def file_metadata(model: str | Path | bytes) -> dict[str, str]:
+    """``metadata_props`` of an ONNX model (empty if it does not parse)."""
+    import onnx
+
+    try:
+        if isinstance(model, bytes):
+            proto = onnx.load_from_string(model)
+        else:
+            proto = onnx.load(str(model), load_external_data=False)
+    except Exception:  # protobuf's and onnx's own exception types: the runtime reports
+        return {}
+    return {p.key: p.value for p in proto.metadata_props}
+
+
+def default_runtime(meta: dict[str, str]) -> str:
+    """The fastest installed runtime the export's self-check passed (``ort`` otherwise)."""
+    from quantnas.deploy.openvino_runtime import openvino_available
+
+    exact = meta.get(META_EXACT, "ort").split(",")
+    for name in ONNX_RUNTIMES_BY_SPEED:
+        if name in exact and (name != "openvino" or openvino_available()):
+            return name
+    return "ort"
+
+
+def check_runtime(runtime: str | None) -> None:
+    """A one-line error for an unknown or uninstalled ``--runtime``."""
+    if runtime is None or runtime == "torch":
+        return
+    if runtime not in RUNTIMES:
+        raise QuantNASError(f"--runtime {runtime!r}: expected one of {list(RUNTIMES)}")
+    module, extra = ("onnxruntime", "onnx") if runtime == "ort" else ("openvino", "openvino")
+    try:
+        __import__(module)
+    except ImportError:
+        raise QuantNASError(
+            f"--runtime {runtime}: {module} is not installed (pip install 'quantnas[{extra}]')"
+        ) from None

@@ -1,0 +1,118 @@
+"""OpenVINO as a runtime of exported files (the optional ``[openvino]`` extra).
+
+OpenVINO runs the QDQ file's convs on u8 kernels (its low-precision transformations turn
+each Q/DQ pair into a FakeQuantize). Two settings keep it exact: static shapes (with
+dynamic height and width it computed wrong values, max error 2.9, on a quantized export),
+so the model is reshaped and compiled once per input size and the compiled models are kept
+(tiles give a few fixed sizes); and ``INFERENCE_PRECISION_HINT = f32``, since on CPUs with
+bf16 instructions (AVX512-BF16, AMX) OpenVINO would otherwise compute the float parts in
+bfloat16.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import OrderedDict
+from pathlib import Path
+
+import numpy as np
+
+from quantnas.errors import QuantNASError
+
+__all__ = ["CACHED_SIZES", "OpenVinoModel", "openvino_available"]
+
+log = logging.getLogger(__name__)
+
+#: Compiled models (one per input shape) kept per file; the least recently used goes first.
+CACHED_SIZES = 8
+
+
+def openvino_available() -> bool:
+    """Whether the ``openvino`` package can be imported."""
+    try:
+        import openvino  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def _first(e: BaseException) -> str:
+    text = str(e).strip()
+    return text.splitlines()[0] if text else type(e).__name__
+
+
+class OpenVinoModel:
+    """An ONNX model in OpenVINO's CPU plugin, compiled per static input shape.
+
+    Args:
+        model: The file or its serialized bytes.
+        threads: Inference threads (0 = OpenVINO's default).
+        where: How errors name the model.
+
+    """
+
+    def __init__(self, model: str | Path | bytes, threads: int = 0, where: str = "") -> None:
+        try:
+            import openvino as ov
+        except ImportError:
+            raise QuantNASError(
+                "--runtime openvino: OpenVINO is not installed (pip install 'quantnas[openvino]')"
+            ) from None
+        self.where = where or (str(model) if not isinstance(model, bytes) else "the model")
+        self.core = ov.Core()
+        self.config = {"INFERENCE_PRECISION_HINT": "f32"}
+        if threads > 0:
+            self.config["INFERENCE_NUM_THREADS"] = int(threads)
+        try:
+            if isinstance(model, bytes):
+                self.model = self.core.read_model(model=model)
+            else:
+                self.model = self.core.read_model(str(model))
+        except Exception as e:  # OpenVINO's own exception types
+            raise QuantNASError(f"{self.where}: OpenVINO cannot read it ({_first(e)})") from e
+        self.compiled: OrderedDict[tuple[int, ...], object] = OrderedDict()
+
+    def _compiled_for(self, shape: tuple[int, ...]):
+        hit = self.compiled.get(shape)
+        if hit is not None:
+            self.compiled.move_to_end(shape)
+            return hit
+        model = self.model.clone()
+        try:
+            model.reshape({model.inputs[0].any_name: list(shape)})
+            compiled = self.core.compile_model(model, "CPU", self.config)
+        except Exception as e:  # OpenVINO's own exception types
+            size = f"{shape[-2]}x{shape[-1]}" if len(shape) == 4 else "x".join(map(str, shape))
+            raise QuantNASError(
+                f"{self.where}: OpenVINO cannot take a {size} input ({_first(e)})"
+            ) from e
+        self.compiled[shape] = compiled
+        if len(self.compiled) > CACHED_SIZES:
+            self.compiled.popitem(last=False)
+        log.debug("OpenVINO: compiled %s for input %s", self.where, shape)
+        return compiled
+
+    def run(self, x: np.ndarray) -> list[np.ndarray]:
+        """All outputs of the model for one input array."""
+        x = np.ascontiguousarray(x, dtype=np.float32)
+        compiled = self._compiled_for(tuple(int(s) for s in x.shape))
+        try:
+            result = compiled(x)
+        except Exception as e:  # OpenVINO's own exception types
+            size = f"{x.shape[-2]}x{x.shape[-1]}"
+            raise QuantNASError(f"OpenVINO failed on a {size} input ({_first(e)})") from e
+        return [np.asarray(result[i]) for i in range(len(compiled.outputs))]
+
+    def convs(self, shape: tuple[int, ...]) -> tuple[int, int]:
+        """``(u8 / i8, all)`` convolutions OpenVINO executes for an input of ``shape``."""
+        compiled = self._compiled_for(tuple(shape))
+        integer = total = 0
+        for op in compiled.get_runtime_model().get_ordered_ops():
+            info = op.get_rt_info()
+            kind = info["layerType"].astype(str) if "layerType" in info else op.get_type_name()
+            if kind != "Convolution":
+                continue
+            total += 1
+            prec = info["runtimePrecision"].astype(str) if "runtimePrecision" in info else ""
+            integer += prec in ("u8", "i8")
+        return integer, total
