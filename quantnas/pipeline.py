@@ -117,7 +117,17 @@ def _stage(state: RunState, name: str):
 
 
 def run_pipeline(cfg: Config, run_dir: Path, *, resume: bool = False) -> dict:
-    """Run (or resume) the whole job in ``run_dir``; returns the report dict."""
+    """Run (or resume) the whole job in ``run_dir``; returns the report dict.
+
+    The process holds the lock of ``run_dir`` (:func:`quantnas.runlock.hold`) meanwhile.
+    """
+    from quantnas.runlock import holding
+
+    with holding(run_dir, command="run"):
+        return _run_pipeline(cfg, Path(run_dir), resume=resume)
+
+
+def _run_pipeline(cfg: Config, run_dir: Path, *, resume: bool) -> dict:
     from quantnas.report import evaluate_run, write_report
     from quantnas.search.searcher import search
     from quantnas.train import train

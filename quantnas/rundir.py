@@ -19,7 +19,7 @@ from pathlib import Path
 
 from quantnas.errors import QuantNASError
 from quantnas.manifest import MANIFEST, read_manifest, remove_written, tracking
-from quantnas.runlock import LOCK_FILE, RunLock
+from quantnas.runlock import LOCK_FILE, holding
 
 __all__ = [
     "RUN_MARKERS",
@@ -112,7 +112,7 @@ def held(run_dir: Path, *, command: str) -> Iterator[None]:
     """Hold the lock of ``run_dir`` (rank 0 under torchrun; the others write nothing)."""
     from quantnas import distributed as qdist
 
-    with RunLock(run_dir, command=command) if qdist.is_main() else contextlib.nullcontext():
+    with holding(run_dir, command=command) if qdist.is_main() else contextlib.nullcontext():
         yield
 
 
