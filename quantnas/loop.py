@@ -230,7 +230,11 @@ class EpochLoop:
 
     def _run(self, stop_after: int | None) -> Any:
         main = qdist.is_main()  # under torchrun, rank 0 alone validates and writes
+        # rows of epochs the checkpoint does not hold (a run killed between logging an
+        # epoch and saving its checkpoint, resumed or not) are done again, so dropped
+        self.metrics.truncate_after("epoch", self.epoch - 1)
         if main:
+            self.metrics.restore(self.history)  # the metric rows are the checkpoint's history
             atomic_write_text(self.run_dir / "config.yaml", dump(self.cfg))
             self.on_start()
         done = 0

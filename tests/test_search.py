@@ -395,7 +395,7 @@ def test_arch_png_draws_the_exported_genotype_and_logs_say_the_width(tmp_path, m
     the epoch log states BitOps at the final width next to the search width."""
     import logging
 
-    import quantnas.search.searcher as searcher_mod
+    import quantnas.search.records as searcher_mod
 
     drawn = []
     monkeypatch.setattr(

@@ -26,16 +26,16 @@ from quantnas.data.from_config import batches, val_dataset
 from quantnas.data.roles import training_images
 from quantnas.errors import QuantNASError
 from quantnas.evaluate import validate
-from quantnas.fileio import atomic_write_json, atomic_write_text, json_text
+from quantnas.fileio import atomic_write_json
 from quantnas.genotype import Genotype
 from quantnas.loop import EpochLoop
 from quantnas.optim import weight_optimizer
-from quantnas.plots import plot_alpha_evolution, plot_genotype
 from quantnas.runlog import progress
 from quantnas.search.losses import mean_entropy, temperature
+from quantnas.search.records import write_search_records
 from quantnas.search.setup import build_supernet, search_crop, split_images
 from quantnas.search.steps import alpha_step, weight_step
-from quantnas.space import build_network, picture_cells
+from quantnas.space import build_network
 
 log = logging.getLogger(__name__)
 
@@ -243,37 +243,15 @@ class Searcher(EpochLoop):
         atomic_write_json(self.run_dir / "alpha_history.json", self.alpha_history)
 
     def finish(self) -> None:
-        """Plots and every file derived from the state (also when a finished search is
-        resumed: alpha history, per-epoch, last and best genotypes are rewritten from it).
-        """
-        import numpy as np
-
-        geno = self.net.export()
-        files = {"alpha_history.json": json_text(self.alpha_history)}
-        for e in range(len(self.history)):
-            probs = {k: torch.tensor(v[e]) for k, v in self.alpha_history.items()}
-            files[f"genotypes/epoch_{e:03d}.json"] = self.net.export(probs).to_json()
-        files["last_arch.json"] = geno.to_json()
-        chosen, title = geno, "searched architecture (last epoch)"
-        if self.best.get("genotype"):  # arch.png draws what is exported and trained
-            chosen = gt.from_dict(self.best["genotype"], source=str(self.checkpoint_path))
-            files["best_arch.json"] = chosen.to_json()
-            title = f"searched architecture (best epoch {int(self.best['epoch'])})"
-        for name, text in files.items():  # only what is missing or differs is written
-            path = self.run_dir / name
-            if not path.is_file() or path.read_text(encoding="utf-8", errors="replace") != text:
-                atomic_write_text(path, text)
-        table = self.net.layer_table()
-        hist = {k: np.asarray(v) for k, v in self.alpha_history.items()}
-        ops = {k: v["ops"] for k, v in table.items()}
-        plot_alpha_evolution(
-            hist, ops, self.net.bits, self.run_dir / "alphas.png", title="alpha evolution"
+        """Every file derived from the state (also when a finished search is resumed)."""
+        write_search_records(
+            self.net,
+            self.cfg,
+            self.run_dir,
+            alpha_history=self.alpha_history,
+            history=self.history,
+            best=self.best,
         )
-        cells = picture_cells(self.cfg.arch)
-        plot_genotype(chosen.pairs(), self.run_dir / "arch.png", body_cells=cells, title=title)
-        best = self.run_dir / "best_arch.json"
-        if self.epoch >= self.cfg.search.epochs and not best.exists():
-            gt.save(geno, best)
 
     def result(self) -> SearchResult:
         last = self.net.export()

@@ -1,0 +1,104 @@
+"""The files a search derives from its state: alpha history, per-epoch, last and best
+genotypes, the alpha and architecture pictures and the metric rows.
+
+:func:`write_search_records` writes them at the end of a search (also of a resumed,
+finished one); :func:`refresh_search` rewrites them from a finished search's checkpoint
+alone (no data is loaded), as ``run --resume`` does for a search stage it skips.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from quantnas import genotype as gt
+from quantnas.config import Config
+from quantnas.fileio import atomic_write_text, json_text
+from quantnas.plots import plot_alpha_evolution, plot_genotype
+from quantnas.space import picture_cells
+
+__all__ = ["refresh_search", "write_search_records"]
+
+log = logging.getLogger(__name__)
+
+
+def write_search_records(
+    net, cfg: Config, run_dir: Path, *, alpha_history: dict, history: list, best: dict
+) -> gt.Genotype:
+    """Write every file derived from a search's state; returns the last genotype.
+
+    JSON files are written only where missing or different; the pictures always.
+
+    Args:
+        net: The supernet, its alphas those of the state.
+        cfg: The search's config.
+        run_dir: The search's run directory.
+        alpha_history: Probabilities per layer and epoch.
+        history: The per-epoch rows.
+        best: The best epoch's record (with its ``genotype`` once there is one).
+
+    """
+    geno = net.export()
+    files = {"alpha_history.json": json_text(alpha_history)}
+    for e in range(len(history)):
+        probs = {k: torch.tensor(v[e]) for k, v in alpha_history.items()}
+        files[f"genotypes/epoch_{e:03d}.json"] = net.export(probs).to_json()
+    files["last_arch.json"] = geno.to_json()
+    chosen, title = geno, "searched architecture (last epoch)"
+    if best.get("genotype"):  # arch.png draws what is exported and trained
+        chosen = gt.from_dict(best["genotype"], source=str(run_dir / "checkpoint.pt"))
+        files["best_arch.json"] = chosen.to_json()
+        title = f"searched architecture (best epoch {int(best['epoch'])})"
+    elif len(history) >= cfg.search.epochs:  # finished without a best: the last one
+        files["best_arch.json"] = geno.to_json()
+    for name, text in files.items():
+        path = run_dir / name
+        if not path.is_file() or path.read_text(encoding="utf-8", errors="replace") != text:
+            atomic_write_text(path, text)
+    table = net.layer_table()
+    hist = {k: np.asarray(v) for k, v in alpha_history.items()}
+    ops = {k: v["ops"] for k, v in table.items()}
+    plot_alpha_evolution(hist, ops, net.bits, run_dir / "alphas.png", title="alpha evolution")
+    cells = picture_cells(cfg.arch)
+    plot_genotype(chosen.pairs(), run_dir / "arch.png", body_cells=cells, title=title)
+    return geno
+
+
+def refresh_search(cfg: Config, run_dir: Path) -> None:
+    """Rewrite what a finished search in ``run_dir`` derives from its checkpoint.
+
+    Raises:
+        QuantNASError: The checkpoint is missing, corrupt or of another search space.
+
+    """
+    from quantnas.checkpoint import CHECKPOINT, KIND_SEARCH, load_state, restore_run_state
+    from quantnas.errors import QuantNASError
+    from quantnas.metrics_log import MetricLogger
+    from quantnas.search.setup import build_supernet
+
+    net = build_supernet(cfg)
+    path = run_dir / CHECKPOINT
+    got: dict = {}
+
+    def restore(ck: dict, p: Path) -> None:
+        load_state(net, ck["model"], path=p, what="the config's supernet")
+        got.update(ck)
+
+    keys = ("model", "alpha_history", "history", "best")
+    if not restore_run_state(
+        path, kind=KIND_SEARCH, keys=keys, what="search checkpoint", restore=restore
+    ):
+        raise QuantNASError(f"{path} is missing: the finished search cannot be rewritten")
+    MetricLogger(run_dir, tensorboard=False).restore(got["history"])
+    write_search_records(
+        net,
+        cfg,
+        run_dir,
+        alpha_history=got["alpha_history"],
+        history=got["history"],
+        best=got["best"],
+    )
+    log.info("search records in %s rewritten from its checkpoint", run_dir)
