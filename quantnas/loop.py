@@ -108,7 +108,7 @@ class EpochLoop:
         self.lock()  # a second process writing this folder is refused here
         self.run_dir.mkdir(parents=True, exist_ok=True)
         if qdist.is_main():
-            remove_stale_tmp(self.run_dir)
+            remove_stale_tmp(self.run_dir, recursive=True)
         set_threads(cfg.threads)
         self.device = select_device(cfg.device)
         qdist.init(self.device)

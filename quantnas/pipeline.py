@@ -23,7 +23,7 @@ from pathlib import Path
 from quantnas import genotype as gt
 from quantnas.config import Config, dump
 from quantnas.errors import QuantNASError, read_user_text
-from quantnas.fileio import atomic_write_json, atomic_write_text
+from quantnas.fileio import atomic_write_json, atomic_write_text, remove_stale_tmp
 from quantnas.runlog import setup_logging
 
 log = logging.getLogger(__name__)
@@ -151,6 +151,7 @@ def _run_pipeline(cfg: Config, run_dir: Path, *, resume: bool) -> dict:
     from quantnas.train_records import refresh_training
 
     run_dir.mkdir(parents=True, exist_ok=True)
+    remove_stale_tmp(run_dir, recursive=True)  # of a killed run (this process holds the lock)
     setup_logging(run_dir)
     state = RunState(run_dir)
     if not state.done("search"):

@@ -19,7 +19,7 @@ from pathlib import Path
 from quantnas.config import Config, dump, to_dict
 from quantnas.config_checks import check_name
 from quantnas.errors import QuantNASError
-from quantnas.fileio import atomic_write_json, atomic_write_text
+from quantnas.fileio import atomic_write_json, atomic_write_text, remove_stale_tmp
 from quantnas.runlock import LOCK_FILE, holding
 from quantnas.runlog import setup_logging
 from quantnas.sweep import pareto as pm
@@ -223,6 +223,7 @@ def _run_locked(
     ids = [t.trial_id for t in first]
     grid = _check_grid(sweep_dir, ids, config, resume=resume, extend=extend)
     sweep_dir.mkdir(parents=True, exist_ok=True)
+    remove_stale_tmp(sweep_dir)  # of a killed sweep (its trials clean their own folders)
     atomic_write_json(sweep_dir / GRID, {"config_hash": config, "trials": grid})
     setup_logging(sweep_dir)
     atomic_write_text(sweep_dir / "sweep.yaml", dump(cfg))

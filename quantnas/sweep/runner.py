@@ -20,7 +20,7 @@ from quantnas.checkpoint import load_checkpoint, load_state
 from quantnas.config import from_dict
 from quantnas.cost import network_cost
 from quantnas.errors import QuantNASError
-from quantnas.fileio import atomic_write_json
+from quantnas.fileio import atomic_write_json, remove_stale_tmp
 from quantnas.runlog import setup_logging
 from quantnas.sweep.trials import Trial
 
@@ -141,6 +141,7 @@ def _run_trial(trial: dict, cfg_data: dict, out: Path, threads: int, device: str
     t0 = time.time()
     cfg = from_dict(cfg_data)
     cfg.threads, cfg.device = int(threads), device
+    remove_stale_tmp(out, recursive=True)  # of a killed attempt (this process holds the lock)
     setup_logging(out)
     log.info(
         "trial %s (%s, %s, seed %s)",
