@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -53,7 +54,8 @@ def chosen_run_dir(cfg, stage: str, *, resume: str | None, restart: bool) -> Pat
             raise QuantNASError("--resume and --restart exclude each other; choose one")
         d = Path(resume)
         if not d.is_dir():
-            raise QuantNASError(f"--resume: run directory {d} does not exist")
+            what = "is not a folder" if os.path.lexists(d) else "does not exist"
+            raise QuantNASError(f"--resume: run directory {d} {what}")
         return d
     name = cfg.name or f"{stage}-{time.strftime('%Y%m%d-%H%M%S')}"
     return Path(cfg.out_dir) / name

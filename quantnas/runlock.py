@@ -20,6 +20,7 @@ import contextlib
 import json
 import logging
 import os
+import stat
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -43,7 +44,8 @@ LOCK_FILE = ".quantnas-lock"
 def holder(path: str | Path) -> dict:
     """What a lock file says about its holder (``{}`` when it is empty or unreadable)."""
     try:
-        data = json.loads(Path(path).read_text(encoding="utf-8"))
+        with open(path, "rb") as fh:
+            data = json.loads(fh.read(4096))  # a holder writes ~100 bytes; never more read
     except (OSError, ValueError):
         return {}
     return data if isinstance(data, dict) else {}
@@ -81,7 +83,7 @@ class RunLock:
         self._made_dir = not self.dir.exists()
         self.dir.mkdir(parents=True, exist_ok=True)
         while self._fd is None:
-            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+            fd = self._open()
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
@@ -105,6 +107,22 @@ class RunLock:
         os.ftruncate(self._fd, 0)
         os.pwrite(self._fd, json.dumps(me).encode("utf-8"), 0)
         return self
+
+    def _open(self) -> int:
+        """Open (or create) the lock file itself, never a file a link points to."""
+        try:
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0), 0o644)
+        except OSError as e:
+            if not self.path.is_symlink() and not self.path.is_dir():
+                raise
+            raise QuantNASError(
+                f"{self.path} is a {'symbolic link' if self.path.is_symlink() else 'folder'}, "
+                "not the lock file quantnas writes; remove it, then run the command again"
+            ) from e
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            os.close(fd)
+            raise QuantNASError(f"{self.path} is not a regular file; remove it, then run again")
+        return fd
 
     def _busy(self) -> QuantNASError:
         info = holder(self.path)
@@ -195,7 +213,7 @@ def drop_stale(folder: str | Path) -> None:
     if fcntl is None or not path.is_file() or os.path.realpath(folder) in _held:
         return
     try:
-        fd = os.open(path, os.O_RDWR)
+        fd = os.open(path, os.O_RDWR | getattr(os, "O_NOFOLLOW", 0))
     except OSError:
         return
     try:

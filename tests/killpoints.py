@@ -9,8 +9,8 @@ just before write point ``kill_at``.
 
 :func:`artifacts` reads a run directory for comparison: every file byte for byte, except
 what holds wall-clock time (``log.txt`` is left out; ``seconds`` and ``*_s`` values,
-``finished_at`` and the time lines of reports are blanked; checkpoints are compared by
-their contents with the same keys blanked).
+``finished_at``, a sweep's count of ``reused`` trials and the time lines of reports are
+blanked; checkpoints are compared by their contents with the same keys blanked).
 """
 
 from __future__ import annotations
@@ -107,7 +107,9 @@ def run_verb(args: list[str], cwd: Path, *, kill_at: int = 0) -> tuple[int, str,
 
 
 # ----------------------------------------------------------------------- comparison
-_TIME_KEYS = {"seconds", "finished_at", "wall_s"}
+#: Values that describe the invocation, not the result: wall-clock times, and how many
+#: finished trials a (resumed) sweep reused.
+_TIME_KEYS = {"seconds", "finished_at", "wall_s", "reused"}
 _TIME_LINE = re.compile(r"^(- (search|train|eval|report): |time +: ).*$", re.MULTILINE)
 
 

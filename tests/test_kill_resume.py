@@ -112,7 +112,7 @@ def test_killed_after_its_last_write_and_resumed(verb, tmp_path, tmp_path_factor
 
 @pytest.mark.slow
 @pytest.mark.parametrize(
-    ("verb", "spread"), [("search", 5), ("train", 4), ("prepare", 4), ("run", 4), ("sweep", 3)]
+    ("verb", "spread"), [("search", 4), ("train", 3), ("prepare", 3), ("run", 3), ("sweep", 2)]
 )
 def test_killed_anywhere_and_resumed(verb, spread, tmp_path, tmp_path_factory):
     check(verb, spread, tmp_path, tmp_path_factory)
