@@ -63,12 +63,12 @@ def _umask_mode() -> int:
     return 0o666 & ~mask
 
 
-def remove_stale_tmp(directory: str | Path) -> int:
+def remove_stale_tmp(directory: str | Path, *, recursive: bool = False) -> int:
     """Remove temporary files left in ``directory`` by atomic writes that were killed.
 
     Only names of the form ``.<file>.<random>.tmp`` (what :func:`atomic_save` and friends
     create) are removed; call this when a run (re)starts in ``directory``, i.e. when no
-    other writer is active there.
+    other writer is active there. ``recursive`` also cleans every folder below it.
 
     Returns:
         The number of files removed.
@@ -78,7 +78,7 @@ def remove_stale_tmp(directory: str | Path) -> int:
     folder = Path(directory)
     if not folder.is_dir():
         return 0
-    for p in folder.glob(f".*{TMP_SUFFIX}"):
+    for p in (folder.rglob if recursive else folder.glob)(f".*{TMP_SUFFIX}"):
         if p.is_file() and p.name.count(".") >= 3:
             with contextlib.suppress(OSError):
                 p.unlink()

@@ -7,11 +7,14 @@ full-state checkpoint (every registered optimizer and scheduler, RNG states, his
 best) written atomically after each epoch, and the exact resume from it. A subclass says
 what an epoch is (:meth:`EpochLoop.train_epoch`), what is recorded after it
 (:meth:`EpochLoop.end_epoch`) and what its model state is
-(:meth:`EpochLoop.extra_state` / :meth:`EpochLoop.load_extra`).
+(:meth:`EpochLoop.extra_state` / :meth:`EpochLoop.load_extra`). From construction to the
+end of :meth:`EpochLoop.run` the run holds the lock of its directory
+(:func:`quantnas.runlock.hold`), whoever started it: a verb, a sweep trial or a script.
 """
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 import time
@@ -26,6 +29,7 @@ from quantnas.errors import QuantNASError
 from quantnas.fileio import atomic_save, atomic_write_text, remove_stale_tmp
 from quantnas.manifest import record
 from quantnas.rng import rng_state, seed_everything, set_rng_state
+from quantnas.runlock import Hold, hold
 
 log = logging.getLogger(__name__)
 
@@ -79,13 +83,32 @@ class EpochLoop:
     best_metric = ""
     extra_keys: tuple[str, ...] = ()
 
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        """Release the run directory's lock when a subclass's constructor fails."""
+        super().__init_subclass__(**kwargs)
+        init = cls.__dict__.get("__init__")
+        if init is None:
+            return
+
+        @functools.wraps(init)
+        def guarded(self, *args: Any, **kw: Any) -> None:
+            try:
+                init(self, *args, **kw)
+            except BaseException:
+                self.release()
+                raise
+
+        cls.__init__ = guarded  # type: ignore[method-assign]
+
     def __init__(self, cfg: Config, run_dir: Path) -> None:
         self.cfg = cfg
         self.run_dir = Path(run_dir)
+        self._lock: Hold | None = None
         record(self.run_dir, kind="folder")
+        self.lock()  # a second process writing this folder is refused here
         self.run_dir.mkdir(parents=True, exist_ok=True)
         if qdist.is_main():
-            remove_stale_tmp(self.run_dir)
+            remove_stale_tmp(self.run_dir, recursive=True)
         set_threads(cfg.threads)
         self.device = select_device(cfg.device)
         qdist.init(self.device)
@@ -95,6 +118,22 @@ class EpochLoop:
         self.best: dict[str, Any] = {}
         #: Optimizers and schedulers by checkpoint key, saved and restored together.
         self.stateful: dict[str, Any] = {}
+
+    def lock(self) -> None:
+        """Hold the lock of :attr:`run_dir` (rank 0; a no-op while it is held).
+
+        Raises:
+            QuantNASError: Another process writes the run directory (naming its pid).
+
+        """
+        if self._lock is None and qdist.is_main():
+            self._lock = hold(self.run_dir, command=self.noun)
+
+    def release(self) -> None:
+        """Give back the lock of :attr:`run_dir` (:meth:`run` does when it ends)."""
+        if getattr(self, "_lock", None) is not None:
+            self._lock.release()
+            self._lock = None
 
     def open_metrics(self) -> None:
         """Open the run's metric log (after setup, so a failed setup leaves no files)."""
@@ -156,6 +195,7 @@ class EpochLoop:
 
     def resume(self, path: Path | None = None) -> bool:
         """Restore the full state from ``run_dir/checkpoint.pt`` if present."""
+        self.lock()
         path = path or self.checkpoint_path
         keys = (*self.extra_keys, "model", *self.stateful, "rng", "epoch", "history", "best")
         what = f"{self.noun} checkpoint"
@@ -178,9 +218,23 @@ class EpochLoop:
 
     # --------------------------------------------------------------------- run
     def run(self, *, stop_after: int | None = None) -> Any:
-        """Run from the current epoch to the end (or ``stop_after`` epochs, for tests)."""
+        """Run from the current epoch to the end (or ``stop_after`` epochs, for tests).
+
+        The lock of the run directory is released when it returns or raises.
+        """
+        self.lock()
+        try:
+            return self._run(stop_after)
+        finally:
+            self.release()
+
+    def _run(self, stop_after: int | None) -> Any:
         main = qdist.is_main()  # under torchrun, rank 0 alone validates and writes
+        # rows of epochs the checkpoint does not hold (a run killed between logging an
+        # epoch and saving its checkpoint, resumed or not) are done again, so dropped
+        self.metrics.truncate_after("epoch", self.epoch - 1)
         if main:
+            self.metrics.restore(self.history)  # the metric rows are the checkpoint's history
             atomic_write_text(self.run_dir / "config.yaml", dump(self.cfg))
             self.on_start()
         done = 0

@@ -155,6 +155,7 @@ def remove_written(run_dir: str | Path) -> list[str]:
 
     """
     from quantnas.fileio import remove_stale_tmp
+    from quantnas.runlock import drop_stale
 
     root = Path(run_dir)
     entries = read_manifest(root) or []
@@ -173,6 +174,7 @@ def remove_written(run_dir: str | Path) -> list[str]:
             shutil.rmtree(target)
     for folder in sorted(folders, key=lambda p: len(p.parts), reverse=True):
         remove_stale_tmp(folder)
+        drop_stale(folder)  # the lock file a killed run left in a subfolder
         with contextlib.suppress(OSError):
             folder.rmdir()  # only when empty: a foreign file keeps its folder
     remove_stale_tmp(root)

@@ -74,7 +74,8 @@ class MetricLogger:
         self._rows: list[dict[str, Any]] = self._load_existing()
         if self._rows:
             logger.info("continuing %d existing metric row(s) in %s", len(self._rows), self.run_dir)
-            # Drop a partial last line left by an interrupted write.
+        if self.jsonl_path.is_file() and self.jsonl_path.stat().st_size:
+            # Drop a partial last line left by an interrupted write (even the first row's).
             self._rewrite_file()
         self._writer: Any = None
         self._writer_cls: Any = None
@@ -217,6 +218,15 @@ class MetricLogger:
                     log_dir=str(self.run_dir / self.TB_DIR), purge_step=purge
                 )
         return dropped
+
+    def restore(self, rows: list[Mapping[str, Any]]) -> None:
+        """Make ``metrics.jsonl`` hold exactly ``rows`` (a run's history from its checkpoint),
+        rewriting it only when it differs (a deleted, cut or edited file).
+        """
+        clean = [{str(k): _plain(v) for k, v in row.items()} for row in rows]
+        if clean != self._rows or not self.jsonl_path.is_file():
+            self._rows = clean
+            self._rewrite_file()
 
     def close(self) -> None:
         """Flush and close the TensorBoard writer (``metrics.jsonl`` is written per row)."""

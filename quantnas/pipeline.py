@@ -8,7 +8,10 @@ Layout of a run directory::
     eval.json  samples/  side_by_side.png
 
 ``state.json`` records the finished stages; ``--resume RUN_DIR`` skips them and resumes
-the unfinished stage from its own checkpoint.
+the unfinished stage from its own checkpoint. What a skipped stage derived from its
+checkpoint (genotypes, alpha history, metric rows, pictures) is rewritten where it
+differs, and the evaluation is done again when one of its files (recorded by SHA-256 in
+``state.json``) was changed or lost.
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ from pathlib import Path
 from quantnas import genotype as gt
 from quantnas.config import Config, dump
 from quantnas.errors import QuantNASError, read_user_text
-from quantnas.fileio import atomic_write_json, atomic_write_text
+from quantnas.fileio import atomic_write_json, atomic_write_text, remove_stale_tmp
 from quantnas.runlog import setup_logging
 
 log = logging.getLogger(__name__)
@@ -101,6 +104,19 @@ def preflight(cfg: Config) -> None:
     )
 
 
+def _eval_files(run_dir: Path) -> dict[str, str]:
+    """SHA-256 of each file the eval stage wrote (recorded, so a resume sees one changed)."""
+    import hashlib
+
+    paths = [run_dir / "eval.json", run_dir / "side_by_side.png"]
+    paths += sorted((run_dir / "samples").rglob("*"))
+    return {
+        p.relative_to(run_dir).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in paths
+        if p.is_file()
+    }
+
+
 def _stage(state: RunState, name: str):
     class _Timer:
         def __enter__(self):
@@ -117,12 +133,25 @@ def _stage(state: RunState, name: str):
 
 
 def run_pipeline(cfg: Config, run_dir: Path, *, resume: bool = False) -> dict:
-    """Run (or resume) the whole job in ``run_dir``; returns the report dict."""
+    """Run (or resume) the whole job in ``run_dir``; returns the report dict.
+
+    The process holds the lock of ``run_dir`` (:func:`quantnas.runlock.hold`) meanwhile.
+    """
+    from quantnas.runlock import holding
+
+    with holding(run_dir, command="run"):
+        return _run_pipeline(cfg, Path(run_dir), resume=resume)
+
+
+def _run_pipeline(cfg: Config, run_dir: Path, *, resume: bool) -> dict:
     from quantnas.report import evaluate_run, write_report
+    from quantnas.search.records import refresh_search
     from quantnas.search.searcher import search
     from quantnas.train import train
+    from quantnas.train_records import refresh_training
 
     run_dir.mkdir(parents=True, exist_ok=True)
+    remove_stale_tmp(run_dir, recursive=True)  # of a killed run (this process holds the lock)
     setup_logging(run_dir)
     state = RunState(run_dir)
     if not state.done("search"):
@@ -132,6 +161,8 @@ def run_pipeline(cfg: Config, run_dir: Path, *, resume: bool = False) -> dict:
         with _stage(state, "search") as t:
             res = search(cfg, run_dir / "search", resume=resume)
             state.finish("search", time.time() - t.t0, best_epoch=res.best_epoch)
+    else:  # what the finished search derives from its checkpoint, rewritten where it differs
+        refresh_search(cfg, run_dir / "search")
     geno = gt.load(run_dir / "search" / "best_arch.json")
     log.info("searched genotype: %s", geno)
     if not state.done("train"):
@@ -140,10 +171,12 @@ def run_pipeline(cfg: Config, run_dir: Path, *, resume: bool = False) -> dict:
             state.finish(
                 "train", time.time() - t.t0, best_epoch=res.best_epoch, best_psnr=res.best_psnr
             )
-    if not state.done("eval"):
-        with _stage(state, "eval") as t:
+    else:
+        refresh_training(cfg, run_dir / "train", geno)
+    if not state.done("eval") or state.info("eval").get("files") != _eval_files(run_dir):
+        with _stage(state, "eval") as t:  # (again when one of its files was changed or lost)
             evaluate_run(cfg, run_dir)
-            state.finish("eval", time.time() - t.t0)
+            state.finish("eval", time.time() - t.t0, files=_eval_files(run_dir))
     with _stage(state, "report") as t:
         report = write_report(cfg, run_dir, state.data)
         state.finish("report", time.time() - t.t0)

@@ -193,7 +193,8 @@ def write_report(cfg: Config, run_dir: Path, state: dict) -> dict:
     secs = state.get("seconds", {})
     md += [
         "\n## Time\n",
-        *(f"- {k}: {v:.1f} s" for k, v in secs.items()),
+        # the stages before the report (its own time is not known while it is written)
+        *(f"- {k}: {v:.1f} s" for k, v in secs.items() if k != "report"),
         "\n## Pictures\n",
         "![alpha evolution](search/alphas.png)\n",
         "![training](train/training.png)\n",

@@ -13,13 +13,14 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 from quantnas.errors import QuantNASError
 from quantnas.manifest import MANIFEST, read_manifest, remove_written, tracking
-from quantnas.runlock import LOCK_FILE, RunLock
+from quantnas.runlock import LOCK_FILE, holding
 
 __all__ = [
     "RUN_MARKERS",
@@ -53,7 +54,8 @@ def chosen_run_dir(cfg, stage: str, *, resume: str | None, restart: bool) -> Pat
             raise QuantNASError("--resume and --restart exclude each other; choose one")
         d = Path(resume)
         if not d.is_dir():
-            raise QuantNASError(f"--resume: run directory {d} does not exist")
+            what = "is not a folder" if os.path.lexists(d) else "does not exist"
+            raise QuantNASError(f"--resume: run directory {d} {what}")
         return d
     name = cfg.name or f"{stage}-{time.strftime('%Y%m%d-%H%M%S')}"
     return Path(cfg.out_dir) / name
@@ -112,7 +114,7 @@ def held(run_dir: Path, *, command: str) -> Iterator[None]:
     """Hold the lock of ``run_dir`` (rank 0 under torchrun; the others write nothing)."""
     from quantnas import distributed as qdist
 
-    with RunLock(run_dir, command=command) if qdist.is_main() else contextlib.nullcontext():
+    with holding(run_dir, command=command) if qdist.is_main() else contextlib.nullcontext():
         yield
 
 

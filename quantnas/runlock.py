@@ -6,6 +6,12 @@ folder, a ``--resume`` while the first process still runs) is refused with one l
 naming the holder's pid. The kernel drops the lock when its process ends, however it
 ends, so the lock file of a killed process is simply taken over. The file is removed when
 the lock is released. Where ``fcntl`` does not exist (Windows) runs are not locked.
+
+Every writer of a run directory holds its lock through :func:`hold`: the verbs, the
+library's :class:`~quantnas.loop.EpochLoop` runs (``Searcher``, ``Trainer``),
+:func:`~quantnas.pipeline.run_pipeline` and each sweep trial, in whatever process it runs.
+Within one process :func:`hold` is reentrant (the ``search`` verb and the ``Searcher`` it
+starts share one lock); a second process is refused.
 """
 
 from __future__ import annotations
@@ -14,7 +20,9 @@ import contextlib
 import json
 import logging
 import os
+import stat
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from types import TracebackType
 
@@ -25,7 +33,7 @@ try:
 except ImportError:  # pragma: no cover - Windows
     fcntl = None  # type: ignore[assignment]
 
-__all__ = ["LOCK_FILE", "RunLock", "holder"]
+__all__ = ["LOCK_FILE", "Hold", "RunLock", "drop_stale", "hold", "holder", "holding"]
 
 log = logging.getLogger(__name__)
 
@@ -36,7 +44,8 @@ LOCK_FILE = ".quantnas-lock"
 def holder(path: str | Path) -> dict:
     """What a lock file says about its holder (``{}`` when it is empty or unreadable)."""
     try:
-        data = json.loads(Path(path).read_text(encoding="utf-8"))
+        with open(path, "rb") as fh:
+            data = json.loads(fh.read(4096))  # a holder writes ~100 bytes; never more read
     except (OSError, ValueError):
         return {}
     return data if isinstance(data, dict) else {}
@@ -74,7 +83,7 @@ class RunLock:
         self._made_dir = not self.dir.exists()
         self.dir.mkdir(parents=True, exist_ok=True)
         while self._fd is None:
-            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+            fd = self._open()
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
@@ -98,6 +107,22 @@ class RunLock:
         os.ftruncate(self._fd, 0)
         os.pwrite(self._fd, json.dumps(me).encode("utf-8"), 0)
         return self
+
+    def _open(self) -> int:
+        """Open (or create) the lock file itself, never a file a link points to."""
+        try:
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0), 0o644)
+        except OSError as e:
+            if not self.path.is_symlink() and not self.path.is_dir():
+                raise
+            raise QuantNASError(
+                f"{self.path} is a {'symbolic link' if self.path.is_symlink() else 'folder'}, "
+                "not the lock file quantnas writes; remove it, then run the command again"
+            ) from e
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            os.close(fd)
+            raise QuantNASError(f"{self.path} is not a regular file; remove it, then run again")
+        return fd
 
     def _busy(self) -> QuantNASError:
         info = holder(self.path)
@@ -133,3 +158,68 @@ class RunLock:
         tb: TracebackType | None,
     ) -> None:
         self.release()
+
+
+#: The locks this process holds through :func:`hold`: real path -> [lock, holders].
+_held: dict[str, list] = {}
+
+
+class Hold:
+    """One holder's share of a lock taken with :func:`hold`; :meth:`release` gives it back."""
+
+    def __init__(self, key: str) -> None:
+        self._key: str | None = key
+
+    def release(self) -> None:
+        """Give back this share (idempotent); the last share releases the lock."""
+        key, self._key = self._key, None
+        if key is None or key not in _held:
+            return
+        entry = _held[key]
+        entry[1] -= 1
+        if entry[1] <= 0:
+            del _held[key]
+            entry[0].release()
+
+
+def hold(run_dir: str | Path, *, command: str) -> Hold:
+    """Hold the lock of ``run_dir`` for this process (reentrant within the process).
+
+    Raises:
+        QuantNASError: Another process holds it (naming its pid).
+
+    """
+    key = os.path.realpath(run_dir)
+    if key in _held:
+        _held[key][1] += 1
+    else:
+        _held[key] = [RunLock(run_dir, command=command).acquire(), 1]
+    return Hold(key)
+
+
+@contextlib.contextmanager
+def holding(run_dir: str | Path, *, command: str) -> Iterator[None]:
+    """:func:`hold` for the duration of a ``with`` block."""
+    share = hold(run_dir, command=command)
+    try:
+        yield
+    finally:
+        share.release()
+
+
+def drop_stale(folder: str | Path) -> None:
+    """Remove the lock file in ``folder`` if no process holds it (a killed holder's)."""
+    path = Path(folder) / LOCK_FILE
+    if fcntl is None or not path.is_file() or os.path.realpath(folder) in _held:
+        return
+    try:
+        fd = os.open(path, os.O_RDWR | getattr(os, "O_NOFOLLOW", 0))
+    except OSError:
+        return
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        path.unlink()
+    except OSError:
+        pass  # held by a live process (or already gone): kept
+    finally:
+        os.close(fd)

@@ -32,9 +32,9 @@ from quantnas.fileio import atomic_save
 from quantnas.genotype import Genotype
 from quantnas.loop import EpochLoop
 from quantnas.optim import pixel_loss, weight_optimizer
-from quantnas.plots import plot_genotype, plot_training_curves
 from quantnas.runlog import progress
-from quantnas.space import build_network, picture_cells, set_quantized
+from quantnas.space import build_network, set_quantized
+from quantnas.train_records import write_training_records
 
 log = logging.getLogger(__name__)
 
@@ -269,14 +269,7 @@ class Trainer(EpochLoop):
         return bool(gains) and max(gains) < self.cfg.train.stall_margin
 
     def finish(self) -> None:
-        plot_training_curves(self.history, self.run_dir / "training.png", title="training (QAT)")
-        if self.genotype is not None:
-            plot_genotype(
-                self.genotype.pairs(),
-                self.run_dir / "arch.png",
-                body_cells=picture_cells(self.cfg.arch),
-                title="trained architecture",
-            )
+        write_training_records(self.cfg, self.run_dir, self.genotype, self.history)
 
     def result(self) -> TrainResult:
         return TrainResult(

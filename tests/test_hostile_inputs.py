@@ -884,6 +884,38 @@ def test_resume_of_a_finished_search_rewrites_what_the_checkpoint_holds(tmp_path
     assert (run / "alphas.png").stat().st_size > 0 and (run / "arch.png").stat().st_size > 0
 
 
+def test_resume_of_a_finished_training_rewrites_what_the_checkpoint_holds(tmp_path, capsys):
+    run = tmp_path / "t"
+    assert main(["train", f"out_dir={tmp_path}", "name=t", *TINY]) == 0
+    derived = ["genotype.json", "metrics.jsonl", "training.png", "arch.png"]
+    before = {name: (run / name).read_bytes() for name in derived}
+    (run / "genotype.json").write_text('{"trunc')
+    lines = (run / "metrics.jsonl").read_text().splitlines(keepends=True)
+    (run / "metrics.jsonl").write_text(lines[0])  # a row lost
+    (run / "training.png").write_bytes(b"\x89PNG cut")
+    (run / "arch.png").unlink()
+    assert main(["train", "--resume", str(run)]) == 0
+    assert {name: (run / name).read_bytes() for name in derived} == before
+
+
+def test_resume_of_a_finished_run_rewrites_every_derived_file(tmp_path, capsys):
+    from killpoints import artifacts, differences
+    from tiny_runs import RUN
+
+    run = tmp_path / "r"
+    assert main(["run", f"out_dir={tmp_path}", "name=r", *RUN]) == 0
+    before = artifacts(run)
+    sample = sorted((run / "samples").rglob("*.png"))[0]
+    sample.write_bytes(sample.read_bytes()[:100])
+    for name in ["search/alpha_history.json", "search/metrics.jsonl", "search/alphas.png",
+                 "train/training.png", "eval.json", "side_by_side.png", "report.md"]:
+        (run / name).unlink()
+    (run / "search" / "genotypes" / "epoch_000.json").write_text("garbage")
+    (run / "train" / "genotype.json").write_text("{}")
+    assert main(["run", "--resume", str(run)]) == 0
+    assert differences(artifacts(run), before) == []
+
+
 def test_prepare_removes_stale_partial_folders_of_the_same_out(tmp_path, capsys):
     src = folder(tmp_path / "src")
     out = tmp_path / "out"
@@ -930,3 +962,55 @@ def test_tiny_images_error_names_the_image(tmp_path, capsys):
     folder(tmp_path / "tiny", names=("t0.png", "t1.png"), size=(8, 8))
     code = main(["eval", "--model", "bicubic", "--scale", "4", "--data", str(tmp_path / "tiny")])
     one_error(code, capsys, "image t0", "empty after cropping 4")
+
+
+# --------------------------------------------- 10. run directories, tried carelessly
+def test_a_lock_file_that_is_a_link_or_a_folder_is_refused_and_nothing_written(tmp_path, capsys):
+    notes = tmp_path / "notes.txt"
+    notes.write_text("my notes")
+    link, folder_lock = tmp_path / "a", tmp_path / "b"
+    link.mkdir()
+    (link / ".quantnas-lock").symlink_to(notes)  # writing the pid would clobber the notes
+    folder_lock.mkdir()
+    (folder_lock / ".quantnas-lock").mkdir()
+    for name, what in (("a", "is a symbolic link"), ("b", "is a folder")):
+        code = main(["train", f"out_dir={tmp_path}", f"name={name}", *TINY])
+        one_error(code, capsys, str(tmp_path / name / ".quantnas-lock"), what, "remove it")
+    assert notes.read_text() == "my notes"
+    assert [p.name for p in link.iterdir()] == [".quantnas-lock"]
+
+
+def test_resume_of_a_file_says_it_is_not_a_folder(tmp_path, capsys):
+    f = tmp_path / "run.txt"
+    f.write_text("x")
+    one_error(main(["search", "--resume", str(f), *TINY]), capsys, str(f), "is not a folder")
+
+
+def test_a_run_name_too_long_for_the_file_system(tmp_path, capsys):
+    code = main(["train", f"out_dir={tmp_path}", "name=" + "x" * 300, *TINY])
+    one_error(code, capsys, "File name too long")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_huge_lock_file_is_read_only_in_part(tmp_path):
+    from quantnas.runlock import LOCK_FILE, RunLock, holder
+
+    run = tmp_path / "r"
+    run.mkdir()
+    with open(run / LOCK_FILE, "wb") as fh:  # 8 GiB, sparse: reading it whole would not fit
+        fh.truncate(8 * 1024**3)
+    assert holder(run / LOCK_FILE) == {}
+    with RunLock(run, command="train"):  # no process holds it: taken over
+        assert holder(run / LOCK_FILE)["command"] == "train"
+
+
+def test_a_metrics_file_cut_inside_its_first_row_is_repaired_on_resume(tmp_path, capsys):
+    run = tmp_path / "t"
+    args = ["train", f"out_dir={tmp_path}", "name=t", *TINY]
+    assert main([*args, "train.epochs=1"]) == 0
+    whole = (run / "metrics.jsonl").read_bytes()
+    (run / "checkpoint.pt").unlink()  # as if killed while the first epoch was recorded
+    (run / "metrics.jsonl").write_bytes(whole[:25])
+    assert main(["train", "--resume", str(run)]) == 0
+    rows = [json.loads(ln) for ln in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in rows] == [0]

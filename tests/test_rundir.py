@@ -4,6 +4,7 @@ one writer per run directory, and names that stay inside ``out_dir``.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -137,12 +138,13 @@ def test_lock_released_on_errors(tmp_path, capsys):
         pass
 
 
-def test_lock_of_a_live_process_refuses_and_of_a_dead_one_is_taken_over(tmp_path, capsys):
-    run = tmp_path / "r"
+@contextlib.contextmanager
+def locked_by_child(*runs: Path):
+    """Another process holds the locks of ``runs``; yields it (killed -9 on exit)."""
     code = (
         "import sys, time\n"
         "from quantnas.runlock import RunLock\n"
-        f"RunLock({str(run)!r}, command='train').acquire()\n"
+        f"for d in {[str(r) for r in runs]!r}: RunLock(d, command='train').acquire()\n"
         "print('ready', flush=True)\n"
         "time.sleep(120)\n"
     )
@@ -150,10 +152,17 @@ def test_lock_of_a_live_process_refuses_and_of_a_dead_one_is_taken_over(tmp_path
     child = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, cwd=root)
     try:
         assert child.stdout.readline().strip() == b"ready"
-        one_error(main(["train", "--resume", str(run), *TINY]), capsys, f"process {child.pid}")
+        yield child
     finally:
         child.send_signal(signal.SIGKILL)
         child.wait()
+        child.stdout.close()
+
+
+def test_lock_of_a_live_process_refuses_and_of_a_dead_one_is_taken_over(tmp_path, capsys):
+    run = tmp_path / "r"
+    with locked_by_child(run) as child:
+        one_error(main(["train", "--resume", str(run), *TINY]), capsys, f"process {child.pid}")
     assert holder(run / LOCK_FILE)["pid"] == child.pid  # left behind by the killed holder
     with RunLock(run, command="train"):
         assert holder(run / LOCK_FILE)["pid"] == os.getpid()
@@ -189,3 +198,123 @@ def test_sweep_names_stay_inside_out_dir(tmp_path, capsys, name):
 def test_nested_run_names_are_fine(capsys):
     assert main(["config", "name=exp/a"]) == 0
     assert "name: exp/a" in capsys.readouterr().out
+
+
+# ---------------------------------------------- every writer holds the lock, not only verbs
+def _tiny_cfg(tmp_path: Path, *extra: str):
+    from quantnas.config import load_config
+
+    return load_config(preset="default", overrides=[*TINY, f"out_dir={tmp_path}", *extra])
+
+
+def test_library_runs_and_sweep_trials_are_refused_while_another_process_writes(tmp_path):
+    from quantnas import genotype as gt
+    from quantnas.config import to_dict
+    from quantnas.pipeline import run_pipeline
+    from quantnas.search.searcher import Searcher
+    from quantnas.sweep.runner import run_trial
+    from quantnas.sweep.trials import Trial
+    from quantnas.train import Trainer
+
+    cfg = _tiny_cfg(tmp_path)
+    dirs = [tmp_path / n for n in ("t", "s", "r", "trial")]
+    trial = Trial("espcn", "bits=8", 0, bits=8).to_dict()
+    starts = [
+        lambda: Trainer(cfg, dirs[0], gt.DEFAULT),
+        lambda: Searcher(cfg, dirs[1]),
+        lambda: run_pipeline(cfg, dirs[2]),
+        lambda: run_trial(trial, to_dict(cfg), str(dirs[3])),
+    ]
+    with locked_by_child(*dirs) as child:
+        for start, d in zip(starts, dirs, strict=True):
+            with pytest.raises(QuantNASError, match=f"{d} is in use by process {child.pid} "):
+                start()
+            assert [p.name for p in d.iterdir()] == [LOCK_FILE]  # nothing written
+
+
+def test_a_library_run_holds_its_lock_from_construction_to_the_end_of_run(tmp_path, monkeypatch):
+    from quantnas import genotype as gt
+    from quantnas.train import Trainer
+
+    run = tmp_path / "t"
+    seen = []
+    real = Trainer.train_epoch
+
+    def spy(self, epoch):
+        seen.append(holder(run / LOCK_FILE).get("pid"))
+        with pytest.raises(QuantNASError, match=f"in use by process {os.getpid()}"):
+            RunLock(run, command="train").acquire()  # as a second process would be
+        return real(self, epoch)
+
+    monkeypatch.setattr(Trainer, "train_epoch", spy)
+    t = Trainer(_tiny_cfg(tmp_path), run, gt.DEFAULT)
+    assert holder(run / LOCK_FILE)["command"] == "training"
+    t.run(stop_after=1)
+    assert not (run / LOCK_FILE).exists()  # released when run() returns
+    t.run()  # taken again for the rest of the run
+    assert seen == [os.getpid(), os.getpid()] and not (run / LOCK_FILE).exists()
+
+
+def test_a_failing_constructor_releases_the_lock(tmp_path):
+    from quantnas import genotype as gt
+    from quantnas.search.searcher import Searcher
+    from quantnas.train import Trainer
+
+    cfg = _tiny_cfg(tmp_path, f"data.train={tmp_path / 'missing'}")
+    for start, d in [
+        (lambda d: Trainer(cfg, d, gt.DEFAULT), tmp_path / "t"),
+        (lambda d: Searcher(cfg, d), tmp_path / "s"),
+    ]:
+        with pytest.raises(QuantNASError, match="missing"):
+            start(d)
+        assert not (d / LOCK_FILE).exists()
+        with RunLock(d, command="x"):
+            pass
+
+
+def test_a_killed_library_run_leaves_a_lock_that_the_next_one_takes_over(tmp_path, caplog):
+    from quantnas import genotype as gt
+    from quantnas.train import Trainer
+
+    run = tmp_path / "t"
+    with locked_by_child(run) as child:
+        pass
+    assert holder(run / LOCK_FILE)["pid"] == child.pid
+    with caplog.at_level("INFO", logger="quantnas.runlock"):
+        Trainer(_tiny_cfg(tmp_path, "train.epochs=1"), run, gt.DEFAULT).run()
+    assert f"taking over the lock of process {child.pid}" in caplog.text
+    assert (run / "best.pt").is_file() and not (run / LOCK_FILE).exists()
+
+
+def test_sweep_trial_held_by_another_process_fails_alone_and_resumes_later(tmp_path, capsys):
+    args = ["sweep", "-d", "w", "--engine", "local", f"out_dir={tmp_path}", *TINY]
+    args += ["sweep.methods=[baseline]", "sweep.baselines=[espcn]"]
+    assert main([*args, "sweep.baseline_bits=[8]"]) == 0
+    args += ["sweep.baseline_bits=[4,8]", "--resume"]
+    with locked_by_child(tmp_path / "w" / "trials" / "espcn_b4_s0") as child:
+        assert main([*args, "--extend"]) == 0
+    rows = {r["trial_id"]: r for r in map(json.loads, (tmp_path / "w" / "results.jsonl").open())}
+    assert rows["espcn_b4_s0"]["status"] == "failed"
+    assert f"is in use by process {child.pid}" in rows["espcn_b4_s0"]["error"]
+    assert rows["espcn_b8_s0"]["status"] == "ok"
+    assert main(args) == 0  # the killed holder's lock is taken over
+    rows = [json.loads(ln) for ln in (tmp_path / "w" / "results.jsonl").open()]
+    assert {r["trial_id"]: r["status"] for r in rows} == {"espcn_b4_s0": "ok", "espcn_b8_s0": "ok"}
+    assert not list((tmp_path / "w").rglob(LOCK_FILE))
+
+
+def test_restart_drops_the_lock_file_a_killed_run_left_in_a_subfolder(tmp_path):
+    from quantnas.manifest import remove_written
+
+    run = tmp_path / "r"
+
+    def write():
+        with tracking(run, strict=True):
+            atomic_write_text(run / "search" / "config.yaml", "a: 1\n")
+
+    write()
+    with locked_by_child(run / "search"):
+        remove_written(run)
+        assert (run / "search" / LOCK_FILE).exists()  # a live holder's lock is kept
+    write()
+    assert remove_written(run) == [] and not (run / "search").exists()  # a dead one's is not

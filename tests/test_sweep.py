@@ -384,6 +384,27 @@ def test_ray_engine_records_failures_after_retries(ray_session, tmp_path):
     assert ray_session.is_initialized()  # the engine did not start it, so it keeps it
 
 
+def test_ray_trial_holds_the_lock_of_its_directory(ray_session, tmp_path):
+    """A trial in a Ray worker is refused while another process writes its folder."""
+    from test_rundir import locked_by_child
+
+    from quantnas.config import to_dict
+    from quantnas.runlock import LOCK_FILE
+    from quantnas.sweep.engines import Job, RayEngine
+    from quantnas.sweep.runner import run_trial
+
+    cfg = load_config(overrides=[*TINY, f"out_dir={tmp_path}"])
+    trial = Trial("espcn", "bits=8", 0, bits=8).to_dict()
+    d = tmp_path / "trials" / trial["trial_id"]
+    eng = RayEngine(cpus_per_trial=1)
+    with locked_by_child(d) as child:
+        out = list(eng.run([Job("t", run_trial, (trial, to_dict(cfg), str(d)), {})]))
+    [(key, result, error)] = out
+    assert key == "t" and result is None
+    assert error.startswith(f"QuantNASError: run directory {d} is in use by process {child.pid} ")
+    assert [p.name for p in d.iterdir()] == [LOCK_FILE]
+
+
 @pytest.mark.slow
 def test_tiny_sweep_on_local_ray(ray_session, tmp_path):
     args = [

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import errno
+import os
 import sys
 
 from quantnas.cli.commands import DEFAULT_PRESET
@@ -24,7 +25,9 @@ def _environment_error(e: OSError | MemoryError, args: argparse.Namespace) -> st
     """One line for a failure of the machine rather than of the input (disk, memory)."""
     run_dir = getattr(args, "run_dir", None)
     resumable = (
-        run_dir is not None and args.command in ("search", "train", "run") and run_dir.is_dir()
+        run_dir is not None
+        and args.command in ("search", "train", "run")
+        and os.path.isdir(run_dir)  # False, not an error, for a name too long for the OS
     )
     hint = f"; fix it, then resume with: quantnas {args.command} --resume {run_dir}"
     if isinstance(e, MemoryError):

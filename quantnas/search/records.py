@@ -1,28 +1,32 @@
-"""What a search leaves in its run directory besides checkpoints: the files derived from
-its state (alpha history, per-epoch / last / best genotypes, the ``path`` selection,
-plots) and the per-layer decision margins.
+"""The files a search derives from its state: alpha history, per-epoch, last and best
+genotypes (the argmax, repaired into the budget band with ``search.target_bitops``), the
+``path`` selection, the alpha and architecture pictures and the metric rows; and the
+per-layer decision margins.
 
-:func:`write_derived` writes them at the end of a search and again when a finished search
-is resumed; only what is missing or differs is rewritten.
+:func:`write_search_records` writes them at the end of a search (also of a resumed,
+finished one); :func:`refresh_search` rewrites them from a finished search's checkpoint
+(no training data is loaded; the ``path`` selector reads the validation images), as
+``run --resume`` does for a search stage it skips.
 """
 
 from __future__ import annotations
 
+import logging
 import math
-from typing import TYPE_CHECKING
+from pathlib import Path
 
 import numpy as np
 import torch
 
 from quantnas import genotype as gt
+from quantnas.config import Config
 from quantnas.fileio import atomic_write_text, json_text
 from quantnas.plots import plot_alpha_evolution, plot_genotype
 from quantnas.space import picture_cells
 
-if TYPE_CHECKING:
-    from quantnas.search.searcher import Searcher
+__all__ = ["margins", "refresh_search", "write_search_records"]
 
-__all__ = ["margins", "write_derived"]
+log = logging.getLogger(__name__)
 
 
 def margins(probs: dict[str, torch.Tensor]) -> dict[str, float]:
@@ -38,37 +42,109 @@ def margins(probs: dict[str, torch.Tensor]) -> dict[str, float]:
     return out
 
 
-def write_derived(s: Searcher) -> None:
-    """Every file derived from the search's state (see the module docstring)."""
-    chooser = s.chooser
+def write_search_records(
+    net,
+    cfg: Config,
+    run_dir: Path,
+    *,
+    alpha_history: dict,
+    history: list,
+    best: dict,
+    chooser=None,
+    val_images: list | None = None,
+    device: torch.device | str = "cpu",
+) -> gt.Genotype:
+    """Write every file derived from a search's state; returns the last genotype.
+
+    JSON files are written only where missing or different; the pictures always.
+
+    Args:
+        net: The supernet, its alphas those of the state.
+        cfg: The search's config.
+        run_dir: The search's run directory.
+        alpha_history: Probabilities per layer and epoch.
+        history: The per-epoch rows.
+        best: The best epoch's record (with its ``genotype`` once there is one).
+        chooser: The search's :class:`~quantnas.search.choose.Chooser` (built when None).
+        val_images: Validation images (the ``path`` selector scores on them).
+        device: Where the ``path`` selector runs the supernet.
+
+    """
+    from quantnas.search.choose import Chooser
+
+    chooser = chooser if chooser is not None else Chooser(net, cfg)
     geno = chooser.argmax()
-    files = {"alpha_history.json": json_text(s.alpha_history)}
-    for e in range(len(s.history)):
-        probs = {k: torch.tensor(v[e]) for k, v in s.alpha_history.items()}
+    files = {"alpha_history.json": json_text(alpha_history)}
+    for e in range(len(history)):
+        probs = {k: torch.tensor(v[e]) for k, v in alpha_history.items()}
         files[f"genotypes/epoch_{e:03d}.json"] = chooser.argmax(probs).to_json()
     files["last_arch.json"] = geno.to_json()
     chosen, title = geno, "searched architecture (last epoch)"
-    finished = s.epoch >= s.cfg.search.epochs
-    if s.cfg.search.select == "path" and finished:
-        chosen, scored = chooser.select_path(s.val_images, s.device)
-        files["selection.json"] = json_text([
-            {"genotype": g.to_dict(), "bitops": b, "gain_db": v} for g, b, v in scored
-        ])
+    finished = len(history) >= cfg.search.epochs
+    if cfg.search.select == "path" and finished and val_images is not None:
+        chosen, scored = chooser.select_path(val_images, device)
+        files["selection.json"] = json_text(
+            [{"genotype": g.to_dict(), "bitops": b, "gain_db": v} for g, b, v in scored]
+        )
         files["best_arch.json"] = chosen.to_json()
         title = f"searched architecture (path selection of {len(scored)})"
-    elif s.best.get("genotype"):  # arch.png draws what is exported and trained
-        chosen = gt.from_dict(s.best["genotype"], source=str(s.checkpoint_path))
+    elif best.get("genotype"):  # arch.png draws what is exported and trained
+        chosen = gt.from_dict(best["genotype"], source=str(run_dir / "checkpoint.pt"))
         files["best_arch.json"] = chosen.to_json()
-        title = f"searched architecture (best epoch {int(s.best['epoch'])})"
-    elif finished:
+        title = f"searched architecture (best epoch {int(best['epoch'])})"
+    elif finished:  # finished without a best: the last one
         files["best_arch.json"] = geno.to_json()
     for name, text in files.items():
-        path = s.run_dir / name
+        path = run_dir / name
         if not path.is_file() or path.read_text(encoding="utf-8", errors="replace") != text:
             atomic_write_text(path, text)
-    table = s.net.layer_table()
-    hist = {k: np.asarray(v) for k, v in s.alpha_history.items()}
+    table = net.layer_table()
+    hist = {k: np.asarray(v) for k, v in alpha_history.items()}
     ops = {k: v["ops"] for k, v in table.items()}
-    plot_alpha_evolution(hist, ops, s.net.bits, s.run_dir / "alphas.png", title="alpha evolution")
-    cells = picture_cells(s.cfg.arch)
-    plot_genotype(chosen.pairs(), s.run_dir / "arch.png", body_cells=cells, title=title)
+    plot_alpha_evolution(hist, ops, net.bits, run_dir / "alphas.png", title="alpha evolution")
+    cells = picture_cells(cfg.arch)
+    plot_genotype(chosen.pairs(), run_dir / "arch.png", body_cells=cells, title=title)
+    return geno
+
+
+def refresh_search(cfg: Config, run_dir: Path) -> None:
+    """Rewrite what a finished search in ``run_dir`` derives from its checkpoint.
+
+    Raises:
+        QuantNASError: The checkpoint is missing, corrupt or of another search space.
+
+    """
+    from quantnas.checkpoint import CHECKPOINT, KIND_SEARCH, load_state, restore_run_state
+    from quantnas.errors import QuantNASError
+    from quantnas.metrics_log import MetricLogger
+    from quantnas.search.setup import build_supernet
+
+    net = build_supernet(cfg)
+    path = run_dir / CHECKPOINT
+    got: dict = {}
+
+    def restore(ck: dict, p: Path) -> None:
+        load_state(net, ck["model"], path=p, what="the config's supernet")
+        got.update(ck)
+
+    keys = ("model", "alpha_history", "history", "best")
+    if not restore_run_state(
+        path, kind=KIND_SEARCH, keys=keys, what="search checkpoint", restore=restore
+    ):
+        raise QuantNASError(f"{path} is missing: the finished search cannot be rewritten")
+    MetricLogger(run_dir, tensorboard=False).restore(got["history"])
+    val = None
+    if cfg.search.select == "path":
+        from quantnas.data.roles import validation_images
+
+        val = validation_images(cfg)
+    write_search_records(
+        net,
+        cfg,
+        run_dir,
+        alpha_history=got["alpha_history"],
+        history=got["history"],
+        best=got["best"],
+        val_images=val,
+    )
+    log.info("search records in %s rewritten from its checkpoint", run_dir)

@@ -36,7 +36,7 @@ from quantnas.runlog import progress
 from quantnas.search.choose import Chooser
 from quantnas.search.losses import mean_entropy, temperature
 from quantnas.search.probe import AlphaProbe
-from quantnas.search.records import margins, write_derived
+from quantnas.search.records import margins, write_search_records
 from quantnas.search.setup import build_supernet, search_crop, search_loaders, search_split
 from quantnas.search.steps import alpha_step, weight_step
 from quantnas.space import build_network
@@ -240,10 +240,18 @@ class Searcher(EpochLoop):
         atomic_write_json(self.run_dir / "alpha_history.json", self.alpha_history)
 
     def finish(self) -> None:
-        """Plots and every file derived from the state (also when a finished search is
-        resumed), see :func:`~quantnas.search.records.write_derived`.
-        """
-        write_derived(self)
+        """Every file derived from the state (also when a finished search is resumed)."""
+        write_search_records(
+            self.net,
+            self.cfg,
+            self.run_dir,
+            alpha_history=self.alpha_history,
+            history=self.history,
+            best=self.best,
+            chooser=self.chooser,
+            val_images=self.val_images,
+            device=self.device,
+        )
 
     def result(self) -> SearchResult:
         last = self.net.export()

@@ -19,8 +19,8 @@ from pathlib import Path
 from quantnas.config import Config, dump, to_dict
 from quantnas.config_checks import check_name
 from quantnas.errors import QuantNASError
-from quantnas.fileio import atomic_write_json, atomic_write_text
-from quantnas.runlock import LOCK_FILE, RunLock
+from quantnas.fileio import atomic_write_json, atomic_write_text, remove_stale_tmp
+from quantnas.runlock import LOCK_FILE, holding
 from quantnas.runlog import setup_logging
 from quantnas.sweep import pareto as pm
 from quantnas.sweep.engines import Job, LocalEngine, RayEngine, make_engine
@@ -192,7 +192,8 @@ def run_sweep(
     ``--resume`` refuses a different grid of trials (penalties, seeds, random samples,
     baselines) than the sweep started with unless ``extend``; each existing trial must
     also have been run with the same config (its hash, see :class:`_Sweep`). The sweep
-    holds the lock of its folder (:class:`~quantnas.runlock.RunLock`) while it runs.
+    holds the lock of its folder (:func:`~quantnas.runlock.hold`) while it runs, and each
+    trial the lock of its own (:func:`~quantnas.sweep.runner.run_trial`).
     """
     check_name(name, "-d/--name")
     engine_args = {
@@ -203,7 +204,7 @@ def run_sweep(
         "max_retries": max_retries,
     }
     sweep_dir = Path(cfg.out_dir) / name
-    with RunLock(sweep_dir, command="sweep"):
+    with holding(sweep_dir, command="sweep"):
         return _run_locked(cfg, sweep_dir, name, engine_args, resume=resume, extend=extend)
 
 
@@ -222,6 +223,7 @@ def _run_locked(
     ids = [t.trial_id for t in first]
     grid = _check_grid(sweep_dir, ids, config, resume=resume, extend=extend)
     sweep_dir.mkdir(parents=True, exist_ok=True)
+    remove_stale_tmp(sweep_dir)  # of a killed sweep (its trials clean their own folders)
     atomic_write_json(sweep_dir / GRID, {"config_hash": config, "trials": grid})
     setup_logging(sweep_dir)
     atomic_write_text(sweep_dir / "sweep.yaml", dump(cfg))

@@ -20,7 +20,7 @@ from quantnas.checkpoint import load_checkpoint, load_state
 from quantnas.config import from_dict
 from quantnas.cost import network_cost
 from quantnas.errors import QuantNASError
-from quantnas.fileio import atomic_write_json
+from quantnas.fileio import atomic_write_json, remove_stale_tmp
 from quantnas.runlog import setup_logging
 from quantnas.sweep.trials import Trial
 
@@ -128,14 +128,25 @@ def run_trial(
         ``stalled`` (see :meth:`quantnas.train.Trainer.stalled`), ``search_entropy`` and
         ``search_s`` / ``train_s`` / ``eval_s`` / ``total_s``.
 
+    Raises:
+        QuantNASError: Another process writes ``trial_dir`` (its lock names the pid).
+
     """
+    from quantnas.runlock import holding
+
+    with holding(trial_dir, command=f"sweep trial {trial['trial_id']}"):
+        return _run_trial(trial, cfg_data, Path(trial_dir), threads, device)
+
+
+def _run_trial(trial: dict, cfg_data: dict, out: Path, threads: int, device: str) -> dict:
+    """:func:`run_trial` while it holds the lock of the trial directory ``out``."""
     from quantnas.space import set_quantized
     from quantnas.train import Trainer
 
     t0 = time.time()
     cfg = from_dict(cfg_data)
     cfg.threads, cfg.device = int(threads), device
-    out = Path(trial_dir)
+    remove_stale_tmp(out, recursive=True)  # of a killed attempt (this process holds the lock)
     setup_logging(out)
     log.info(
         "trial %s (%s, %s, seed %s)",

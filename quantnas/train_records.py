@@ -1,0 +1,67 @@
+"""The files a training derives from its state: the trained genotype, the training curves,
+the architecture picture and the metric rows.
+
+:func:`write_training_records` writes the pictures at the end of a training (also of a
+resumed, finished one); :func:`refresh_training` rewrites everything from a finished
+training's checkpoint alone (no network or data is built), as ``run --resume`` does for a
+training stage it skips.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from quantnas import genotype as gt
+from quantnas.config import Config
+from quantnas.plots import plot_genotype, plot_training_curves
+from quantnas.space import picture_cells
+
+__all__ = ["refresh_training", "write_training_records"]
+
+log = logging.getLogger(__name__)
+
+
+def write_training_records(
+    cfg: Config, run_dir: Path, genotype: gt.Genotype | None, history: list
+) -> None:
+    """Draw ``training.png`` (from ``history``) and ``arch.png`` (of ``genotype``, if any)."""
+    plot_training_curves(history, run_dir / "training.png", title="training (QAT)")
+    if genotype is not None:
+        plot_genotype(
+            genotype.pairs(),
+            run_dir / "arch.png",
+            body_cells=picture_cells(cfg.arch),
+            title="trained architecture",
+        )
+
+
+def refresh_training(cfg: Config, run_dir: Path, genotype: gt.Genotype) -> None:
+    """Rewrite what a finished training of ``genotype`` in ``run_dir`` derives from its
+    checkpoint: ``genotype.json``, ``metrics.jsonl`` and the pictures.
+
+    Raises:
+        QuantNASError: The checkpoint is missing, corrupt, or of another genotype.
+
+    """
+    from quantnas.checkpoint import CHECKPOINT, KIND_TRAIN, restore_run_state
+    from quantnas.errors import QuantNASError
+    from quantnas.metrics_log import MetricLogger
+
+    path = run_dir / CHECKPOINT
+    got: dict = {}
+
+    def restore(ck: dict, p: Path) -> None:
+        if ck["genotype"] != genotype.to_dict():
+            raise QuantNASError(f"checkpoint {p} was trained on another genotype/network")
+        got.update(ck)
+
+    keys = ("genotype", "history")
+    if not restore_run_state(
+        path, kind=KIND_TRAIN, keys=keys, what="training checkpoint", restore=restore
+    ):
+        raise QuantNASError(f"{path} is missing: the finished training cannot be rewritten")
+    gt.save(genotype, run_dir / "genotype.json")
+    MetricLogger(run_dir, tensorboard=False).restore(got["history"])
+    write_training_records(cfg, run_dir, genotype, list(got["history"]))
+    log.info("training records in %s rewritten from its checkpoint", run_dir)
