@@ -48,6 +48,8 @@ def main(argv: list[str] | None = None) -> int:
         args = parser.parse_args(argv)
     except SystemExit as e:  # --help, --version, or a one-line usage error (status 2)
         return e.code if isinstance(e.code, int) else 2
+    if getattr(args, "bitops", None) is not None:  # --bitops 2.4G = search.target_bitops
+        args.overrides = [f"search.target_bitops={args.bitops}", *args.overrides]
     try:
         return int(args.func(args) or 0)
     except QuantNASError as e:

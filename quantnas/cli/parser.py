@@ -73,6 +73,10 @@ def _config_args(p: argparse.ArgumentParser) -> None:
     )
 
 
+BITOPS_HELP = (
+    "BitOps budget of the final network, e.g. 2.4G (search.target_bitops: the exported "
+    "genotype lies within [search.target_band x N, N])"
+)
 RESTART_HELP = "discard what the run directory (out_dir/name) holds and start over"
 
 
@@ -86,6 +90,7 @@ def build_parser() -> argparse.ArgumentParser:
     _config_args(s)
     s.add_argument("--resume", metavar="RUN_DIR", help="continue an interrupted search")
     s.add_argument("--restart", action="store_true", help=RESTART_HELP)
+    s.add_argument("--bitops", metavar="N", help=BITOPS_HELP)
     s.set_defaults(func=c.cmd_search)
 
     s = sub.add_parser("train", help="train a genotype with quantization-aware training")
@@ -198,6 +203,7 @@ def build_parser() -> argparse.ArgumentParser:
     _config_args(s)
     s.add_argument("--resume", metavar="RUN_DIR", help="continue an interrupted run")
     s.add_argument("--restart", action="store_true", help=RESTART_HELP)
+    s.add_argument("--bitops", metavar="N", help=BITOPS_HELP)
     s.set_defaults(func=c.cmd_run)
 
     s = sub.add_parser(

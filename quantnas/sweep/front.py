@@ -11,6 +11,7 @@ from pathlib import Path
 from quantnas.errors import QuantNASError
 from quantnas.fileio import atomic_write_text
 from quantnas.sweep import pareto as pm
+from quantnas.sweep.at_targets import target_table
 from quantnas.sweep.results import read_table
 
 __all__ = ["pareto_command", "pareto_set", "write_pareto"]
@@ -35,7 +36,9 @@ def pareto_set(wanted: str, rows: Sequence[dict], *, warn: bool = True) -> str:
     raise QuantNASError(f"no results on set {wanted!r}; the results have {sets}")
 
 
-def write_pareto(rows: Sequence[dict], set_name: str, out: Path, *, title: str) -> str:
+def write_pareto(
+    rows: Sequence[dict], set_name: str, out: Path, *, title: str, tolerance: float = 0.05
+) -> str:
     """Draw ``out`` (PNG) and write ``out`` with ``.md``; return the Markdown text."""
     from quantnas.plots import plot_method_fronts
 
@@ -83,6 +86,9 @@ def write_pareto(rows: Sequence[dict], set_name: str, out: Path, *, title: str) 
             "",
         ]
     )
+    at = target_table(trials, set_name, tolerance=tolerance)
+    if at:
+        md += f"\n## At equal BitOps (sweep.targets), set `{set_name}`\n\n{at}\n"
     atomic_write_text(out.with_suffix(".md"), md)
     return md
 

@@ -25,6 +25,7 @@ FIELDS = (
     "penalty",
     "bits",
     "draw",
+    "target",
     "source",
     "bitops_32",
     "params",
