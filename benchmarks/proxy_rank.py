@@ -26,13 +26,16 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import math
 import statistics
 import sys
+import time
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from scipy.stats import kendalltau  # noqa: E402
 from yardstick import networks, train_one  # noqa: E402
 
 N_GENOTYPES = 12
@@ -70,6 +73,44 @@ def standalone(rows: list[dict]) -> dict[str, float]:
     return {k: statistics.mean(v) for k, v in by.items()}
 
 
+def score(args: argparse.Namespace, nets: list[dict], seed: int) -> dict[str, dict[str, float]]:
+    """One search of the preset (``--set`` overrides) and each selector's score per genotype."""
+    import tempfile
+
+    from quantnas import genotype as gt
+    from quantnas.config import load_config
+    from quantnas.data.roles import validation_images
+    from quantnas.search.choose import Chooser
+    from quantnas.search.constraint import one_hot
+    from quantnas.search.probe import AlphaProbe
+    from quantnas.search.searcher import Searcher
+
+    cfg = load_config(preset=args.preset, overrides=[*args.set, *args.search_set])
+    cfg.seed, cfg.threads, cfg.progress, cfg.tensorboard = seed, 1, False, False
+    with tempfile.TemporaryDirectory(prefix="proxy-") as tmp:
+        searcher = Searcher(cfg, Path(tmp) / "search")
+        t0 = time.time()
+        searcher.run()
+        seconds = time.time() - t0
+    net = searcher.net
+    chooser = Chooser(net, cfg)
+    probs = net.probabilities()
+    crop = cfg.search.lr_crop or cfg.data.lr_crop
+    probe = AlphaProbe(validation_images(cfg), scale=cfg.arch.scale, lr_crop=crop, n=32,
+                       seed=cfg.seed + 1)
+    out: dict[str, dict[str, float]] = {"argmax": {}, "path": {}}
+    net.eval()
+    for n in nets:
+        choice = chooser.choice_of(gt.loads(n["genotype"], source=n["name"]))
+        out["argmax"][n["name"]] = sum(
+            math.log(float(probs[k].flatten()[i])) for k, i in choice.items())
+        p = one_hot(choice, net.alpha.shapes)
+        out["path"][n["name"]] = probe.gain(lambda x, p=p: net(x, probs=p))
+    print(f"search seed {seed}: {seconds:.0f} s; supernet gain over bicubic on the "
+          f"validation crops {probe.gain(net):+.3f} dB", flush=True)
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--preset", default="sweep-cpu")
@@ -79,6 +120,9 @@ def main() -> None:
     ap.add_argument("--workers", type=int, default=1)
     ap.add_argument("--out", default="runs/proxy_rank")
     ap.add_argument("--train", action="store_true")
+    ap.add_argument("--score", action="store_true")
+    ap.add_argument("--seeds", type=int, nargs="+", default=[0])
+    ap.add_argument("--search-set", nargs="*", default=[], help="overrides of the search only")
     args = ap.parse_args()
     logging.basicConfig(level=logging.WARNING)
     out = Path(args.out)
@@ -86,6 +130,18 @@ def main() -> None:
     path = out / "standalone.jsonl"
     if args.train:
         train(args, path)
+    if args.score:
+        ref = standalone([json.loads(x) for x in path.read_text().splitlines()])
+        nets = [n for n in genotypes(args.preset, args.set) if n["name"] in ref]
+        print(f"## proxy rank: {len(nets)} genotypes, stand-alone best validation PSNR "
+              f"({args.budget} steps) vs selector scores; search {' '.join(args.search_set)}\n")
+        print("| seed | selector | Kendall tau |\n|---|---|---|")
+        for seed in args.seeds:
+            scores = score(args, nets, seed)
+            for sel, sc in scores.items():
+                names = sorted(sc)
+                tau = kendalltau([sc[n] for n in names], [ref[n] for n in names]).statistic
+                print(f"| {seed} | {sel} | {tau:.3f} |", flush=True)
 
 
 if __name__ == "__main__":
