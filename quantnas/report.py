@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 from pathlib import Path
 
 import torch
@@ -126,6 +127,29 @@ def summary_table(report: dict) -> str:
     return "\n".join(lines)
 
 
+def search_decisions(cfg: Config, run_dir: Path, bitops_32: float) -> list[str]:
+    """Markdown lines: the budget (if any) beside the genotype's BitOps, and per searchable
+    layer the last epoch's best (op, bit) probability and its margin over the second,
+    ``log(p_best / p_second)`` (nats; near 0 = the choice was a tie).
+    """
+    path = run_dir / "search" / "alpha_history.json"
+    if not path.is_file():
+        return []
+    hist = json.loads(path.read_text(encoding="utf-8"))
+    lines = ["## Search decisions\n"]
+    t = cfg.search.target_bitops
+    if t > 0:
+        lines.append(f"BitOps budget {t:.4g} (final network, LR {cfg.search.bitops_lr_size}x"
+                     f"{cfg.search.bitops_lr_size}); the genotype's {bitops_32:.4g} at 32x32 "
+                     f"({bitops_32 / t:.3f} x the budget).\n")
+    lines += ["| layer | best p | margin (nats) |", "|---|---|---|"]
+    for key, epochs in hist.items():
+        p = sorted((x for row in epochs[-1] for x in row), reverse=True)
+        margin = math.log(p[0] / max(p[1], 1e-300)) if len(p) > 1 else math.inf
+        lines.append(f"| {key} | {p[0]:.3f} | {margin:.3f} |")
+    return [*lines, ""]
+
+
 def write_report(cfg: Config, run_dir: Path, state: dict) -> dict:
     """Write ``report.md``, ``report.json`` and ``summary.txt``; log the summary table."""
     ev = json.loads((run_dir / "eval.json").read_text(encoding="utf-8"))
@@ -160,6 +184,7 @@ def write_report(cfg: Config, run_dir: Path, state: dict) -> dict:
         "## Genotype\n",
         f"`{geno.to_text()}`\n",
         "![architecture](search/arch.png)\n",
+        *search_decisions(cfg, run_dir, c32["bitops"]),
         "## Cost\n",
         "| LR input | BitOps | MACs |",
         "|---|---|---|",

@@ -33,6 +33,7 @@ TINY_SEARCH = [
     "search.c_fixed=0",
     "search.lr_crop=0",
     "search.steps_per_epoch=0",
+    "search.target_bitops=0",
     *QUIET,
 ]
 

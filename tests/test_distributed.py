@@ -26,6 +26,7 @@ SEARCH = [
     "search.steps_per_epoch=3",
     "search.c_fixed=0",
     "search.lr_crop=0",
+    "search.target_bitops=0",
     *QUIET,
 ]
 TRAIN = [

@@ -36,6 +36,7 @@ TINY = [
     "search.epochs=2",
     "search.warm_up=1",
     "search.steps_per_epoch=1",
+    "search.target_bitops=0",
     "train.batch_size=2",
     "train.epochs=2",
     "train.steps_per_epoch=1",

@@ -213,3 +213,16 @@ def test_target_table_numbers():
     assert sd > 0
     md = target_table(rows, "test", tolerance=0.05)
     assert "found wins" in md and "1 of 1 targets" in md
+
+
+def test_report_shows_the_budget_and_each_layers_margin(tmp_path):
+    from quantnas.report import search_decisions
+
+    (tmp_path / "search").mkdir()
+    hist = {"head.0": [[[0.25, 0.25], [0.25, 0.25]], [[0.5, 0.25], [0.125, 0.125]]]}
+    (tmp_path / "search" / "alpha_history.json").write_text(json.dumps(hist))
+    cfg = load_config(overrides=["search.target_bitops=2G"])
+    md = "\n".join(search_decisions(cfg, tmp_path, 1.9e9))
+    assert "BitOps budget 2e+09" in md and "0.950 x the budget" in md
+    assert f"| head.0 | 0.500 | {math.log(2):.3f} |" in md
+    assert search_decisions(cfg, tmp_path / "nothing", 1.0) == []

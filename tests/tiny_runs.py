@@ -13,6 +13,7 @@ RUN = [
     "search.c_fixed=0",
     "search.lr_crop=0",
     "search.alpha_lr=0.05",
+    "search.target_bitops=0",
     "train.batch_size=4",
     "train.epochs=1",
     "train.steps_per_epoch=2",
