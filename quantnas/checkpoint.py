@@ -22,7 +22,8 @@ import torch
 from torch import nn
 
 from quantnas import genotype as gt
-from quantnas.config import ArchConfig, merge
+from quantnas.config_io import merge
+from quantnas.config_types import ArchConfig
 from quantnas.errors import QuantNASError
 from quantnas.genotype import Genotype
 

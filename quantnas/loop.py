@@ -23,7 +23,8 @@ from typing import Any
 
 from quantnas import distributed as qdist
 from quantnas.checkpoint import CHECKPOINT, restore_run_state
-from quantnas.config import Config, dump
+from quantnas.config_io import dump
+from quantnas.config_types import Config
 from quantnas.device import select_device, set_threads
 from quantnas.errors import QuantNASError
 from quantnas.fileio import atomic_save, atomic_write_text, remove_stale_tmp

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import torch
 
-from quantnas.config import Config
+from quantnas.config_types import Config
 from quantnas.cost import network_cost
 from quantnas.data.benchmarks import load_benchmark_sets
 from quantnas.data.datasets import SRValDataset

@@ -24,7 +24,7 @@ from torch.optim.swa_utils import AveragedModel
 from quantnas import distributed as qdist
 from quantnas import genotype as gt
 from quantnas.checkpoint import BEST, KIND_TRAIN, load_state, model_payload
-from quantnas.config import Config
+from quantnas.config_types import Config
 from quantnas.data.from_config import batches, train_dataset, val_dataset
 from quantnas.errors import QuantNASError
 from quantnas.evaluate import bicubic_reference, validate

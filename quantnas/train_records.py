@@ -13,7 +13,7 @@ import logging
 from pathlib import Path
 
 from quantnas import genotype as gt
-from quantnas.config import Config
+from quantnas.config_types import Config
 from quantnas.plots import plot_genotype, plot_training_curves
 from quantnas.space import picture_cells
 
