@@ -4,10 +4,10 @@ While a command runs in a run directory (:func:`tracking`), every file quantnas 
 there is listed in the manifest before it is created: atomic writes
 (:mod:`quantnas.fileio`, through its ``BEFORE_WRITE`` hook), the log, the metric rows,
 TensorBoard's folder and saved images call :func:`record`. ``--restart`` removes exactly
-what the manifest lists (:func:`remove_written`) and never a file someone else put into the folder; a folder
-without a manifest has nothing quantnas knows it wrote, so nothing there is removed. A
-fresh run, or one resumed from a folder with a manifest, also refuses to overwrite a file
-that exists but is not listed.
+what the manifest lists (:func:`remove_written`) and never a file someone else put into
+the folder; a folder without a manifest has nothing quantnas knows it wrote, so nothing
+there is removed. A fresh run, or one resumed from a folder with a manifest, also refuses
+to overwrite a file that exists but is not listed.
 
 The manifest is JSON, ``{"format": 1, "written": [...]}``: paths relative to the run
 directory with ``/`` separators. ``a/b`` is a file; ``a/`` a folder quantnas created (it is
