@@ -203,7 +203,7 @@ def cmd_upscale(args: argparse.Namespace) -> int:
 
 
 def cmd_config(args: argparse.Namespace) -> int:
-    from quantnas.config import dump, presets
+    from quantnas.config_io import dump, presets  # --list needs no owner of a choice
 
     if args.list:
         sys.stdout.write("\n".join(presets()) + "\n")
