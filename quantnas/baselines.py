@@ -26,7 +26,7 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
-from quantnas.config import ArchConfig
+from quantnas.config_types import ArchConfig
 from quantnas.errors import QuantNASError
 from quantnas.models.blocks import upscale_input
 from quantnas.quant.conv import QConv2d

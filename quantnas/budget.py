@@ -21,8 +21,9 @@ from functools import lru_cache, partial
 
 import torch
 
-from quantnas.config import ArchConfig, Config
+from quantnas.config_types import ArchConfig, Config, search_arch, search_crop
 from quantnas.errors import QuantNASError
+from quantnas.memory import check_samples, human, memory_limit, refuse_over_budget
 
 __all__ = [
     "Estimate",
@@ -42,23 +43,6 @@ log = logging.getLogger(__name__)
 FLOAT = 4
 #: Copies of the weights a training step keeps: weights, gradients, two Adam moments.
 WEIGHT_COPIES = 4
-
-
-def memory_limit(limit_gb: float = 0.0) -> float | None:
-    """``limit_gb`` GiB when > 0, else 85% of the available memory (None where unknown)."""
-    from quantnas.memory import available_ram_bytes
-
-    if limit_gb > 0:
-        return limit_gb * 1024**3
-    avail = available_ram_bytes()
-    return 0.85 * avail if avail else None
-
-
-def human(n: float) -> str:
-    """Bytes as GiB / MiB (TiB for the absurd)."""
-    if n >= 1024**4:
-        return f"{n / 1024**4:.3g} TiB"
-    return f"{n / 1024**3:.2f} GiB" if n >= 1024**3 else f"{n / 1024**2:.3g} MiB"
 
 
 @lru_cache(maxsize=4096)
@@ -144,8 +128,6 @@ def _supernet_ops(arch: ArchConfig) -> Callable[[str, int], list[str]]:
 
 def _stage_bytes(cfg: Config, stage: str) -> int:
     """Lower bound of a step of ``stage`` (``search``: the supernet; ``train``: any genotype)."""
-    from quantnas.search.setup import search_arch, search_crop
-
     if stage == "search":
         arch, crop, batch = search_arch(cfg), search_crop(cfg), cfg.search.batch_size
         est = network_estimate(arch, _supernet_ops(arch))
@@ -186,28 +168,6 @@ def blame(keys: list[str], need_without: Callable[[str], int]) -> str:
     return min(keys, key=need_without)
 
 
-def refuse_over_budget(
-    need: float,
-    limit: float | None,
-    key: str,
-    what: str,
-    *,
-    label: str | None = None,
-    also: tuple[str, ...] = (),
-) -> None:
-    """One line naming ``key`` (``label`` starts it; default ``config key KEY``) when
-    ``need`` bytes exceed ``limit``; ``also`` names further keys worth lowering.
-    """
-    if limit is not None and need > limit:
-        whence = "85% of the free memory" + ("" if label else ", or run.max_memory_gb")
-        more = [k for k in also if k != key]
-        hint = f"lower {key}" + (f" (or {', '.join(more)})" if more else "")
-        raise QuantNASError(
-            f"{label or f'config key {key}'}: {what} needs at least {human(need)} but only "
-            f"{human(limit)} are available ({whence}); {hint}"
-        )
-
-
 def check_network_budget(cfg: Config, stage: str) -> int:
     """Refuse a ``search`` or ``train`` whose network cannot fit, before building it.
 
@@ -219,7 +179,7 @@ def check_network_budget(cfg: Config, stage: str) -> int:
 
     """
     need = _stage_bytes(cfg, stage)
-    limit = memory_limit(cfg.run.max_memory_gb)
+    limit = memory_limit(cfg.run.max_memory_gb, device=cfg.device)
     if limit is not None and need > limit:
         keys = _size_keys(cfg, stage)
         key = blame(keys, lambda k: _stage_bytes(_with_default(cfg, k), stage))
@@ -227,16 +187,6 @@ def check_network_budget(cfg: Config, stage: str) -> int:
         refuse_over_budget(need, limit, key, f"a step of {what}", also=(keys[-1], keys[-2]))
     log.debug("%s: a step needs at least %s", stage, human(need))
     return need
-
-
-def check_samples(n: int, *, limit_gb: float = 0.0) -> None:
-    """Refuse an epoch of ``n`` samples whose shuffled order (int64) cannot fit in memory."""
-    refuse_over_budget(
-        8.0 * n,
-        memory_limit(limit_gb),
-        "data.repeat",
-        f"shuffling an epoch of {n:,} training samples (images x data.repeat)",
-    )
 
 
 def check_info_budget(genotype, arch: ArchConfig, lr_size: int, flags: dict[str, int]) -> None:

@@ -22,16 +22,19 @@ import torch
 from torch import nn
 
 from quantnas import genotype as gt
-from quantnas.config import ArchConfig, merge
+from quantnas.config_io import merge
+from quantnas.config_types import ArchConfig
 from quantnas.errors import QuantNASError
 from quantnas.genotype import Genotype
 
 __all__ = [
     "BEST",
     "CHECKPOINT",
+    "RUN_GENOTYPES",
     "KIND_MODEL",
     "KIND_SEARCH",
     "KIND_TRAIN",
+    "genotype_of",
     "load_checkpoint",
     "load_model",
     "load_state",
@@ -188,6 +191,30 @@ def model_payload(net: nn.Module, genotype: Genotype | None, arch: ArchConfig, *
         "model": net.state_dict(),
         **extra,
     }
+
+
+#: Where a run directory keeps its genotype (search, train, or a ``run``'s search).
+RUN_GENOTYPES = ("best_arch.json", "genotype.json", "search/best_arch.json")
+
+
+def genotype_of(source: str | Path) -> Genotype:
+    """The genotype of a run directory, a trained checkpoint (``.pt``) or
+    :func:`quantnas.genotype.resolve`'s inputs (a file, builtin name or text).
+    """
+    src = Path(source)
+    if src.is_dir():
+        found = [src / name for name in RUN_GENOTYPES if (src / name).exists()]
+        if not found:
+            raise QuantNASError(f"{source}: no best_arch.json or genotype.json in this run dir")
+        src = found[0]
+    if src.suffix != ".pt":
+        return gt.resolve(str(src))
+    ck = load_checkpoint(src)
+    if "genotype" in ck:
+        return gt.from_dict(ck["genotype"], source=str(src))
+    if ck.get("kind") == KIND_SEARCH:
+        raise QuantNASError(f"{src}: export a search from its run directory (best_arch.json)")
+    raise QuantNASError(f"{src}: checkpoint holds no genotype")
 
 
 def load_model(

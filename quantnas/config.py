@@ -1,27 +1,36 @@
-"""Typed configuration: dataclass defaults, YAML presets/files and ``key=value`` overrides.
+"""A job's configuration: resolved from defaults, a preset, YAML files and overrides, then
+checked against every module that owns a choice.
 
 Resolution order: dataclass defaults < preset (``--preset NAME``, a YAML shipped in
 ``quantnas/configs``) < ``--config FILE`` < ``section.key=value`` overrides. Unknown keys
 and values of the wrong type are errors naming the key. Every run directory stores the
 resolved config as ``config.yaml``.
 
-The dataclasses live in :mod:`quantnas.config_types` and the value checks in
-:mod:`quantnas.config_checks`; both are importable from here.
+This module sits above the owners of the choices it checks (the search space, the
+quantizers, the search, the training losses, the costs): the layers below it use the
+dataclasses of :mod:`quantnas.config_types`, read and write them with
+:mod:`quantnas.config_io` and check what needs no owner with :mod:`quantnas.config_checks`;
+all of them are importable from here.
 """
 
 from __future__ import annotations
 
-import difflib
-import types
-import typing
-from dataclasses import asdict, fields, is_dataclass
-from importlib import resources
 from pathlib import Path
-from typing import Any
 
 import yaml
 
-from quantnas.config_checks import check_ranges, choices, validate
+from quantnas.config_checks import check_name, check_ranges, check_rules
+from quantnas.config_io import (
+    HugeInt,
+    YamlAliasError,
+    apply_override,
+    dump,
+    load_yaml,
+    merge,
+    preset_text,
+    presets,
+    to_dict,
+)
 from quantnas.config_types import (
     ArchConfig,
     Config,
@@ -30,207 +39,76 @@ from quantnas.config_types import (
     SearchConfig,
     SweepConfig,
     TrainConfig,
+    search_arch,
 )
+from quantnas.cost import PENALTY_COSTS
 from quantnas.errors import QuantNASError, read_user_text, shown
+from quantnas.genotype import BLOCKS
+from quantnas.models.basic import CELL_TYPES
+from quantnas.models.blocks import GLOBAL_SKIPS
+from quantnas.optim import LOSSES
+from quantnas.quant.mixed import MIX_MODES, NOISE_MIXES
+from quantnas.quant.noise import NOISE_KINDS, NOISE_SOURCES
+from quantnas.quant.quantizers import check_bits
+from quantnas.search.constraint import SELECTORS, WEIGHT_SAMPLINGS
+from quantnas.search.losses import SPARSE_RAMPS, SPARSE_TYPES
+from quantnas.search.splits import SPLITS
+from quantnas.search.supernet import TRANSFORMS
+from quantnas.space import INPUT_QUANTS, check_space
+from quantnas.spaces import available_spaces
 
 
-class HugeInt(str):
-    """The digits of a YAML integer too long for ``int()`` (Python's 4300-digit limit).
+def choices() -> dict[str, tuple[str, ...]]:
+    """``{key: allowed values}`` of the config keys whose value names one of a fixed set.
 
-    :func:`load_yaml` keeps such a literal as text, so the key it belongs to is named in
-    the error (a string key takes it as the text it is).
+    Each tuple comes from the module that owns the concept.
     """
+    return {
+        "arch.cell_type": CELL_TYPES,
+        "arch.global_skip": GLOBAL_SKIPS,
+        "arch.input_quant": INPUT_QUANTS,
+        "search.mode": MIX_MODES,
+        "search.noise": NOISE_KINDS,
+        "search.noise_mix": NOISE_MIXES,
+        "search.noise_source": NOISE_SOURCES,
+        "search.alpha_transform": TRANSFORMS,
+        "search.sparse_type": SPARSE_TYPES,
+        "search.sparse_ramp": SPARSE_RAMPS,
+        "search.penalty_cost": PENALTY_COSTS,
+        "search.split": SPLITS,
+        "search.select": SELECTORS,
+        "search.weight_sampling": WEIGHT_SAMPLINGS,
+        "train.loss": LOSSES,
+        "train.finetune_loss": LOSSES,
+    }
 
 
-class YamlAliasError(QuantNASError):
-    """A config document whose aliases expand to too many values (or refer to themselves)."""
-
-
-#: The most values (scalars, lists, mappings) a YAML document may hold once its aliases
-#: are expanded.
-MAX_YAML_VALUES = 100_000
-
-
-def _expanded_size(node: yaml.Node, sizes: dict[int, int], open_: set[int]) -> int:
-    """Values ``node`` holds with every alias expanded, counted without expanding."""
-    key = id(node)
-    if key in sizes:
-        return sizes[key]
-    if key in open_:
-        raise YamlAliasError("a YAML alias refers to the value that contains it")
-    open_.add(key)
-    total = 1
-    if isinstance(node, yaml.SequenceNode):
-        total += sum(_expanded_size(v, sizes, open_) for v in node.value)
-    elif isinstance(node, yaml.MappingNode):
-        total += sum(
-            _expanded_size(k, sizes, open_) + _expanded_size(v, sizes, open_) for k, v in node.value
-        )
-    open_.discard(key)
-    sizes[key] = total
-    return total
-
-
-class _Loader(yaml.SafeLoader):
-    """``yaml.SafeLoader`` that reads an over-long integer as :class:`HugeInt` and caps
-    what aliases (``*name``) expand to: a document holding more than
-    :data:`MAX_YAML_VALUES` values once expanded (an alias bomb: a few lines meaning
-    billions of values) is refused before anything is built from it.
+def validate(cfg: Config) -> Config:
+    """Check value ranges, choices, the searched space and the rules tying keys together
+    (one-line errors naming the key).
     """
-
-    def compose_document(self) -> yaml.Node | None:
-        node = super().compose_document()
-        if node is not None:
-            size = _expanded_size(node, {}, set())
-            if size > MAX_YAML_VALUES:
-                raise YamlAliasError(
-                    f"YAML aliases (*name) expand it to {size:,} values, more than "
-                    f"{MAX_YAML_VALUES:,}; write the values out"
-                )
-        return node
-
-    def construct_yaml_int(self, node: yaml.Node) -> int | HugeInt:
-        try:
-            return super().construct_yaml_int(node)
-        except ValueError:  # more digits than int() converts
-            return HugeInt(self.construct_scalar(node))
-
-
-_Loader.add_constructor("tag:yaml.org,2002:int", _Loader.construct_yaml_int)
-
-
-def load_yaml(text: str) -> Any:
-    """``yaml.safe_load`` of config text; over-long integers become :class:`HugeInt`."""
-    return yaml.load(text, Loader=_Loader)  # noqa: S506 - _Loader is a SafeLoader
-
-
-def _too_long(value: HugeInt, key: str) -> QuantNASError:
-    return QuantNASError(
-        f"config key {key}: an integer of {len(value)} digits is out of range (got {value[:12]}...)"
-    )
-
-
-def presets() -> list[str]:
-    """Names of the presets shipped in the package."""
-    root = resources.files("quantnas") / "configs"
-    return sorted(p.name[:-5] for p in root.iterdir() if p.name.endswith(".yaml"))
-
-
-def _preset_text(name: str) -> str:
-    path = resources.files("quantnas") / "configs" / f"{name}.yaml"
-    if not path.is_file():
-        raise QuantNASError(f"preset {shown(name)} unknown; expected one of {presets()}")
-    return path.read_text(encoding="utf-8")
-
-
-def _field_types(cls: type) -> dict[str, Any]:
-    hints = typing.get_type_hints(cls)
-    return {f.name: hints[f.name] for f in fields(cls)}
-
-
-#: Suffixes a number may carry in a string (``2.4G`` = 2.4e9), e.g. BitOps budgets.
-_SUFFIXES = {"K": 1e3, "M": 1e6, "G": 1e9, "T": 1e12}
-
-
-def _coerce(value: Any, tp: Any, key: str) -> Any:
-    origin = typing.get_origin(tp)
-    if origin in (typing.Union, types.UnionType):
-        args = typing.get_args(tp)
-        if value is None and type(None) in args:
-            return None
-        for arg in args:
-            if arg is type(None):
-                continue
-            try:
-                return _coerce(value, arg, key)
-            except QuantNASError:
-                continue
-        raise QuantNASError(f"config key {key}: expected {tp}, got {shown(value)}")
-    if tp is bool:
-        if isinstance(value, bool):
-            return value
-        raise QuantNASError(f"config key {key}: expected true/false, got {shown(value)}")
-    if isinstance(value, HugeInt) and tp is not str:
-        raise _too_long(value, key)
-    if tp is int:
-        if isinstance(value, int) and not isinstance(value, bool):
-            return value
-        raise QuantNASError(f"config key {key}: expected an integer, got {shown(value)}")
-    if tp is float:
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return float(value)
-        if isinstance(value, str):
-            text = value.strip()
-            mult = _SUFFIXES.get(text[-1:].upper(), 1.0) if text else 1.0
-            try:
-                return float(text[:-1] if mult != 1.0 else text) * mult
-            except ValueError:
-                pass
-        raise QuantNASError(f"config key {key}: expected a number, got {shown(value)}")
-    if tp is str:
-        if isinstance(value, (str, int, float)) and not isinstance(value, bool):
-            return str(value)
-        raise QuantNASError(f"config key {key}: expected a string, got {shown(value)}")
-    if origin is list:
-        (item,) = typing.get_args(tp)
-        if not isinstance(value, list):
-            raise QuantNASError(f"config key {key}: expected a list, got {shown(value)}")
-        return [_coerce(v, item, f"{key}[{i}]") for i, v in enumerate(value)]
-    if origin is dict:
-        _, vt = typing.get_args(tp)
-        if not isinstance(value, dict):
-            raise QuantNASError(f"config key {key}: expected a mapping, got {shown(value)}")
-        return {str(k): _coerce(v, vt, f"{key}.{k}") for k, v in value.items()}
-    raise QuantNASError(f"config key {key}: unsupported type {tp}")
-
-
-def _unknown(key: str, options: list[str]) -> QuantNASError:
-    close = difflib.get_close_matches(key.split(".")[-1], options, n=3)
-    hint = f" (did you mean {', '.join(close)}?)" if close else ""
-    return QuantNASError(f"unknown config key {shown(key)}{hint}")
-
-
-def merge(cfg: Any, data: dict, *, prefix: str = "", source: str = "config") -> Any:
-    """Merge a nested mapping into a dataclass config (in place) with type checks."""
-    if not isinstance(data, dict):
-        raise QuantNASError(f"{source}: {prefix or 'top level'} must be a mapping")
-    types_ = _field_types(type(cfg))
-    for key, value in data.items():
-        full = f"{prefix}{key}"
-        if key not in types_:
-            raise _unknown(full, list(types_))
-        current = getattr(cfg, key)
-        if is_dataclass(current):
-            merge(current, value, prefix=f"{full}.", source=source)
-        elif isinstance(current, dict) and isinstance(value, dict):
-            current.update(_coerce(value, types_[key], full))
-        else:
-            setattr(cfg, key, _coerce(value, types_[key], full))
-    return cfg
-
-
-def apply_override(cfg: Config, override: str) -> None:
-    """Apply one ``section.key=value`` override (value parsed as YAML)."""
-    if "=" not in override:
+    if cfg.arch.space not in available_spaces():
         raise QuantNASError(
-            f"override {shown(override)} must look like key=value, e.g. search.epochs=2"
+            f"config key arch.space: {shown(cfg.arch.space)} is not one of "
+            f"{list(available_spaces())}"
         )
-    key, raw = override.split("=", 1)
-    key = key.strip()
-    try:
-        value = load_yaml(raw) if raw.strip() else ""
-    except YamlAliasError as e:
-        raise QuantNASError(f"override {shown(key)}: {e}") from None
-    except (yaml.YAMLError, RecursionError):
-        value = raw
-    node: dict = {}
-    cursor = node
-    parts = key.split(".")
-    for p in parts[:-1]:
-        cursor[p] = {}
-        cursor = cursor[p]
-    cursor[parts[-1]] = value
-    merge(cfg, node, source="override")
+    for key, options in choices().items():
+        section, name = key.split(".")
+        value = getattr(getattr(cfg, section), name)
+        if value not in options:
+            raise QuantNASError(f"config key {key}: {shown(value)} is not one of {list(options)}")
+    check_ranges(cfg)
+    if cfg.name:
+        check_name(cfg.name, "config key name")
+    check_bits(cfg.arch.bits, where="arch.bits")
+    for section in ("arch_pattern", "primitives"):
+        for key in getattr(cfg.arch, section):
+            if key not in BLOCKS:
+                raise QuantNASError(
+                    f"config key arch.{section}.{key[:80]}: unknown block; expected {list(BLOCKS)}"
+                )
+    check_space(search_arch(cfg))  # ops exist and fit every layer of the searched space
+    return check_rules(cfg)
 
 
 def load_config(
@@ -242,7 +120,7 @@ def load_config(
     """Resolve a config from defaults, a preset, YAML files and overrides."""
     cfg = Config()
     if preset:
-        merge(cfg, load_yaml(_preset_text(preset)) or {}, source=f"preset {preset}")
+        merge(cfg, load_yaml(preset_text(preset)) or {}, source=f"preset {preset}")
     for f in files or []:
         p = Path(f)
         if not p.is_file():
@@ -257,15 +135,6 @@ def load_config(
     for o in overrides or []:
         apply_override(cfg, o)
     return validate(cfg)
-
-
-def to_dict(cfg: Config) -> dict:
-    return asdict(cfg)
-
-
-def dump(cfg: Config) -> str:
-    """The resolved config as YAML."""
-    return yaml.safe_dump(to_dict(cfg), sort_keys=False)
 
 
 def from_dict(data: dict) -> Config:

@@ -1,5 +1,8 @@
-"""Config value checks: the allowed choices (taken from the modules that own each concept),
-number ranges and the rules that tie keys together; one-line errors naming the key.
+"""Config value checks that need nothing but the typed config: number ranges, names inside
+``out_dir`` and the rules that tie keys together; one-line errors naming the key.
+
+The choices of a key (taken from the modules that own each concept) and the search space's
+checks are :func:`quantnas.config.validate`, which runs these too.
 """
 
 from __future__ import annotations
@@ -21,47 +24,8 @@ __all__ = [
     "SIGNED",
     "check_name",
     "check_ranges",
-    "choices",
-    "validate",
+    "check_rules",
 ]
-
-
-def choices() -> dict[str, tuple[str, ...]]:
-    """``{key: allowed values}`` of the config keys whose value names one of a fixed set.
-
-    Each tuple comes from the module that owns the concept; they are imported here, at
-    check time, because several of them import this package's config types.
-    """
-    from quantnas.cost import PENALTY_COSTS
-    from quantnas.models.basic import CELL_TYPES
-    from quantnas.models.blocks import GLOBAL_SKIPS
-    from quantnas.optim import LOSSES
-    from quantnas.quant.mixed import MIX_MODES, NOISE_MIXES
-    from quantnas.quant.noise import NOISE_KINDS, NOISE_SOURCES
-    from quantnas.search.constraint import SELECTORS, WEIGHT_SAMPLINGS
-    from quantnas.search.losses import SPARSE_RAMPS, SPARSE_TYPES
-    from quantnas.search.splits import SPLITS
-    from quantnas.search.supernet import TRANSFORMS
-    from quantnas.space import INPUT_QUANTS
-
-    return {
-        "arch.cell_type": CELL_TYPES,
-        "arch.global_skip": GLOBAL_SKIPS,
-        "arch.input_quant": INPUT_QUANTS,
-        "search.mode": MIX_MODES,
-        "search.noise": NOISE_KINDS,
-        "search.noise_mix": NOISE_MIXES,
-        "search.noise_source": NOISE_SOURCES,
-        "search.alpha_transform": TRANSFORMS,
-        "search.sparse_type": SPARSE_TYPES,
-        "search.sparse_ramp": SPARSE_RAMPS,
-        "search.penalty_cost": PENALTY_COSTS,
-        "search.split": SPLITS,
-        "search.select": SELECTORS,
-        "search.weight_sampling": WEIGHT_SAMPLINGS,
-        "train.loss": LOSSES,
-        "train.finetune_loss": LOSSES,
-    }
 
 
 #: Numeric keys that must be > 0 (every numeric key must be finite and >= 0 unless listed
@@ -170,37 +134,10 @@ def check_ranges(cfg: Config) -> None:
             raise QuantNASError(f"config key {key}: must be >= 0 (got {_shown(value)})")
 
 
-def validate(cfg: Config) -> Config:
-    """Check value ranges and choices (one-line errors naming the key)."""
-    from quantnas.spaces import available_spaces
-
-    if cfg.arch.space not in available_spaces():
-        raise QuantNASError(
-            f"config key arch.space: {shown(cfg.arch.space)} is not one of "
-            f"{list(available_spaces())}"
-        )
-    for key, options in choices().items():
-        section, name = key.split(".")
-        value = getattr(getattr(cfg, section), name)
-        if value not in options:
-            raise QuantNASError(f"config key {key}: {shown(value)} is not one of {list(options)}")
-    check_ranges(cfg)
-    if cfg.name:
-        check_name(cfg.name, "config key name")
-    from quantnas.genotype import BLOCKS
-    from quantnas.quant.quantizers import check_bits
-
-    check_bits(cfg.arch.bits, where="arch.bits")
-    for section in ("arch_pattern", "primitives"):
-        for key in getattr(cfg.arch, section):
-            if key not in BLOCKS:
-                raise QuantNASError(
-                    f"config key arch.{section}.{key[:80]}: unknown block; expected {list(BLOCKS)}"
-                )
-    from quantnas.search.setup import search_arch
-    from quantnas.space import check_space
-
-    check_space(search_arch(cfg))  # ops exist and fit every layer of the searched space
+def check_rules(cfg: Config) -> Config:
+    """The rules that tie keys together (shares in (0, 1], warm-ups that leave epochs, the
+    integer-only output's needs); one-line errors naming the key.
+    """
     if not all(0 <= b < 1 for b in cfg.search.alpha_betas) or len(cfg.search.alpha_betas) != 2:
         raise QuantNASError(
             f"config key search.alpha_betas: expected two numbers in [0, 1) "

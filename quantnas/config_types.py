@@ -1,11 +1,13 @@
 """The typed configuration: one dataclass per section, with the library's defaults.
 
-Loading, merging and overrides are :mod:`quantnas.config`; value checks are
-:mod:`quantnas.config_checks`.
+Reading, merging and overrides are :mod:`quantnas.config_io`; value checks are
+:mod:`quantnas.config_checks` and :mod:`quantnas.config`. :func:`search_arch` and
+:func:`search_crop` are what the search section resolves to.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 
 __all__ = [
@@ -16,6 +18,8 @@ __all__ = [
     "SearchConfig",
     "SweepConfig",
     "TrainConfig",
+    "search_arch",
+    "search_crop",
 ]
 
 
@@ -269,3 +273,19 @@ class Config:
     train: TrainConfig = field(default_factory=TrainConfig)
     run: RunConfig = field(default_factory=RunConfig)
     sweep: SweepConfig = field(default_factory=SweepConfig)
+
+
+def search_arch(cfg: Config) -> ArchConfig:
+    """The space searched: ``arch`` with ``search.c_fixed`` channels when set.
+
+    As in DARTS, the supernet may be narrower than the network trained afterwards: the
+    genotype (ops and bit-widths per layer) does not depend on the width.
+    """
+    if cfg.search.c_fixed <= 0 or cfg.search.c_fixed == cfg.arch.c_fixed:
+        return cfg.arch
+    return dataclasses.replace(cfg.arch, c_fixed=cfg.search.c_fixed)
+
+
+def search_crop(cfg: Config) -> int:
+    """LR crop of the search batches (``search.lr_crop``, else ``data.lr_crop``)."""
+    return cfg.search.lr_crop if cfg.search.lr_crop > 0 else cfg.data.lr_crop

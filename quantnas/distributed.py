@@ -53,13 +53,11 @@ __all__ = [
     "isolated_rng",
     "is_main",
     "launched",
-    "metric_logger",
     "rank",
     "rank0_path",
     "refuse",
     "set_epoch",
     "train_loader",
-    "world_size",
 ]
 
 log = logging.getLogger(__name__)
@@ -75,13 +73,6 @@ def rank() -> int:
     if dist.is_available() and dist.is_initialized():
         return dist.get_rank()
     return int(os.environ.get("RANK", "0"))
-
-
-def world_size() -> int:
-    """Number of ranks (1 without ``torchrun``)."""
-    if dist.is_available() and dist.is_initialized():
-        return dist.get_world_size()
-    return int(os.environ.get("WORLD_SIZE", "1"))
 
 
 def is_main() -> bool:
@@ -273,28 +264,3 @@ def set_epoch(*loaders, epoch: int) -> None:
     for ld in loaders:
         if isinstance(ld, ShardedLoader):
             ld.set_epoch(epoch)
-
-
-class _NullMetrics:
-    """The metric logger of ranks other than 0: records nothing, writes nothing."""
-
-    def log(self, *args, **kwargs) -> None:
-        pass
-
-    def scalars(self, *args, **kwargs) -> None:
-        pass
-
-    def truncate_after(self, *args, **kwargs) -> None:
-        pass
-
-    def close(self) -> None:
-        pass
-
-
-def metric_logger(run_dir, *, tensorboard: bool):
-    """A :class:`~quantnas.metrics_log.MetricLogger` on rank 0, a silent stand-in elsewhere."""
-    if not is_main():
-        return _NullMetrics()
-    from quantnas.metrics_log import MetricLogger
-
-    return MetricLogger(run_dir, tensorboard=tensorboard)

@@ -15,18 +15,21 @@ import logging
 import math
 import os
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import IO, Any
 
 import numpy as np
 import torch
 
-from quantnas.manifest import record
-
 logger = logging.getLogger(__name__)
 
+#: Called with every destination before it is written: while a run directory is tracked,
+#: :mod:`quantnas.manifest` (which adds its ``record`` here) lists the file there first.
+BEFORE_WRITE: list[Callable[[Path], None]] = []
+
 __all__ = [
+    "BEFORE_WRITE",
     "atomic_save",
     "atomic_write_bytes",
     "atomic_write_json",
@@ -102,7 +105,8 @@ def _atomic_open(path: str | Path, mode: str = "wb") -> Iterator[IO[Any]]:
 
     """
     dest = Path(path)
-    record(dest)  # listed in the run directory's manifest before it exists
+    for before in BEFORE_WRITE:
+        before(dest)  # e.g. listed in the run directory's manifest before it exists
     dest.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp_name = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=TMP_SUFFIX, dir=dest.parent)
     tmp = Path(tmp_name)

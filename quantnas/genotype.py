@@ -248,32 +248,6 @@ def resolve(spec: str | Path | Genotype) -> Genotype:
     return load(s)
 
 
-#: Where a run directory keeps its genotype (search, train, or a ``run``'s search).
-RUN_GENOTYPES = ("best_arch.json", "genotype.json", "search/best_arch.json")
-
-
-def from_source(source: str | Path) -> Genotype:
-    """The genotype of a run directory, a trained checkpoint (``.pt``) or :func:`resolve`'s
-    inputs (a file, builtin name or text).
-    """
-    src = Path(source)
-    if src.is_dir():
-        found = [src / name for name in RUN_GENOTYPES if (src / name).exists()]
-        if not found:
-            raise QuantNASError(f"{source}: no best_arch.json or genotype.json in this run dir")
-        src = found[0]
-    if src.suffix != ".pt":
-        return resolve(str(src))
-    from quantnas.checkpoint import load_checkpoint
-
-    ck = load_checkpoint(src)
-    if "genotype" in ck:
-        return from_dict(ck["genotype"], source=str(src))
-    if ck.get("kind") == "search":
-        raise QuantNASError(f"{src}: export a search from its run directory (best_arch.json)")
-    raise QuantNASError(f"{src}: checkpoint holds no genotype")
-
-
 #: The example genotype printed in the paper / original repository.
 PAPER_EXAMPLE = parse_text(
     "Genotype_SR(head=[('simple_5x5_grouped_3', 8), ('simple_3x3', 8)], "

@@ -23,11 +23,13 @@ from typing import Any
 
 from quantnas import distributed as qdist
 from quantnas.checkpoint import CHECKPOINT, restore_run_state
-from quantnas.config import Config, dump
+from quantnas.config_io import dump
+from quantnas.config_types import Config
 from quantnas.device import select_device, set_threads
 from quantnas.errors import QuantNASError
 from quantnas.fileio import atomic_save, atomic_write_text, remove_stale_tmp
 from quantnas.manifest import record
+from quantnas.metrics_log import metric_logger
 from quantnas.rng import rng_state, seed_everything, set_rng_state
 from quantnas.runlock import Hold, hold
 
@@ -137,7 +139,9 @@ class EpochLoop:
 
     def open_metrics(self) -> None:
         """Open the run's metric log (after setup, so a failed setup leaves no files)."""
-        self.metrics = qdist.metric_logger(self.run_dir, tensorboard=self.cfg.tensorboard)
+        self.metrics = metric_logger(
+            self.run_dir, tensorboard=self.cfg.tensorboard, main=qdist.is_main()
+        )
 
     @property
     def checkpoint_path(self) -> Path:

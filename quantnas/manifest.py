@@ -2,12 +2,12 @@
 
 While a command runs in a run directory (:func:`tracking`), every file quantnas writes
 there is listed in the manifest before it is created: atomic writes
-(:mod:`quantnas.fileio`), the log, the metric rows, TensorBoard's folder and saved images
-call :func:`record`. ``--restart`` removes exactly what the manifest lists
-(:func:`remove_written`) and never a file someone else put into the folder; a folder
-without a manifest has nothing quantnas knows it wrote, so nothing there is removed. A
-fresh run, or one resumed from a folder with a manifest, also refuses to overwrite a file
-that exists but is not listed.
+(:mod:`quantnas.fileio`, through its ``BEFORE_WRITE`` hook), the log, the metric rows,
+TensorBoard's folder and saved images call :func:`record`. ``--restart`` removes exactly
+what the manifest lists (:func:`remove_written`) and never a file someone else put into
+the folder; a folder without a manifest has nothing quantnas knows it wrote, so nothing
+there is removed. A fresh run, or one resumed from a folder with a manifest, also refuses
+to overwrite a file that exists but is not listed.
 
 The manifest is JSON, ``{"format": 1, "written": [...]}``: paths relative to the run
 directory with ``/`` separators. ``a/b`` is a file; ``a/`` a folder quantnas created (it is
@@ -26,6 +26,8 @@ from collections.abc import Iterator
 from pathlib import Path, PurePosixPath
 
 from quantnas.errors import QuantNASError
+from quantnas.fileio import BEFORE_WRITE, atomic_write_json, remove_stale_tmp
+from quantnas.runlock import drop_stale
 
 __all__ = ["MANIFEST", "Manifest", "read_manifest", "record", "remove_written", "tracking"]
 
@@ -116,8 +118,6 @@ class Manifest:
                 "is not overwritten: move it out of the run directory or choose another name=..."
             )
         self.entries.add(rel)
-        from quantnas.fileio import atomic_write_json
-
         atomic_write_json(self.path, {"format": 1, "written": sorted(self.entries)})
 
 
@@ -127,6 +127,9 @@ def record(path: str | Path, *, kind: str = "file") -> None:
     """
     for manifest in _active:
         manifest.add(path, kind=kind)
+
+
+BEFORE_WRITE.append(record)  # every atomic write is listed before it happens
 
 
 @contextlib.contextmanager
@@ -154,9 +157,6 @@ def remove_written(run_dir: str | Path) -> list[str]:
         The names left in ``run_dir`` (files quantnas did not write), sorted.
 
     """
-    from quantnas.fileio import remove_stale_tmp
-    from quantnas.runlock import drop_stale
-
     root = Path(run_dir)
     entries = read_manifest(root) or []
     folders: set[Path] = set()

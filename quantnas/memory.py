@@ -1,4 +1,7 @@
-"""Memory estimate of a search step, checked before any long computation starts."""
+"""Memory: how much is free where a run computes (the machine's RAM, a GPU's memory),
+one-line refusals of what does not fit, and the measured estimate of a search step,
+checked before any long computation starts.
+"""
 
 from __future__ import annotations
 
@@ -19,6 +22,70 @@ def available_ram_bytes() -> int | None:
     except OSError:
         return None
     return None
+
+
+def available_bytes(device: str | torch.device = "cpu") -> int | None:
+    """Free memory where ``device`` computes: the GPU's for CUDA, else the machine's RAM
+    (None where unknown).
+    """
+    if not str(device).startswith("cuda"):
+        return available_ram_bytes()
+    if not torch.cuda.is_available():
+        return None  # select_device refuses the run with one line
+    try:
+        free, _total = torch.cuda.mem_get_info(torch.device(device))
+    except (RuntimeError, ValueError):  # a device name select_device refuses
+        return None
+    return int(free)
+
+
+def memory_limit(limit_gb: float = 0.0, *, device: str | torch.device = "cpu") -> float | None:
+    """``limit_gb`` GiB when > 0, else 85% of the free memory of ``device`` (None where
+    unknown).
+    """
+    if limit_gb > 0:
+        return limit_gb * 1024**3
+    avail = available_bytes(device)
+    return 0.85 * avail if avail else None
+
+
+def human(n: float) -> str:
+    """Bytes as GiB / MiB (TiB for the absurd)."""
+    if n >= 1024**4:
+        return f"{n / 1024**4:.3g} TiB"
+    return f"{n / 1024**3:.2f} GiB" if n >= 1024**3 else f"{n / 1024**2:.3g} MiB"
+
+
+def refuse_over_budget(
+    need: float,
+    limit: float | None,
+    key: str,
+    what: str,
+    *,
+    label: str | None = None,
+    also: tuple[str, ...] = (),
+) -> None:
+    """One line naming ``key`` (``label`` starts it; default ``config key KEY``) when
+    ``need`` bytes exceed ``limit``; ``also`` names further keys worth lowering.
+    """
+    if limit is not None and need > limit:
+        whence = "85% of the free memory" + ("" if label else ", or run.max_memory_gb")
+        more = [k for k in also if k != key]
+        hint = f"lower {key}" + (f" (or {', '.join(more)})" if more else "")
+        raise QuantNASError(
+            f"{label or f'config key {key}'}: {what} needs at least {human(need)} but only "
+            f"{human(limit)} are available ({whence}); {hint}"
+        )
+
+
+def check_samples(n: int, *, limit_gb: float = 0.0) -> None:
+    """Refuse an epoch of ``n`` samples whose shuffled order (int64) cannot fit in memory."""
+    refuse_over_budget(
+        8.0 * n,
+        memory_limit(limit_gb),
+        "data.repeat",
+        f"shuffling an epoch of {n:,} training samples (images x data.repeat)",
+    )
 
 
 def activation_bytes(net: nn.Module, *, lr_crop: int, scale: int) -> int:
@@ -65,18 +132,17 @@ def check_memory(
     scale: int,
     limit_gb: float = 0.0,
     what: str = "search",
+    device: str | torch.device = "cpu",
 ) -> int:
-    """Refuse to start when the estimate exceeds the limit (or 85% of available RAM).
+    """Refuse to start when the estimate exceeds the limit (or 85% of the free memory of
+    ``device``: the GPU's for CUDA).
 
     Returns:
         The estimate in bytes.
 
     """
     need = estimate_step_bytes(net, batch_size=batch_size, lr_crop=lr_crop, scale=scale)
-    limit = limit_gb * 1024**3 if limit_gb > 0 else None
-    if limit is None:
-        avail = available_ram_bytes()
-        limit = 0.85 * avail if avail else None
+    limit = memory_limit(limit_gb, device=device)
     if limit is not None and need > limit:
         raise QuantNASError(
             f"the {what} needs about {_human(need)} (batch {batch_size}, LR crop "

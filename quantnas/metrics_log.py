@@ -16,7 +16,7 @@ from quantnas.errors import QuantNASError
 from quantnas.fileio import _json_default, atomic_write_text
 from quantnas.manifest import record
 
-__all__ = ["MetricLogger"]
+__all__ = ["MetricLogger", "NullMetrics", "metric_logger"]
 
 logger = logging.getLogger(__name__)
 
@@ -239,3 +239,24 @@ class MetricLogger:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+class NullMetrics:
+    """The metric logger of ranks other than 0: records nothing, writes nothing."""
+
+    def log(self, *args, **kwargs) -> None:
+        pass
+
+    def scalars(self, *args, **kwargs) -> None:
+        pass
+
+    def truncate_after(self, *args, **kwargs) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+def metric_logger(run_dir: str | Path, *, tensorboard: bool, main: bool = True):
+    """A :class:`MetricLogger` on the main rank (``main``), a silent stand-in elsewhere."""
+    return MetricLogger(run_dir, tensorboard=tensorboard) if main else NullMetrics()

@@ -96,6 +96,7 @@ def preflight(cfg: Config) -> None:
         lr_crop=search_crop(cfg),
         scale=cfg.arch.scale,
         limit_gb=cfg.run.max_memory_gb,
+        device=cfg.device,
     )
     log.info(
         "preflight: %d training images, supernet step needs about %.2f GiB",

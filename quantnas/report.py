@@ -9,11 +9,12 @@ from pathlib import Path
 
 import torch
 
-from quantnas.config import Config
+from quantnas.config_types import Config
 from quantnas.cost import network_cost
 from quantnas.data.benchmarks import load_benchmark_sets
 from quantnas.data.datasets import SRValDataset
 from quantnas.data.from_config import val_dataset
+from quantnas.device import select_device
 from quantnas.evaluate import bicubic_upscaler, evaluate
 from quantnas.fileio import atomic_write_json, atomic_write_text
 from quantnas.metrics import sr_metrics, to_uint8_image
@@ -65,7 +66,7 @@ def evaluate_run(cfg: Config, run_dir: Path) -> dict:
     """Evaluate the trained network of a run next to bicubic; writes ``eval.json``."""
     from quantnas.checkpoint import load_model
 
-    device = torch.device(cfg.device)
+    device = select_device(cfg.device)
     net, geno, arch = load_model(run_dir / "train" / "best.pt", device)
     out: dict = {"sets": {}}
     for name, ds in eval_sets(cfg).items():

@@ -10,7 +10,7 @@ from functools import partial
 import torch
 from torch import nn
 
-from quantnas.config import ArchConfig
+from quantnas.config_types import ArchConfig
 from quantnas.errors import QuantNASError
 from quantnas.genotype import Genotype
 from quantnas.ops import build_op, check_op

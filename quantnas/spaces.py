@@ -12,7 +12,7 @@ from functools import partial
 
 from torch import nn
 
-from quantnas.config import ArchConfig
+from quantnas.config_types import ArchConfig
 from quantnas.errors import QuantNASError
 from quantnas.genotype import BLOCKS
 from quantnas.models.basic import BasicSRNet, basic_channels, check_basic_counts

@@ -24,7 +24,7 @@ from torch.optim.swa_utils import AveragedModel
 from quantnas import distributed as qdist
 from quantnas import genotype as gt
 from quantnas.checkpoint import BEST, KIND_TRAIN, load_state, model_payload
-from quantnas.config import Config
+from quantnas.config_types import Config
 from quantnas.data.from_config import batches, train_dataset, val_dataset
 from quantnas.errors import QuantNASError
 from quantnas.evaluate import bicubic_reference, validate
@@ -34,7 +34,7 @@ from quantnas.loop import EpochLoop
 from quantnas.optim import pixel_loss, weight_optimizer
 from quantnas.runlog import progress
 from quantnas.space import build_network, set_quantized
-from quantnas.train_records import write_training_records
+from quantnas.train_records import recorded_config, write_training_records
 
 log = logging.getLogger(__name__)
 
@@ -103,6 +103,7 @@ class Trainer(EpochLoop):
         if build is None and genotype is None:
             raise QuantNASError("Trainer: give a genotype or a network builder")
         self.genotype, self.net_spec = genotype, net_spec
+        cfg = recorded_config(cfg, genotype)  # config.yaml names the genotype trained
         super().__init__(cfg, run_dir)  # seeds: the network and the data order follow
         net = build() if build is not None else build_network(genotype, cfg.arch)
         self.net = net.to(self.device)

@@ -1,5 +1,5 @@
 """The files a training derives from its state: the trained genotype, the training curves,
-the architecture picture and the metric rows.
+the architecture picture and the metric rows; the config it records (:func:`recorded_config`).
 
 :func:`write_training_records` writes the pictures at the end of a training (also of a
 resumed, finished one); :func:`refresh_training` rewrites everything from a finished
@@ -9,17 +9,36 @@ training stage it skips.
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import logging
 from pathlib import Path
 
 from quantnas import genotype as gt
-from quantnas.config import Config
+from quantnas.config_types import Config
+from quantnas.errors import QuantNASError
 from quantnas.plots import plot_genotype, plot_training_curves
 from quantnas.space import picture_cells
 
-__all__ = ["refresh_training", "write_training_records"]
+__all__ = ["recorded_config", "refresh_training", "write_training_records"]
 
 log = logging.getLogger(__name__)
+
+
+def recorded_config(cfg: Config, genotype: gt.Genotype | None) -> Config:
+    """``cfg`` with ``train.genotype`` naming the genotype trained, for ``config.yaml``.
+
+    The searched genotype of a ``run`` or of a sweep trial is not the config's
+    ``train.genotype`` (``default``); it is recorded as its ``Genotype_SR(...)`` text. A
+    config that already names the genotype trained (``quantnas train``) is kept as it is.
+    """
+    if genotype is None:
+        return cfg
+    with contextlib.suppress(QuantNASError):  # e.g. a genotype file since moved
+        if gt.resolve(cfg.train.genotype) == genotype:
+            return cfg
+    train = dataclasses.replace(cfg.train, genotype=genotype.to_text())
+    return dataclasses.replace(cfg, train=train)
 
 
 def write_training_records(

@@ -27,3 +27,43 @@ def test_select_device_refuses_missing_cuda_and_unknown_names():
             select_device("cuda")
     with pytest.raises(QuantNASError, match="unknown"):
         select_device("tpu")
+
+
+def test_evaluate_run_refuses_an_unknown_device_in_one_line(tmp_path):
+    from quantnas.config import Config
+    from quantnas.errors import QuantNASError
+    from quantnas.report import evaluate_run
+
+    cfg = Config()
+    cfg.device = "tpu"
+    with pytest.raises(QuantNASError, match="device 'tpu' unknown"):
+        evaluate_run(cfg, tmp_path)  # refused before the run directory is read
+
+
+def test_memory_preflight_counts_gpu_memory_for_cuda(monkeypatch):
+    import torch
+    from torch import nn
+
+    import quantnas.memory as mem
+    from quantnas.budget import check_network_budget
+    from quantnas.config import load_config
+    from quantnas.errors import QuantNASError
+
+    gib = 1024**3
+    monkeypatch.setattr(mem, "available_ram_bytes", lambda: 64 * gib)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "mem_get_info", lambda device=None: (2 * gib, 8 * gib))
+    assert mem.memory_limit(device="cuda") == pytest.approx(0.85 * 2 * gib)
+    assert mem.memory_limit(device="cuda:0") == pytest.approx(0.85 * 2 * gib)
+    assert mem.memory_limit() == pytest.approx(0.85 * 64 * gib)  # CPU: the machine's RAM
+    assert mem.memory_limit(3.0, device="cuda") == 3 * gib  # run.max_memory_gb wins
+    net = nn.Conv2d(3, 3, 3, padding=1)
+    mem.check_memory(net, batch_size=1, lr_crop=8, scale=1)  # fits in RAM and on the GPU
+    monkeypatch.setattr(torch.cuda, "mem_get_info", lambda device=None: (1024, 8 * gib))
+    mem.check_memory(net, batch_size=1, lr_crop=8, scale=1)  # on the CPU: the GPU is not asked
+    with pytest.raises(QuantNASError, match="the search needs about"):
+        mem.check_memory(net, batch_size=1, lr_crop=8, scale=1, device="cuda")
+    cfg = load_config(overrides=["device=cuda"])
+    with pytest.raises(QuantNASError, match="85% of the free memory"):
+        check_network_budget(cfg, "search")
+    check_network_budget(load_config(), "search")  # device=cpu: 64 GiB of RAM suffice

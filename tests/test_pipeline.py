@@ -98,6 +98,26 @@ def test_run_outputs(finished):
     assert "validation" in (d / "summary.txt").read_text()
 
 
+def test_train_config_records_the_searched_genotype(finished):
+    """train/config.yaml names the genotype trained (the searched one), not 'default'."""
+    searched = gt.load(finished / "search" / "best_arch.json")
+    saved = load_config(files=[finished / "train" / "config.yaml"])
+    assert gt.resolve(saved.train.genotype) == searched
+    assert saved.train.genotype == searched.to_text()
+    assert load_config(files=[finished / "config.yaml"]).train.genotype == "default"
+
+
+def test_recorded_config_keeps_a_config_naming_the_genotype():
+    from quantnas.train_records import recorded_config
+
+    cfg = load_config()
+    assert recorded_config(cfg, gt.DEFAULT) is cfg  # quantnas train: train.genotype kept
+    assert recorded_config(cfg, None) is cfg  # a sweep's hand-designed baseline
+    other = recorded_config(cfg, gt.PAPER_EXAMPLE)
+    assert other.train.genotype == gt.PAPER_EXAMPLE.to_text()
+    assert cfg.train.genotype == "default" and other.arch == cfg.arch
+
+
 def test_run_state_roundtrip(tmp_path):
     st = RunState(tmp_path)
     assert not st.done("search")

@@ -6,6 +6,7 @@ import pytest
 
 from quantnas import plots
 from quantnas.errors import QuantNASError
+from quantnas.sweep.pareto import pareto_front
 
 OPS = {
     "head": ["simple_3x3", "simple_5x5"],
@@ -144,12 +145,12 @@ def test_pareto_front_hand_made():
         (50.0, 32.0),  # 6 same y as 3, more cost -> dominated
         (float("nan"), 40.0),  # 7 ignored
     ]
-    assert plots.pareto_front(pts) == [2, 0, 3, 5]
-    assert plots.pareto_front([]) == []
-    assert plots.pareto_front([(1.0, 1.0)]) == [0]
+    assert pareto_front(pts) == [2, 0, 3, 5]
+    assert pareto_front([]) == []
+    assert pareto_front([(1.0, 1.0)]) == [0]
     # all identical -> all non-dominated
-    assert plots.pareto_front([(1.0, 2.0)] * 3) == [0, 1, 2]
+    assert pareto_front([(1.0, 2.0)] * 3) == [0, 1, 2]
     # y increases along the front
-    front = plots.pareto_front(pts)
+    front = pareto_front(pts)
     ys = [pts[i][1] for i in front]
     assert ys == sorted(ys)

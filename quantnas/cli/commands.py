@@ -171,13 +171,13 @@ def cmd_prepare(args: argparse.Namespace) -> int:
 
 def cmd_export(args: argparse.Namespace) -> int:
     if args.format in ("onnx", "onnx-fp32"):
-        from quantnas.deploy.commands import export_onnx_command
+        from quantnas.cli.deploy import export_onnx_command
 
         return export_onnx_command(args)
-    from quantnas import genotype as gt
+    from quantnas.checkpoint import genotype_of
     from quantnas.plots import plot_genotype
 
-    geno = gt.from_source(args.source)
+    geno = genotype_of(args.source)
     if args.format == "json":
         text = geno.to_json()
     elif args.format == "text":
@@ -197,13 +197,13 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def cmd_upscale(args: argparse.Namespace) -> int:
-    from quantnas.deploy.commands import upscale_command
+    from quantnas.cli.deploy import upscale_command
 
     return upscale_command(args)
 
 
 def cmd_config(args: argparse.Namespace) -> int:
-    from quantnas.config import dump, presets
+    from quantnas.config_io import dump, presets  # --list needs no owner of a choice
 
     if args.list:
         sys.stdout.write("\n".join(presets()) + "\n")

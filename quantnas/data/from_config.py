@@ -7,7 +7,7 @@ from collections.abc import Iterator
 import torch
 from torch.utils.data import DataLoader
 
-from quantnas.config import Config
+from quantnas.config_types import Config
 from quantnas.data.datasets import SRTrainDataset, SRValDataset, make_loader, resolve_images
 from quantnas.data.roles import training_images, validation_images
 from quantnas.errors import QuantNASError
@@ -31,7 +31,7 @@ def loader(dataset, *, batch_size: int, num_workers: int) -> DataLoader:
     An epoch whose shuffled order (one int64 per sample) cannot fit in memory is refused
     first, naming ``data.repeat``.
     """
-    from quantnas.budget import check_samples
+    from quantnas.memory import check_samples
 
     check_samples(len(dataset))
     return make_loader(

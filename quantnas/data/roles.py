@@ -13,7 +13,7 @@ import hashlib
 import logging
 from pathlib import Path
 
-from quantnas.config import Config
+from quantnas.config_types import Config
 from quantnas.data.sources import NamedImage, resolve_images
 from quantnas.errors import QuantNASError
 

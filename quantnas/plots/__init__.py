@@ -10,6 +10,8 @@ Modules:
     training: ``plot_training_curves``, losses and PSNR over epochs.
     images: ``plot_side_by_side``, image panels (bicubic / SR / HR) with a zoomed crop.
     sweep: ``plot_method_fronts``, a sweep's points per method with their fronts.
+
+Drawing only: which points form a front is :mod:`quantnas.sweep.pareto`.
 """
 
 from quantnas.plots._common import BIT_COLORS, BLOCK_ORDER
@@ -18,14 +20,12 @@ from quantnas.plots.genotype import plot_genotype
 from quantnas.plots.images import _auto_crop, plot_side_by_side
 from quantnas.plots.sweep import METHOD_STYLES, plot_method_fronts
 from quantnas.plots.training import plot_training_curves
-from quantnas.sweep.pareto import pareto_front
 
 __all__ = [
     "BIT_COLORS",
     "BLOCK_ORDER",
     "METHOD_STYLES",
     "_auto_crop",
-    "pareto_front",
     "plot_alpha_evolution",
     "plot_genotype",
     "plot_method_fronts",

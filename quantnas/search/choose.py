@@ -18,7 +18,7 @@ import math
 
 import torch
 
-from quantnas.config import Config
+from quantnas.config_types import Config
 from quantnas.cost import SupernetCost
 from quantnas.errors import QuantNASError
 from quantnas.genotype import Genotype

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from quantnas import genotype as gt
-from quantnas.config import Config
+from quantnas.config_types import Config
 from quantnas.fileio import atomic_write_text, json_text
 from quantnas.plots import plot_alpha_evolution, plot_genotype
 from quantnas.space import picture_cells

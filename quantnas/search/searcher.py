@@ -22,7 +22,7 @@ import torch
 from quantnas import distributed as qdist
 from quantnas import genotype as gt
 from quantnas.checkpoint import KIND_SEARCH, load_state
-from quantnas.config import Config
+from quantnas.config_types import Config
 from quantnas.cost import SupernetCost, network_cost
 from quantnas.data.from_config import batches, val_dataset
 from quantnas.data.roles import training_images, validation_images

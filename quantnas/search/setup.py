@@ -6,7 +6,7 @@ import dataclasses
 import logging
 
 from quantnas import distributed as qdist
-from quantnas.config import ArchConfig, Config
+from quantnas.config_types import Config, search_arch, search_crop
 from quantnas.data.datasets import SRTrainDataset
 from quantnas.search.splits import Split, split_training
 from quantnas.search.supernet import Supernet
@@ -14,22 +14,6 @@ from quantnas.search.supernet import Supernet
 log = logging.getLogger(__name__)
 
 __all__ = ["build_supernet", "search_arch", "search_crop", "search_loaders", "search_split"]
-
-
-def search_arch(cfg: Config) -> ArchConfig:
-    """The space searched: ``arch`` with ``search.c_fixed`` channels when set.
-
-    As in DARTS, the supernet may be narrower than the network trained afterwards: the
-    genotype (ops and bit-widths per layer) does not depend on the width.
-    """
-    if cfg.search.c_fixed <= 0 or cfg.search.c_fixed == cfg.arch.c_fixed:
-        return cfg.arch
-    return dataclasses.replace(cfg.arch, c_fixed=cfg.search.c_fixed)
-
-
-def search_crop(cfg: Config) -> int:
-    """LR crop of the search batches (``search.lr_crop``, else ``data.lr_crop``)."""
-    return cfg.search.lr_crop if cfg.search.lr_crop > 0 else cfg.data.lr_crop
 
 
 def build_supernet(cfg: Config, *, final_width: bool = False) -> Supernet:

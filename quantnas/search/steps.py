@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 
 from quantnas import distributed as qdist
-from quantnas.config import SearchConfig
+from quantnas.config_types import SearchConfig
 from quantnas.cost import SupernetCost
 from quantnas.search.constraint import BitopsBudget
 from quantnas.search.losses import hardware_penalty, ramp, sparsity

@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from quantnas.config import ArchConfig
+from quantnas.config_types import ArchConfig
 from quantnas.errors import QuantNASError
 from quantnas.genotype import BLOCKS, Genotype, LayerChoice
 from quantnas.ops import build_op

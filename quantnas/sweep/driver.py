@@ -4,7 +4,10 @@ front (:mod:`quantnas.sweep.front`).
 Layout of ``out_dir/<name>/``::
 
     sweep.yaml  log.txt  results.csv  results.jsonl  pareto.png  pareto.md  sweep.json
-    trials/<trial_id>/  (result.json, log.txt, genotype.json, search/, train/)
+    grid.json  trials/<trial_id>/  (result.json, log.txt, genotype.json, search/, train/)
+
+``grid.json`` records the config and the trials (what ``--resume`` checks and ``--extend``
+adds to); ``sweep.json`` is the summary of the last session (engine, wall time, failures).
 """
 
 from __future__ import annotations

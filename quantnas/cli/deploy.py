@@ -1,4 +1,6 @@
-"""The deployment verbs of the command line (``export --format onnx*``, ``upscale``)."""
+"""The deployment verbs of the command line (``export --format onnx*``, ``upscale``): their
+flags checked, the library called, one summary line printed.
+"""
 
 from __future__ import annotations
 
