@@ -226,3 +226,14 @@ def test_report_shows_the_budget_and_each_layers_margin(tmp_path):
     assert "BitOps budget 2e+09" in md and "0.950 x the budget" in md
     assert f"| head.0 | 0.500 | {math.log(2):.3f} |" in md
     assert search_decisions(cfg, tmp_path / "nothing", 1.0) == []
+
+
+def test_target_table_verdicts():
+    t = 1e9
+    base = [_row("espcn", 29.0, bits=8, bitops_32=1e9), _row("espcn", 29.2, bits=8, bitops_32=1e9)]
+    lost = [_row("search", 28.0, target=t, bitops_32=1e9), _row("search", 28.2, target=t,
+                                                                 bitops_32=1e9)]
+    tie = [_row("search", 29.05, target=t, bitops_32=1e9), _row("search", 29.25, target=t,
+                                                                 bitops_32=1e9)]
+    assert "espcn-8 wins" in target_table(base + lost, "test", tolerance=0.05)
+    assert "within the pooled std" in target_table(base + tie, "test", tolerance=0.05)

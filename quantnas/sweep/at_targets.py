@@ -113,9 +113,10 @@ def target_table(rows: Sequence[Mapping[str, Any]], set_name: str, *, tolerance:
         base = "; ".join(f"{name} {_f(bm)} +- {_f(bs)} ({bn})" for name, bm, bs, bn in
                          c["baselines"]) or "-"
         won = not math.isnan(c["margin"]) and c["margin"] > c["pooled_std"]
+        lost = not math.isnan(c["margin"]) and c["margin"] < -c["pooled_std"]
         wins += won
-        verdict = ("found wins" if won else
-                   f"{c['best_other'][0]} ahead" if c["margin"] < 0 else "within noise")
+        verdict = ("found wins" if won else f"{c['best_other'][0]} wins" if lost else
+                   "within the pooled std")
         lines.append(
             f"| {c['target'] / 1e9:.3f} | {_f(c['found_bitops'] / 1e9, '.3f')} | "
             f"{_f(m)} +- {_f(s)} ({n}) | {_f(c['random_median'])} ({c['random_draws']} draws) | "
