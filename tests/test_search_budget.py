@@ -170,6 +170,10 @@ def test_random_near_is_within_tolerance_and_seeded():
         b = network_cost(build_network(g, cfg.arch), lr_size=32).bitops
         assert abs(b / t - 1) <= 0.05
         assert random_near(cfg.arch, 3, target=t, tolerance=0.05) == g
+        assert random_near(cfg.arch, 3, target=t, tolerance=0.05, index=1) != g
+    # the ESPCN-4 window (+-5% of 0.607 G) holds 17 genotypes: a 18th distinct draw is refused
+    with pytest.raises(QuantNASError, match="17 distinct"):
+        random_near(cfg.arch, 3, target=0.607e9, tolerance=0.05, index=17)
     with pytest.raises(QuantNASError, match="sweep.targets"):
         random_near(cfg.arch, 3, target=1e3, tolerance=0.05)
 

@@ -147,22 +147,29 @@ class Chooser:
         return best[0], scored
 
 
-def random_near(arch, seed: int, *, target: float, tolerance: float, lr_size: int = 32):
-    """A uniform random genotype of ``arch`` (every (op, bit) pair of a layer equally
-    likely, as :func:`~quantnas.space.random_genotype`) whose final-network BitOps lie
-    within ``tolerance`` of ``target``, by rejection from the seeded stream ``seed``.
+def random_near(
+    arch, seed: int, *, target: float, tolerance: float, index: int = 0, lr_size: int = 32
+):
+    """The ``index``-th distinct uniform random genotype of ``arch`` (every (op, bit) pair
+    of a layer equally likely, as :func:`~quantnas.space.random_genotype`) whose
+    final-network BitOps lie within ``tolerance`` of ``target``, by rejection from a stream
+    seeded by ``seed`` and the target (so draws ``0, 1, ...`` of one target differ, and two
+    targets whose windows overlap do not share their draws).
 
     Raises:
-        QuantNASError: No draw fits (the target is outside the space).
+        QuantNASError: Fewer than ``index + 1`` draws fit (the target is outside the space
+            or its window holds too few genotypes).
 
     """
     net = Supernet(arch, mode="quant")
     tables, fixed = cost_tables(SupernetCost(net, lr_size=lr_size))
-    g = torch.Generator().manual_seed(int(seed))
+    g = torch.Generator().manual_seed(int(seed) * 1_000_003 + round(target / 1e6))
     lo, hi = target * (1 - tolerance), target * (1 + tolerance)
-    found = sample_in_band(tables, fixed, lo=lo, hi=hi, n=1, generator=g, tries=2_000_000)
-    if not found:
+    found = sample_in_band(tables, fixed, lo=lo, hi=hi, n=index + 1, generator=g,
+                           tries=2_000_000)
+    if len(found) <= index:
         raise QuantNASError(
-            f"sweep.targets: no random genotype within {tolerance:.0%} of {target:.4g} BitOps"
+            f"sweep.targets: {len(found)} distinct random genotypes within {tolerance:.0%} of "
+            f"{target:.4g} BitOps, draw {index} asked for"
         )
-    return net.export(one_hot(found[0], net.alpha.shapes))
+    return net.export(one_hot(found[index], net.alpha.shapes))

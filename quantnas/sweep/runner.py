@@ -70,8 +70,8 @@ def _network(trial: dict, cfg, trial_dir: Path):
         geno, info = _search(cfg, trial_dir)
     elif method == "random" and trial.get("target") is not None:
         t = Trial.from_dict(trial)
-        geno = random_near(cfg.arch, t.draw_seed, target=float(t.target),
-                           tolerance=cfg.sweep.target_tolerance)
+        geno = random_near(cfg.arch, int(t.draw_base or 0), target=float(t.target),
+                           tolerance=cfg.sweep.target_tolerance, index=int(t.draw or 0))
     elif method == "random":
         geno = random_genotype(cfg.arch, Trial.from_dict(trial).draw_seed)
     elif method == "uniform":
