@@ -127,6 +127,9 @@ class SearchConfig:
     #: bicubic on fixed crops of the alpha split (at the latest after half the epochs).
     warm_up: int | str = 1
     warm_up_margin: float = 0.1
+    #: The best epoch (the exported genotype) is the one of lowest validation loss; a later
+    #: epoch within this relative tolerance of the best replaces it (0 = strictly lower).
+    best_tolerance: float = 0.0
     batch_size: int = 8
     search_subsample: float = 1.0
     #: Weight / alpha data: ``photos`` (whole images halved) or ``regions`` (tiles of

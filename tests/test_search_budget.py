@@ -241,3 +241,11 @@ def test_target_table_verdicts():
                                                                  bitops_32=1e9)]
     assert "espcn-8 wins" in target_table(base + lost, "test", tolerance=0.05)
     assert "within the pooled std" in target_table(base + tie, "test", tolerance=0.05)
+
+
+def test_best_tolerance_gives_near_ties_to_the_later_epoch(tmp_path):
+    cfg, s, res = run_search(tmp_path, "tol", "search.best_tolerance=10", "search.epochs=3")
+    assert res.best_epoch == 2  # every later epoch is within 1000% of the best: it wins
+    cfg, s, res = run_search(tmp_path, "strict", "search.epochs=3")
+    losses = [r["val_loss"] for r in s.history]
+    assert res.best_epoch == 1 + min(range(2), key=lambda i: losses[1 + i])

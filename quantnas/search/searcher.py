@@ -225,7 +225,10 @@ class Searcher(EpochLoop):
         gt.save(geno, self.run_dir / "genotypes" / f"epoch_{epoch:03d}.json")
         gt.save(geno, self.run_dir / "last_arch.json")
         started_alphas = self.alpha_from is not None and epoch >= self.alpha_from
-        if started_alphas and val["val_loss"] < self.best["val_loss"]:
+        tie = s.best_tolerance > 0 and val["val_loss"] <= self.best["val_loss"] * (
+            1 + s.best_tolerance
+        )  # a near tie goes to the later epoch, whose alphas moved further
+        if started_alphas and (val["val_loss"] < self.best["val_loss"] or tie):
             self.best = {"epoch": epoch, "val_loss": val["val_loss"], "genotype": geno.to_dict()}
             gt.save(geno, self.run_dir / "best_arch.json")
         log.info(
