@@ -78,7 +78,8 @@ class Searcher(EpochLoop):
         self.chooser = Chooser(self.net, cfg)
         self.budget = self.chooser.budget()
         w_imgs, a_imgs, split = search_split(cfg, training_images(cfg))
-        atomic_write_json(run_dir / "split.json", split)
+        if qdist.is_main():
+            atomic_write_json(run_dir / "split.json", split)
         self.w_loader, self.a_loader = search_loaders(cfg, w_imgs, a_imgs)
         s = cfg.search
         #: The epoch alpha steps start at (None: ``warm_up: auto`` has not decided yet).
