@@ -148,8 +148,9 @@ class SearchConfig:
     dual_lr: float = 0.01
     target_band: float = 0.9
     #: How the genotype is chosen: ``argmax`` of the alphas, or ``path`` (the supernet's
-    #: validation L1 of each of ``select_samples`` genotypes within the budget band, with
-    #: inherited weights; lowest wins).
+    #: PSNR gain over bicubic on fixed validation crops with each of ``select_samples``
+    #: genotypes drawn within the budget band, and the repaired argmax, as its one-hot
+    #: path; inherited weights; highest wins).
     select: str = "argmax"
     select_samples: int = 32
     #: What a weight step trains: ``mixture`` (the alpha-weighted supernet, DARTS) or
