@@ -11,4 +11,16 @@ os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 from quantnas.errors import QuantNASError
 
 __version__ = "0.1.0"
-__all__ = ["QuantNASError", "__version__"]
+#: The Python API's names that no submodule shadows (:mod:`quantnas.api`; ``search``,
+#: ``train`` and ``evaluate`` are also module names, so they are ``quantnas.api.search``
+#: etc.), imported on first use so that ``import quantnas`` stays light.
+_API = ("load_config", "load_model", "run")
+__all__ = ["QuantNASError", "__version__", *_API]
+
+
+def __getattr__(name: str):
+    if name in _API:
+        from quantnas import api
+
+        return getattr(api, name)
+    raise AttributeError(f"module 'quantnas' has no attribute {name!r}")

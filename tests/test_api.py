@@ -1,0 +1,38 @@
+"""The Python API: the README's example runs as written; the CLI's defaults."""
+
+import math
+import re
+from pathlib import Path
+
+import quantnas
+from quantnas import api
+from quantnas.config import load_config
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def readme_example() -> str:
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    section = text.split("## Python API", 1)[1]
+    (block,) = re.findall(r"```python\n(.*?)```", section.split("\n## ", 1)[0], flags=re.S)
+    return block
+
+
+def test_readme_python_example_runs_as_written(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    scope: dict = {}
+    exec(compile(readme_example(), "README.md", "exec"), scope)  # noqa: S102
+    assert (tmp_path / "runs" / "api-search" / "best_arch.json").is_file()
+    assert (tmp_path / "runs" / "api-train" / "best.pt").is_file()
+    assert math.isfinite(scope["scores"]["test"]["psnr"])
+    assert scope["genotype"] == scope["found"].best
+    assert scope["arch"].c_fixed == scope["cfg"].arch.c_fixed
+    assert "test PSNR" in capsys.readouterr().out
+
+
+def test_load_config_has_the_cli_defaults():
+    assert api.load_config() == load_config(preset="default")
+    assert api.load_config(None) == load_config()
+    assert quantnas.load_config is api.load_config
+    assert quantnas.run is api.run and quantnas.load_model is api.load_model
+    assert api.load_config(overrides=["seed=3"]).seed == 3
