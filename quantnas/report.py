@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 from pathlib import Path
 
 import torch
@@ -19,6 +18,7 @@ from quantnas.evaluate import bicubic_upscaler, evaluate
 from quantnas.fileio import atomic_write_json, atomic_write_text
 from quantnas.metrics import sr_metrics, to_uint8_image
 from quantnas.plots import plot_side_by_side
+from quantnas.search.records import margins
 
 log = logging.getLogger(__name__)
 
@@ -144,10 +144,9 @@ def search_decisions(cfg: Config, run_dir: Path, bitops_32: float) -> list[str]:
                      f"{cfg.search.bitops_lr_size}); the genotype's {bitops_32:.4g} at 32x32 "
                      f"({bitops_32 / t:.3f} x the budget).\n")
     lines += ["| layer | best p | margin (nats) |", "|---|---|---|"]
-    for key, epochs in hist.items():
-        p = sorted((x for row in epochs[-1] for x in row), reverse=True)
-        margin = math.log(p[0] / max(p[1], 1e-300)) if len(p) > 1 else math.inf
-        lines.append(f"| {key} | {p[0]:.3f} | {margin:.3f} |")
+    last = {k: torch.tensor(epochs[-1], dtype=torch.float64) for k, epochs in hist.items()}
+    for key, gap in margins(last).items():
+        lines.append(f"| {key} | {float(last[key].max()):.3f} | {gap:.3f} |")
     return [*lines, ""]
 
 

@@ -18,7 +18,7 @@ import math
 
 import torch
 
-from quantnas.config_types import Config
+from quantnas.config_types import Config, search_crop
 from quantnas.cost import SupernetCost
 from quantnas.errors import QuantNASError
 from quantnas.genotype import Genotype
@@ -126,8 +126,7 @@ class Chooser:
         cands = [self.choice_of(self.argmax())]
         cands += sample_in_band(self.tables, self.fixed, lo=lo, hi=hi, n=s.select_samples,
                                 generator=g)
-        crop = s.lr_crop if s.lr_crop > 0 else cfg.data.lr_crop
-        probe = AlphaProbe(val_images, scale=cfg.arch.scale, lr_crop=crop, n=32,
+        probe = AlphaProbe(val_images, scale=cfg.arch.scale, lr_crop=search_crop(cfg), n=32,
                            seed=cfg.seed + 1)
         scored = []
         was = self.net.training

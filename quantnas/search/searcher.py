@@ -77,16 +77,18 @@ class Searcher(EpochLoop):
         self.cost = SupernetCost(self.net, lr_size=cfg.search.bitops_lr_size)
         self.chooser = Chooser(self.net, cfg)
         self.budget = self.chooser.budget()
-        w_imgs, a_imgs, split = search_split(cfg, training_images(cfg))
+        split = search_split(cfg, training_images(cfg))
         if qdist.is_main():
-            atomic_write_json(run_dir / "split.json", split)
-        self.w_loader, self.a_loader = search_loaders(cfg, w_imgs, a_imgs)
+            atomic_write_json(run_dir / "split.json", split[2])
+        self.w_loader, self.a_loader = search_loaders(cfg, split)
         s = cfg.search
         #: The epoch alpha steps start at (None: ``warm_up: auto`` has not decided yet).
         self.alpha_from: int | None = None if s.warm_up == "auto" else int(s.warm_up)
-        self.probe = AlphaProbe(a_imgs, scale=cfg.arch.scale, lr_crop=search_crop(cfg),
+        self.probe = AlphaProbe(split[1], scale=cfg.arch.scale, lr_crop=search_crop(cfg),
                                 seed=cfg.seed) if s.warm_up == "auto" else None
-        self.val_images = validation_images(cfg)
+        #: What the ``path`` selector scores on (read only for it; ``val`` is the per-epoch
+        #: validation set).
+        self.val_images = validation_images(cfg) if s.select == "path" else None
         self.val = val_dataset(cfg)
         self.steps = s.steps_per_epoch or max(1, len(self.w_loader))
         self.w_opt, self.w_sched = weight_optimizer(

@@ -44,12 +44,13 @@ def search_split(cfg: Config, images: list) -> Split:
     )
 
 
-def search_loaders(cfg: Config, w_imgs: list, a_imgs: list) -> tuple:
-    """The weight and alpha loaders (random crops of ``search_crop``; with ``regions`` each
-    tile gets ``data.repeat`` crops per epoch scaled by images / tiles, so an epoch holds
-    as many crops as with whole photos).
+def search_loaders(cfg: Config, split: Split) -> tuple:
+    """The weight and alpha loaders of a :func:`search_split` (random crops of
+    ``search_crop``; with ``regions`` each tile gets ``data.repeat`` crops per epoch scaled
+    by images / tiles, so an epoch holds as many crops as with whole photos).
     """
-    n_photos = len({name.split("[")[0] for name, _ in [*w_imgs, *a_imgs]})
+    w_imgs, a_imgs, record = split
+    n_photos = len(record.get("images", ()))
     kw = {"scale": cfg.arch.scale, "lr_crop": search_crop(cfg), "min_std": cfg.data.min_patch_std}
     bs, nw = cfg.search.batch_size, cfg.data.num_workers
     out = []

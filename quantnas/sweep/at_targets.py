@@ -17,16 +17,9 @@ import statistics
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from quantnas.sweep.pareto import BASELINE_METHODS, psnr_key
+from quantnas.sweep.pareto import BASELINE_METHODS, as_number, psnr_key
 
 __all__ = ["target_rows", "target_table"]
-
-
-def _num(value: Any) -> float:
-    try:
-        return float(value)
-    except (TypeError, ValueError):
-        return math.nan
 
 
 def _stats(xs: Sequence[float]) -> tuple[float, float, int]:
@@ -37,7 +30,7 @@ def _stats(xs: Sequence[float]) -> tuple[float, float, int]:
 
 
 def _near(r: Mapping[str, Any], target: float, tol: float) -> bool:
-    return abs(_num(r.get("bitops_32")) / target - 1.0) <= tol
+    return abs(as_number(r.get("bitops_32")) / target - 1.0) <= tol
 
 
 def target_rows(
@@ -45,31 +38,31 @@ def target_rows(
 ) -> list[dict]:
     """One comparison per target found in ``rows`` (finished per-seed result rows)."""
     key = psnr_key(set_name)
-    targets = sorted({_num(r.get("target")) for r in rows if not math.isnan(_num(r.get("target")))})
+    values = {as_number(r.get("target")) for r in rows}
+    targets = sorted(t for t in values if not math.isnan(t))
     out = []
     for t in targets:
-        at = [r for r in rows if _num(r.get("target")) == t]
+        at = [r for r in rows if as_number(r.get("target")) == t]
         found = [r for r in at if r["method"] == "search"]
         rand = [r for r in at if r["method"] == "random"]
         base = [r for r in rows if r["method"] in BASELINE_METHODS and _near(r, t, tolerance)]
-        f_mean, f_std, f_n = _stats([_num(r.get(key)) for r in found])
+        f_mean, f_std, f_n = _stats([as_number(r.get(key)) for r in found])
         draws: dict[Any, list] = {}
         for r in rand:
             draws.setdefault(r.get("draw"), []).append(r)
-        per_draw = [
-            (d, _stats([_num(r.get(key)) for r in rs])[0],
-             _stats([_num(r.get("psnr_validation")) for r in rs])[0],
-             _stats([_num(r.get(key)) for r in rs])[1])
-            for d, rs in sorted(draws.items(), key=lambda kv: _num(kv[0]))
-        ]
-        search_s = _stats([_num(r.get("search_s")) for r in found])[0]
-        train_s = _stats([_num(r.get("train_s")) for r in rand])[0]
+        per_draw = []  # (draw, mean test PSNR, mean validation PSNR, test std)
+        for d, rs in sorted(draws.items(), key=lambda kv: as_number(kv[0])):
+            mean, std, _ = _stats([as_number(r.get(key)) for r in rs])
+            val = _stats([as_number(r.get("psnr_validation")) for r in rs])[0]
+            per_draw.append((d, mean, val, std))
+        search_s = _stats([as_number(r.get("search_s")) for r in found])[0]
+        train_s = _stats([as_number(r.get("train_s")) for r in rand])[0]
         k = max(1, round(search_s / train_s)) if train_s > 0 and not math.isnan(search_s) else 1
         k = min(k, len(per_draw)) if per_draw else 0
         chosen = max(per_draw[:k], key=lambda d: d[2]) if k else None
         b_groups: dict[tuple, list] = {}
         for r in base:
-            b_groups.setdefault((r["method"], r.get("bits")), []).append(_num(r.get(key)))
+            b_groups.setdefault((r["method"], r.get("bits")), []).append(as_number(r.get(key)))
         baselines = [(f"{m}-{b}", *_stats(v)) for (m, b), v in sorted(b_groups.items())]
         variances = [s * s for s in [f_std, *(d[3] for d in per_draw), *(b[2] for b in baselines)]
                      if not math.isnan(s)]
@@ -80,7 +73,7 @@ def target_rows(
         out.append({
             "target": t,
             "found": (f_mean, f_std, f_n),
-            "found_bitops": _stats([_num(r.get("bitops_32")) for r in found])[0],
+            "found_bitops": _stats([as_number(r.get("bitops_32")) for r in found])[0],
             "random_median": statistics.median([d[1] for d in per_draw]) if per_draw else math.nan,
             "random_draws": len(per_draw),
             "random_best": chosen[1] if chosen else math.nan,

@@ -75,7 +75,7 @@ def aggregate(rows: Sequence[Mapping[str, Any]]) -> list[dict]:
             k for k in members[0] if k.startswith(_MEAN_PREFIXES) and not k.endswith("_std")
         ]
         for k in keys:
-            vals = np.array([_num(m.get(k)) for m in members], dtype=np.float64)
+            vals = np.array([as_number(m.get(k)) for m in members], dtype=np.float64)
             vals = vals[~np.isnan(vals)]
             agg[k] = float(vals.mean()) if len(vals) else float("nan")
             agg[f"{k}_std"] = float(vals.std(ddof=1)) if len(vals) > 1 else float("nan")
@@ -86,7 +86,8 @@ def aggregate(rows: Sequence[Mapping[str, Any]]) -> list[dict]:
     return out
 
 
-def _num(value: Any) -> float:
+def as_number(value: Any) -> float:
+    """``float(value)``, NaN where it is none (a missing or textual table cell)."""
     try:
         return float(value)
     except (TypeError, ValueError):
@@ -100,14 +101,14 @@ def ok_rows(rows: Sequence[Mapping[str, Any]], set_name: str) -> list[Mapping[st
         r
         for r in rows
         if r.get("status", "ok") == "ok"
-        and not np.isnan(_num(r.get("bitops_32")))
-        and not np.isnan(_num(r.get(key)))
+        and not np.isnan(as_number(r.get("bitops_32")))
+        and not np.isnan(as_number(r.get(key)))
     ]
 
 
 def points(rows: Sequence[Mapping[str, Any]], set_name: str) -> list[tuple[float, float]]:
     key = psnr_key(set_name)
-    return [(_num(r["bitops_32"]), _num(r[key])) for r in rows]
+    return [(as_number(r["bitops_32"]), as_number(r[key])) for r in rows]
 
 
 def overall_front(rows: Sequence[Mapping[str, Any]], set_name: str) -> list[int]:
@@ -146,17 +147,19 @@ def targets(
       (``dominated``), that dominate their source (``beats_mixed``), or neither.
     """
     key = psnr_key(set_name)
-    found = [(_num(r["bitops_32"]), _num(r[key])) for r in rows if r["method"] == FOUND]
-    rnd = [(_num(r["bitops_32"]), _num(r[key])) for r in rows if r["method"] == "random"]
+    found = [(as_number(r["bitops_32"]), as_number(r[key])) for r in rows if r["method"] == FOUND]
+    rnd = [(as_number(r["bitops_32"]), as_number(r[key])) for r in rows if r["method"] == "random"]
     out: dict[str, Any] = {
         "set": set_name,
         "found": len(found),
         "random": {"total": len(rnd), "dominated": sum(_covered(p, found, 0.0) for p in rnd)},
     }
-    base = [r for r in rows if r["method"] in BASELINE_METHODS and _num(r.get("bits")) in (4, 8)]
+    base = [
+        r for r in rows if r["method"] in BASELINE_METHODS and as_number(r.get("bits")) in (4, 8)
+    ]
     matched = wins = 0
     for r in base:
-        b, p = _num(r["bitops_32"]), _num(r[key])
+        b, p = as_number(r["bitops_32"]), as_number(r[key])
         near = [(x, y) for x, y in found if b / MATCH_FACTOR <= x <= b * MATCH_FACTOR]
         if near:
             matched += 1
@@ -174,8 +177,8 @@ def targets(
         if r["method"] != "uniform" or r.get("source") not in by_id:
             continue
         src = by_id[r["source"]]
-        sb, sp = _num(src["bitops_32"]), _num(src[key])
-        ub, up = _num(r["bitops_32"]), _num(r[key])
+        sb, sp = as_number(src["bitops_32"]), as_number(src[key])
+        ub, up = as_number(r["bitops_32"]), as_number(r[key])
         if sb <= ub and sp >= up:
             dom += 1
         elif ub <= sb and up >= sp:
@@ -198,10 +201,10 @@ def _setting(r: Mapping[str, Any]) -> str:
 def _pm(r: Mapping[str, Any], key: str, fmt: str) -> str:
     """``mean +- std`` of an aggregated column (just the value when it has no std)."""
     std = r.get(f"{key}_std")
-    value = format(_num(r.get(key)), fmt)
-    if std is None or np.isnan(_num(std)):
+    value = format(as_number(r.get(key)), fmt)
+    if std is None or np.isnan(as_number(std)):
         return value
-    return f"{value} +- {format(_num(std), fmt)}"
+    return f"{value} +- {format(as_number(std), fmt)}"
 
 
 def front_table(
@@ -222,13 +225,15 @@ def front_table(
     head = ["sweep", *head] if merged else head
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     front = overall_front(rows, set_name)
-    order = sorted(range(len(rows)), key=lambda i: _num(rows[i]["bitops_32"])) if every else front
+    order = front
+    if every:
+        order = sorted(range(len(rows)), key=lambda i: as_number(rows[i]["bitops_32"]))
     for i in order:
         r = rows[i]
         lines.append(
             f"| {str(r.get('sweep')) + ' | ' if merged else ''}"
             f"{r['method']} | {_setting(r)} | {r.get('seed', '')} | "
-            f"{_num(r['bitops_32']) / 1e9:.3f} | {int(_num(r.get('params')))} | "
+            f"{as_number(r['bitops_32']) / 1e9:.3f} | {int(as_number(r.get('params')))} | "
             f"{_pm(r, key, '.2f')} | {_pm(r, ssim, '.4f')} | "
             + (f"{_pm(r, 'psnr_validation', '.2f')} | " if val else "")
             + f"{r.get('stalled', '')} |"
