@@ -14,7 +14,7 @@ __version__ = "0.1.0"
 #: The Python API's names that no submodule shadows (:mod:`quantnas.api`; ``search``,
 #: ``train`` and ``evaluate`` are also module names, so they are ``quantnas.api.search``
 #: etc.), imported on first use so that ``import quantnas`` stays light.
-_API = ("load_config", "load_model", "run")
+_API = ("load_config", "load_model", "run", "upscale")
 __all__ = ["QuantNASError", "__version__", *_API]
 
 

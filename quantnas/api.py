@@ -9,10 +9,17 @@ Example (the README's "Python API" section, which ``tests/test_api.py`` runs)::
     trained = api.train(cfg, "runs/api-train", genotype=found.best)
     scores = api.evaluate(trained.best_path, benchmarks="embedded:test")
     net, genotype, arch = api.load_model(trained.best_path)
+    sr = api.upscale(trained.best_path, [lr_image])  # HxWx3 arrays in, arrays out
 
-``quantnas.load_config``, ``quantnas.load_model`` and ``quantnas.run`` are the same
-functions; ``search``, ``train`` and ``evaluate`` are only here, because ``quantnas.search``,
-``quantnas.train`` and ``quantnas.evaluate`` are modules.
+Images may also be given in memory: ``train_images`` / ``val_images`` (lists of ``HxWx3``
+arrays or ``(name, array)`` pairs) and ``test_sets`` (``{name: images}``) take the place of
+``data.train`` / ``data.val`` / ``data.benchmarks`` in :func:`search`, :func:`train` and
+:func:`run`, and ``images`` the place of folders in :func:`evaluate`; each job reads its
+images once (:class:`~quantnas.data.job_data.JobData`).
+
+``quantnas.load_config``, ``quantnas.load_model``, ``quantnas.run`` and ``quantnas.upscale``
+are the same functions; ``search``, ``train`` and ``evaluate`` are only here, because
+``quantnas.search``, ``quantnas.train`` and ``quantnas.evaluate`` are modules.
 
 Each call holds its run directory's lock while it writes, as the verbs do; a run directory
 that holds a finished or interrupted run is continued with ``resume=True``.
@@ -20,17 +27,38 @@ that holds a finished or interrupted run is continued with ``resume=True``.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from quantnas.config import Config
 from quantnas.config import load_config as _load_config
+from quantnas.data.job_data import ImagesLike, JobData
 
 #: The preset the CLI applies when ``--preset`` is not given.
 DEFAULT_PRESET = "default"
 
-__all__ = ["DEFAULT_PRESET", "evaluate", "load_config", "load_model", "run", "search", "train"]
+__all__ = [
+    "DEFAULT_PRESET",
+    "evaluate",
+    "load_config",
+    "load_model",
+    "run",
+    "search",
+    "train",
+    "upscale",
+]
+
+
+def _data(
+    cfg: Config,
+    train_images: ImagesLike | None,
+    val_images: ImagesLike | None,
+    test_sets: Mapping[str, ImagesLike] | None = None,
+) -> JobData:
+    return JobData(cfg, train=train_images, val=val_images, test=test_sets)
 
 
 def load_config(
@@ -45,25 +73,42 @@ def load_config(
     return _load_config(preset=preset, files=list(files), overrides=list(overrides))
 
 
-def search(cfg: Config, run_dir: str | Path, *, resume: bool = False) -> Any:
+def search(
+    cfg: Config,
+    run_dir: str | Path,
+    *,
+    resume: bool = False,
+    train_images: ImagesLike | None = None,
+    val_images: ImagesLike | None = None,
+) -> Any:
     """Search in ``run_dir``; returns a :class:`~quantnas.search.searcher.SearchResult`
     (``best`` genotype, ``best_epoch``, ``run_dir``, ...).
     """
     from quantnas.search.searcher import search as _search
 
-    return _search(cfg, Path(run_dir), resume=resume)
+    return _search(cfg, Path(run_dir), resume=resume, data=_data(cfg, train_images, val_images))
 
 
-def train(cfg: Config, run_dir: str | Path, *, genotype: Any = None, resume: bool = False) -> Any:
+def train(
+    cfg: Config,
+    run_dir: str | Path,
+    *,
+    genotype: Any = None,
+    resume: bool = False,
+    train_images: ImagesLike | None = None,
+    val_images: ImagesLike | None = None,
+) -> Any:
     """QAT of ``genotype`` (a :class:`~quantnas.genotype.Genotype`, a genotype file or text,
     or a builtin name; ``cfg.train.genotype`` when None) in ``run_dir``; returns a
-    :class:`~quantnas.train.TrainResult` (``best_path``, ``best_psnr``, ...).
+    :class:`~quantnas.train.TrainResult` (``best_path``, ``best_psnr``, ``network``, ...).
     """
     from quantnas import genotype as gt
     from quantnas.train import train as _train
 
     geno = gt.resolve(cfg.train.genotype if genotype is None else genotype)
-    return _train(cfg, Path(run_dir), geno, resume=resume)
+    return _train(
+        cfg, Path(run_dir), geno, resume=resume, data=_data(cfg, train_images, val_images)
+    )
 
 
 def evaluate(
@@ -71,18 +116,24 @@ def evaluate(
     *,
     data: Sequence[str] = (),
     benchmarks: str | None = None,
+    images: Mapping[str, ImagesLike] | None = None,
     device: str = "cpu",
 ) -> dict[str, dict]:
     """Y-channel PSNR / SSIM (border = scale) of a trained checkpoint on image folders or
-    ``embedded:...`` sources (``data``) and benchmark sets; ``{set: {"psnr", "ssim",
-    "images"}}``.
+    ``embedded:...`` sources (``data``), benchmark sets and in-memory HR image sets
+    (``images``: ``{set name: images}``); ``{set: {"psnr", "ssim", "images"}}``.
     """
     from quantnas.checkpoint import load_model as _load_model
+    from quantnas.data.datasets import SRValDataset
+    from quantnas.data.job_data import as_named_images
     from quantnas.evaluate import eval_sets
     from quantnas.evaluate import evaluate as _evaluate
 
     net, _, arch = _load_model(model, device)
-    sets = eval_sets(list(data), benchmarks, scale=arch.scale)
+    sets = eval_sets(list(data), benchmarks, scale=arch.scale) if data or benchmarks else {}
+    for name, imgs in (images or {}).items():
+        hr = as_named_images(imgs, str(name))
+        sets[str(name)] = SRValDataset(hr, scale=arch.scale, label=f"image set {name!r}")
     return {name: _evaluate(net, ds, device=device) for name, ds in sets.items()}
 
 
@@ -93,8 +144,52 @@ def load_model(path: str | Path, device: str = "cpu") -> tuple:
     return _load_model(path, device)
 
 
-def run(cfg: Config, run_dir: str | Path, *, resume: bool = False) -> dict:
+def run(
+    cfg: Config,
+    run_dir: str | Path,
+    *,
+    resume: bool = False,
+    train_images: ImagesLike | None = None,
+    val_images: ImagesLike | None = None,
+    test_sets: Mapping[str, ImagesLike] | None = None,
+) -> dict:
     """The main job (search -> train -> eval -> report) in ``run_dir``; the report dict."""
     from quantnas.pipeline import run_pipeline
 
-    return run_pipeline(cfg, Path(run_dir), resume=resume)
+    return run_pipeline(
+        cfg, Path(run_dir), resume=resume, data=_data(cfg, train_images, val_images, test_sets)
+    )
+
+
+def upscale(
+    model: str | Path,
+    images: ImagesLike,
+    *,
+    tile: int = 256,
+    overlap: int | None = None,
+    runtime: str | None = None,
+    threads: int = 0,
+) -> list[np.ndarray]:
+    """Upscale in-memory RGB images with a run directory, a trained checkpoint or an
+    exported ``.onnx`` file (``runtime`` as ``quantnas upscale --runtime``), tiled as the
+    verb tiles (``overlap`` None: the network's exact halo).
+
+    Returns:
+        One ``uint8`` ``(H*s)x(W*s)x3`` array per image, in order.
+
+    """
+    from quantnas.data.job_data import as_named_images
+    from quantnas.deploy.picture import Picture
+    from quantnas.deploy.runtime import load_upscaler
+    from quantnas.deploy.upscale import upscale_picture
+
+    pics = as_named_images(images, "upscale")
+    model_ = load_upscaler(model, threads=threads, runtime=runtime)
+    if overlap is None:
+        overlap = model_.halo if model_.halo is not None else 16
+    out = []
+    for _, rgb in pics:
+        pic = Picture(rgb.astype(np.float32) / 255.0, None, False, 8)
+        sr = upscale_picture(model_, pic, tile=tile, overlap=overlap)
+        out.append(np.round(np.clip(sr.rgb, 0.0, 1.0) * 255.0).astype(np.uint8))
+    return out

@@ -10,12 +10,12 @@ import torch
 
 from quantnas.config_types import Config
 from quantnas.cost import network_cost
-from quantnas.data.benchmarks import load_benchmark_sets
 from quantnas.data.datasets import SRValDataset
-from quantnas.data.from_config import val_dataset
+from quantnas.data.job_data import JobData
 from quantnas.device import select_device
 from quantnas.evaluate import bicubic_upscaler, evaluate
 from quantnas.fileio import atomic_write_json, atomic_write_text
+from quantnas.genotype import Genotype
 from quantnas.metrics import sr_metrics, to_uint8_image
 from quantnas.plots import plot_side_by_side
 from quantnas.search.records import margins
@@ -24,15 +24,10 @@ log = logging.getLogger(__name__)
 
 
 def eval_sets(cfg: Config) -> dict[str, SRValDataset]:
-    """The validation set plus the benchmark sets of the config."""
-    sets = {"validation": val_dataset(cfg)}
-    if cfg.data.benchmarks:
-        sets.update(
-            load_benchmark_sets(
-                cfg.data.benchmarks, scale=cfg.arch.scale, max_pixels=cfg.data.max_pixels
-            )
-        )
-    return sets
+    """The validation set plus the benchmark sets of the config (read now; a job reads
+    them once through :class:`~quantnas.data.job_data.JobData`).
+    """
+    return JobData(cfg).eval_sets()
 
 
 def set_role(name: str) -> str:
@@ -62,15 +57,42 @@ def _side_by_side(net, ds: SRValDataset, path: Path, device) -> None:
     )
 
 
-def evaluate_run(cfg: Config, run_dir: Path) -> dict:
-    """Evaluate the trained network of a run next to bicubic; writes ``eval.json``."""
+def evaluate_run(
+    cfg: Config,
+    run_dir: Path,
+    *,
+    network: torch.nn.Module | None = None,
+    genotype: Genotype | None = None,
+    data: JobData | None = None,
+    pictures: bool = True,
+) -> dict:
+    """Evaluate the trained network of a run next to bicubic on every set; writes
+    ``eval.json`` (and with ``pictures`` the SR samples and ``side_by_side.png``).
+
+    Args:
+        cfg: The run's config.
+        run_dir: The run directory.
+        network: The trained network (with its ``genotype``; None for a hand-designed
+            network); rebuilt from ``train/best.pt`` when None.
+        genotype: The genotype of ``network``.
+        data: The job's images (the config's sources when None).
+        pictures: Write the SR samples and the side-by-side picture.
+
+    Returns:
+        ``sets`` (per set: role, PSNR/SSIM and bicubic's, per image rows with BitOps),
+        ``cost`` (at LR 32 and 256) and ``genotype`` (a dict, or None).
+
+    """
     from quantnas.checkpoint import load_model
 
     device = select_device(cfg.device)
-    net, geno, arch = load_model(run_dir / "train" / "best.pt", device)
+    if network is None:
+        network, genotype, _ = load_model(run_dir / "train" / "best.pt", device)
+    net, geno = network, genotype
+    data = data if data is not None else JobData(cfg)
     out: dict = {"sets": {}}
-    for name, ds in eval_sets(cfg).items():
-        save = run_dir / "samples" / name if cfg.run.sample_images else None
+    for name, ds in data.eval_sets().items():
+        save = run_dir / "samples" / name if pictures and cfg.run.sample_images else None
         res = evaluate(net, ds, device=device, save_dir=save)
         bic = evaluate(bicubic_upscaler(ds.scale), ds)
         for row, brow in zip(res["images"], bic["images"], strict=True):
@@ -92,10 +114,10 @@ def evaluate_run(cfg: Config, run_dir: Path) -> dict:
             res["ssim"],
             bic["ssim"],
         )
-        if name == "validation":
+        if name == "validation" and pictures:
             _side_by_side(net, ds, run_dir / "side_by_side.png", device)
     out["cost"] = {str(s): network_cost(net, lr_size=s).summary() for s in (32, 256)}
-    out["genotype"] = geno.to_dict()
+    out["genotype"] = geno.to_dict() if geno is not None else None
     atomic_write_json(run_dir / "eval.json", out)
     return out
 
@@ -140,9 +162,11 @@ def search_decisions(cfg: Config, run_dir: Path, bitops_32: float) -> list[str]:
     lines = ["## Search decisions\n"]
     t = cfg.search.target_bitops
     if t > 0:
-        lines.append(f"BitOps budget {t:.4g} (final network, LR {cfg.search.bitops_lr_size}x"
-                     f"{cfg.search.bitops_lr_size}); the genotype's {bitops_32:.4g} at 32x32 "
-                     f"({bitops_32 / t:.3f} x the budget).\n")
+        lines.append(
+            f"BitOps budget {t:.4g} (final network, LR {cfg.search.bitops_lr_size}x"
+            f"{cfg.search.bitops_lr_size}); the genotype's {bitops_32:.4g} at 32x32 "
+            f"({bitops_32 / t:.3f} x the budget).\n"
+        )
     lines += ["| layer | best p | margin (nats) |", "|---|---|---|"]
     last = {k: torch.tensor(epochs[-1], dtype=torch.float64) for k, epochs in hist.items()}
     for key, gap in margins(last).items():
@@ -150,9 +174,12 @@ def search_decisions(cfg: Config, run_dir: Path, bitops_32: float) -> list[str]:
     return [*lines, ""]
 
 
-def write_report(cfg: Config, run_dir: Path, state: dict) -> dict:
-    """Write ``report.md``, ``report.json`` and ``summary.txt``; log the summary table."""
-    ev = json.loads((run_dir / "eval.json").read_text(encoding="utf-8"))
+def write_report(cfg: Config, run_dir: Path, state: dict, ev: dict | None = None) -> dict:
+    """Write ``report.md``, ``report.json`` and ``summary.txt`` of the evaluation ``ev``
+    (read from ``eval.json`` when None); log the summary table.
+    """
+    if ev is None:
+        ev = json.loads((run_dir / "eval.json").read_text(encoding="utf-8"))
     from quantnas import genotype as gt
 
     geno = gt.from_dict(ev["genotype"])

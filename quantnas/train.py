@@ -23,9 +23,10 @@ from torch.optim.swa_utils import AveragedModel
 
 from quantnas import distributed as qdist
 from quantnas import genotype as gt
-from quantnas.checkpoint import BEST, KIND_TRAIN, load_state, model_payload
+from quantnas.checkpoint import BEST, KIND_TRAIN, load_checkpoint, load_state, model_payload
 from quantnas.config_types import Config
-from quantnas.data.from_config import batches, train_dataset, val_dataset
+from quantnas.data.from_config import batches, train_dataset
+from quantnas.data.job_data import JobData
 from quantnas.errors import QuantNASError
 from quantnas.evaluate import bicubic_reference, validate
 from quantnas.fileio import atomic_save
@@ -52,6 +53,11 @@ class TrainResult:
     bicubic_psnr: float = float("nan")
     #: The best validation PSNR stayed within ``train.stall_margin`` dB of bicubic.
     stalled: bool = False
+    #: The last epoch trained.
+    last_epoch: int = -1
+    #: The trained network with the best checkpoint's state, in eval mode (set by
+    #: :func:`train`; None where only the files are at hand).
+    network: nn.Module | None = None
 
 
 def ema_update(decay: float):
@@ -82,6 +88,7 @@ class Trainer(EpochLoop):
             the same initialisation and data order whoever starts the training (the
             ``train`` verb, ``run`` or a sweep trial).
         net_spec: What the built network is (saved in checkpoints and checked on resume).
+        data: The job's images (read from the config's sources when None).
 
     """
 
@@ -99,6 +106,7 @@ class Trainer(EpochLoop):
         *,
         build: Callable[[], nn.Module] | None = None,
         net_spec: dict | None = None,
+        data: JobData | None = None,
     ) -> None:
         if build is None and genotype is None:
             raise QuantNASError("Trainer: give a genotype or a network builder")
@@ -109,13 +117,14 @@ class Trainer(EpochLoop):
         self.net = net.to(self.device)
         qdist.broadcast_module(self.net)
         t = cfg.train
+        data = data if data is not None else JobData(cfg)
         self.loader = qdist.train_loader(
-            train_dataset(cfg),
+            train_dataset(cfg, data.training_images()),
             batch_size=t.batch_size,
             num_workers=cfg.data.num_workers,
             seed=cfg.seed,
         )
-        self.val = val_dataset(cfg)
+        self.val = data.val_dataset()
         self.steps = t.steps_per_epoch or max(1, len(self.loader))
         self.opt, self.sched = weight_optimizer(
             self.net.named_parameters(), t, prefix="", total_steps=self.steps * t.epochs
@@ -272,6 +281,15 @@ class Trainer(EpochLoop):
     def finish(self) -> None:
         write_training_records(self.cfg, self.run_dir, self.genotype, self.history)
 
+    def best_network(self) -> nn.Module:
+        """The network with the state of the best checkpoint, quantized as it was, in eval
+        mode (the network trained here: nothing is rebuilt).
+        """
+        ck = load_checkpoint(self.run_dir / BEST)
+        set_quantized(self.net, bool(ck.get("quantized", True)))
+        load_state(self.net, ck["model"], path=self.run_dir / BEST, what="the best network")
+        return self.net.eval()
+
     def result(self) -> TrainResult:
         return TrainResult(
             self.run_dir,
@@ -281,12 +299,28 @@ class Trainer(EpochLoop):
             sum(r["seconds"] for r in self.history),
             self.bicubic_psnr,
             self.stalled(),
+            len(self.history) - 1,
         )
 
 
-def train(cfg: Config, run_dir: Path, genotype: Genotype, *, resume: bool = False) -> TrainResult:
-    """Train ``genotype`` (resuming from ``run_dir`` when asked and possible)."""
-    t = Trainer(cfg, run_dir, genotype)
+def train(
+    cfg: Config,
+    run_dir: Path,
+    genotype: Genotype,
+    *,
+    resume: bool = False,
+    data: JobData | None = None,
+    build: Callable[[], nn.Module] | None = None,
+    net_spec: dict | None = None,
+) -> TrainResult:
+    """Train ``genotype`` (or the network ``build`` makes, see :class:`Trainer`; resuming
+    from ``run_dir`` when asked and possible) on ``data`` (the config's sources when None).
+    The result holds the best network.
+    """
+    t = Trainer(cfg, run_dir, genotype, build=build, net_spec=net_spec, data=data)
     if resume:
         t.resume()
-    return t.run()
+    res = t.run()
+    if res.best_path.exists():
+        res.network = t.best_network()
+    return res

@@ -65,9 +65,12 @@ def _center_crop(img, size: int):
     return img[top : top + th, left : left + tw]
 
 
-def val_dataset(cfg: Config) -> SRValDataset:
-    """The validation set of a config (optionally centre-cropped to ``data.val_crop``)."""
-    hr = [(n, _center_crop(a, cfg.data.val_crop)) for n, a in validation_images(cfg)]
+def val_dataset(cfg: Config, images: list | None = None) -> SRValDataset:
+    """The validation set of a config (optionally centre-cropped to ``data.val_crop``) of
+    its ``data.val`` images, or of ``images`` (HR, already read).
+    """
+    imgs = images if images is not None else validation_images(cfg)
+    hr = [(n, _center_crop(a, cfg.data.val_crop)) for n, a in imgs]
     limits = {"max_pixels": cfg.data.max_pixels, "max_total_pixels": cfg.data.max_total_pixels}
     lr = resolve_images(cfg.data.val_lr, **limits) if cfg.data.val_lr else None
     return SRValDataset(hr, scale=cfg.arch.scale, lr_images=lr)

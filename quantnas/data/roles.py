@@ -14,7 +14,7 @@ import logging
 from pathlib import Path
 
 from quantnas.config_types import Config
-from quantnas.data.sources import NamedImage, resolve_images
+from quantnas.data.sources import NamedImage, embedded_names, resolve_images
 from quantnas.errors import QuantNASError
 
 log = logging.getLogger(__name__)
@@ -57,7 +57,8 @@ def holdout_names(names: list[str], fraction: float) -> list[str]:
     return sorted(ranked[:k])
 
 
-def _split(cfg: Config) -> tuple[list[NamedImage], list[NamedImage]]:
+def holdout_split(cfg: Config) -> tuple[list[NamedImage], list[NamedImage]]:
+    """``(training, validation)`` images of ``data.val=holdout`` (the folder read once)."""
     images = resolve_images(cfg.data.train, **_limits(cfg))
     held = set(holdout_names([n for n, _ in images], cfg.data.val_holdout))
     log.info(
@@ -79,14 +80,14 @@ def training_images(cfg: Config) -> list[NamedImage]:
     """The training images (without the held-out validation images)."""
     source = validation_source(cfg)
     if source == HOLDOUT:
-        return _split(cfg)[0]
+        return holdout_split(cfg)[0]
     if _same_source(cfg.data.train, source):
         raise QuantNASError(
             f"data.val {source!r} is the training folder; use data.val=holdout or another folder"
         )
     images = resolve_images(cfg.data.train, **_limits(cfg))
     if cfg.data.train.startswith(_EMBEDDED) and source.startswith(_EMBEDDED):
-        val_names = {n for n, _ in resolve_images(source, **_limits(cfg))}
+        val_names = set(embedded_names(source[len(_EMBEDDED) :]))  # names: nothing read twice
         both = sorted(val_names & {n for n, _ in images})
         if both:
             raise QuantNASError(
@@ -100,5 +101,5 @@ def validation_images(cfg: Config) -> list[NamedImage]:
     """The validation images (HR)."""
     source = validation_source(cfg)
     if source == HOLDOUT:
-        return _split(cfg)[1]
+        return holdout_split(cfg)[1]
     return resolve_images(source, **_limits(cfg))

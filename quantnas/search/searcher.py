@@ -24,8 +24,8 @@ from quantnas import genotype as gt
 from quantnas.checkpoint import KIND_SEARCH, load_state
 from quantnas.config_types import Config
 from quantnas.cost import SupernetCost, network_cost
-from quantnas.data.from_config import batches, val_dataset
-from quantnas.data.roles import training_images, validation_images
+from quantnas.data.from_config import batches
+from quantnas.data.job_data import JobData
 from quantnas.errors import QuantNASError
 from quantnas.evaluate import validate
 from quantnas.fileio import atomic_write_json
@@ -53,6 +53,8 @@ class SearchResult:
     last: Genotype
     best_epoch: int
     seconds: float
+    #: Mean entropy of the alphas at the last epoch.
+    entropy: float | None = None
 
 
 class Searcher(EpochLoop):
@@ -61,6 +63,7 @@ class Searcher(EpochLoop):
     Args:
         cfg: Resolved configuration.
         run_dir: Output directory (created).
+        data: The job's images (read from the config's sources when None).
 
     """
 
@@ -70,26 +73,30 @@ class Searcher(EpochLoop):
     best_metric = "val_loss"
     extra_keys = ("alpha_history", "initial_bitops", "alpha_shapes", "alpha_from", "budget")
 
-    def __init__(self, cfg: Config, run_dir: Path) -> None:
+    def __init__(self, cfg: Config, run_dir: Path, *, data: JobData | None = None) -> None:
         super().__init__(cfg, run_dir)
+        data = data if data is not None else JobData(cfg)
         self.net = build_supernet(cfg).to(self.device)
         qdist.broadcast_module(self.net)
         self.cost = SupernetCost(self.net, lr_size=cfg.search.bitops_lr_size)
         self.chooser = Chooser(self.net, cfg)
         self.budget = self.chooser.budget()
-        split = search_split(cfg, training_images(cfg))
+        split = search_split(cfg, data.training_images())
         if qdist.is_main():
             atomic_write_json(run_dir / "split.json", split[2])
         self.w_loader, self.a_loader = search_loaders(cfg, split)
         s = cfg.search
         #: The epoch alpha steps start at (None: ``warm_up: auto`` has not decided yet).
         self.alpha_from: int | None = None if s.warm_up == "auto" else int(s.warm_up)
-        self.probe = AlphaProbe(split[1], scale=cfg.arch.scale, lr_crop=search_crop(cfg),
-                                seed=cfg.seed) if s.warm_up == "auto" else None
+        self.probe = (
+            AlphaProbe(split[1], scale=cfg.arch.scale, lr_crop=search_crop(cfg), seed=cfg.seed)
+            if s.warm_up == "auto"
+            else None
+        )
         #: What the ``path`` selector scores on (read only for it; ``val`` is the per-epoch
         #: validation set).
-        self.val_images = validation_images(cfg) if s.select == "path" else None
-        self.val = val_dataset(cfg)
+        self.val_images = data.validation_images() if s.select == "path" else None
+        self.val = data.val_dataset()
         self.steps = s.steps_per_epoch or max(1, len(self.w_loader))
         self.w_opt, self.w_sched = weight_optimizer(
             self.net.named_weights(), s, prefix="w_", total_steps=self.steps * s.epochs
@@ -161,17 +168,31 @@ class Searcher(EpochLoop):
             if epoch >= start:
                 lr, hr = next(a_iter)
                 out = alpha_step(
-                    self.net, self.cost, self.a_opt, lr.to(dev), hr.to(dev), cfg=s,
-                    epoch=epoch, initial_cost=self.initial_cost, alpha_from=start,
-                    budget=self.budget, check=check,
+                    self.net,
+                    self.cost,
+                    self.a_opt,
+                    lr.to(dev),
+                    hr.to(dev),
+                    cfg=s,
+                    epoch=epoch,
+                    initial_cost=self.initial_cost,
+                    alpha_from=start,
+                    budget=self.budget,
+                    check=check,
                 )
                 for k, v in out.items():
                     sums[k] = sums.get(k, 0.0) + v
             lr, hr = next(w_iter)
             path = self.chooser.sample_path() if s.weight_sampling == "path" else None
             loss = weight_step(
-                self.net, self.w_opt, self.w_sched, lr.to(dev), hr.to(dev),
-                grad_clip=s.w_grad_clip, probs=path, check=check,
+                self.net,
+                self.w_opt,
+                self.w_sched,
+                lr.to(dev),
+                hr.to(dev),
+                grad_clip=s.w_grad_clip,
+                probs=path,
+                check=check,
             )
             sums["train_loss"] = sums.get("train_loss", 0.0) + loss
         return {k: v / self.steps for k, v in sums.items()}
@@ -186,9 +207,13 @@ class Searcher(EpochLoop):
             train["probe_gain"] = gain = self.probe.gain(self.net, self.device)
             if gain >= s.warm_up_margin or epoch + 1 >= max(1, s.epochs // 2):
                 self.alpha_from = epoch + 1
-                log.info("search: alpha steps start at epoch %d (supernet %+.3f dB over "
-                         "bicubic on the alpha crops, margin %.3f)", epoch + 1, gain,
-                         s.warm_up_margin)
+                log.info(
+                    "search: alpha steps start at epoch %d (supernet %+.3f dB over "
+                    "bicubic on the alpha crops, margin %.3f)",
+                    epoch + 1,
+                    gain,
+                    s.warm_up_margin,
+                )
         probs = self.net.probabilities()
         geno = self.chooser.argmax(probs)
         final = build_network(geno, self.net.arch)
@@ -268,15 +293,20 @@ class Searcher(EpochLoop):
             last,
             int(self.best["epoch"]),
             sum(r["seconds"] for r in self.history),
+            self.history[-1].get("entropy") if self.history else None,
         )
 
 
-def search(cfg: Config, run_dir: Path, *, resume: bool = False) -> SearchResult:
-    """Run a search (resuming from ``run_dir`` when asked and possible)."""
+def search(
+    cfg: Config, run_dir: Path, *, resume: bool = False, data: JobData | None = None
+) -> SearchResult:
+    """Run a search (resuming from ``run_dir`` when asked and possible) on ``data`` (the
+    config's sources when None).
+    """
     from quantnas.budget import check_network_budget
 
     check_network_budget(cfg, "search")  # before the supernet is built
-    s = Searcher(cfg, run_dir)
+    s = Searcher(cfg, run_dir, data=data)
     if resume:
         s.resume()
     return s.run()

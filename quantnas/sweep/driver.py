@@ -23,7 +23,7 @@ from quantnas.config import Config, dump, to_dict
 from quantnas.config_checks import check_name
 from quantnas.errors import QuantNASError
 from quantnas.fileio import atomic_write_json, atomic_write_text, remove_stale_tmp
-from quantnas.runlock import LOCK_FILE, holding
+from quantnas.runlock import holding
 from quantnas.runlog import setup_logging
 from quantnas.sweep import pareto as pm
 from quantnas.sweep.engines import Job, LocalEngine, RayEngine, make_engine
@@ -140,6 +140,13 @@ class _Sweep:
 GRID = "grid.json"
 
 
+def _started(sweep_dir: Path) -> bool:
+    """Whether ``sweep_dir`` holds a sweep: anything but quantnas's hidden files (its lock,
+    its manifest), which a sweep writes before anything else.
+    """
+    return sweep_dir.is_dir() and any(not p.name.startswith(".") for p in sweep_dir.iterdir())
+
+
 def _check_grid(
     sweep_dir: Path, trials: list[str], config: str, *, resume: bool, extend: bool
 ) -> list[str]:
@@ -149,8 +156,7 @@ def _check_grid(
     Returns the grid to record: the trials, plus the earlier ones when extending.
     """
     path = sweep_dir / GRID
-    started = sweep_dir.is_dir() and any(not p.name.startswith(".") for p in sweep_dir.iterdir())
-    if resume and started and not path.is_file():
+    if resume and _started(sweep_dir) and not path.is_file():
         raise QuantNASError(
             f"sweep {sweep_dir} has no {GRID} (its record of the config and trials), so what "
             "it ran cannot be checked; restore the file, or start anew with another -d name"
@@ -215,7 +221,7 @@ def _run_locked(
     cfg: Config, sweep_dir: Path, name: str, engine_args: dict, *, resume: bool, extend: bool
 ) -> list[dict]:
     """:func:`run_sweep` while it holds the lock of ``sweep_dir``."""
-    if any(p.name != LOCK_FILE for p in sweep_dir.iterdir()) and not resume:
+    if _started(sweep_dir) and not resume:
         raise QuantNASError(
             f"sweep directory {sweep_dir} exists; pass --resume to continue it "
             f"or choose another -d name"

@@ -1,61 +1,30 @@
 """One trial: get the network of a method, train it with QAT, evaluate it on every set.
 
 :func:`run_trial` takes and returns plain data (it runs in Ray workers). A trial directory
-holds ``search/`` (search trials), ``genotype.json``, ``train/`` (checkpoints, curves) and
+holds ``search/`` (search trials), ``genotype.json``, ``train/`` (checkpoints, curves),
+``state.json`` and ``eval.json`` (the job's, see :mod:`quantnas.job`) and
 ``log.txt``; an interrupted trial resumes its search and its training from their
 checkpoints.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from pathlib import Path
 
-import torch
-
 from quantnas import genotype as gt
-from quantnas.checkpoint import load_checkpoint, load_state
 from quantnas.config import from_dict
-from quantnas.cost import network_cost
-from quantnas.errors import QuantNASError
-from quantnas.fileio import atomic_write_json, remove_stale_tmp
+from quantnas.fileio import remove_stale_tmp
+from quantnas.job import Job, Network
 from quantnas.runlog import setup_logging
 from quantnas.sweep.trials import Trial
 
 log = logging.getLogger(__name__)
 
-SEARCH_INFO = "search_info.json"
 
-
-def _search(cfg, trial_dir: Path) -> tuple[gt.Genotype, dict]:
-    """Search (or reuse a finished search) and return the genotype and its info."""
-    from quantnas.checkpoint import CHECKPOINT
-    from quantnas.search.searcher import Searcher
-
-    info_path = trial_dir / SEARCH_INFO
-    if info_path.exists():
-        info = json.loads(info_path.read_text(encoding="utf-8"))
-        return gt.from_dict(info["genotype"], source=str(info_path)), info
-    t0 = time.time()
-    searcher = Searcher(cfg, trial_dir / "search")
-    if (trial_dir / "search" / CHECKPOINT).exists():
-        searcher.resume()
-    res = searcher.run()
-    last = searcher.history[-1] if searcher.history else {}
-    info = {
-        "genotype": res.best.to_dict(),
-        "best_epoch": res.best_epoch,
-        "entropy": last.get("entropy"),
-        "seconds": time.time() - t0,
-    }
-    atomic_write_json(info_path, info)
-    return res.best, info
-
-
-def _network(trial: dict, cfg, trial_dir: Path):
-    """``(builder or None, genotype or None, net_spec or None, search info)`` of a trial.
+def _network(trial: dict, cfg, trial_dir: Path) -> Network:
+    """Where a trial's network comes from (a search: :class:`~quantnas.job.Network` ``()``).
 
     Nothing is built here: the :class:`~quantnas.train.Trainer` builds the network after
     seeding, as the ``train`` verb does, so a trial trains exactly like ``quantnas train``
@@ -65,49 +34,46 @@ def _network(trial: dict, cfg, trial_dir: Path):
     from quantnas.search.choose import random_near
     from quantnas.space import random_genotype
 
-    method, info = trial["method"], {}
+    method = trial["method"]
     if method == "search":
-        geno, info = _search(cfg, trial_dir)
-    elif method == "random" and trial.get("target") is not None:
+        return Network()
+    if method == "random" and trial.get("target") is not None:
         t = Trial.from_dict(trial)
-        geno = random_near(cfg.arch, int(t.draw_base or 0), target=float(t.target),
-                           tolerance=cfg.sweep.target_tolerance, index=int(t.draw or 0))
+        geno = random_near(
+            cfg.arch,
+            int(t.draw_base or 0),
+            target=float(t.target),
+            tolerance=cfg.sweep.target_tolerance,
+            index=int(t.draw or 0),
+        )
     elif method == "random":
         geno = random_genotype(cfg.arch, Trial.from_dict(trial).draw_seed)
     elif method == "uniform":
         geno = gt.loads(trial["genotype"], source=trial["source"]).at_bits(int(trial["bits"]))
     else:
         bits = int(trial["bits"])
-        return (
-            lambda: build_baseline(method, cfg.arch, bits),
-            None,
-            {"baseline": method, "bits": bits},
-            info,
+        return Network(
+            build=lambda: build_baseline(method, cfg.arch, bits),
+            spec={"baseline": method, "bits": bits},
         )
     gt.save(geno, trial_dir / "genotype.json")
-    return None, geno, None, info
+    return Network(genotype=geno)
 
 
-def _evaluate(net: torch.nn.Module, cfg, device: torch.device) -> dict:
-    """PSNR/SSIM (and bicubic PSNR) of ``net`` on the validation and benchmark sets."""
-    from quantnas.evaluate import bicubic_upscaler, evaluate
-    from quantnas.report import eval_sets
-
+def _metrics(ev: dict) -> dict:
+    """The result row's quality and cost columns of a job's evaluation."""
     out = {}
-    for name, ds in eval_sets(cfg).items():
-        res = evaluate(net, ds, device=device)
-        bic = evaluate(bicubic_upscaler(ds.scale), ds)
+    for name, res in ev["sets"].items():
         out[f"psnr_{name}"] = res["psnr"]
         out[f"ssim_{name}"] = res["ssim"]
-        out[f"bicubic_psnr_{name}"] = bic["psnr"]
-        log.info(
-            "%s: PSNR %.2f dB (bicubic %.2f), SSIM %.4f",
-            name,
-            res["psnr"],
-            bic["psnr"],
-            res["ssim"],
-        )
-    return out
+        out[f"bicubic_psnr_{name}"] = res["bicubic_psnr"]
+    cost = ev["cost"]["32"]
+    return {
+        "bitops_32": cost["bitops"],
+        "params": cost["params"],
+        "size_kib": cost["size_bytes"] / 1024,
+        **out,
+    }
 
 
 def run_trial(
@@ -139,10 +105,9 @@ def run_trial(
 
 
 def _run_trial(trial: dict, cfg_data: dict, out: Path, threads: int, device: str) -> dict:
-    """:func:`run_trial` while it holds the lock of the trial directory ``out``."""
-    from quantnas.space import set_quantized
-    from quantnas.train import Trainer
-
+    """:func:`run_trial` while it holds the lock of the trial directory ``out``: the trial
+    is a :class:`~quantnas.job.Job` (as ``quantnas run`` is), without pictures.
+    """
     t0 = time.time()
     cfg = from_dict(cfg_data)
     cfg.threads, cfg.device = int(threads), device
@@ -155,36 +120,27 @@ def _run_trial(trial: dict, cfg_data: dict, out: Path, threads: int, device: str
         trial["setting"],
         trial["seed"],
     )
-    build, geno, spec, info = _network(trial, cfg, out)
-    t_train = time.time()
-    trainer = Trainer(cfg, out / "train", geno, build=build, net_spec=spec)
-    if (out / "train" / "checkpoint.pt").exists():
-        trainer.resume()
-    res = trainer.run()
-    train_s = time.time() - t_train
-    if not res.best_path.exists():
-        raise QuantNASError(f"trial {trial['trial_id']}: training saved no best checkpoint")
-    ck = load_checkpoint(res.best_path)
-    net = trainer.net
-    set_quantized(net, True)
-    load_state(net, ck["model"], path=res.best_path, what="the trial's network")
-    net.eval()
-    t_eval = time.time()
-    metrics = _evaluate(net, cfg, trainer.device)
-    cost = network_cost(net, lr_size=32)
+    job = Job(cfg, out, network=_network(trial, cfg, out), resume=True, pictures=False)
+    res = job.run()
+    geno, secs = res.genotype, res.seconds
+    if geno is not None and trial["method"] == "search":
+        gt.save(geno, out / "genotype.json")
+    train = res.train or job.state.info("train")
     return {
         "genotype": geno.to_text() if geno is not None else "",
         "genotype_json": geno.to_json() if geno is not None else None,
-        "bitops_32": cost.bitops,
-        "params": cost.params,
-        "size_kib": cost.size_bytes / 1024,
-        **metrics,
-        "best_epoch": res.best_epoch,
-        "last_epoch": len(trainer.history) - 1,
-        "stalled": res.stalled,
-        "search_entropy": info.get("entropy"),
-        "search_s": info.get("seconds", 0.0),
-        "train_s": train_s,
-        "eval_s": time.time() - t_eval,
+        **_metrics(res.eval),
+        "best_epoch": _field(train, "best_epoch"),
+        "last_epoch": _field(train, "last_epoch"),
+        "stalled": _field(train, "stalled"),
+        "search_entropy": res.search.get("entropy"),
+        "search_s": secs.get("search", 0.0),
+        "train_s": secs.get("train", 0.0),
+        "eval_s": secs.get("eval", 0.0),
         "total_s": time.time() - t0,
     }
+
+
+def _field(train: object, key: str) -> object:
+    """``key`` of a training result, or of what ``state.json`` recorded of it."""
+    return train.get(key) if isinstance(train, dict) else getattr(train, key)

@@ -1,0 +1,162 @@
+"""The images of one job, read once: training, validation and test sets of a config, or
+images handed over in memory (the Python API).
+
+A job (``quantnas run``, a sweep trial, an API call) makes one :class:`JobData` and hands it
+to every stage: the search, the training, the evaluation and the report read the images
+through it, so each file is decoded once per job. In-memory images (``numpy`` arrays, or
+``(name, array)`` pairs) take the place of ``data.train`` / ``data.val`` / ``data.benchmarks``
+and are checked as files are: ``HxWx3`` (or ``HxWx4``, the alpha dropped), ``uint8``,
+16-bit or floating point in ``[0, 1]``; grayscale, other shapes and non-finite values are
+refused with a one-line error naming the image.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import numpy as np
+
+from quantnas.config_types import Config
+from quantnas.data.benchmarks import load_benchmark_sets
+from quantnas.data.datasets import SRValDataset
+from quantnas.data.images import _to_rgb, _to_uint8
+from quantnas.data.roles import (
+    HOLDOUT,
+    holdout_split,
+    training_images,
+    validation_images,
+    validation_source,
+)
+from quantnas.data.sources import NamedImage
+from quantnas.errors import QuantNASError
+
+__all__ = ["ImagesLike", "JobData", "as_named_images"]
+
+#: Images given in memory: arrays (named ``<role>_<i>``) or ``(name, array)`` pairs.
+ImagesLike = Sequence[np.ndarray | tuple[str, np.ndarray]]
+
+
+def as_named_images(images: ImagesLike, role: str) -> list[NamedImage]:
+    """In-memory images as ``(name, uint8 HxWx3)`` pairs, checked like image files.
+
+    Args:
+        images: Arrays or ``(name, array)`` pairs.
+        role: What they are (``train``, ``val``, a test set's name): names the images in
+            errors and unnamed images (``train_0``, ...).
+
+    Raises:
+        QuantNASError: No images, a duplicate name, or an image that is not an RGB image.
+
+    """
+    if isinstance(images, np.ndarray) or not isinstance(images, Sequence) or not images:
+        raise QuantNASError(
+            f"{role} images: expected a non-empty list of HxWx3 arrays or (name, array) "
+            f"pairs, got {type(images).__name__}"
+        )
+    out: list[NamedImage] = []
+    for i, item in enumerate(images):
+        name, arr = item if isinstance(item, tuple) and len(item) == 2 else (f"{role}_{i}", item)
+        label = Path(f"<{role}[{i}] {name}>")
+        if not isinstance(arr, np.ndarray):
+            raise QuantNASError(f"image {label} is a {type(arr).__name__}; expected an array")
+        out.append(
+            (
+                str(name),
+                np.ascontiguousarray(_to_rgb(_to_uint8(arr, label), label, allow_gray=False)),
+            )
+        )
+    names = [n for n, _ in out]
+    if len(set(names)) != len(names):
+        dup = next(n for n in names if names.count(n) > 1)
+        raise QuantNASError(f"{role} images: the name {dup!r} is given twice")
+    return out
+
+
+class JobData:
+    """The training, validation and test images of a job, each read (or checked) once.
+
+    Args:
+        cfg: The job's config (``data`` and ``arch.scale``).
+        train: Training images in memory instead of ``data.train``.
+        val: Validation images in memory instead of ``data.val``.
+        test: Test sets in memory (``{set name: images}``) instead of ``data.benchmarks``.
+
+    """
+
+    def __init__(
+        self,
+        cfg: Config,
+        *,
+        train: ImagesLike | None = None,
+        val: ImagesLike | None = None,
+        test: Mapping[str, ImagesLike] | None = None,
+    ) -> None:
+        self.cfg = cfg
+        if train is not None and val is None and validation_source(cfg) == HOLDOUT:
+            raise QuantNASError(
+                "data.val=holdout: in-memory training images need in-memory validation "
+                "images too (val=...), or a validation source in data.val"
+            )
+        self._train = as_named_images(train, "train") if train is not None else None
+        self._val = as_named_images(val, "val") if val is not None else None
+        self._test = (
+            {str(k): as_named_images(v, str(k)) for k, v in test.items()}
+            if test is not None
+            else None
+        )
+        self._val_ds: SRValDataset | None = None
+        self._sets: dict[str, SRValDataset] | None = None
+
+    @property
+    def in_memory(self) -> bool:
+        """Whether any role was given in memory."""
+        return any(x is not None for x in (self._train, self._val, self._test))
+
+    def _read_holdout(self) -> bool:
+        """Read both roles at once when validation is held out of the training folder."""
+        if self._train is None and self._val is None and validation_source(self.cfg) == HOLDOUT:
+            self._train, self._val = holdout_split(self.cfg)
+            return True
+        return False
+
+    def training_images(self) -> list[NamedImage]:
+        """The training images (read on first use)."""
+        if self._train is None and not self._read_holdout():
+            self._train = training_images(self.cfg)
+        return self._train
+
+    def validation_images(self) -> list[NamedImage]:
+        """The validation images, HR (read on first use)."""
+        if self._val is None and not self._read_holdout():
+            self._val = validation_images(self.cfg)
+        return self._val
+
+    def val_dataset(self) -> SRValDataset:
+        """The validation set (built once; see :func:`quantnas.data.from_config.val_dataset`)."""
+        if self._val_ds is None:
+            from quantnas.data.from_config import val_dataset
+
+            self._val_ds = val_dataset(self.cfg, images=self.validation_images())
+        return self._val_ds
+
+    def eval_sets(self) -> dict[str, SRValDataset]:
+        """The validation set, then the test sets (``data.benchmarks`` or in memory)."""
+        if self._sets is None:
+            sets = {"validation": self.val_dataset()}
+            if self._test is not None:
+                sets.update(
+                    {
+                        k: SRValDataset(v, scale=self.cfg.arch.scale, label=f"test set {k!r}")
+                        for k, v in self._test.items()
+                    }
+                )
+            elif self.cfg.data.benchmarks:
+                d = self.cfg.data
+                sets.update(
+                    load_benchmark_sets(
+                        d.benchmarks, scale=self.cfg.arch.scale, max_pixels=d.max_pixels
+                    )
+                )
+            self._sets = sets
+        return self._sets
