@@ -141,6 +141,8 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
         args = typing.get_args(tp)
         if value is None and type(None) in args:
             return None
+        if len(options := [a for a in args if a is not type(None)]) == 1:
+            return _coerce(value, options[0], key)  # X | None: X's own error
         for arg in args:
             if arg is type(None):
                 continue
@@ -268,8 +270,7 @@ def apply_overrides(cfg: Config, overrides: list[str]) -> Config:
 
     """
     given: dict[str, tuple[str, Any]] = {}
-    for o in overrides:
-        key, value = _parse_override(o)
+    for key, value in map(_parse_override, overrides):
         new = canonical_key(key)
         if new in given and given[new][0] != key and given[new][1] != value:
             old = key if new != key else given[new][0]
@@ -278,6 +279,7 @@ def apply_overrides(cfg: Config, overrides: list[str]) -> Config:
                 f"disagree; {old} is deprecated, give only {new}"
             )
         given[new] = (key, value)
+    for o in overrides:
         apply_override(cfg, o)
     return cfg
 
