@@ -1,6 +1,7 @@
 """Reading and writing the typed config: YAML (aliases capped, over-long integers kept as
 text), presets shipped in ``quantnas/configs``, the typed merge of a mapping into the
-dataclasses, ``key=value`` overrides and the YAML dump.
+dataclasses (keys of earlier releases read through :mod:`quantnas.config_compat`),
+``key=value`` overrides and the YAML dump.
 
 Nothing here knows the modules that own the choices of a key: checking a merged config
 against them is :func:`quantnas.config.validate`.
