@@ -211,7 +211,7 @@ def child(name: str, steps: int, threads: int) -> dict:
                 epoch=epoch,
                 initial_cost=s.initial_cost,
             )
-            weight_step(s.net, s.w_opt, s.w_sched, lr, hr, grad_clip=cfg.search.w_grad_clip)
+            weight_step(s.net, s.w_opt, s.w_sched, lr, hr, grad_clip=cfg.search.optim.grad_clip)
 
         def floor_of():
             s.net.train()

@@ -16,7 +16,7 @@ Trainings run in worker processes (``--workers``, one thread each) and are recor
 ``--out/yardstick.jsonl``, so an interrupted run resumes where it stopped.
 
     python benchmarks/yardstick.py --budgets 400 800 --reference 3200 --seeds 2 \
-        --set train.lr=0.0005 --tag lr5e-4
+        --set train.optim.lr=0.0005 --tag lr5e-4
 """
 
 from __future__ import annotations

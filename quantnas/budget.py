@@ -138,12 +138,11 @@ def _stage_bytes(cfg: Config, stage: str) -> int:
 
 
 def _size_keys(cfg: Config, stage: str) -> list[str]:
-    keys = ["search.c_fixed" if stage == "search" and cfg.search.c_fixed > 0 else "arch.c_fixed"]
+    search = stage == "search"
+    keys = ["search.c_fixed" if search and cfg.search.c_fixed is not None else "arch.c_fixed"]
     keys += ["arch.body_cells", "arch.scale"]
-    keys += [f"arch.arch_pattern.{b}" for b in cfg.arch.arch_pattern]
-    keys.append(
-        "search.lr_crop" if stage == "search" and cfg.search.lr_crop > 0 else "data.lr_crop"
-    )
+    keys += [f"arch.arch_pattern.{b}" for b in cfg.arch.arch_pattern or {}]
+    keys.append("search.lr_crop" if search and cfg.search.lr_crop is not None else "data.lr_crop")
     keys.append(f"{stage}.batch_size")
     return keys
 
@@ -155,7 +154,7 @@ def _with_default(cfg: Config, key: str) -> Config:
     new = dataclasses.replace(cfg, **{section: dataclasses.replace(getattr(cfg, section))})
     if name.startswith("arch_pattern."):
         block = name.split(".", 1)[1]
-        pattern = dict(new.arch.arch_pattern)
+        pattern = dict(new.arch.arch_pattern or {})
         pattern[block] = default.arch.arch_pattern.get(block, 1)
         new.arch.arch_pattern = pattern
     else:

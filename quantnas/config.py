@@ -24,6 +24,7 @@ from quantnas.config_io import (
     HugeInt,
     YamlAliasError,
     apply_override,
+    apply_overrides,
     dump,
     load_yaml,
     merge,
@@ -102,7 +103,7 @@ def validate(cfg: Config) -> Config:
         check_name(cfg.name, "config key name")
     check_bits(cfg.arch.bits, where="arch.bits")
     for section in ("arch_pattern", "primitives"):
-        for key in getattr(cfg.arch, section):
+        for key in getattr(cfg.arch, section) or {}:
             if key not in BLOCKS:
                 raise QuantNASError(
                     f"config key arch.{section}.{key[:80]}: unknown block; expected {list(BLOCKS)}"
@@ -132,8 +133,7 @@ def load_config(
         except (yaml.YAMLError, RecursionError) as e:
             raise QuantNASError(f"config file {p}: invalid YAML ({e.__class__.__name__})") from None
         merge(cfg, data, source=str(p))
-    for o in overrides or []:
-        apply_override(cfg, o)
+    apply_overrides(cfg, overrides or [])
     return validate(cfg)
 
 
@@ -151,6 +151,7 @@ __all__ = [
     "SearchConfig",
     "TrainConfig",
     "apply_override",
+    "apply_overrides",
     "check_ranges",
     "choices",
     "dump",

@@ -13,6 +13,7 @@ from dataclasses import fields, is_dataclass
 from pathlib import PurePosixPath, PureWindowsPath
 from typing import Any
 
+from quantnas.config_fields import positive_keys
 from quantnas.config_types import Config
 from quantnas.errors import QuantNASError, shown
 
@@ -29,26 +30,9 @@ __all__ = [
 
 
 #: Numeric keys that must be > 0 (every numeric key must be finite and >= 0 unless listed
-#: in :data:`SIGNED`).
-POSITIVE: tuple[str, ...] = (
-    "arch.c_fixed",
-    "arch.scale",
-    "arch.body_cells",
-    "data.lr_crop",
-    "data.repeat",
-    "search.epochs",
-    "search.batch_size",
-    "search.temp_max",
-    "search.temp_min",
-    "search.w_lr",
-    "search.alpha_lr",
-    "search.w_grad_clip",
-    "search.bitops_lr_size",
-    "search.select_samples",
-    "train.epochs",
-    "train.batch_size",
-    "train.lr",
-)
+#: in :data:`SIGNED`): the fields typed ``PosInt`` / ``PosFloat``
+#: (:mod:`quantnas.config_fields`), so a renamed field keeps its check.
+POSITIVE: tuple[str, ...] = positive_keys(Config)
 
 #: Numeric keys allowed to be negative (none so far).
 SIGNED: tuple[str, ...] = ()
@@ -138,10 +122,11 @@ def check_rules(cfg: Config) -> Config:
     """The rules that tie keys together (shares in (0, 1], warm-ups that leave epochs, the
     integer-only output's needs); one-line errors naming the key.
     """
-    if not all(0 <= b < 1 for b in cfg.search.alpha_betas) or len(cfg.search.alpha_betas) != 2:
+    betas = cfg.search.alpha_optim.betas
+    if not all(0 <= b < 1 for b in betas) or len(betas) != 2:
         raise QuantNASError(
-            f"config key search.alpha_betas: expected two numbers in [0, 1) "
-            f"(got {shown(cfg.search.alpha_betas)})"
+            f"config key search.alpha_optim.betas: expected two numbers in [0, 1) "
+            f"(got {shown(betas)})"
         )
     if not 0 < cfg.data.val_holdout < 1:
         raise QuantNASError(

@@ -1,6 +1,7 @@
 """Reading and writing the typed config: YAML (aliases capped, over-long integers kept as
 text), presets shipped in ``quantnas/configs``, the typed merge of a mapping into the
-dataclasses, ``key=value`` overrides and the YAML dump.
+dataclasses (keys of earlier releases read through :mod:`quantnas.config_compat`),
+``key=value`` overrides and the YAML dump.
 
 Nothing here knows the modules that own the choices of a key: checking a merged config
 against them is :func:`quantnas.config.validate`.
@@ -11,12 +12,13 @@ from __future__ import annotations
 import difflib
 import types
 import typing
-from dataclasses import asdict, fields, is_dataclass
+from dataclasses import MISSING, asdict, fields, is_dataclass
 from importlib import resources
 from typing import Any
 
 import yaml
 
+from quantnas.config_compat import canonical_key, upgrade
 from quantnas.config_types import Config
 from quantnas.errors import QuantNASError, shown
 
@@ -25,6 +27,7 @@ __all__ = [
     "MAX_YAML_VALUES",
     "YamlAliasError",
     "apply_override",
+    "apply_overrides",
     "dump",
     "load_yaml",
     "merge",
@@ -139,6 +142,8 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
         args = typing.get_args(tp)
         if value is None and type(None) in args:
             return None
+        if len(options := [a for a in args if a is not type(None)]) == 1:
+            return _coerce(value, options[0], key)  # X | None: X's own error
         for arg in args:
             if arg is type(None):
                 continue
@@ -191,16 +196,34 @@ def _unknown(key: str, options: list[str]) -> QuantNASError:
     return QuantNASError(f"unknown config key {shown(key)}{hint}")
 
 
+def _default(cls: type, name: str) -> Any:
+    """The default value of field ``name`` of the dataclass ``cls`` (None if it has none)."""
+    f = next(f for f in fields(cls) if f.name == name)
+    if f.default_factory is not MISSING:
+        return f.default_factory()
+    return None if f.default is MISSING else f.default
+
+
 def merge(cfg: Any, data: dict, *, prefix: str = "", source: str = "config") -> Any:
-    """Merge a nested mapping into a dataclass config (in place) with type checks."""
+    """Merge a nested mapping into a dataclass config (in place) with type checks.
+
+    Keys of earlier releases are read as their new keys (:mod:`quantnas.config_compat`,
+    a deprecation note each). A mapping given to a mapping key that is null starts from
+    the key's default (``arch.arch_pattern.head=3`` after ``arch.arch_pattern: null``).
+    """
     if not isinstance(data, dict):
         raise QuantNASError(f"{source}: {prefix or 'top level'} must be a mapping")
+    data = upgrade(data, prefix, source)
     types_ = _field_types(type(cfg))
     for key, value in data.items():
         full = f"{prefix}{key}"
         if key not in types_:
             raise _unknown(full, list(types_))
         current = getattr(cfg, key)
+        if current is None and isinstance(value, dict):
+            current = _default(type(cfg), key)
+            if isinstance(current, dict):
+                setattr(cfg, key, current)
         if is_dataclass(current):
             merge(current, value, prefix=f"{full}.", source=source)
         elif isinstance(current, dict) and isinstance(value, dict):
@@ -210,8 +233,8 @@ def merge(cfg: Any, data: dict, *, prefix: str = "", source: str = "config") -> 
     return cfg
 
 
-def apply_override(cfg: Config, override: str) -> None:
-    """Apply one ``section.key=value`` override (value parsed as YAML)."""
+def _parse_override(override: str) -> tuple[str, Any]:
+    """``(key, value)`` of one ``section.key=value`` override (value parsed as YAML)."""
     if "=" not in override:
         raise QuantNASError(
             f"override {shown(override)} must look like key=value, e.g. search.epochs=2"
@@ -224,6 +247,12 @@ def apply_override(cfg: Config, override: str) -> None:
         raise QuantNASError(f"override {shown(key)}: {e}") from None
     except (yaml.YAMLError, RecursionError):
         value = raw
+    return key, value
+
+
+def apply_override(cfg: Config, override: str) -> None:
+    """Apply one ``section.key=value`` override (value parsed as YAML)."""
+    key, value = _parse_override(override)
     node: dict = {}
     cursor = node
     parts = key.split(".")
@@ -232,6 +261,28 @@ def apply_override(cfg: Config, override: str) -> None:
         cursor = cursor[p]
     cursor[parts[-1]] = value
     merge(cfg, node, source="override")
+
+
+def apply_overrides(cfg: Config, overrides: list[str]) -> Config:
+    """Apply ``section.key=value`` overrides in order (a later one wins).
+
+    Raises:
+        QuantNASError: A deprecated key and its new key both given, with different values.
+
+    """
+    given: dict[str, tuple[str, Any]] = {}
+    for key, value in map(_parse_override, overrides):
+        new = canonical_key(key)
+        if new in given and given[new][0] != key and given[new][1] != value:
+            old = key if new != key else given[new][0]
+            raise QuantNASError(
+                f"overrides {given[new][0]}={shown(given[new][1])} and {key}={shown(value)} "
+                f"disagree; {old} is deprecated, give only {new}"
+            )
+        given[new] = (key, value)
+    for o in overrides:
+        apply_override(cfg, o)
+    return cfg
 
 
 def to_dict(cfg: Config) -> dict:

@@ -10,10 +10,14 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 
+from quantnas.config_fields import AlphaOptimConfig, OptimConfig, PosFloat, PosInt
+
 __all__ = [
+    "AlphaOptimConfig",
     "ArchConfig",
     "Config",
     "DataConfig",
+    "OptimConfig",
     "RunConfig",
     "SearchConfig",
     "SweepConfig",
@@ -35,7 +39,8 @@ class ArchConfig:
         cell_type: ``A`` (body path x0.2) or ``B`` (basic space).
         skip_mode: True = plain residuals; False = ADQ around every residual.
         global_skip: ``none``, ``nearest`` or ``bicubic`` upscaled LR added to the output.
-        arch_pattern: Searchable layers per block (basic space; rfdn is fixed per cell).
+        arch_pattern: Searchable layers per block (basic space; null for rfdn, whose
+            cells are fixed).
         bits: Candidate bit-widths of the search.
         primitives: Candidate operations per block; blocks left out use the defaults.
         output_scale: Multiply the network's output (before the global skip) by a learned
@@ -51,13 +56,13 @@ class ArchConfig:
     """
 
     space: str = "basic"
-    c_fixed: int = 12
-    scale: int = 4
-    body_cells: int = 2
+    c_fixed: PosInt = 12
+    scale: PosInt = 4
+    body_cells: PosInt = 2
     cell_type: str = "B"
     skip_mode: bool = True
     global_skip: str = "bicubic"
-    arch_pattern: dict[str, int] = field(
+    arch_pattern: dict[str, int] | None = field(
         default_factory=lambda: {"head": 2, "body": 2, "skip": 1, "upsample": 1, "tail": 0}
     )
     bits: list[int] = field(default_factory=lambda: [4, 8])
@@ -102,8 +107,8 @@ class DataConfig:
     val_holdout: float = 0.1
     val_lr: str | None = None
     benchmarks: str | None = None
-    lr_crop: int = 24
-    repeat: int = 16
+    lr_crop: PosInt = 24
+    repeat: PosInt = 16
     val_crop: int = 0
     min_patch_std: float = 0.0
     num_workers: int = 0
@@ -115,13 +120,14 @@ class DataConfig:
 class SearchConfig:
     """Differentiable search: noise or direct quantization, regularizer, hardware penalty.
 
-    ``c_fixed`` / ``lr_crop`` (0 = use ``arch.c_fixed`` / ``data.lr_crop``) let the supernet
-    be searched narrower and on smaller crops than the final network is trained (DARTS
-    practice), which keeps a CPU search short. ``steps_per_epoch`` 0 means one pass over
-    the weight split.
+    ``c_fixed`` / ``lr_crop`` (null = the same as ``arch.c_fixed`` / ``data.lr_crop``) let
+    the supernet be searched narrower and on smaller crops than the final network is
+    trained (DARTS practice), which keeps a CPU search short. ``steps_per_epoch`` 0 means
+    one pass over the weight split. ``optim`` is the supernet weights' optimiser,
+    ``alpha_optim`` the architecture weights'.
     """
 
-    epochs: int = 4
+    epochs: PosInt = 4
     #: Epochs of weight steps before alpha steps start, or ``auto``: alpha steps start
     #: after the first epoch whose end finds the supernet ``warm_up_margin`` dB above
     #: bicubic on fixed crops of the alpha split (at the latest after half the epochs).
@@ -130,7 +136,7 @@ class SearchConfig:
     #: The best epoch (the exported genotype) is the one of lowest validation loss; a later
     #: epoch within this relative tolerance of the best replaces it (0 = strictly lower).
     best_tolerance: float = 0.0
-    batch_size: int = 8
+    batch_size: PosInt = 8
     search_subsample: float = 1.0
     #: Weight / alpha data: ``photos`` (whole images halved) or ``regions`` (tiles of
     #: every image, half to each split; ``split_tile`` pixels a side at least, 0 = twice
@@ -152,7 +158,7 @@ class SearchConfig:
     #: genotypes drawn within the budget band, and the repaired argmax, as its one-hot
     #: path; inherited weights; highest wins).
     select: str = "argmax"
-    select_samples: int = 32
+    select_samples: PosInt = 32
     #: What a weight step trains: ``mixture`` (the alpha-weighted supernet, DARTS) or
     #: ``path`` (one uniformly drawn genotype per step, within the budget band if any).
     weight_sampling: str = "mixture"
@@ -162,26 +168,19 @@ class SearchConfig:
     #: Where the noise comes from: ``rng`` (fresh draws, the original) or ``table``.
     noise_source: str = "rng"
     alpha_transform: str = "softmax"
-    temp_max: float = 1.0
-    temp_min: float = 0.1
-    w_lr: float = 1e-3
-    w_lr_min: float = 1e-5
-    w_weight_decay: float = 3e-8
-    w_grad_clip: float = 5.0
-    lr_warmup_steps: int = 20
-    alpha_lr: float = 3e-4
-    alpha_betas: list[float] = field(default_factory=lambda: [0.5, 0.999])
-    alpha_weight_decay: float = 0.0
+    temp_max: PosFloat = 1.0
+    temp_min: PosFloat = 0.1
+    optim: OptimConfig = field(default_factory=lambda: OptimConfig(lr=1e-3, weight_decay=3e-8))
+    alpha_optim: AlphaOptimConfig = field(default_factory=AlphaOptimConfig)
     sparse_type: str = "entropy"
     sparse_coef: float = 1e-3
     sparse_ramp: str = "original"
     penalty: float = 0.0
     penalty_cost: str = "bitops"
-    bitops_lr_size: int = 32
+    bitops_lr_size: PosInt = 32
     steps_per_epoch: int = 0
-    c_fixed: int = 0
-    lr_crop: int = 0
-    step_lr_scale: float = 0.01
+    c_fixed: PosInt | None = None
+    lr_crop: PosInt | None = None
 
 
 @dataclass
@@ -191,20 +190,18 @@ class TrainConfig:
     ``stall_check`` / ``stall_margin``: a training whose best validation PSNR is still
     within ``stall_margin`` dB of bicubic after ``stall_check`` of its epochs is reported
     (a warning naming the run; ``stalled`` in sweep results). It is never stopped or
-    retried.
+    retried. ``optim`` is the network weights' optimiser (the search's ``search.optim``
+    shape); ``epochs``, ``batch_size``, ``steps_per_epoch`` and ``warm_up`` stay per section
+    (each stage's own length; ``warm_up`` means full-precision epochs here, weight-only
+    epochs in the search).
     """
 
     genotype: str = "default"
-    epochs: int = 10
-    batch_size: int = 8
-    lr: float = 2e-3
-    lr_min: float = 1e-5
-    weight_decay: float = 0.0
-    grad_clip: float = 5.0
-    lr_warmup_steps: int = 20
+    epochs: PosInt = 10
+    batch_size: PosInt = 8
+    optim: OptimConfig = field(default_factory=OptimConfig)
     warm_up: int = 0
     steps_per_epoch: int = 0
-    step_lr_scale: float = 0.01
     loss: str = "l1"
     finetune_epochs: int = 0
     finetune_loss: str = "mse"
@@ -280,16 +277,16 @@ class Config:
 
 
 def search_arch(cfg: Config) -> ArchConfig:
-    """The space searched: ``arch`` with ``search.c_fixed`` channels when set.
+    """The space searched: ``arch`` with ``search.c_fixed`` channels when set (not null).
 
     As in DARTS, the supernet may be narrower than the network trained afterwards: the
     genotype (ops and bit-widths per layer) does not depend on the width.
     """
-    if cfg.search.c_fixed <= 0 or cfg.search.c_fixed == cfg.arch.c_fixed:
+    if cfg.search.c_fixed is None or cfg.search.c_fixed == cfg.arch.c_fixed:
         return cfg.arch
     return dataclasses.replace(cfg.arch, c_fixed=cfg.search.c_fixed)
 
 
 def search_crop(cfg: Config) -> int:
-    """LR crop of the search batches (``search.lr_crop``, else ``data.lr_crop``)."""
-    return cfg.search.lr_crop if cfg.search.lr_crop > 0 else cfg.data.lr_crop
+    """LR crop of the search batches (``search.lr_crop``, null: ``data.lr_crop``)."""
+    return cfg.data.lr_crop if cfg.search.lr_crop is None else cfg.search.lr_crop

@@ -46,7 +46,7 @@ def check_finite(value: float, what: str, *, epoch: int, checkpoint: Path, hint:
         what: Which loss, e.g. ``"training loss"``.
         epoch: The current epoch (0-based).
         checkpoint: The run's checkpoint file (kept as it is: the last finished epoch).
-        hint: The settings worth changing, e.g. ``"lower train.lr"``.
+        hint: The settings worth changing, e.g. ``"lower train.optim.lr"``.
 
     Raises:
         QuantNASError: When ``value`` is not finite.

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable
-from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from quantnas.config_fields import OptimConfig
 from quantnas.errors import QuantNASError
 
 __all__ = ["LOSSES", "param_groups", "pixel_loss", "warmup_cosine", "weight_optimizer"]
@@ -76,30 +76,26 @@ def warmup_cosine(
 
 
 def weight_optimizer(
-    params: Iterable[tuple[str, nn.Parameter]], section: Any, *, prefix: str, total_steps: int
+    params: Iterable[tuple[str, nn.Parameter]], optim: OptimConfig, *, total_steps: int
 ) -> tuple[torch.optim.Adam, torch.optim.lr_scheduler.LambdaLR]:
     """Adam over :func:`param_groups` with its :func:`warmup_cosine` schedule.
 
-    The network weights' optimizer of both the search and the training, read from a
-    config section: ``{prefix}lr``, ``{prefix}lr_min``, ``{prefix}weight_decay`` (``w_`` in
-    ``search``, none in ``train``), ``step_lr_scale`` and ``lr_warmup_steps``.
+    The network weights' optimizer of both the search and the training, as an
+    :class:`~quantnas.config_fields.OptimConfig` section gives it (``search.optim``,
+    ``train.optim``); its ``grad_clip`` is the caller's.
     """
-
-    def key(name: str) -> Any:
-        return getattr(section, prefix + name)
-
     opt = torch.optim.Adam(
         param_groups(
             params,
-            lr=key("lr"),
-            weight_decay=key("weight_decay"),
-            step_lr_scale=section.step_lr_scale,
+            lr=optim.lr,
+            weight_decay=optim.weight_decay,
+            step_lr_scale=optim.step_lr_scale,
         )
     )
     sched = warmup_cosine(
         opt,
         total_steps=total_steps,
-        warmup_steps=section.lr_warmup_steps,
-        min_ratio=key("lr_min") / key("lr"),
+        warmup_steps=optim.warmup_steps,
+        min_ratio=optim.lr_min / optim.lr,
     )
     return opt, sched

@@ -147,7 +147,7 @@ def resumed_config(run_dir: Path, overrides: list[str]):
     from quantnas.config import (
         Config,
         YamlAliasError,
-        apply_override,
+        apply_overrides,
         load_yaml,
         merge,
         validate,
@@ -167,9 +167,7 @@ def resumed_config(run_dir: Path, overrides: list[str]):
             "it, or delete the run directory and start again"
         ) from None
     cfg = merge(Config(), {} if data is None else data, source=f"saved config {saved}")
-    for o in overrides:
-        apply_override(cfg, o)
-    return validate(cfg)
+    return validate(apply_overrides(cfg, overrides))
 
 
 def start_logging(run_dir: Path, cfg) -> Path:

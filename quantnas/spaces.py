@@ -125,7 +125,8 @@ class BasicSpace(SearchSpace):
     }
 
     def counts(self, arch: ArchConfig) -> dict[str, int]:
-        counts = {b: int(arch.arch_pattern.get(b, 0)) for b in BLOCKS}
+        pattern = arch.arch_pattern or {}  # null: no layer, refused below
+        counts = {b: int(pattern.get(b, 0)) for b in BLOCKS}
         check_basic_counts(counts, where="arch.arch_pattern")
         return counts
 

@@ -94,7 +94,7 @@ class Trainer(EpochLoop):
 
     kind = KIND_TRAIN
     noun = "training"
-    hint = "lower train.lr or raise train.lr_warmup_steps"
+    hint = "lower train.optim.lr or raise train.optim.warmup_steps"
     best_metric = "val_psnr"
     extra_keys = ("genotype",)
 
@@ -127,7 +127,7 @@ class Trainer(EpochLoop):
         self.val = data.val_dataset()
         self.steps = t.steps_per_epoch or max(1, len(self.loader))
         self.opt, self.sched = weight_optimizer(
-            self.net.named_parameters(), t, prefix="", total_steps=self.steps * t.epochs
+            self.net.named_parameters(), t.optim, total_steps=self.steps * t.epochs
         )
         self.stateful = {"opt": self.opt, "sched": self.sched}
         self.ema = (
@@ -190,8 +190,8 @@ class Trainer(EpochLoop):
         loss = loss_fn(self.net(lr.to(self.device)), hr.to(self.device))
         loss.backward()
         qdist.average_gradients(self.net.parameters())
-        if self.cfg.train.grad_clip > 0:
-            torch.nn.utils.clip_grad_norm_(self.net.parameters(), self.cfg.train.grad_clip)
+        if self.cfg.train.optim.grad_clip > 0:
+            torch.nn.utils.clip_grad_norm_(self.net.parameters(), self.cfg.train.optim.grad_clip)
         self.opt.step()
         self.sched.step()
         if self.ema is not None:

@@ -20,8 +20,8 @@ def test_defaults_load():
     assert cfg.arch.space == "basic" and cfg.arch.bits == [4, 8]
     assert set(cfg.arch.arch_pattern) == {"head", "body", "skip", "upsample", "tail"}
     assert all(cfg.arch.arch_pattern[b] >= 1 for b in ("head", "body", "skip", "upsample"))
-    assert cfg.search.mode == "noise" and cfg.search.alpha_betas == [0.5, 0.999]
-    assert cfg.search.alpha_lr == 3e-4 and cfg.search.sparse_type == "entropy"
+    assert cfg.search.mode == "noise" and cfg.search.alpha_optim.betas == [0.5, 0.999]
+    assert cfg.search.alpha_optim.lr == 3e-4 and cfg.search.sparse_type == "entropy"
     # the CLI's default preset (the quick embedded-data job) resolves and validates
     from quantnas.cli import DEFAULT_PRESET
 
@@ -52,11 +52,11 @@ def test_default_instances_are_independent():
         ("arch.c_fixed=24", "arch", "c_fixed", 24),
         ("search.penalty=0.25", "search", "penalty", 0.25),
         ("search.penalty=2", "search", "penalty", 2.0),
-        ("search.w_lr=1.0e-4", "search", "w_lr", 1e-4),
+        ("search.optim.lr=1.0e-4", "search.optim", "lr", 1e-4),
         ("arch.skip_mode=false", "arch", "skip_mode", False),
         ("search.noise_mix=shared", "search", "noise_mix", "shared"),
         ("arch.bits=[2, 4, 8]", "arch", "bits", [2, 4, 8]),
-        ("search.alpha_betas=[0.9, 1]", "search", "alpha_betas", [0.9, 1.0]),
+        ("search.alpha_optim.betas=[0.9, 1]", "search.alpha_optim", "betas", [0.9, 1.0]),
         (
             "arch.arch_pattern={head: 1, body: 3, skip: 1, upsample: 1, tail: 2}",
             "arch",
@@ -83,7 +83,10 @@ def test_default_instances_are_independent():
 def test_apply_override_types(override, section, key, value):
     cfg = Config()
     apply_override(cfg, override)
-    got = getattr(getattr(cfg, section), key)
+    node = cfg
+    for part in section.split("."):
+        node = getattr(node, part)
+    got = getattr(node, key)
     assert got == value
     assert type(got) is type(value)
     if isinstance(value, list):

@@ -230,15 +230,15 @@ def test_pillow_path_checks_size_before_decoding(tmp_path, capsys):
 @pytest.mark.parametrize(
     ("override", "key"),
     [
-        ("train.lr=nan", "train.lr"),
-        ("train.lr=-1", "train.lr"),
-        ("train.lr=.inf", "train.lr"),
+        ("train.optim.lr=nan", "train.optim.lr"),
+        ("train.optim.lr=-1", "train.optim.lr"),
+        ("train.optim.lr=.inf", "train.optim.lr"),
         ("train.steps_per_epoch=-5", "train.steps_per_epoch"),
         ("search.epochs=0", "search.epochs"),
         ("search.epochs=-3", "search.epochs"),
         ("train.epochs=-1", "train.epochs"),
         ("data.num_workers=-1", "data.num_workers"),
-        ("search.alpha_betas=[0.5,1.5]", "search.alpha_betas"),
+        ("search.alpha_optim.betas=[0.5,1.5]", "search.alpha_optim.betas"),
         ("data.max_pixels=-1", "data.max_pixels"),
         ("seed=" + "7" * 5000, "seed"),  # over Python's 4300-digit int() limit
         ("arch.bits=[4, " + "9" * 5000 + "]", "arch.bits[1]"),
@@ -246,9 +246,11 @@ def test_pillow_path_checks_size_before_decoding(tmp_path, capsys):
         ("seed=18446744073709551616", "seed"),  # 2**64: no numpy/torch seed
         ("seed=4294967296", "seed"),
         ("train.epochs=0x" + "f" * 5000, "train.epochs"),  # hex has no digit limit
-        ("train.lr=1e300", "train.lr"),  # overflows float32
-        ("search.w_lr=-1e39", "search.w_lr"),
-        ("search.alpha_lr=0", "search.alpha_lr"),  # learning rates are > 0
+        ("train.optim.lr=1e300", "train.optim.lr"),  # overflows float32
+        ("search.optim.lr=-1e39", "search.optim.lr"),
+        ("search.alpha_optim.lr=0", "search.alpha_optim.lr"),  # learning rates are > 0
+        ("search.w_lr=-1e39", "search.optim.lr"),  # a deprecated key names its new key
+        ("search.c_fixed=-2", "search.c_fixed"),
     ],
 )
 def test_bad_numbers_refused_at_load(tmp_path, capsys, override, key):
@@ -717,7 +719,9 @@ def test_yaml_alias_bomb_refused(tmp_path, capsys):
 
 
 def test_values_in_error_messages_are_cut(capsys):
-    line = one_error(main(["config", "train.lr=" + "x" * 100_000]), capsys, "train.lr", "...")
+    line = one_error(
+        main(["config", "train.optim.lr=" + "x" * 100_000]), capsys, "train.optim.lr", "..."
+    )
     assert len(line) < 200
     line = one_error(main(["config", "arch.bits=[" + "4," * 50_000 + "x]"]), capsys, "arch.bits")
     assert len(line) < 200

@@ -112,8 +112,8 @@ def test_paper_presets_match_the_original_configs():
         "original",
         "linear_bits",
     )
-    assert (s.w_lr, s.alpha_lr, s.sparse_coef) == (1e-3, 3e-4, 1e-3)
-    assert (rfdn.train.epochs, rfdn.train.lr, rfdn.data.lr_crop) == (30, 1e-4, 45)
+    assert (s.optim.lr, s.alpha_optim.lr, s.sparse_coef) == (1e-3, 3e-4, 1e-3)
+    assert (rfdn.train.epochs, rfdn.train.optim.lr, rfdn.data.lr_crop) == (30, 1e-4, 45)
     basic = load_config(preset="paper-basic")
     assert (basic.arch.c_fixed, basic.arch.body_cells, basic.arch.skip_mode) == (36, 3, False)
     assert basic.arch.primitives["skip"] == basic.arch.primitives["body"]

@@ -359,7 +359,7 @@ def test_4bit_edsr_that_stalled_now_leaves_bicubic(tmp_path):
         overrides=["train.epochs=4", "train.steps_per_epoch=100", "threads=1", "seed=0",
                    f"out_dir={tmp_path}"],
     )
-    assert cfg.train.lr <= 5e-4
+    assert cfg.train.optim.lr <= 5e-4
     t = Trainer(cfg, tmp_path / "edsr4", None, build=lambda: build_baseline("edsr", cfg.arch, 4),
                 net_spec={"baseline": "edsr", "bits": 4})
     res = t.run()

@@ -69,7 +69,7 @@ class Searcher(EpochLoop):
 
     kind = KIND_SEARCH
     noun = "search"
-    hint = "lower search.w_lr / search.alpha_lr or search.penalty"
+    hint = "lower search.optim.lr / search.alpha_optim.lr or search.penalty"
     best_metric = "val_loss"
     extra_keys = ("alpha_history", "initial_bitops", "alpha_shapes", "alpha_from", "budget")
 
@@ -99,13 +99,13 @@ class Searcher(EpochLoop):
         self.val = data.val_dataset()
         self.steps = s.steps_per_epoch or max(1, len(self.w_loader))
         self.w_opt, self.w_sched = weight_optimizer(
-            self.net.named_weights(), s, prefix="w_", total_steps=self.steps * s.epochs
+            self.net.named_weights(), s.optim, total_steps=self.steps * s.epochs
         )
         self.a_opt = torch.optim.Adam(
             self.net.alphas(),
-            lr=s.alpha_lr,
-            betas=tuple(s.alpha_betas),
-            weight_decay=s.alpha_weight_decay,
+            lr=s.alpha_optim.lr,
+            betas=tuple(s.alpha_optim.betas),
+            weight_decay=s.alpha_optim.weight_decay,
         )
         self.stateful = {"w_opt": self.w_opt, "a_opt": self.a_opt, "w_sched": self.w_sched}
         with torch.no_grad():
@@ -190,7 +190,7 @@ class Searcher(EpochLoop):
                 self.w_sched,
                 lr.to(dev),
                 hr.to(dev),
-                grad_clip=s.w_grad_clip,
+                grad_clip=s.optim.grad_clip,
                 probs=path,
                 check=check,
             )

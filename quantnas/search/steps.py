@@ -109,14 +109,16 @@ def weight_step(
     check: Check = _no_check,
 ) -> float:
     """One update of the supernet's weights (the alphas get no gradient; ``probs`` runs
-    another distribution, e.g. one sampled path); returns the L1.
+    another distribution, e.g. one sampled path; ``grad_clip`` 0 = no clipping); returns
+    the L1.
     """
     opt.zero_grad(set_to_none=True)
     loss = F.l1_loss(net(lr, alpha_grad=False, probs=probs), hr)
     check(loss.item(), "search weight loss")
     loss.backward()
     qdist.average_gradients(net.weights())
-    torch.nn.utils.clip_grad_norm_(list(net.weights()), grad_clip)
+    if grad_clip > 0:
+        torch.nn.utils.clip_grad_norm_(list(net.weights()), grad_clip)
     opt.step()
     sched.step()
     return loss.item()

@@ -13,6 +13,7 @@ from dataclasses import asdict, dataclass
 
 from quantnas.baselines import BASELINES
 from quantnas.config import Config, from_dict, to_dict
+from quantnas.config_compat import legacy
 from quantnas.errors import QuantNASError
 from quantnas.quant.quantizers import check_bits
 
@@ -27,8 +28,12 @@ _LIMIT_KEYS = ("max_total_pixels",)
 
 
 def _hashed(cfg: Config) -> dict:
-    """The config as a dict without the keys that do not change a result."""
-    data = to_dict(cfg)
+    """The config as a dict without the keys that do not change a result, in the layout of
+    earlier releases (:func:`~quantnas.config_compat.legacy`: the hash of a resolved
+    config does not depend on whether it was given with old or new keys, and sweeps
+    recorded before the keys were renamed resume).
+    """
+    data = legacy(to_dict(cfg))
     for key in _RUNTIME_KEYS:
         data.pop(key, None)
     for key in _LIMIT_KEYS:
