@@ -123,7 +123,7 @@ def _check(cfg: Config) -> None:
     if unknown:
         raise QuantNASError(
             f"config key sweep.baselines: {unknown[0]!r} unknown; expected some of "
-            f"{sorted(BASELINES)}"
+            f"{sorted(BASELINES)}{BASELINES.hint(unknown[0])}"
         )
     check_bits(s.baseline_bits, where="sweep.baseline_bits")
     check_bits(s.uniform_bits, where="sweep.uniform_bits")
