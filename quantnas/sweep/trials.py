@@ -15,9 +15,19 @@ from quantnas.baselines import BASELINES
 from quantnas.config import Config, from_dict, to_dict
 from quantnas.errors import QuantNASError
 from quantnas.quant.quantizers import check_bits
+from quantnas.registry import Registry
 
 #: Method groups a sweep can run (``sweep.methods``).
-METHOD_GROUPS = ("search", "random", "baseline", "uniform")
+METHOD_GROUPS: Registry[str] = Registry.of(
+    "sweep method",
+    {
+        "search": "search at each penalty or BitOps target, then train the found genotype",
+        "random": "random genotypes of the same space and bit-widths",
+        "baseline": "the fixed baselines of sweep.baselines at sweep.baseline_bits",
+        "uniform": "found genotypes retrained with every layer at one bit-width",
+    },
+    key="sweep.methods",
+)
 
 #: Config keys that do not change a trial's result (left out of its hash).
 _RUNTIME_KEYS = ("out_dir", "name", "threads", "device", "progress", "tensorboard", "sweep")
