@@ -16,7 +16,9 @@ and carries a ReLU on its input): tanh (ESPCN) and PReLU (FSRCNN) become ReLU; F
 small EDSR uses pre-activation residual blocks (conv(relu(x)) twice) and one sub-pixel
 upsampling conv instead of EDSR's staged x2 upsamplers and HR tail conv.
 
-Registry: :data:`BASELINES` maps a name to a builder ``(arch, bits) -> nn.Module``.
+Registry: :data:`BASELINES` maps a name (``sweep.baselines``) to a builder
+``(arch, bits) -> nn.Module``; a baseline registered from outside the package
+(``BASELINES.register(name, builder)``) joins sweeps and their fronts like these.
 """
 
 from __future__ import annotations
@@ -27,10 +29,10 @@ import torch
 from torch import nn
 
 from quantnas.config_types import ArchConfig
-from quantnas.errors import QuantNASError
 from quantnas.models.blocks import upscale_input
 from quantnas.quant.conv import QConv2d
 from quantnas.quant.quantizers import check_bits
+from quantnas.registry import Registry
 
 
 def _conv(c_in: int, c_out: int, k: int, bits: int) -> QConv2d:
@@ -119,12 +121,10 @@ def edsr(arch: ArchConfig, bits: int, *, c: int = 32, blocks: int = 4) -> nn.Mod
     return SubPixelNet(feats, feats.head, arch)
 
 
-#: Baseline builders by name.
-BASELINES: dict[str, Callable[[ArchConfig, int], nn.Module]] = {
-    "espcn": espcn,
-    "fsrcnn": fsrcnn,
-    "edsr": edsr,
-}
+#: Baseline builders ``(arch, bits) -> nn.Module`` by name.
+BASELINES: Registry[Callable[[ArchConfig, int], nn.Module]] = Registry.of(
+    "baseline", {"espcn": espcn, "fsrcnn": fsrcnn, "edsr": edsr}, key="sweep.baselines"
+)
 
 
 def build_baseline(name: str, arch: ArchConfig, bits: int) -> nn.Module:
@@ -134,7 +134,6 @@ def build_baseline(name: str, arch: ArchConfig, bits: int) -> nn.Module:
         QuantNASError: Unknown name or unsupported bit-width.
 
     """
-    if name not in BASELINES:
-        raise QuantNASError(f"baseline {name!r} unknown; expected one of {sorted(BASELINES)}")
+    builder = BASELINES.get(name)
     check_bits(bits, where=f"baseline {name} bits")
-    return BASELINES[name](arch, bits)
+    return builder(arch, bits)

@@ -51,20 +51,23 @@ from quantnas.optim import LOSSES
 from quantnas.quant.mixed import MIX_MODES, NOISE_MIXES
 from quantnas.quant.noise import NOISE_KINDS, NOISE_SOURCES
 from quantnas.quant.quantizers import check_bits
+from quantnas.registry import Registry
 from quantnas.search.constraint import SELECTORS, WEIGHT_SAMPLINGS
 from quantnas.search.losses import SPARSE_RAMPS, SPARSE_TYPES
 from quantnas.search.splits import SPLITS
 from quantnas.search.supernet import TRANSFORMS
 from quantnas.space import INPUT_QUANTS, check_space
-from quantnas.spaces import available_spaces
+from quantnas.spaces import SPACES
 
 
-def choices() -> dict[str, tuple[str, ...]]:
-    """``{key: allowed values}`` of the config keys whose value names one of a fixed set.
+def choices() -> dict[str, Registry]:
+    """``{key: registry}`` of the config keys whose value names a registered object.
 
-    Each tuple comes from the module that owns the concept.
+    Each registry belongs to the module that owns the concept; what is registered there
+    (also from outside the package) is a valid value.
     """
     return {
+        "arch.space": SPACES,
         "arch.cell_type": CELL_TYPES,
         "arch.global_skip": GLOBAL_SKIPS,
         "arch.input_quant": INPUT_QUANTS,
@@ -88,16 +91,14 @@ def validate(cfg: Config) -> Config:
     """Check value ranges, choices, the searched space and the rules tying keys together
     (one-line errors naming the key).
     """
-    if cfg.arch.space not in available_spaces():
-        raise QuantNASError(
-            f"config key arch.space: {shown(cfg.arch.space)} is not one of "
-            f"{list(available_spaces())}"
-        )
-    for key, options in choices().items():
+    for key, registry in choices().items():
         section, name = key.split(".")
         value = getattr(getattr(cfg, section), name)
-        if value not in options:
-            raise QuantNASError(f"config key {key}: {shown(value)} is not one of {list(options)}")
+        if value not in registry:
+            raise QuantNASError(
+                f"config key {key}: {shown(value)} is not one of {list(registry)}"
+                f"{registry.hint(value)}"
+            )
     check_ranges(cfg)
     if cfg.name:
         check_name(cfg.name, "config key name")

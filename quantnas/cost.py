@@ -15,18 +15,15 @@ input size, so every figure names its LR input size.
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
 
 import torch
 from torch import nn
 
-from quantnas.errors import QuantNASError
 from quantnas.quant.conv import QConv2d, QConvBase
 from quantnas.quant.mixed import MixedQConv2d
-
-#: What the search's hardware penalty measures (``search.penalty_cost``).
-PENALTY_COSTS = ("bitops", "linear_bits")
+from quantnas.registry import Registry
 
 
 def _hw(lr_size: int | tuple[int, int]) -> tuple[int, int]:
@@ -226,10 +223,15 @@ class SupernetCost:
                 show) or ``linear_bits`` (the original's :meth:`expected_linear_bits`).
 
         """
-        if kind == "bitops":
-            return self.expected_bitops(probs)
-        if kind == "linear_bits":
-            return self.expected_linear_bits(probs)
-        raise QuantNASError(
-            f"search.penalty_cost {kind!r} unknown; expected one of {PENALTY_COSTS}"
-        )
+        return PENALTY_COSTS.get(kind)(self, probs)
+
+
+#: What the search's hardware penalty measures, by ``search.penalty_cost``: a function
+#: ``f(cost, probs) -> scalar`` of the :class:`SupernetCost` and the probabilities.
+PENALTY_COSTS: Registry[Callable[[SupernetCost, Mapping[str, torch.Tensor]], torch.Tensor]] = (
+    Registry.of(
+        "penalty cost",
+        {"bitops": SupernetCost.expected_bitops, "linear_bits": SupernetCost.expected_linear_bits},
+        key="search.penalty_cost",
+    )
+)

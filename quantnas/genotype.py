@@ -15,18 +15,23 @@ from __future__ import annotations
 
 import ast
 import json
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from quantnas.errors import QuantNASError, read_user_text
+from quantnas.errors import QuantNASError, read_user_text, shown
 from quantnas.ops import check_op
 from quantnas.quant.quantizers import check_bits
 
 BLOCKS: tuple[str, ...] = ("head", "body", "skip", "upsample", "tail")
 FORMAT = "quantnas-genotype"
 VERSION = 1
-SPACES = ("basic", "rfdn")
+#: What a search space's name may be: a genotype stores any such name; whether a space of
+#: that name is registered is asked where the genotype meets a space
+#: (:func:`quantnas.space.check_genotype`, against the registry of :mod:`quantnas.spaces`,
+#: spaces registered from outside the package included).
+SPACE_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}")
 #: Most layers one block may hold (searched genotypes have a handful; a genotype file with
 #: hundreds of thousands would build a network for minutes and exhaust memory).
 MAX_LAYERS = 256
@@ -49,7 +54,8 @@ class Genotype:
 
     Attributes:
         blocks: ``{block: (LayerChoice, ...)}`` for every block in :data:`BLOCKS`.
-        space: The search space the genotype belongs to (``basic`` or ``rfdn``).
+        space: The name of the search space the genotype belongs to (``basic``, ``rfdn``
+            or a space registered with :func:`quantnas.spaces.register_space`).
 
     """
 
@@ -57,8 +63,7 @@ class Genotype:
     space: str = "basic"
 
     def __post_init__(self) -> None:
-        if self.space not in SPACES:
-            raise QuantNASError(f"genotype space {self.space!r} unknown; expected one of {SPACES}")
+        check_space_name(self.space, where="genotype space")
         unknown = set(self.blocks) - set(BLOCKS)
         if unknown:
             raise QuantNASError(
@@ -128,6 +133,14 @@ class Genotype:
         return self.to_text()
 
 
+def check_space_name(name: object, *, where: str) -> None:
+    """Raise a one-line error naming ``where`` if ``name`` cannot name a search space."""
+    if not isinstance(name, str) or not SPACE_NAME.fullmatch(name):
+        raise QuantNASError(
+            f"{where} {shown(name)} is not a space name (1-64 letters, digits, '_', '.', '-')"
+        )
+
+
 def from_dict(data: object, *, source: str = "genotype") -> Genotype:
     """Parse the JSON form (already decoded)."""
     if not isinstance(data, dict) or data.get("format") != FORMAT:
@@ -152,7 +165,7 @@ def from_dict(data: object, *, source: str = "genotype") -> Genotype:
                 )
             out.append(LayerChoice(str(layer["op"]), layer["bits"]))
         parsed[block] = tuple(out)
-    return _checked(parsed, space=str(data.get("space", "basic")), source=source)
+    return _checked(parsed, space=data.get("space", "basic"), source=source)
 
 
 def _checked(blocks: dict, *, space: str, source: str) -> Genotype:
@@ -183,8 +196,9 @@ def parse_text(text: str, *, source: str = "genotype", space: str = "basic") -> 
         if kw.arg is None:
             raise QuantNASError(f"{source}: '**' is not allowed in Genotype_SR")
         if kw.arg == "space":
-            if not (isinstance(kw.value, ast.Constant) and kw.value.value in SPACES):
-                raise QuantNASError(f"{source}: space= must be one of {SPACES}")
+            if not isinstance(kw.value, ast.Constant):
+                raise QuantNASError(f"{source}: space= must be a string")
+            check_space_name(kw.value.value, where=f"{source}: space=")
             space = kw.value.value
             continue
         try:

@@ -23,7 +23,6 @@ supernet's candidates (``MixedQConv2d``). Channel plans (they decide BitOps):
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Callable
 
 import torch
@@ -31,30 +30,27 @@ from torch import nn
 
 from quantnas.errors import QuantNASError
 from quantnas.quant.conv import ConvFactory
+from quantnas.registry import Registry
 
 OpFactory = Callable[..., nn.Module]
 
-_REGISTRY: dict[str, OpFactory] = {}
+#: Operation factories ``factory(*, c_in, c_out, c_fixed, conv)`` by name.
+OPS: Registry[OpFactory] = Registry("operation", key="arch.primitives")
 
 
 def register_op(name: str, factory: OpFactory) -> None:
     """Register an operation factory ``factory(*, c_in, c_out, c_fixed, conv)`` under ``name``."""
-    if name in _REGISTRY:
-        raise ValueError(f"operation {name!r} registered twice")
-    _REGISTRY[name] = factory
+    OPS.register(name, factory)
 
 
 def available_ops() -> list[str]:
     """Names of all registered operations."""
-    return sorted(_REGISTRY)
+    return sorted(OPS)
 
 
 def check_op(name: str, *, where: str = "op") -> None:
     """Raise a one-line error if ``name`` is not a registered operation."""
-    if name not in _REGISTRY:
-        close = difflib.get_close_matches(str(name), _REGISTRY, n=3)
-        hint = f" (did you mean {', '.join(close)}?)" if close else ""
-        raise QuantNASError(f"{where}: unknown operation {name!r}{hint}")
+    OPS.check(name, where=where)
 
 
 def build_op(
@@ -76,7 +72,7 @@ def build_op(
     """
     check_op(name, where=where)
     try:
-        return _REGISTRY[name](c_in=c_in, c_out=c_out, c_fixed=c_fixed, conv=conv)
+        return OPS.get(name)(c_in=c_in, c_out=c_out, c_fixed=c_fixed, conv=conv)
     except QuantNASError as e:
         raise QuantNASError(f"{where} ({name}, {c_in}->{c_out} channels): {e}") from None
 

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from quantnas.config_fields import OptimConfig
-from quantnas.errors import QuantNASError
+from quantnas.registry import Registry
 
 __all__ = ["LOSSES", "param_groups", "pixel_loss", "warmup_cosine", "weight_optimizer"]
 
@@ -42,18 +42,18 @@ def _charbonnier(sr: torch.Tensor, hr: torch.Tensor) -> torch.Tensor:
     return torch.sqrt((sr - hr).pow(2) + 1e-6).mean()
 
 
-#: The training losses by ``train.loss`` name: ``l1`` (the SR default), ``mse`` (the PSNR
-#: objective itself; used to fine-tune at the end, as RFDN does) or ``charbonnier``
+#: The training losses ``f(sr, hr) -> scalar`` by ``train.loss`` (and
+#: ``train.finetune_loss``) name: ``l1`` (the SR default), ``mse`` (the PSNR objective
+#: itself; used to fine-tune at the end, as RFDN does) or ``charbonnier``
 #: (``sqrt(d^2 + 1e-6)``, a smooth L1).
-LOSS_FUNCTIONS = {"l1": F.l1_loss, "mse": F.mse_loss, "charbonnier": _charbonnier}
-LOSSES = tuple(LOSS_FUNCTIONS)
+LOSSES: Registry[Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] = Registry.of(
+    "loss", {"l1": F.l1_loss, "mse": F.mse_loss, "charbonnier": _charbonnier}, key="train.loss"
+)
 
 
-def pixel_loss(name: str):
+def pixel_loss(name: str, *, where: str = "train.loss"):
     """The training loss ``f(sr, hr) -> scalar`` named by ``train.loss`` (see ``LOSSES``)."""
-    if name not in LOSS_FUNCTIONS:
-        raise QuantNASError(f"unknown loss {name!r}; expected l1, mse or charbonnier")
-    return LOSS_FUNCTIONS[name]
+    return LOSSES.get(name, where=where)
 
 
 def warmup_cosine(

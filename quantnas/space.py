@@ -16,11 +16,18 @@ from quantnas.genotype import Genotype
 from quantnas.ops import build_op, check_op
 from quantnas.quant.conv import QConv2d, QConvBase
 from quantnas.quant.out_quant import OutputQuantizer
+from quantnas.registry import Registry
 from quantnas.spaces import available_spaces, get_space
 
-#: How the convs that read the LR image quantize it (``arch.input_quant``): ``image``
-#: (:class:`~quantnas.quant.quantizers.ImageQuantizer`) or ``hwgq`` like every activation.
-INPUT_QUANTS = ("image", "hwgq")
+#: How the convs that read the LR image quantize it, by ``arch.input_quant``.
+INPUT_QUANTS: Registry[str] = Registry.of(
+    "input quantizer",
+    {
+        "image": "ImageQuantizer: the LR image's own 8-bit grid",
+        "hwgq": "HWGQ like every activation",
+    },
+    key="arch.input_quant",
+)
 
 #: Default candidate operations per block type and space (declared by each space).
 DEFAULT_PRIMITIVES: dict[str, dict[str, list[str]]] = {
@@ -78,7 +85,10 @@ def check_space(arch: ArchConfig) -> None:
 
 
 def check_genotype(genotype: Genotype, arch: ArchConfig) -> None:
-    """Check that a genotype has the layer counts of the space and that its ops fit."""
+    """Check that a genotype's space is registered and is ``arch.space``, and that the
+    genotype has the layer counts of the space.
+    """
+    get_space(genotype.space, where="genotype space")
     if genotype.space != arch.space:
         raise QuantNASError(
             f"genotype is for the {genotype.space!r} space but arch.space is {arch.space!r}"

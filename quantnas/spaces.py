@@ -14,12 +14,11 @@ from torch import nn
 
 from quantnas.config_types import ArchConfig
 from quantnas.errors import QuantNASError
-from quantnas.genotype import BLOCKS
+from quantnas.genotype import BLOCKS, check_space_name
 from quantnas.models.basic import BasicSRNet, basic_channels, check_basic_counts
 from quantnas.models.rfdn import MIN_LR_SIZE, RFDNSRNet, rfdn_channels, rfdn_counts
 from quantnas.quant.conv import QConv2d
-
-_REGISTRY: dict[str, SearchSpace] = {}
+from quantnas.registry import Registry
 
 
 class SearchSpace:
@@ -71,24 +70,32 @@ class SearchSpace:
         return 1
 
 
+#: The search spaces by ``arch.space`` name (a genotype's ``space`` names one of them too).
+SPACES: Registry[SearchSpace] = Registry("search space", key="arch.space")
+
+
 def register_space(space: SearchSpace) -> SearchSpace:
-    """Register a space instance under its name."""
-    if space.name in _REGISTRY:
-        raise ValueError(f"search space {space.name!r} registered twice")
-    _REGISTRY[space.name] = space
-    return space
+    """Register a space instance under its name (also from outside the package: configs
+    and genotypes naming it are accepted from then on).
+
+    Raises:
+        QuantNASError: The name is registered already or cannot name a space.
+
+    """
+    check_space_name(space.name, where="search space name")
+    return SPACES.register(space.name, space)
 
 
 def available_spaces() -> tuple[str, ...]:
-    """Names of the registered spaces."""
-    return tuple(sorted(_REGISTRY))
+    """Names of the registered spaces (sorted)."""
+    return tuple(sorted(SPACES))
 
 
-def get_space(name: str) -> SearchSpace:
-    """The registered space ``name`` (one-line error naming ``arch.space`` otherwise)."""
-    if name not in _REGISTRY:
-        raise QuantNASError(f"arch.space {name!r} unknown; expected one of {available_spaces()}")
-    return _REGISTRY[name]
+def get_space(name: str, *, where: str | None = None) -> SearchSpace:
+    """The registered space ``name`` (one-line error naming ``where``, by default
+    ``arch.space``, otherwise).
+    """
+    return SPACES.get(name, where=where)
 
 
 def _network_kwargs(arch: ArchConfig) -> dict:

@@ -60,7 +60,7 @@ def test_baselines_quantized_uniformly_and_run(name):
 
 
 def test_build_baseline_errors():
-    with pytest.raises(QuantNASError, match="baseline 'vdsr' unknown"):
+    with pytest.raises(QuantNASError, match="sweep.baselines: unknown baseline 'vdsr'; expected"):
         build_baseline("vdsr", ArchConfig(), 8)
     with pytest.raises(QuantNASError, match="unsupported bit-width 5"):
         build_baseline("espcn", ArchConfig(), 5)

@@ -65,7 +65,7 @@ def test_default_runtime_is_the_fastest_exact_installed(onnx_file, monkeypatch):
 @pytest.mark.parametrize(
     "args,message",
     [
-        (["--runtime", "tensorrt"], "--runtime 'tensorrt': expected one of"),
+        (["--runtime", "tensorrt"], "--runtime: unknown runtime 'tensorrt'; expected one of"),
         (["--runtime", "torch"], "--runtime torch runs a run directory or checkpoint"),
     ],
 )

@@ -188,7 +188,8 @@ def _data(**changes):
         (_data(blocks={"head": [{"op": "simple_3x3", "bits": 5}]}), "unsupported bit-width 5"),
         (_data(blocks={"head": [{"op": "simple_3x3", "bits": "8"}]}), "unsupported bit-width"),
         (_data(blocks={"neck": []}), r"unknown block\(s\) \['neck'\]"),
-        (_data(space="weird"), "space 'weird' unknown"),
+        (_data(space="we ird"), "genotype space 'we ird' is not a space name"),
+        (_data(space=3), "genotype space 3 is not a space name"),
     ],
 )
 def test_json_errors(data, match):
@@ -227,6 +228,19 @@ def test_check_genotype_rfdn_layer_counts():
         check_genotype(bad, arch)
     with pytest.raises(QuantNASError, match="'rfdn' space but arch.space is 'basic'"):
         check_genotype(_rfdn_geno(1), ArchConfig(c_fixed=12))
+
+
+def test_unregistered_space_is_refused_where_the_genotype_meets_a_space():
+    """A genotype stores any space name (so one registered from outside the package
+    round-trips); the spaces' registry refuses an unknown one when the genotype is used.
+    """
+    g = from_dict(_data(space="weird"))
+    assert g.space == "weird" and loads(g.to_json()) == g
+    assert parse_text(g.to_text()) == g
+    with pytest.raises(QuantNASError, match=r"genotype space: unknown search space 'weird'"):
+        check_genotype(g, ArchConfig(c_fixed=12))
+    with pytest.raises(QuantNASError, match=r"space= 'we ird' is not a space name"):
+        parse_text("Genotype_SR(head=[], space='we ird')")
 
 
 def test_check_genotype_basic_needs_layers():

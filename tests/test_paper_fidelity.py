@@ -170,7 +170,7 @@ def test_space_registry_declares_each_space():
     assert rfdn.counts(arch) == {"head": 0, "body": 8, "skip": 6, "upsample": 1, "tail": 1}
     assert rfdn.channels(arch, "body", 3) == (12, 6)
     assert basic.picture_cells(ArchConfig(body_cells=3)) == 3 and rfdn.picture_cells(arch) == 1
-    with pytest.raises(QuantNASError, match="arch.space 'vit' unknown"):
+    with pytest.raises(QuantNASError, match=r"arch.space: unknown search space 'vit'; expected"):
         get_space("vit")
     with pytest.raises(QuantNASError, match="config key arch.space: 'vit'"):
         load_config(overrides=["arch.space=vit"])

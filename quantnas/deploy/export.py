@@ -30,6 +30,7 @@ from quantnas.deploy.self_check import (
     check_onnx,
 )
 from quantnas.errors import QuantNASError
+from quantnas.registry import Registry
 from quantnas.spaces import get_space
 
 __all__ = [
@@ -43,7 +44,10 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-FORMATS = ("onnx", "onnx-fp32")
+#: The ONNX formats by ``--format`` name: whether the convs are exported quantized.
+FORMATS: Registry[bool] = Registry.of(
+    "ONNX format", {"onnx": True, "onnx-fp32": False}, key="--format"
+)
 
 
 @dataclass
@@ -98,15 +102,13 @@ def export_model(
     from quantnas.fileio import atomic_write_bytes
     from quantnas.space import set_quantized
 
-    if fmt not in FORMATS:
-        raise QuantNASError(f"--format {fmt!r}: expected one of {FORMATS}")
+    quantized = FORMATS.get(fmt)
     ckpt = find_checkpoint(source)
     if ckpt.suffix.lower() != ".pt":
         raise QuantNASError(
             f"{ckpt}: ONNX export needs a trained network (a run directory or a .pt checkpoint)"
         )
     net, geno, arch = load_model(ckpt)
-    quantized = fmt == "onnx"
     reference = net
     if not quantized:
         reference = copy.deepcopy(net)

@@ -6,11 +6,13 @@ default choice among them.
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from quantnas.errors import QuantNASError
+from quantnas.registry import Registry
 
 __all__ = [
     "META_EXACT",
@@ -24,8 +26,7 @@ __all__ = [
 
 #: The runtimes whose self-check the file passed at export, comma-separated.
 META_EXACT = "quantnas.exact_runtimes"
-#: ``--runtime`` values, and the ONNX runtimes from fastest to slowest.
-RUNTIMES = ("ort", "openvino", "torch")
+#: The ONNX runtimes from fastest to slowest.
 ONNX_RUNTIMES_BY_SPEED = ("openvino", "ort")
 
 
@@ -74,14 +75,44 @@ def onnx_runner(
     model: str | Path | bytes, runtime: str, threads: int = 0
 ) -> Callable[[np.ndarray], list[np.ndarray]]:
     """``run(lr) -> outputs`` of an ONNX model in ``runtime`` (``ort`` or ``openvino``)."""
-    if runtime == "ort":
-        session = ort_session(model, threads)
-        return lambda x: session.run(None, {"lr": np.ascontiguousarray(x, dtype=np.float32)})
-    if runtime == "openvino":
-        from quantnas.deploy.openvino_runtime import OpenVinoModel
+    runner = RUNTIMES.get(runtime).onnx_runner
+    if runner is None:
+        raise QuantNASError(f"--runtime {runtime!r}: an ONNX model runs in 'ort' or 'openvino'")
+    return runner(model, threads)
 
-        return OpenVinoModel(model, threads).run
-    raise QuantNASError(f"--runtime {runtime!r}: an ONNX model runs in 'ort' or 'openvino'")
+
+def _ort_runner(model: str | Path | bytes, threads: int) -> Callable:
+    session = ort_session(model, threads)
+    return lambda x: session.run(None, {"lr": np.ascontiguousarray(x, dtype=np.float32)})
+
+
+def _openvino_runner(model: str | Path | bytes, threads: int) -> Callable:
+    from quantnas.deploy.openvino_runtime import OpenVinoModel
+
+    return OpenVinoModel(model, threads).run
+
+
+@dataclass(frozen=True)
+class Runtime:
+    """A ``--runtime``: the module it needs (with the pip extra that installs it) and how
+    it runs an ONNX model (``None``: it runs PyTorch checkpoints only).
+    """
+
+    module: str | None
+    extra: str | None
+    onnx_runner: Callable[[str | Path | bytes, int], Callable] | None
+
+
+#: The runtimes by ``--runtime`` name.
+RUNTIMES: Registry[Runtime] = Registry.of(
+    "runtime",
+    {
+        "ort": Runtime("onnxruntime", "onnx", _ort_runner),
+        "openvino": Runtime("openvino", "openvino", _openvino_runner),
+        "torch": Runtime(None, None, None),
+    },
+    key="--runtime",
+)
 
 
 def file_metadata(model: str | Path | bytes) -> dict[str, str]:
@@ -111,11 +142,11 @@ def default_runtime(meta: dict[str, str]) -> str:
 
 def check_runtime(runtime: str | None) -> None:
     """A one-line error for an unknown or uninstalled ``--runtime``."""
-    if runtime is None or runtime == "torch":
+    if runtime is None:
         return
-    if runtime not in RUNTIMES:
-        raise QuantNASError(f"--runtime {runtime!r}: expected one of {list(RUNTIMES)}")
-    module, extra = ("onnxruntime", "onnx") if runtime == "ort" else ("openvino", "openvino")
+    module, extra = RUNTIMES.get(runtime).module, RUNTIMES.get(runtime).extra
+    if module is None:
+        return
     try:
         __import__(module)
     except ImportError:

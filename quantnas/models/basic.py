@@ -20,9 +20,14 @@ from torch import nn
 from quantnas.errors import QuantNASError
 from quantnas.models.blocks import LayerFn, ParallelSum, Residual, Sequence, SkipOutputNet
 from quantnas.quant.out_quant import OutputQuantizer
+from quantnas.registry import Registry
 
 #: Cell types (``arch.cell_type``): ``A`` scales the body path by 0.2, ``B`` does not.
-CELL_TYPES = ("A", "B")
+CELL_TYPES: Registry[str] = Registry.of(
+    "cell type",
+    {"A": "x + skip(x) + 0.2 body(x)", "B": "x + skip(x) + body(x)"},
+    key="arch.cell_type",
+)
 
 
 def basic_channels(block: str, index: int, count: int, *, c: int, scale: int) -> tuple[int, int]:
@@ -87,8 +92,7 @@ class BasicSRNet(SkipOutputNet):
     ) -> None:
         super().__init__()
         check_basic_counts(counts, where="network")
-        if cell_type not in CELL_TYPES:
-            raise QuantNASError(f"cell_type {cell_type!r} unknown; expected 'A' or 'B'")
+        CELL_TYPES.check(cell_type)
         if body_cells < 1:
             raise QuantNASError(f"body_cells must be >= 1 (got {body_cells})")
         self._init_output(scale=scale, global_skip=global_skip, output_scale=output_scale)

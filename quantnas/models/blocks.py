@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Protocol
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-#: What :func:`upscale_input` adds to the network output (``arch.global_skip``).
-GLOBAL_SKIPS = ("none", "nearest", "bicubic")
+from quantnas.registry import Registry
+
+#: What :func:`upscale_input` adds to the network output, by ``arch.global_skip``: a
+#: function ``f(lr, scale)`` returning the upscaled LR image, or None for no skip.
+GLOBAL_SKIPS: Registry[Callable[[torch.Tensor, int], torch.Tensor | None]] = Registry(
+    "global skip", key="arch.global_skip"
+)
 
 
 class LayerFn(Protocol):
@@ -114,10 +120,21 @@ def upscale_input(lr: torch.Tensor, scale: int, mode: str) -> torch.Tensor | Non
     ``bicubic`` is MATLAB-compatible bicubic upscaling (the SR baseline), so a network whose
     residual is zero scores exactly the bicubic PSNR.
     """
-    if mode == "none":
-        return None
-    if mode == "nearest":
-        return F.interpolate(lr, scale_factor=scale, mode="nearest")
+    return GLOBAL_SKIPS.get(mode)(lr, scale)
+
+
+@GLOBAL_SKIPS.register("none")
+def _no_skip(lr: torch.Tensor, scale: int) -> None:
+    return None
+
+
+@GLOBAL_SKIPS.register("nearest")
+def _nearest(lr: torch.Tensor, scale: int) -> torch.Tensor:
+    return F.interpolate(lr, scale_factor=scale, mode="nearest")
+
+
+@GLOBAL_SKIPS.register("bicubic")
+def _bicubic(lr: torch.Tensor, scale: int) -> torch.Tensor:
     from quantnas.data.bicubic import resize_tensor
 
     return resize_tensor(lr, scale)

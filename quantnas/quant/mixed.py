@@ -12,18 +12,34 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from quantnas.errors import QuantNASError
 from quantnas.quant.conv import QConvBase
 from quantnas.quant.fused import mixed_activation, mixed_lsq, original_noisy_mix
 from quantnas.quant.noise import NOISE_KINDS, NOISE_SOURCES, draw_noise, noise_like
 from quantnas.quant.quantizers import HWGQ, LSQ, ImageQuantizer, check_bits
+from quantnas.registry import Registry
 
 __all__ = ["MIX_MODES", "NOISE_MIXES", "MixedQConv2d"]
 
-#: How a candidate mixes its bit-widths (``search.mode``).
-MIX_MODES = ("quant", "noise", "fp")
-#: How noise mode mixes the noisy bit-width copies (``search.noise_mix``).
-NOISE_MIXES = ("original", "shared")
+#: How a candidate mixes its bit-widths, by ``search.mode`` (name -> what it does; see
+#: :class:`MixedQConv2d`).
+MIX_MODES: Registry[str] = Registry.of(
+    "search mode",
+    {
+        "quant": "mix the LSQ / HWGQ quantized copies",
+        "noise": "mix copies with quantization noise",
+        "fp": "no quantization",
+    },
+    key="search.mode",
+)
+#: How noise mode mixes the noisy bit-width copies, by ``search.noise_mix``.
+NOISE_MIXES: Registry[str] = Registry.of(
+    "noise mix",
+    {
+        "original": "one draw per copy, copies detached (the original code)",
+        "shared": "one draw shared by all copies, nothing detached",
+    },
+    key="search.noise_mix",
+)
 
 
 class MixedQConv2d(QConvBase):
@@ -78,23 +94,15 @@ class MixedQConv2d(QConvBase):
     ) -> None:
         super().__init__(**geometry)
         check_bits(list(bits), where="search bits")
-        if mode not in MIX_MODES:
-            raise QuantNASError(f"search mode {mode!r} unknown; expected one of {MIX_MODES}")
-        if noise_mix not in NOISE_MIXES:
-            raise QuantNASError(
-                f"search.noise_mix {noise_mix!r} unknown; expected one of {NOISE_MIXES}"
-            )
+        MIX_MODES.check(mode)
+        NOISE_MIXES.check(noise_mix)
         self.bits = [int(b) for b in bits]
         self.mode = mode
         self.noise_mix = noise_mix
         self.w_quant = nn.ModuleList(LSQ(b, self.c_out) for b in self.bits)
         self.a_quant = nn.ModuleList(HWGQ(b) for b in self.bits)
-        if noise not in NOISE_KINDS:
-            raise QuantNASError(f"noise kind {noise!r} unknown; expected one of {NOISE_KINDS}")
-        if noise_source not in NOISE_SOURCES:
-            raise QuantNASError(
-                f"search.noise_source {noise_source!r} unknown; expected one of {NOISE_SOURCES}"
-            )
+        NOISE_KINDS.check(noise)
+        NOISE_SOURCES.check(noise_source)
         self.noise_kind = noise
         self.noise_source = noise_source
         for lsq in self.w_quant:

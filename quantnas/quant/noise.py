@@ -15,15 +15,35 @@ whole search. The table is built once per process from a fixed seed.
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 
 import torch
 
+from quantnas.registry import Registry
+
 __all__ = ["NOISE_KINDS", "NOISE_SOURCES", "draw_noise", "noise_like"]
 
-#: The distribution of ``eps``: ``N(0, 1/4)`` (the original code) or ``U[-1/2, 1/2]``.
-NOISE_KINDS = ("gaussian", "uniform")
-#: Where ``eps`` comes from (``search.noise_source``).
-NOISE_SOURCES = ("rng", "table")
+#: A sampler ``f(shape, generator, dtype, device) -> eps`` (generator None: the global one).
+Sampler = Callable[..., torch.Tensor]
+#: A source ``f(like, seed, index, kind) -> eps`` of the draw ``(seed, index)``.
+Source = Callable[[torch.Tensor, int, int, str], torch.Tensor]
+
+#: The distribution of ``eps`` by ``search.noise``: ``gaussian`` ``N(0, 1/4)`` (the original
+#: code) or ``uniform`` ``U[-1/2, 1/2]`` (the rounding-error distribution).
+NOISE_KINDS: Registry[Sampler] = Registry("noise kind", key="search.noise")
+#: Where ``eps`` comes from, by ``search.noise_source`` (see :func:`draw_noise`).
+NOISE_SOURCES: Registry[Source] = Registry("noise source", key="search.noise_source")
+
+
+@NOISE_KINDS.register("gaussian")
+def _gaussian(shape, generator, dtype, device) -> torch.Tensor:
+    return torch.randn(shape, generator=generator, dtype=dtype, device=device).mul_(0.5)
+
+
+@NOISE_KINDS.register("uniform")
+def _uniform(shape, generator, dtype, device) -> torch.Tensor:
+    return torch.rand(shape, generator=generator, dtype=dtype, device=device).sub_(0.5)
+
 
 #: Smallest table (floats); a larger tensor grows it to four times its size.
 TABLE_MIN = 1 << 23
@@ -41,10 +61,7 @@ def _sample(
     device: torch.device | str = "cpu",
 ) -> torch.Tensor:
     """``N(0, 1/4)`` or ``U[-1/2, 1/2]`` samples from ``generator`` (None: the global one)."""
-    kw = {"generator": generator, "dtype": dtype, "device": device}
-    if kind == "gaussian":
-        return torch.randn(shape, **kw).mul_(0.5)
-    return torch.rand(shape, **kw).sub_(0.5)
+    return NOISE_KINDS.get(kind)(shape, generator, dtype, device)
 
 
 def noise_like(x: torch.Tensor, kind: str) -> torch.Tensor:
@@ -91,10 +108,18 @@ def draw_noise(
         source: ``rng`` or ``table``.
 
     """
-    if source == "table":
-        n = like.numel()
-        table = noise_table(kind, n, like.dtype, like.device)
-        start = _offset(seed, index, table.numel() - n + 1)
-        return table[start : start + n].view(like.shape)
+    return NOISE_SOURCES.get(source)(like, seed, index, kind)
+
+
+@NOISE_SOURCES.register("rng")
+def _from_rng(like: torch.Tensor, seed: int, index: int, kind: str) -> torch.Tensor:
     g = torch.Generator(device=like.device).manual_seed(seed * 1009 + index)
     return _sample(kind, tuple(like.shape), generator=g, dtype=like.dtype, device=like.device)
+
+
+@NOISE_SOURCES.register("table")
+def _from_table(like: torch.Tensor, seed: int, index: int, kind: str) -> torch.Tensor:
+    n = like.numel()
+    table = noise_table(kind, n, like.dtype, like.device)
+    start = _offset(seed, index, table.numel() - n + 1)
+    return table[start : start + n].view(like.shape)

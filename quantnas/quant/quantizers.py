@@ -235,8 +235,7 @@ class NoiseQuantizer(Quantizer):
 
     def __init__(self, bits: int, *, kind: str = "gaussian", detach: bool = False) -> None:
         super().__init__(bits)
-        if kind not in self.KINDS:
-            raise QuantNASError(f"noise kind {kind!r} unknown; expected one of {self.KINDS}")
+        self.KINDS.check(kind, where="noise quantizer")
         self.kind = kind
         self.detach = detach
 

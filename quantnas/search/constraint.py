@@ -22,11 +22,26 @@ from collections.abc import Mapping
 import torch
 
 from quantnas.cost import SupernetCost
+from quantnas.registry import Registry
 
 log = logging.getLogger(__name__)
 
-SELECTORS = ("argmax", "path")
-WEIGHT_SAMPLINGS = ("mixture", "path")
+#: How a search chooses the genotype it exports, by ``search.select`` (see
+#: :mod:`quantnas.search.choose`).
+SELECTORS: Registry[str] = Registry.of(
+    "selector",
+    {
+        "argmax": "the alphas' argmax, repaired into the budget band",
+        "path": "the sampled one-hot path that scores best on validation crops",
+    },
+    key="search.select",
+)
+#: What a weight step trains, by ``search.weight_sampling``.
+WEIGHT_SAMPLINGS: Registry[str] = Registry.of(
+    "weight sampling",
+    {"mixture": "the whole mixture", "path": "one path sampled from the alphas"},
+    key="search.weight_sampling",
+)
 
 __all__ = [
     "SELECTORS",

@@ -3,15 +3,21 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 import torch
 
-from quantnas.errors import QuantNASError
+from quantnas.registry import Registry
 
-SPARSE_TYPES = ("entropy", "l1", "l1_softmax", "l1_onehot", "none")
-#: Ramp-in schedules of the sparsity regularizer (see :func:`ramp`).
-SPARSE_RAMPS = ("original", "linear")
+#: A sparsity regularizer ``f(probs, logits) -> scalar`` over all layers.
+Regularizer = Callable[[Mapping[str, torch.Tensor], Mapping[str, torch.Tensor]], torch.Tensor]
+#: A ramp ``f(e, remaining, kind) -> weight`` (``e`` epochs after warm-up of ``remaining``).
+Ramp = Callable[[int, int, str], float]
+
+#: The sparsity regularizers by ``search.sparse_type`` (see :func:`sparsity`).
+SPARSE_TYPES: Registry[Regularizer] = Registry("sparsity regularizer", key="search.sparse_type")
+#: Ramp-in schedules of the sparsity regularizer by ``search.sparse_ramp`` (see :func:`ramp`).
+SPARSE_RAMPS: Registry[Ramp] = Registry("sparsity ramp", key="search.sparse_ramp")
 
 
 def layer_entropy(p: torch.Tensor) -> torch.Tensor:
@@ -43,17 +49,32 @@ def sparsity(
         logits: Per-layer raw alphas.
 
     """
-    if kind == "none":
-        return torch.zeros(())
-    if kind == "entropy":
-        return sum(layer_entropy(p) for p in probs.values())
-    if kind == "l1":
-        return sum(a.abs().sum() for a in logits.values())
-    if kind == "l1_softmax":
-        return sum(torch.exp(a).sum() for a in logits.values())
-    if kind == "l1_onehot":
-        return sum(2.0 * (1.0 - p.max()) for p in probs.values())
-    raise QuantNASError(f"search.sparse_type {kind!r} unknown; expected one of {SPARSE_TYPES}")
+    return SPARSE_TYPES.get(kind)(probs, logits)
+
+
+@SPARSE_TYPES.register("entropy")
+def _entropy(probs: Mapping[str, torch.Tensor], logits: Mapping[str, torch.Tensor]):
+    return sum(layer_entropy(p) for p in probs.values())
+
+
+@SPARSE_TYPES.register("l1")
+def _l1(probs: Mapping[str, torch.Tensor], logits: Mapping[str, torch.Tensor]):
+    return sum(a.abs().sum() for a in logits.values())
+
+
+@SPARSE_TYPES.register("l1_softmax")
+def _l1_softmax(probs: Mapping[str, torch.Tensor], logits: Mapping[str, torch.Tensor]):
+    return sum(torch.exp(a).sum() for a in logits.values())
+
+
+@SPARSE_TYPES.register("l1_onehot")
+def _l1_onehot(probs: Mapping[str, torch.Tensor], logits: Mapping[str, torch.Tensor]):
+    return sum(2.0 * (1.0 - p.max()) for p in probs.values())
+
+
+@SPARSE_TYPES.register("none")
+def _none(probs: Mapping[str, torch.Tensor], logits: Mapping[str, torch.Tensor]):
+    return torch.zeros(())
 
 
 def ramp(
@@ -78,18 +99,22 @@ def ramp(
         kind: The sparsity type (``original`` ramps only ``entropy``).
 
     """
-    if shape not in SPARSE_RAMPS:
-        raise QuantNASError(f"search.sparse_ramp {shape!r} unknown; expected one of {SPARSE_RAMPS}")
-    remaining = epochs - warm_up
-    e = epoch - warm_up
-    if shape == "original":
-        if kind != "entropy":
-            return 1.0
-        quarter = remaining // 4
-        if e < 0 or e < quarter or remaining <= 1:
-            return 0.0 if remaining > 1 or e < 0 else 1.0
-        base = remaining - quarter + 1
-        return e / (remaining - 1) * math.log(e - quarter + 2, base)
+    return SPARSE_RAMPS.get(shape)(epoch - warm_up, epochs - warm_up, kind)
+
+
+@SPARSE_RAMPS.register("original")
+def _original_ramp(e: int, remaining: int, kind: str) -> float:
+    if kind != "entropy":
+        return 1.0
+    quarter = remaining // 4
+    if e < 0 or e < quarter or remaining <= 1:
+        return 0.0 if remaining > 1 or e < 0 else 1.0
+    base = remaining - quarter + 1
+    return e / (remaining - 1) * math.log(e - quarter + 2, base)
+
+
+@SPARSE_RAMPS.register("linear")
+def _linear_ramp(e: int, remaining: int, kind: str) -> float:
     if e < 0 or remaining <= 0:
         return 0.0
     start = remaining / 4

@@ -17,10 +17,9 @@ import numpy as np
 import torch
 
 from quantnas.errors import QuantNASError
+from quantnas.registry import Registry
 
 log = logging.getLogger(__name__)
-
-SPLITS = ("photos", "regions")
 
 __all__ = ["SPLITS", "Split", "split_images", "split_regions", "split_training"]
 
@@ -98,8 +97,14 @@ def split_training(
     images: Images, *, kind: str, subsample: float, seed: int, tile: int
 ) -> Split:
     """The weight / alpha split of ``search.split`` (``photos`` or ``regions``)."""
-    if kind == "photos":
-        return split_images(images, subsample=subsample, seed=seed)
-    if kind == "regions":
-        return split_regions(images, subsample=subsample, seed=seed, tile=tile)
-    raise QuantNASError(f"search.split {kind!r} unknown; expected one of {SPLITS}")
+    return SPLITS.get(kind)(images, subsample=subsample, seed=seed, tile=tile)
+
+
+def _photos(images: Images, *, subsample: float, seed: int, tile: int) -> Split:
+    return split_images(images, subsample=subsample, seed=seed)
+
+
+#: The weight / alpha splits by ``search.split``: ``f(images, *, subsample, seed, tile)``.
+SPLITS: Registry = Registry.of(
+    "search split", {"photos": _photos, "regions": split_regions}, key="search.split"
+)

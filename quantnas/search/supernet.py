@@ -13,7 +13,7 @@ architecture parameters.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from functools import partial
 
 import torch
@@ -25,10 +25,35 @@ from quantnas.errors import QuantNASError
 from quantnas.genotype import BLOCKS, Genotype, LayerChoice
 from quantnas.ops import build_op
 from quantnas.quant.mixed import MixedQConv2d
+from quantnas.registry import Registry
 from quantnas.space import build_topology, layer_counts, primitives
 from quantnas.spaces import get_space
 
-TRANSFORMS = ("softmax", "gumbel", "hard_gumbel")
+#: A transform ``f(logits, temperature, sample) -> probabilities`` of one layer's alphas.
+Transform = Callable[[torch.Tensor, float, bool], torch.Tensor]
+
+
+def _softmax(a: torch.Tensor, temperature: float, sample: bool) -> torch.Tensor:
+    return torch.softmax(a, dim=0)
+
+
+def _gumbel(hard: bool) -> Transform:
+    def transform(a: torch.Tensor, temperature: float, sample: bool) -> torch.Tensor:
+        if sample:
+            return F.gumbel_softmax(a, tau=temperature, hard=hard)
+        return torch.softmax(a, dim=0)
+
+    return transform
+
+
+#: Alpha transforms by ``search.alpha_transform``: ``softmax``; ``gumbel`` /
+#: ``hard_gumbel`` (relaxed / straight-through Gumbel-softmax samples when sampling,
+#: the softmax otherwise).
+TRANSFORMS: Registry[Transform] = Registry.of(
+    "alpha transform",
+    {"softmax": _softmax, "gumbel": _gumbel(False), "hard_gumbel": _gumbel(True)},
+    key="search.alpha_transform",
+)
 
 
 def layer_key(block: str, index: int) -> str:
@@ -46,8 +71,7 @@ class Alphas(nn.Module):
 
     def __init__(self, shapes: dict[str, tuple[int, int]], *, transform: str = "softmax") -> None:
         super().__init__()
-        if transform not in TRANSFORMS:
-            raise QuantNASError(f"alpha transform {transform!r} unknown; expected {TRANSFORMS}")
+        self._transform = TRANSFORMS.get(transform)
         self.shapes = dict(shapes)
         self.transform = transform
         self.temperature = 1.0
@@ -74,11 +98,7 @@ class Alphas(nn.Module):
         out = {}
         for key, shape in self.shapes.items():
             a = self.logits(key)
-            if sample and self.transform != "softmax":
-                p = F.gumbel_softmax(a, tau=self.temperature, hard=self.transform == "hard_gumbel")
-            else:
-                p = torch.softmax(a, dim=0)
-            out[key] = p.view(shape)
+            out[key] = self._transform(a, self.temperature, sample).view(shape)
         return out
 
 

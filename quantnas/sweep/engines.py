@@ -15,10 +15,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from quantnas.errors import QuantNASError
+from quantnas.registry import Registry
 
 log = logging.getLogger(__name__)
-
-ENGINES = ("auto", "local", "ray")
 
 
 @dataclass
@@ -186,18 +185,34 @@ def make_engine(
     gpus_per_trial: float = 0,
     max_retries: int = 0,
 ) -> LocalEngine | RayEngine:
-    """``auto`` = Ray when installed (or with ``--address``), else local."""
-    if name not in ENGINES:
-        raise QuantNASError(f"--engine {name!r} unknown; expected one of {list(ENGINES)}")
-    if name == "auto":
-        name = "ray" if ray_available() or address else "local"
-    if name == "local":
-        if address:
-            raise QuantNASError("--address needs --engine ray")
-        return LocalEngine(max_retries=max_retries)
-    return RayEngine(
+    """The engine ``name`` of :data:`ENGINES` (``auto`` = Ray when installed or with
+    ``--address``, else local).
+    """
+    return ENGINES.get(name)(
         address=address,
         cpus_per_trial=cpus_per_trial,
         gpus_per_trial=gpus_per_trial,
         max_retries=max_retries,
     )
+
+
+#: Engine factories ``f(*, address, cpus_per_trial, gpus_per_trial, max_retries)`` by
+#: ``--engine`` name.
+ENGINES: Registry[Callable[..., LocalEngine | RayEngine]] = Registry("engine", key="--engine")
+
+
+@ENGINES.register("auto")
+def _auto(*, address: str | None, **kw: Any) -> LocalEngine | RayEngine:
+    return ENGINES.get("ray" if ray_available() or address else "local")(address=address, **kw)
+
+
+@ENGINES.register("local")
+def _local(*, address: str | None, max_retries: int, **_: Any) -> LocalEngine:
+    if address:
+        raise QuantNASError("--address needs --engine ray")
+    return LocalEngine(max_retries=max_retries)
+
+
+@ENGINES.register("ray")
+def _ray(**kw: Any) -> RayEngine:
+    return RayEngine(**kw)

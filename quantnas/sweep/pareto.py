@@ -12,10 +12,12 @@ from typing import Any
 
 import numpy as np
 
+from quantnas.baselines import BASELINES
+
 #: Methods whose points are architectures found by the search.
 FOUND = "search"
-#: Fixed baseline networks (method names of the baseline registry).
-BASELINE_METHODS = ("espcn", "fsrcnn", "edsr")
+#: Fixed baseline networks: the method names of the baseline registry (``name in``).
+BASELINE_METHODS = BASELINES
 #: BitOps factor within which a found point counts as "matched" to a baseline.
 MATCH_FACTOR = 1.5
 

@@ -16,9 +16,19 @@ from quantnas.config import Config, from_dict, to_dict
 from quantnas.config_compat import legacy
 from quantnas.errors import QuantNASError
 from quantnas.quant.quantizers import check_bits
+from quantnas.registry import Registry
 
 #: Method groups a sweep can run (``sweep.methods``).
-METHOD_GROUPS = ("search", "random", "baseline", "uniform")
+METHOD_GROUPS: Registry[str] = Registry.of(
+    "sweep method",
+    {
+        "search": "search at each penalty or BitOps target, then train the found genotype",
+        "random": "random genotypes of the same space and bit-widths",
+        "baseline": "the fixed baselines of sweep.baselines at sweep.baseline_bits",
+        "uniform": "found genotypes retrained with every layer at one bit-width",
+    },
+    key="sweep.methods",
+)
 
 #: Config keys that do not change a trial's result (left out of its hash).
 _RUNTIME_KEYS = ("out_dir", "name", "threads", "device", "progress", "tensorboard", "sweep")
@@ -128,7 +138,7 @@ def _check(cfg: Config) -> None:
     if unknown:
         raise QuantNASError(
             f"config key sweep.baselines: {unknown[0]!r} unknown; expected some of "
-            f"{sorted(BASELINES)}"
+            f"{sorted(BASELINES)}{BASELINES.hint(unknown[0])}"
         )
     check_bits(s.baseline_bits, where="sweep.baseline_bits")
     check_bits(s.uniform_bits, where="sweep.uniform_bits")
