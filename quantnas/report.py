@@ -64,7 +64,7 @@ def _side_by_side(net, ds: SRValDataset, path: Path, device) -> None:
 
 def evaluate_run(cfg: Config, run_dir: Path) -> dict:
     """Evaluate the trained network of a run next to bicubic; writes ``eval.json``."""
-    from quantnas.checkpoint import load_model
+    from quantnas.artifact import load_model
 
     device = select_device(cfg.device)
     net, geno, arch = load_model(run_dir / "train" / "best.pt", device)
