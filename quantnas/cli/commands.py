@@ -233,10 +233,12 @@ def cmd_sweep(args: argparse.Namespace) -> int:
 
     qdist.refuse("sweep")
     extra = []
-    if args.values is not None:
-        extra.append(f"sweep.penalties={[float(v) for v in args.values]}")
+    if args.penalties is not None:
+        extra.append(f"sweep.penalties={list(args.penalties)}")
     if args.repeats is not None:
         extra.append(f"sweep.seeds={args.repeats}")
+    # overrides written right after --penalties' numbers come before the later ones
+    args.overrides = [*getattr(args, "value_overrides", []), *args.overrides]
     cfg = _load(args, extra)
     run_sweep(
         cfg,
