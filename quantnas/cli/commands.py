@@ -227,19 +227,26 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_sweep(args: argparse.Namespace) -> int:
-    from quantnas import distributed as qdist
-    from quantnas.sweep.driver import run_sweep
-
-    qdist.refuse("sweep")
+def sweep_config(args: argparse.Namespace):
+    """The config of ``quantnas sweep``: ``--penalties`` / ``--repeats`` as
+    ``sweep.penalties`` / ``sweep.seeds``, the overrides written right after the
+    penalties' numbers before the later ones.
+    """
     extra = []
     if args.penalties is not None:
         extra.append(f"sweep.penalties={list(args.penalties)}")
     if args.repeats is not None:
         extra.append(f"sweep.seeds={args.repeats}")
-    # overrides written right after --penalties' numbers come before the later ones
     args.overrides = [*getattr(args, "value_overrides", []), *args.overrides]
-    cfg = _load(args, extra)
+    return _load(args, extra)
+
+
+def cmd_sweep(args: argparse.Namespace) -> int:
+    from quantnas import distributed as qdist
+    from quantnas.sweep.driver import run_sweep
+
+    qdist.refuse("sweep")
+    cfg = sweep_config(args)
     run_sweep(
         cfg,
         name=args.name,
