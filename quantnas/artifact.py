@@ -169,14 +169,14 @@ def genotype_of(source: str | Path | Genotype) -> Genotype:
         return source
     src = Path(source)
     if os.path.isdir(src):
-        found = [src / name for name in RUN_GENOTYPES if (src / name).exists()]
-        ckpt = run_checkpoint(src)
-        if not found and ckpt is None:
+        found = next((src / n for n in RUN_GENOTYPES if (src / n).exists()), None)
+        found = found or run_checkpoint(src)  # a baseline's training has no genotype file
+        if found is None:
             raise QuantNASError(
                 f"{source}: no best_arch.json, genotype.json or trained checkpoint in this "
                 "run directory"
             )
-        src = found[0] if found else ckpt
+        src = found
     elif src.suffix != ".pt":
         return gt.resolve(str(source))
     if src.suffix != ".pt":

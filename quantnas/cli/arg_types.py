@@ -44,7 +44,8 @@ def nonnegative_float(text: str) -> float:
 
 class NumbersThenRest(argparse.Action):
     """``--penalties 0 0.5 key=value``: the numbers up to the first token that is not one;
-    the tokens from there on are config overrides (kept in ``value_overrides``).
+    the tokens from there on are config overrides (kept in ``value_overrides``). Their
+    range (finite, >= 0) is checked with the config (``sweep.penalties``).
     """
 
     def __call__(self, parser, namespace, values, option_string=None) -> None:
@@ -55,8 +56,6 @@ class NumbersThenRest(argparse.Action):
             except ValueError:
                 rest = list(values[i:])
                 break
-            if not math.isfinite(value):
-                parser.error(f"{option_string}: expected finite numbers, got {token!r}")
             numbers.append(value)
         else:
             rest = []
