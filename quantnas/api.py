@@ -99,13 +99,14 @@ def train(
     val_images: ImagesLike | None = None,
 ) -> Any:
     """QAT of ``genotype`` (a :class:`~quantnas.genotype.Genotype`, a genotype file or text,
-    or a builtin name; ``cfg.train.genotype`` when None) in ``run_dir``; returns a
+    a builtin name, a run directory or a trained checkpoint; ``cfg.train.genotype`` when
+    None) in ``run_dir``; returns a
     :class:`~quantnas.train.TrainResult` (``best_path``, ``best_psnr``, ``network``, ...).
     """
-    from quantnas import genotype as gt
+    from quantnas.artifact import genotype_of
     from quantnas.train import train as _train
 
-    geno = gt.resolve(cfg.train.genotype if genotype is None else genotype)
+    geno = genotype_of(cfg.train.genotype if genotype is None else genotype)
     return _train(
         cfg, Path(run_dir), geno, resume=resume, data=_data(cfg, train_images, val_images)
     )
@@ -123,7 +124,7 @@ def evaluate(
     ``embedded:...`` sources (``data``), benchmark sets and in-memory HR image sets
     (``images``: ``{set name: images}``); ``{set: {"psnr", "ssim", "images"}}``.
     """
-    from quantnas.checkpoint import load_model as _load_model
+    from quantnas.artifact import load_model as _load_model
     from quantnas.data.datasets import SRValDataset
     from quantnas.data.job_data import as_named_images
     from quantnas.evaluate import eval_sets
@@ -138,8 +139,10 @@ def evaluate(
 
 
 def load_model(path: str | Path, device: str = "cpu") -> tuple:
-    """``(network, genotype, arch)`` of a trained checkpoint (``best.pt``)."""
-    from quantnas.checkpoint import load_model as _load_model
+    """``(network, genotype or None, arch)`` of a run directory or trained checkpoint
+    (``best.pt``; a hand-designed baseline has no genotype).
+    """
+    from quantnas.artifact import load_model as _load_model
 
     return _load_model(path, device)
 

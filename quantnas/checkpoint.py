@@ -21,8 +21,6 @@ from typing import Any
 import torch
 from torch import nn
 
-from quantnas import genotype as gt
-from quantnas.config_io import merge
 from quantnas.config_types import ArchConfig
 from quantnas.errors import QuantNASError
 from quantnas.genotype import Genotype
@@ -30,13 +28,10 @@ from quantnas.genotype import Genotype
 __all__ = [
     "BEST",
     "CHECKPOINT",
-    "RUN_GENOTYPES",
     "KIND_MODEL",
     "KIND_SEARCH",
     "KIND_TRAIN",
-    "genotype_of",
     "load_checkpoint",
-    "load_model",
     "load_state",
     "model_payload",
     "require_keys",
@@ -191,79 +186,3 @@ def model_payload(net: nn.Module, genotype: Genotype | None, arch: ArchConfig, *
         "model": net.state_dict(),
         **extra,
     }
-
-
-#: Where a run directory keeps its genotype (search, train, or a ``run``'s search).
-RUN_GENOTYPES = ("best_arch.json", "genotype.json", "search/best_arch.json")
-
-
-def genotype_of(source: str | Path) -> Genotype:
-    """The genotype of a run directory, a trained checkpoint (``.pt``) or
-    :func:`quantnas.genotype.resolve`'s inputs (a file, builtin name or text).
-    """
-    src = Path(source)
-    if src.is_dir():
-        found = [src / name for name in RUN_GENOTYPES if (src / name).exists()]
-        if not found:
-            raise QuantNASError(f"{source}: no best_arch.json or genotype.json in this run dir")
-        src = found[0]
-    if src.suffix != ".pt":
-        return gt.resolve(str(src))
-    ck = load_checkpoint(src)
-    if "genotype" in ck:
-        return gt.from_dict(ck["genotype"], source=str(src))
-    if ck.get("kind") == KIND_SEARCH:
-        raise QuantNASError(f"{src}: export a search from its run directory (best_arch.json)")
-    raise QuantNASError(f"{src}: checkpoint holds no genotype")
-
-
-def load_model(
-    path: str | Path, device: str | torch.device = "cpu"
-) -> tuple[nn.Module, Genotype, ArchConfig]:
-    """Rebuild a trained network from a ``best.pt`` / ``checkpoint.pt`` file."""
-    from quantnas.space import build_network, set_quantized
-
-    ck = load_checkpoint(path)
-    if ck.get("kind") not in (KIND_MODEL, KIND_TRAIN):
-        raise QuantNASError(f"checkpoint {path} holds no trained network (kind={ck.get('kind')!r})")
-    require_keys(ck, ("genotype", "arch", "model"), path=path, what="a trained network")
-    arch = merge(ArchConfig(), ck["arch"], source=str(path))
-    geno = gt.from_dict(ck["genotype"], source=str(path))
-    _check_shapes(geno, arch, ck["model"], path)
-    net = build_network(geno, arch)
-    set_quantized(net, bool(ck.get("quantized", True)))
-    load_state(net, ck["model"], path=path, what="the network rebuilt from its genotype")
-    return net.to(device).eval(), geno, arch
-
-
-def _check_shapes(geno: Genotype, arch: ArchConfig, state: object, path: str | Path) -> None:
-    """Compare the network a checkpoint describes with its weights, allocating nothing.
-
-    The network is built on PyTorch's ``meta`` device, so an ``arch`` claiming, say,
-    100000 channels is refused instead of allocating terabytes; weights whose shapes do
-    match such a claim (zero-stride views, a few bytes on disk) are refused when the
-    network would not fit in memory (:func:`quantnas.budget.check_weights_budget`).
-    """
-    from quantnas.space import build_network
-
-    try:
-        with torch.device("meta"):
-            want = {k: tuple(v.shape) for k, v in build_network(geno, arch).state_dict().items()}
-    except QuantNASError:
-        raise
-    except Exception as e:  # noqa: BLE001 - a bad arch makes layer constructors raise anything
-        raise QuantNASError(
-            f"checkpoint {path}: its arch {asdict(arch)} is invalid ({e})"
-        ) from None
-    if not isinstance(state, dict):
-        raise QuantNASError(f"checkpoint {path}: 'model' is not a state dict")
-    have = {k: tuple(v.shape) for k, v in state.items() if isinstance(v, torch.Tensor)}
-    for key, shape in want.items():
-        if have.get(key) != shape:
-            raise QuantNASError(
-                f"checkpoint {path} does not match the network its arch and genotype describe "
-                f"({key}: expected shape {shape}, found {have.get(key)})"
-            )
-    from quantnas.budget import check_weights_budget
-
-    check_weights_budget(want, arch, path)  # e.g. zero-stride weights claiming huge shapes

@@ -32,6 +32,7 @@ from quantnas.manifest import record
 from quantnas.metrics_log import metric_logger
 from quantnas.rng import rng_state, seed_everything, set_rng_state
 from quantnas.runlock import Hold, hold
+from quantnas.runlog import StageClock
 
 log = logging.getLogger(__name__)
 
@@ -120,6 +121,8 @@ class EpochLoop:
         self.best: dict[str, Any] = {}
         #: Optimizers and schedulers by checkpoint key, saved and restored together.
         self.stateful: dict[str, Any] = {}
+        #: The stage's ETA after an epoch of this process (``"ETA 03:12"``), for the bars.
+        self.stage_eta = ""
 
     def lock(self) -> None:
         """Hold the lock of :attr:`run_dir` (rank 0; a no-op while it is held).
@@ -241,7 +244,7 @@ class EpochLoop:
             self.metrics.restore(self.history)  # the metric rows are the checkpoint's history
             atomic_write_text(self.run_dir / "config.yaml", dump(self.cfg))
             self.on_start()
-        done = 0
+        done, clock = 0, StageClock(self.epochs, self.epoch)
         while self.epoch < self.epochs and (stop_after is None or done < stop_after):
             started = time.time()
             train = self.train_epoch(self.epoch)
@@ -253,6 +256,10 @@ class EpochLoop:
             if main:
                 atomic_save(self.state(), self.checkpoint_path)
                 self.after_checkpoint()
+            self.stage_eta = clock.text(self.epoch)
+            if main and self.epoch < self.epochs:
+                done_of = (self.epoch, self.epochs)
+                log.info("%s: %d of %d epochs done, %s", self.noun, *done_of, self.stage_eta)
         if main and self.history:
             self.finish()
         self.metrics.close()

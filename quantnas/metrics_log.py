@@ -1,6 +1,8 @@
 """Per-run metric rows: ``metrics.jsonl`` (the one metrics file) and TensorBoard scalars.
 
-:class:`MetricLogger` appends rows and can be reopened when a run resumes.
+:class:`MetricLogger` appends rows (one per epoch) and can be reopened when a run resumes.
+Per-step scalars (loss, learning rate) go to TensorBoard only, in ``tensorboard/steps``
+(:meth:`MetricLogger.step_scalars`), never into ``metrics.jsonl``.
 """
 
 from __future__ import annotations
@@ -61,6 +63,8 @@ class MetricLogger:
 
     JSONL_NAME = "metrics.jsonl"
     TB_DIR = "tensorboard"
+    #: Where the per-step scalars go, below :attr:`TB_DIR` (their own step axis).
+    TB_STEPS = "steps"
 
     def __init__(self, run_dir: str | Path, *, tensorboard: bool = True) -> None:
         self.run_dir = Path(run_dir)
@@ -79,6 +83,7 @@ class MetricLogger:
             self._rewrite_file()
         self._writer: Any = None
         self._writer_cls: Any = None
+        self._steps: Any = None
         if tensorboard:
             try:
                 from torch.utils.tensorboard import SummaryWriter
@@ -178,6 +183,24 @@ class MetricLogger:
             self._writer.add_scalar(key, float(value), step)
         self._writer.flush()
 
+    def step_scalars(self, values: Mapping[str, float], step: int) -> None:
+        """Send one optimisation step's scalars (e.g. ``step/train_loss``, ``step/lr``) to
+        TensorBoard's ``tensorboard/steps``, at global step ``step``.
+
+        The writer opens at the first call with ``purge_step=step``, so a resumed run hides
+        the steps an interrupted one logged after its checkpoint. Events are flushed by
+        TensorBoard's writer thread and by :meth:`close`, not per call.
+        """
+        if self._writer is None:  # no TensorBoard, or closed
+            return
+        if self._steps is None:
+            log_dir = self.run_dir / self.TB_DIR / self.TB_STEPS
+            self._steps = self._writer_cls(log_dir=str(log_dir), purge_step=int(step))
+        for key, value in values.items():
+            value = float(value)
+            if math.isfinite(value):
+                self._steps.add_scalar(key, value, int(step))
+
     @staticmethod
     def _tb_step(row: Mapping[str, Any], index: int) -> int:
         """TensorBoard step of a row: ``step``, else ``epoch``, else its index."""
@@ -229,10 +252,12 @@ class MetricLogger:
             self._rewrite_file()
 
     def close(self) -> None:
-        """Flush and close the TensorBoard writer (``metrics.jsonl`` is written per row)."""
-        if self._writer is not None:
-            self._writer.close()
-            self._writer = None
+        """Flush and close the TensorBoard writers (``metrics.jsonl`` is written per row)."""
+        for name in ("_writer", "_steps"):
+            writer = getattr(self, name)
+            if writer is not None:
+                writer.close()
+                setattr(self, name, None)
 
     def __enter__(self) -> MetricLogger:
         return self
@@ -248,6 +273,9 @@ class NullMetrics:
         pass
 
     def scalars(self, *args, **kwargs) -> None:
+        pass
+
+    def step_scalars(self, *args, **kwargs) -> None:
         pass
 
     def truncate_after(self, *args, **kwargs) -> None:

@@ -83,7 +83,7 @@ def evaluate_run(
         ``cost`` (at LR 32 and 256) and ``genotype`` (a dict, or None).
 
     """
-    from quantnas.checkpoint import load_model
+    from quantnas.artifact import load_model
 
     device = select_device(cfg.device)
     if network is None:

@@ -3,8 +3,9 @@
 * :func:`setup_logging` configures the ``"quantnas"`` logger: a console handler that
   writes through :func:`tqdm.tqdm.write` (so progress bars are not broken) and a file
   handler appending to ``<run_dir>/log.txt``.
-* :func:`progress` wraps :class:`tqdm.tqdm` and hides itself when stderr is not a
-  terminal (set ``QUANTNAS_PROGRESS=1`` to force it on, ``0`` to force it off).
+* :func:`progress` wraps :class:`tqdm.tqdm` (with an ETA) and hides itself when stderr
+  is not a terminal (set ``QUANTNAS_PROGRESS=1`` to force it on, ``0`` to force it off).
+* :class:`StageClock` estimates when a stage of several epochs ends (its ETA).
 
 Per-run metric files are :mod:`quantnas.metrics_log`.
 """
@@ -14,6 +15,7 @@ from __future__ import annotations
 import logging
 import os
 import sys
+import time
 from collections.abc import Iterable
 from pathlib import Path
 from typing import TypeVar
@@ -23,7 +25,7 @@ from tqdm.auto import tqdm
 from quantnas.errors import QuantNASError
 from quantnas.manifest import record
 
-__all__ = ["TqdmHandler", "progress", "setup_logging"]
+__all__ = ["BAR_FORMAT", "StageClock", "TqdmHandler", "progress", "setup_logging"]
 
 LOGGER_NAME = "quantnas"
 FILE_FORMAT = "%(asctime)s %(levelname)s %(message)s"
@@ -32,6 +34,8 @@ CONSOLE_DATEFMT = "%H:%M:%S"
 PROGRESS_ENV = "QUANTNAS_PROGRESS"
 
 _OWN_HANDLER_ATTR = "_quantnas_own_handler"
+#: tqdm's bar with the remaining time labelled as an ETA.
+BAR_FORMAT = "{l_bar}{bar}| {n_fmt}/{total_fmt} [{elapsed}, ETA {remaining}, {rate_fmt}{postfix}]"
 
 T = TypeVar("T")
 
@@ -156,5 +160,34 @@ def progress(
         total=total,
         leave=False,
         dynamic_ncols=True,
+        bar_format=BAR_FORMAT,
         disable=not _progress_enabled(enabled),
     )
+
+
+class StageClock:
+    """The ETA of a stage of ``total`` epochs from the epochs this process has done.
+
+    Args:
+        total: Epochs of the stage.
+        done: Epochs already done when the clock starts (a resumed run).
+        now: Start time (:func:`time.monotonic` seconds; default: now).
+
+    """
+
+    def __init__(self, total: int, done: int = 0, now: float | None = None) -> None:
+        self.total, self.first = int(total), int(done)
+        self.started = time.monotonic() if now is None else now
+
+    def eta(self, done: int, now: float | None = None) -> float | None:
+        """Seconds until the stage ends after ``done`` epochs (None before the first)."""
+        n = done - self.first
+        if n <= 0:
+            return None
+        now = time.monotonic() if now is None else now
+        return max(0.0, (now - self.started) / n * (self.total - done))
+
+    def text(self, done: int, now: float | None = None) -> str:
+        """``"ETA 1:02:03"`` (``"ETA 03:12"`` under an hour), or ``""`` before an epoch."""
+        seconds = self.eta(done, now)
+        return "" if seconds is None else f"ETA {tqdm.format_interval(seconds)}"

@@ -208,15 +208,18 @@ class Trainer(EpochLoop):
         it = batches(self.loader)
         loss_fn = self.loss_at(epoch)
         total = 0.0
-        for _ in progress(
+        for i in progress(
             range(self.steps),
-            desc=f"train {epoch + 1}/{self.cfg.train.epochs}",
+            desc=f"train {epoch + 1}/{self.cfg.train.epochs} {self.stage_eta}".rstrip(),
             enabled=self.cfg.progress,
         ):
             lr, hr = next(it)
+            rate = self.opt.param_groups[0]["lr"]
             value = self.step(lr, hr, loss_fn).item()
             self.check(value, "training loss", epoch)
             total += value
+            step = {"step/train_loss": value, "step/lr": rate}
+            self.metrics.step_scalars(step, epoch * self.steps + i)
         return {"train_loss": total / self.steps}
 
     # ----------------------------------------------------------------- records

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from quantnas import genotype as gt
-from quantnas.checkpoint import load_model
+from quantnas.artifact import load_model
 from quantnas.cli import main
 from quantnas.config import load_config
 from quantnas.data.bicubic import resize_tensor

@@ -8,7 +8,8 @@ import pytest
 import torch
 
 from quantnas import genotype as gt
-from quantnas.checkpoint import load_checkpoint, load_model
+from quantnas.artifact import load_model
+from quantnas.checkpoint import load_checkpoint
 from quantnas.config import load_config
 from quantnas.data.from_config import val_dataset
 from quantnas.errors import QuantNASError
@@ -356,12 +357,22 @@ def test_4bit_edsr_that_stalled_now_leaves_bicubic(tmp_path):
 
     cfg = load_config(
         preset="sweep-cpu",
-        overrides=["train.epochs=4", "train.steps_per_epoch=100", "threads=1", "seed=0",
-                   f"out_dir={tmp_path}"],
+        overrides=[
+            "train.epochs=4",
+            "train.steps_per_epoch=100",
+            "threads=1",
+            "seed=0",
+            f"out_dir={tmp_path}",
+        ],
     )
     assert cfg.train.optim.lr <= 5e-4
-    t = Trainer(cfg, tmp_path / "edsr4", None, build=lambda: build_baseline("edsr", cfg.arch, 4),
-                net_spec={"baseline": "edsr", "bits": 4})
+    t = Trainer(
+        cfg,
+        tmp_path / "edsr4",
+        None,
+        build=lambda: build_baseline("edsr", cfg.arch, 4),
+        net_spec={"baseline": "edsr", "bits": 4},
+    )
     res = t.run()
     assert not res.stalled
     assert res.best_psnr - res.bicubic_psnr > 0.2, [r["val_psnr"] for r in t.history]

@@ -78,7 +78,7 @@ def cmd_search(args: argparse.Namespace) -> int:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from quantnas import genotype as gt
+    from quantnas.artifact import genotype_of, is_trained_source
     from quantnas.train import train
 
     if args.resume and args.genotype:
@@ -86,10 +86,13 @@ def cmd_train(args: argparse.Namespace) -> int:
             f"--genotype cannot be combined with --resume: {args.resume} goes on with the "
             "genotype it was started with (start a new run for another genotype)"
         )
-    extra = [f"train.genotype={args.genotype}"] if args.genotype else []
+    spec = args.genotype
+    if spec and is_trained_source(spec):  # a run dir / checkpoint: its genotype's text
+        spec = genotype_of(spec).to_text()
+    extra = [f"train.genotype={spec}"] if spec else []
     with _stage_run(args, "train", extra) as (cfg, run_dir):
         run_dir = rundir.start_logging(run_dir, cfg)
-        geno = gt.resolve(cfg.train.genotype)
+        geno = genotype_of(cfg.train.genotype)
         res = train(cfg, run_dir, geno, resume=bool(args.resume))
     log.info(
         "best validation PSNR %.2f dB at epoch %d -> %s",
@@ -112,15 +115,17 @@ def cmd_eval(args: argparse.Namespace) -> int:
             raise QuantNASError("--scale is required with --model bicubic")
         model, scale, info = bicubic_upscaler(args.scale), args.scale, {"model": "bicubic"}
     else:
-        from quantnas.checkpoint import load_model
+        from quantnas.artifact import load_trained
         from quantnas.cost import network_cost
 
-        net, geno, arch = load_model(args.model, args.device)
+        trained = load_trained(args.model, args.device)
+        net, arch = trained.net, trained.arch
         if args.scale is not None and args.scale != arch.scale:
             raise QuantNASError(f"--scale {args.scale} differs from the model's scale {arch.scale}")
         model, scale = net, arch.scale
         cost = network_cost(net, lr_size=32).summary()
-        info = {"model": str(args.model), "genotype": geno.to_text(), **cost}
+        geno = trained.genotype.to_text() if trained.genotype is not None else None
+        info = {"model": str(args.model), "network": trained.label, "genotype": geno, **cost}
     sets = eval_sets(args.data or [], args.benchmarks, scale=scale)
     results = {}
     for name, ds in sets.items():
@@ -174,7 +179,7 @@ def cmd_export(args: argparse.Namespace) -> int:
         from quantnas.cli.deploy import export_onnx_command
 
         return export_onnx_command(args)
-    from quantnas.checkpoint import genotype_of
+    from quantnas.artifact import genotype_of
     from quantnas.plots import plot_genotype
 
     geno = genotype_of(args.source)
@@ -222,17 +227,26 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
+def sweep_config(args: argparse.Namespace):
+    """The config of ``quantnas sweep``: ``--penalties`` / ``--repeats`` as
+    ``sweep.penalties`` / ``sweep.seeds``, the overrides written right after the
+    penalties' numbers before the later ones.
+    """
+    extra = []
+    if args.penalties is not None:
+        extra.append(f"sweep.penalties={list(args.penalties)}")
+    if args.repeats is not None:
+        extra.append(f"sweep.seeds={args.repeats}")
+    args.overrides = [*getattr(args, "value_overrides", []), *args.overrides]
+    return _load(args, extra)
+
+
 def cmd_sweep(args: argparse.Namespace) -> int:
     from quantnas import distributed as qdist
     from quantnas.sweep.driver import run_sweep
 
     qdist.refuse("sweep")
-    extra = []
-    if args.values is not None:
-        extra.append(f"sweep.penalties={[float(v) for v in args.values]}")
-    if args.repeats is not None:
-        extra.append(f"sweep.seeds={args.repeats}")
-    cfg = _load(args, extra)
+    cfg = sweep_config(args)
     run_sweep(
         cfg,
         name=args.name,

@@ -1,11 +1,29 @@
-"""``quantnas info``: parameters, size, MACs and BitOps of a genotype's network."""
+"""``quantnas info``: parameters, size, MACs and BitOps of a network.
+
+The network is a genotype built at a preset's structure (``--preset``, else the
+``default`` preset every verb uses; ``--channels`` / ``--scale`` / ``--body-cells`` /
+``--adq`` change it), or the network of a run directory or trained checkpoint at that
+run's own structure (a hand-designed baseline included).
+"""
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
+from quantnas.errors import QuantNASError
+
 __all__ = ["cmd_info"]
+
+#: The flags that change a genotype's structure (refused for a run's own network).
+STRUCTURE_FLAGS = {
+    "--preset": "preset",
+    "--channels": "channels",
+    "--scale": "scale",
+    "--body-cells": "body_cells",
+    "--adq": "adq",
+}
 
 
 def _print_json(obj) -> None:
@@ -14,18 +32,44 @@ def _print_json(obj) -> None:
     sys.stdout.write(json_text(obj))
 
 
-def cmd_info(args: argparse.Namespace) -> int:
-    from quantnas import genotype as gt
+def _run_network(args: argparse.Namespace):
+    """``(network, genotype or None, arch, label)`` of a run directory or checkpoint."""
+    from quantnas import artifact
     from quantnas.budget import check_info_budget
-    from quantnas.config import ArchConfig, load_config
-    from quantnas.cost import network_cost
+    from quantnas.space import build_network
+
+    given = [flag for flag, key in STRUCTURE_FLAGS.items() if getattr(args, key)]
+    if given:
+        raise QuantNASError(
+            f"{given[0]} does not apply to {args.genotype}: a run directory or checkpoint "
+            "brings its own structure (pass a genotype file to size it differently)"
+        )
+    if not os.path.isdir(args.genotype) or artifact.run_checkpoint(args.genotype) is not None:
+        t = artifact.load_trained(args.genotype)
+        return t.net, t.genotype, t.arch, t.label
+    geno = artifact.genotype_of(args.genotype)  # a search's run directory: no trained network
+    arch = artifact.run_arch(args.genotype)
+    check_info_budget(geno, arch, args.lr_size, {"--lr-size": 32})
+    return build_network(geno, arch), geno, arch, geno.to_text()
+
+
+def _genotype_network(args: argparse.Namespace):
+    """``(network, genotype, arch, label)`` of a genotype at a preset's structure."""
+    from quantnas import genotype as gt
+    from quantnas.api import DEFAULT_PRESET, load_config
+    from quantnas.budget import check_info_budget
     from quantnas.space import build_network
 
     geno = gt.resolve(args.genotype)
-    if args.preset:
-        arch = load_config(preset=args.preset).arch
-    else:
-        arch = ArchConfig(space=geno.space, c_fixed=36, scale=4, body_cells=3, global_skip="none")
+    arch = load_config(preset=args.preset or DEFAULT_PRESET).arch
+    if geno.space != arch.space:
+        if args.preset:
+            raise QuantNASError(
+                f"{args.genotype} is a genotype of the {geno.space!r} space, preset "
+                f"{args.preset!r} builds the {arch.space!r} space; pick a preset of its space"
+            )
+        arch.space = geno.space  # the default preset's structure in the genotype's space
+    defaults = {"--channels": arch.c_fixed, "--scale": arch.scale, "--body-cells": arch.body_cells}
     for key, value in (
         ("c_fixed", args.channels),
         ("scale", args.scale),
@@ -35,12 +79,23 @@ def cmd_info(args: argparse.Namespace) -> int:
             setattr(arch, key, value)
     if args.adq:
         arch.skip_mode = False
-    flags = {"--channels": 36, "--lr-size": 32, "--body-cells": 3, "--scale": 4}
-    check_info_budget(geno, arch, args.lr_size, flags)  # before anything is allocated
-    rep = network_cost(build_network(geno, arch), lr_size=args.lr_size)
+    check_info_budget(geno, arch, args.lr_size, {**defaults, "--lr-size": 32})
+    return build_network(geno, arch), geno, arch, geno.to_text()
+
+
+def cmd_info(args: argparse.Namespace) -> int:
+    from quantnas.artifact import is_trained_source
+    from quantnas.cost import network_cost
+
+    if is_trained_source(args.genotype):
+        net, geno, arch, label = _run_network(args)
+    else:
+        net, geno, arch, label = _genotype_network(args)
+    rep = network_cost(net, lr_size=args.lr_size)
     out = {
         **rep.summary(),
-        "genotype": geno.to_text(),
+        "network": label,
+        "genotype": geno.to_text() if geno is not None else None,
         "channels": arch.c_fixed,
         "scale": arch.scale,
         "body_cells": arch.body_cells,
@@ -50,7 +105,7 @@ def cmd_info(args: argparse.Namespace) -> int:
         return 0
     h, w = rep.lr_size
     sys.stdout.write(
-        f"genotype : {geno.to_text()}\n"
+        f"{'genotype' if geno is not None else 'network '} : {label}\n"
         f"params   : {rep.params:,}\n"
         f"size     : {rep.size_bytes / 1024:.2f} KiB (weights at their bit-widths)\n"
         f"MACs     : {rep.macs:,} (LR {h}x{w})\n"

@@ -3,11 +3,17 @@
 from __future__ import annotations
 
 import argparse
-import math
 import typing
 
 from quantnas import __version__
 from quantnas.cli import commands as c
+from quantnas.cli.arg_types import (
+    NumbersThenRest,
+    nonnegative_float,
+    positive_float,
+    positive_int,
+)
+from quantnas.cli.help_text import VERBS
 
 #: The ``--help`` description of the command.
 DESCRIPTION = "The ``quantnas`` command line: one verb per pipeline stage."
@@ -18,38 +24,6 @@ class _Parser(argparse.ArgumentParser):
 
     def error(self, message: str) -> typing.NoReturn:
         self.exit(2, f"error: {self.prog}: {message} (see {self.prog} --help)\n")
-
-
-def _positive_int(text: str) -> int:
-    """An argparse type: an integer >= 1."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
-    return value
-
-
-def _finite(text: str, *, positive: bool) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        value = float("nan")
-    if not math.isfinite(value) or value < 0 or (positive and value == 0):
-        want = "a finite number > 0" if positive else "a finite number >= 0"
-        raise argparse.ArgumentTypeError(f"expected {want}, got {text[:40]!r}")
-    return value
-
-
-def _positive_float(text: str) -> float:
-    """An argparse type: a finite number > 0."""
-    return _finite(text, positive=True)
-
-
-def _nonnegative_float(text: str) -> float:
-    """An argparse type: a finite number >= 0."""
-    return _finite(text, positive=False)
 
 
 def _config_args(p: argparse.ArgumentParser) -> None:
@@ -73,6 +47,26 @@ def _config_args(p: argparse.ArgumentParser) -> None:
     )
 
 
+DEBUG_HELP = "show tracebacks for errors (before or after the verb)"
+
+
+def _verb(sub: argparse._SubParsersAction, name: str) -> argparse.ArgumentParser:
+    """The subparser of verb ``name`` with its summary, description and examples
+    (:data:`quantnas.cli.help_text.VERBS`), and ``--debug`` (also accepted after the verb).
+    """
+    summary, description, examples = VERBS[name]
+    p = sub.add_parser(
+        name,
+        help=summary,
+        description=f"{summary[0].upper()}{summary[1:]}.\n\n{description}",
+        epilog="examples:\n" + "".join(f"  {line}\n" for line in examples.splitlines()),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    # SUPPRESS: without the flag here, the value parsed before the verb stays
+    p.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=DEBUG_HELP)
+    return p
+
+
 BITOPS_HELP = (
     "BitOps budget of the final network, e.g. 2.4G (search.target_bitops: the exported "
     "genotype lies within [search.target_band x N, N])"
@@ -83,63 +77,76 @@ RESTART_HELP = "discard what the run directory (out_dir/name) holds and start ov
 def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="quantnas", description=DESCRIPTION)
     p.add_argument("--version", action="version", version=f"quantnas {__version__}")
-    p.add_argument("--debug", action="store_true", help="show tracebacks for errors")
+    p.add_argument("--debug", action="store_true", help=DEBUG_HELP)
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    s = sub.add_parser("search", help="differentiable quantization-aware architecture search")
+    s = _verb(sub, "search")
     _config_args(s)
     s.add_argument("--resume", metavar="RUN_DIR", help="continue an interrupted search")
     s.add_argument("--restart", action="store_true", help=RESTART_HELP)
     s.add_argument("--bitops", metavar="N", help=BITOPS_HELP)
     s.set_defaults(func=c.cmd_search)
 
-    s = sub.add_parser("train", help="train a genotype with quantization-aware training")
+    s = _verb(sub, "train")
     s.add_argument(
         "--genotype",
-        help="genotype file (JSON or Genotype_SR text) or builtin name (default, paper-example)",
+        help="genotype file (JSON or Genotype_SR text), builtin name (default, paper-example), "
+        "or a run directory / trained checkpoint (its genotype)",
     )
     _config_args(s)
     s.add_argument("--resume", metavar="RUN_DIR", help="continue an interrupted training")
     s.add_argument("--restart", action="store_true", help=RESTART_HELP)
     s.set_defaults(func=c.cmd_train)
 
-    s = sub.add_parser("eval", help="PSNR/SSIM (Y channel) of a model or bicubic on image sets")
-    s.add_argument("--model", required=True, help="'bicubic' or a trained checkpoint (best.pt)")
+    s = _verb(sub, "eval")
+    s.add_argument(
+        "--model",
+        required=True,
+        help="'bicubic', a run directory or a trained checkpoint (best.pt / checkpoint.pt)",
+    )
     s.add_argument("--data", action="append", help="HR image folder or embedded:val (repeatable)")
     s.add_argument("--benchmarks", help="YAML file {name: {hr: dir, lr: dir}} or embedded:test")
-    s.add_argument("--scale", type=_positive_int, help="upscaling factor (required for bicubic)")
+    s.add_argument("--scale", type=positive_int, help="upscaling factor (required for bicubic)")
     s.add_argument("--save-images", metavar="DIR", help="write SR images here")
     s.add_argument("--device", default="cpu")
     s.add_argument("--json", action="store_true", help="print one JSON object")
     s.set_defaults(func=c.cmd_eval)
 
-    s = sub.add_parser("score", help="PSNR/SSIM of SR images against HR images")
+    s = _verb(sub, "score")
     s.add_argument("--sr", required=True, help="SR image or folder")
     s.add_argument("--hr", required=True, help="HR image or folder (matched by file name)")
-    s.add_argument("--scale", type=_positive_int, required=True, help="border crop = scale")
+    s.add_argument("--scale", type=positive_int, required=True, help="border crop = scale")
     s.add_argument("--json", action="store_true")
     s.set_defaults(func=c.cmd_score)
 
-    s = sub.add_parser("info", help="params, size and BitOps of a genotype")
-    s.add_argument("genotype", help="genotype file, text or builtin name")
+    s = _verb(sub, "info")
     s.add_argument(
-        "--preset", help="take the structure (channels, scale, cells, ADQ, ...) from a preset"
+        "genotype",
+        metavar="NETWORK",
+        help="run directory, trained checkpoint, or genotype file / text / builtin name",
     )
-    s.add_argument("--channels", type=_positive_int, help="c_fixed (default 36 or the preset's)")
-    s.add_argument("--scale", type=_positive_int, help="default 4 or the preset's")
-    s.add_argument("--body-cells", type=_positive_int, help="default 3 or the preset's")
-    s.add_argument("--lr-size", type=_positive_int, default=32, help="LR input side for BitOps")
+    s.add_argument(
+        "--preset",
+        help="take the structure (channels, scale, cells, ADQ, ...) from a preset (default: "
+        "'default', as every verb)",
+    )
+    s.add_argument("--channels", type=positive_int, help="arch.c_fixed (default: the preset's)")
+    s.add_argument("--scale", type=positive_int, help="arch.scale (default: the preset's)")
+    s.add_argument(
+        "--body-cells", type=positive_int, help="arch.body_cells (default: the preset's)"
+    )
+    s.add_argument("--lr-size", type=positive_int, default=32, help="LR input side for BitOps")
     s.add_argument("--adq", action="store_true", help="with ADQ (adds BN parameters)")
     s.add_argument("--layers", action="store_true", help="list every conv")
     s.add_argument("--json", action="store_true")
     s.set_defaults(func=c.cmd_info)
 
-    s = sub.add_parser("prepare", help="cut HR images into training patches")
+    s = _verb(sub, "prepare")
     s.add_argument("src", help="folder of HR images (e.g. DIV2K_train_HR)")
     s.add_argument("out", help="output folder")
-    s.add_argument("--patch", type=_positive_int, default=200)
-    s.add_argument("--stride", type=_positive_int, default=70)
-    s.add_argument("--scale", type=_positive_int, default=4)
+    s.add_argument("--patch", type=positive_int, default=200)
+    s.add_argument("--stride", type=positive_int, default=70)
+    s.add_argument("--scale", type=positive_int, default=4)
     s.add_argument(
         "--skip-bad",
         action="store_true",
@@ -147,9 +154,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     s.set_defaults(func=c.cmd_prepare)
 
-    s = sub.add_parser(
-        "export", help="write the genotype of a run (JSON, text, PNG) or its network (ONNX)"
-    )
+    s = _verb(sub, "export")
     s.add_argument("source", help="run dir, genotype file or trained checkpoint")
     s.add_argument(
         "--format",
@@ -166,10 +171,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="run the ONNX self-check in this runtime only (default: onnxruntime, and "
         "OpenVINO too if installed; the file lists those that pass for upscale)",
     )
-    s.add_argument("--body-cells", type=_positive_int, default=1, help="for the PNG label")
+    s.add_argument("--body-cells", type=positive_int, default=1, help="for the PNG label")
     s.set_defaults(func=c.cmd_export)
 
-    s = sub.add_parser("upscale", help="upscale image files with a trained or exported network")
+    s = _verb(sub, "upscale")
     s.add_argument("model", help="run dir, trained checkpoint (.pt) or exported .onnx file")
     s.add_argument("inputs", nargs="+", metavar="INPUT", help="image files and/or folders")
     s.add_argument("--out", required=True, help="output folder (NAME_x<scale>.png)")
@@ -188,31 +193,39 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--no-progress", action="store_true", help="no progress bar")
     s.add_argument(
         "--max-pixels",
-        type=_positive_int,
+        type=positive_int,
         help="largest input and output image (H*W pixels), checked from the file header "
         "before decoding (default: Pillow's MAX_IMAGE_PIXELS, about 89.5 M)",
     )
     s.set_defaults(func=c.cmd_upscale)
 
-    s = sub.add_parser("config", help="print the resolved config (or --list presets)")
+    s = _verb(sub, "config")
     _config_args(s)
     s.add_argument("--list", action="store_true")
     s.set_defaults(func=c.cmd_config)
 
-    s = sub.add_parser("run", help="the main job: search -> train -> eval -> report")
+    s = _verb(sub, "run")
     _config_args(s)
     s.add_argument("--resume", metavar="RUN_DIR", help="continue an interrupted run")
     s.add_argument("--restart", action="store_true", help=RESTART_HELP)
     s.add_argument("--bitops", metavar="N", help=BITOPS_HELP)
     s.set_defaults(func=c.cmd_run)
 
-    s = sub.add_parser(
-        "sweep", help="trials (search / random / baselines / uniform) -> results + Pareto front"
+    s = _verb(sub, "sweep")
+    s.add_argument(
+        "-v",
+        "--penalties",
+        "--values",
+        dest="penalties",
+        nargs="+",
+        action=NumbersThenRest,
+        metavar="P",
+        help="hardware penalties (sweep.penalties); the numbers up to the first token that "
+        "is not one (key=value overrides may follow)",
     )
     s.add_argument(
-        "-v", "--values", type=float, nargs="+", help="hardware penalties (sweep.penalties)"
+        "-r", "--repeats", type=positive_int, metavar="N", help="seeds per penalty (sweep.seeds)"
     )
-    s.add_argument("-r", "--repeats", type=_positive_int, help="seeds per penalty (sweep.seeds)")
     s.add_argument("-d", "--name", required=True, help="experiment name (folder under out_dir)")
     s.add_argument("-c", "--config", action="append", default=[], metavar="FILE")
     s.add_argument("--preset")
@@ -225,13 +238,11 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--address", help="existing Ray cluster (default: start a local Ray)")
     s.add_argument(
         "--cpus-per-trial",
-        type=_positive_float,
+        type=positive_float,
         default=1,
         help="Ray CPUs per trial = torch threads",
     )
-    s.add_argument(
-        "--gpus-per-trial", type=_nonnegative_float, default=0, help="Ray GPUs per trial"
-    )
+    s.add_argument("--gpus-per-trial", type=nonnegative_float, default=0, help="Ray GPUs per trial")
     s.add_argument("--max-retries", type=int, default=0, help="retries of a failing trial")
     s.add_argument("--resume", action="store_true", help="rerun only the unfinished trials")
     s.add_argument(
@@ -243,7 +254,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("overrides", nargs="*", metavar="key=value")
     s.set_defaults(func=c.cmd_sweep)
 
-    s = sub.add_parser("pareto", help="PSNR-vs-BitOps front of one or more sweeps' results")
+    s = _verb(sub, "pareto")
     s.add_argument("results", nargs="+", help="results.jsonl / results.csv files or sweep dirs")
     s.add_argument("--set", help="evaluation set (default: test, else validation)")
     s.add_argument("--out", help="output PNG (default: pareto.png next to the first results)")

@@ -19,7 +19,6 @@ from quantnas.deploy.runtime import (
     META_FORMAT,
     META_HALO,
     META_SCALE,
-    find_checkpoint,
     share_file,
 )
 from quantnas.deploy.self_check import (
@@ -31,7 +30,6 @@ from quantnas.deploy.self_check import (
 )
 from quantnas.errors import QuantNASError
 from quantnas.registry import Registry
-from quantnas.spaces import get_space
 
 __all__ = [
     "CHECK_SIZES",
@@ -98,7 +96,7 @@ def export_model(
         QuantNASError: Bad source or format, or a failed check (then nothing is written).
 
     """
-    from quantnas.checkpoint import load_model
+    from quantnas.artifact import find_checkpoint, load_trained
     from quantnas.fileio import atomic_write_bytes
     from quantnas.space import set_quantized
 
@@ -108,7 +106,8 @@ def export_model(
         raise QuantNASError(
             f"{ckpt}: ONNX export needs a trained network (a run directory or a .pt checkpoint)"
         )
-    net, geno, arch = load_model(ckpt)
+    trained = load_trained(ckpt)
+    net, arch = trained.net, trained.arch
     reference = net
     if not quantized:
         reference = copy.deepcopy(net)
@@ -118,8 +117,12 @@ def export_model(
         META_SCALE: arch.scale,
         META_HALO: -1 if halo is None else halo,
         META_FORMAT: fmt,
-        "quantnas.min_side": get_space(arch.space).min_lr_side,
-        "quantnas.genotype": geno.to_text(),
+        "quantnas.min_side": trained.min_lr_side,
+        **(
+            {"quantnas.genotype": trained.genotype.to_text()}
+            if trained.genotype is not None
+            else {"quantnas.network": trained.label}
+        ),
         "quantnas.source": ckpt.name,
     }
     points: list[QuantPoint] = []

@@ -27,7 +27,10 @@ from __future__ import annotations
 import onnx
 from torch import nn
 
-from quantnas.deploy import onnx_converters  # noqa: F401 - registers the module converters
+from quantnas.deploy import (  # noqa: F401 - register the module converters
+    onnx_baselines,
+    onnx_converters,
+)
 from quantnas.deploy.onnx_emitter import Emitter, QuantPoint
 from quantnas.deploy.onnx_graph import INT16_OPSET, MIN_OPSET, Graph, image_value
 from quantnas.errors import QuantNASError

@@ -14,6 +14,7 @@ import math
 
 from torch import nn
 
+from quantnas.baselines import SubPixelNet, _EDSRFeatures, _ResBlock
 from quantnas.deploy.bicubic_conv import bicubic_taps
 from quantnas.models.basic import BasicSRNet
 from quantnas.models.blocks import ParallelSum, Residual
@@ -39,6 +40,10 @@ def _radius(m: nn.Module) -> tuple[int, int]:
         )
     if isinstance(m, (Identity, Zero, nn.Identity, OutputQuantizer)):
         return (0, 0)
+    if isinstance(m, _ResBlock):
+        return _radius(m.body)
+    if isinstance(m, _EDSRFeatures):
+        return _radius(nn.Sequential(m.head, m.body, m.up))
     if isinstance(m, Residual):
         if m.adq:
             raise _UnboundedError
@@ -68,13 +73,16 @@ def lr_halo(net: nn.Module) -> int | None:
     """LR pixels of context each output pixel needs on every side, or None if unbounded.
 
     Args:
-        net: A final network (basic or rfdn topology).
+        net: A final network (basic or rfdn topology) or a hand-designed baseline.
 
     Returns:
-        The halo in LR pixels for a basic-space network without ADQ; ``None`` for networks
-        with whole-image operations (ADQ, the rfdn space's ESA).
+        The halo in LR pixels for a basic-space network without ADQ or a baseline; ``None``
+        for networks with whole-image operations (ADQ, the rfdn space's ESA).
 
     """
+    if isinstance(net, SubPixelNet):
+        r = _radius(net.features)
+        return max(r[0], r[1], _skip_radius(net))
     if not isinstance(net, BasicSRNet):
         return None
     try:

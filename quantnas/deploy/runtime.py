@@ -41,9 +41,6 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-#: Where a run directory keeps the trained network, in order of preference.
-RUN_DIR_CHECKPOINTS = ("best.pt", "train/best.pt", "checkpoint.pt", "train/checkpoint.pt")
-
 #: ``metadata_props`` keys the exporter writes and :class:`OnnxUpscaler` reads.
 META_SCALE = "quantnas.scale"
 META_HALO = "quantnas.lr_halo"
@@ -170,27 +167,6 @@ class OnnxUpscaler(Upscaler):
         return self._checked(np.asarray(out), lr, self.path)
 
 
-def find_checkpoint(source: str | Path) -> Path:
-    """The trained checkpoint of a run directory (or the file itself).
-
-    Raises:
-        QuantNASError: If ``source`` does not exist or a directory holds no checkpoint.
-
-    """
-    src = Path(source)
-    if src.is_dir():
-        for name in RUN_DIR_CHECKPOINTS:
-            if (src / name).is_file():
-                return src / name
-        raise QuantNASError(
-            f"{src}: no trained network in this run directory (looked for "
-            f"{', '.join(RUN_DIR_CHECKPOINTS)})"
-        )
-    if not src.is_file():
-        raise QuantNASError(f"{src}: no such run directory, checkpoint or .onnx file")
-    return src
-
-
 def load_upscaler(source: str | Path, *, threads: int = 0, runtime: str | None = None) -> Upscaler:
     """An :class:`Upscaler` for a run directory, a trained checkpoint or an ``.onnx`` file,
     in ``runtime`` (one of :data:`RUNTIMES`; None: see the module's docstring).
@@ -205,19 +181,19 @@ def load_upscaler(source: str | Path, *, threads: int = 0, runtime: str | None =
                 f"{src}: --runtime torch runs a run directory or checkpoint, not an .onnx file"
             )
         return OnnxUpscaler(src, threads, runtime)
-    from quantnas.checkpoint import load_model
+    from quantnas.artifact import load_trained
 
-    net, _, arch = load_model(find_checkpoint(src))
+    trained = load_trained(src)
+    net, arch = trained.net, trained.arch
     if runtime in (None, "torch"):
         return TorchUpscaler(net, arch.scale)
     from quantnas.deploy.onnx_export import export_onnx
     from quantnas.deploy.receptive import lr_halo
-    from quantnas.spaces import get_space
 
     halo = lr_halo(net)
     meta = {
         META_SCALE: arch.scale,
         META_HALO: -1 if halo is None else halo,
-        META_MIN_SIDE: get_space(arch.space).min_lr_side,
+        META_MIN_SIDE: trained.min_lr_side,
     }
     return OnnxUpscaler(export_onnx(net, metadata=meta).SerializeToString(), threads, runtime)

@@ -156,15 +156,15 @@ class Searcher(EpochLoop):
         qdist.set_epoch(self.w_loader, self.a_loader, epoch=epoch)
         w_iter, a_iter = batches(self.w_loader), batches(self.a_loader)
         sums: dict[str, float] = {}
-        bar = progress(
-            range(self.steps), desc=f"search {epoch + 1}/{s.epochs}", enabled=self.cfg.progress
-        )
+        desc = f"search {epoch + 1}/{s.epochs} {self.stage_eta}".rstrip()
+        bar = progress(range(self.steps), desc=desc, enabled=self.cfg.progress)
 
         def check(value: float, what: str) -> None:
             self.check(value, what, epoch)
 
         dev = self.device
-        for _ in bar:
+        for i in bar:
+            step: dict[str, float] = {}
             if epoch >= start:
                 lr, hr = next(a_iter)
                 out = alpha_step(
@@ -182,7 +182,9 @@ class Searcher(EpochLoop):
                 )
                 for k, v in out.items():
                     sums[k] = sums.get(k, 0.0) + v
+                    step[f"step/{k}"] = v
             lr, hr = next(w_iter)
+            step["step/lr"] = self.w_opt.param_groups[0]["lr"]
             path = self.chooser.sample_path() if s.weight_sampling == "path" else None
             loss = weight_step(
                 self.net,
@@ -195,6 +197,8 @@ class Searcher(EpochLoop):
                 check=check,
             )
             sums["train_loss"] = sums.get("train_loss", 0.0) + loss
+            step["step/train_loss"] = loss
+            self.metrics.step_scalars(step, epoch * self.steps + i)
         return {k: v / self.steps for k, v in sums.items()}
 
     # ----------------------------------------------------------------- records
