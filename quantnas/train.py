@@ -14,7 +14,6 @@ import logging
 import math
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -32,47 +31,14 @@ from quantnas.evaluate import bicubic_reference, validate
 from quantnas.fileio import atomic_save
 from quantnas.genotype import Genotype
 from quantnas.loop import EpochLoop
-from quantnas.optim import pixel_loss, weight_optimizer
+from quantnas.optim import ema_update, pixel_loss, weight_optimizer
 from quantnas.runlog import progress
 from quantnas.space import build_network, set_quantized
-from quantnas.train_records import recorded_config, write_training_records
+from quantnas.train_records import TrainResult, recorded_config, write_training_records
+
+__all__ = ["TrainResult", "Trainer", "ema_update", "train"]
 
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class TrainResult:
-    """What training produced."""
-
-    run_dir: Path
-    best_path: Path
-    best_epoch: int
-    best_psnr: float
-    seconds: float
-    #: Validation PSNR of bicubic upscaling (what a network that learned nothing scores).
-    bicubic_psnr: float = float("nan")
-    #: The best validation PSNR stayed within ``train.stall_margin`` dB of bicubic.
-    stalled: bool = False
-    #: The last epoch trained.
-    last_epoch: int = -1
-    #: The trained network with the best checkpoint's state, in eval mode (set by
-    #: :func:`train`; None where only the files are at hand).
-    network: nn.Module | None = None
-
-
-def ema_update(decay: float):
-    """An ``AveragedModel`` update with the decay warmed up as ``min(decay, (1+n)/(10+n))``.
-
-    ``n`` is the number of updates so far; the warm-up keeps the first weights from
-    dominating a short run (with a fixed 0.999 they would still weigh 0.999**1500 = 22% after
-    1500 steps).
-    """
-
-    def update(avg: torch.Tensor, new: torch.Tensor, n: torch.Tensor | int) -> torch.Tensor:
-        d = min(decay, (1.0 + float(n)) / (10.0 + float(n)))
-        return avg + (new - avg) * (1.0 - d)
-
-    return update
 
 
 class Trainer(EpochLoop):

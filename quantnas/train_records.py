@@ -4,7 +4,7 @@ the architecture picture and the metric rows; the config it records (:func:`reco
 :func:`write_training_records` writes the pictures at the end of a training (also of a
 resumed, finished one); :func:`refresh_training` rewrites everything from a finished
 training's checkpoint alone (no network or data is built), as ``run --resume`` does for a
-training stage it skips.
+training stage it skips. :class:`TrainResult` is what a training produced.
 """
 
 from __future__ import annotations
@@ -12,7 +12,10 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import logging
+from dataclasses import dataclass
 from pathlib import Path
+
+from torch import nn
 
 from quantnas import genotype as gt
 from quantnas.config_types import Config
@@ -20,9 +23,29 @@ from quantnas.errors import QuantNASError
 from quantnas.plots import plot_genotype, plot_training_curves
 from quantnas.space import picture_cells
 
-__all__ = ["recorded_config", "refresh_training", "write_training_records"]
+__all__ = ["TrainResult", "recorded_config", "refresh_training", "write_training_records"]
 
 log = logging.getLogger(__name__)
+
+
+@dataclass
+class TrainResult:
+    """What training produced."""
+
+    run_dir: Path
+    best_path: Path
+    best_epoch: int
+    best_psnr: float
+    seconds: float
+    #: Validation PSNR of bicubic upscaling (what a network that learned nothing scores).
+    bicubic_psnr: float = float("nan")
+    #: The best validation PSNR stayed within ``train.stall_margin`` dB of bicubic.
+    stalled: bool = False
+    #: The last epoch trained.
+    last_epoch: int = -1
+    #: The trained network with the best checkpoint's state, in eval mode (set by
+    #: :func:`train`; None where only the files are at hand).
+    network: nn.Module | None = None
 
 
 def recorded_config(cfg: Config, genotype: gt.Genotype | None) -> Config:

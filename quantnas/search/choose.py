@@ -99,8 +99,9 @@ class Chooser:
         if self.target <= 0:
             return self.net.export(probs)
         logp = {k: torch.log(p.detach().flatten().double()).tolist() for k, p in probs.items()}
-        choice = repair(logp, self.tables, self.fixed, target=self.target,
-                        band=self.cfg.search.target_band)
+        choice = repair(
+            logp, self.tables, self.fixed, target=self.target, band=self.cfg.search.target_band
+        )
         return self.genotype_of(choice)
 
     def sample_path(self) -> dict[str, torch.Tensor]:
@@ -108,11 +109,13 @@ class Chooser:
         drawn from the global torch RNG (so a resumed search draws the same paths).
         """
         if self.target > 0:
-            (choice,) = sample_in_band(self.tables, self.fixed, lo=self.lo, hi=self.target,
-                                       n=1, generator=None)
+            (choice,) = sample_in_band(
+                self.tables, self.fixed, lo=self.lo, hi=self.target, n=1, generator=None
+            )
         else:
-            choice = {k: int(torch.randint(n * b, ())) for k, (n, b) in
-                      self.net.alpha.shapes.items()}
+            choice = {
+                k: int(torch.randint(n * b, ())) for k, (n, b) in self.net.alpha.shapes.items()
+            }
         return one_hot(choice, self.net.alpha.shapes)
 
     def select_path(self, val_images: list, device: torch.device) -> tuple[Genotype, list]:
@@ -124,10 +127,12 @@ class Chooser:
         hi = self.target if self.target > 0 else math.inf
         lo = self.lo if self.target > 0 else 0.0
         cands = [self.choice_of(self.argmax())]
-        cands += sample_in_band(self.tables, self.fixed, lo=lo, hi=hi, n=s.select_samples,
-                                generator=g)
-        probe = AlphaProbe(val_images, scale=cfg.arch.scale, lr_crop=search_crop(cfg), n=32,
-                           seed=cfg.seed + 1)
+        cands += sample_in_band(
+            self.tables, self.fixed, lo=lo, hi=hi, n=s.select_samples, generator=g
+        )
+        probe = AlphaProbe(
+            val_images, scale=cfg.arch.scale, lr_crop=search_crop(cfg), n=32, seed=cfg.seed + 1
+        )
         scored = []
         was = self.net.training
         self.net.eval()
@@ -140,9 +145,15 @@ class Chooser:
         finally:
             self.net.train(was)
         best = max(scored, key=lambda t: t[2])
-        log.info("path selection: %d candidates, best %s (%.3g BitOps, %+.3f dB over "
-                 "bicubic; the argmax's %+.3f dB)", len(scored), best[0], best[1], best[2],
-                 scored[0][2])
+        log.info(
+            "path selection: %d candidates, best %s (%.3g BitOps, %+.3f dB over "
+            "bicubic; the argmax's %+.3f dB)",
+            len(scored),
+            best[0],
+            best[1],
+            best[2],
+            scored[0][2],
+        )
         return best[0], scored
 
 
@@ -164,8 +175,7 @@ def random_near(
     tables, fixed = cost_tables(SupernetCost(net, lr_size=lr_size))
     g = torch.Generator().manual_seed(int(seed) * 1_000_003 + round(target / 1e6))
     lo, hi = target * (1 - tolerance), target * (1 + tolerance)
-    found = sample_in_band(tables, fixed, lo=lo, hi=hi, n=index + 1, generator=g,
-                           tries=2_000_000)
+    found = sample_in_band(tables, fixed, lo=lo, hi=hi, n=index + 1, generator=g, tries=2_000_000)
     if len(found) <= index:
         raise QuantNASError(
             f"sweep.targets: {len(found)} distinct random genotypes within {tolerance:.0%} of "

@@ -147,8 +147,9 @@ def repair(
                 if best is None or loss < best[0]:
                     best, best_key = (loss, j), k
         if best_key is None:
-            log.warning("budget repair: %.4g BitOps cannot be moved into [%.4g, %.4g]",
-                        now, lo, target)
+            log.warning(
+                "budget repair: %.4g BitOps cannot be moved into [%.4g, %.4g]", now, lo, target
+            )
             break
         choice[best_key] = best[1]
     return choice

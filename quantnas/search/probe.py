@@ -8,6 +8,7 @@ network still at bicubic (README, "Search at a budget").
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from typing import Any
 
@@ -17,6 +18,9 @@ from quantnas.data.datasets import SRTrainDataset
 from quantnas.models.blocks import upscale_input
 
 __all__ = ["AlphaProbe"]
+
+
+log = logging.getLogger(__name__)
 
 
 class AlphaProbe:
@@ -61,3 +65,20 @@ class AlphaProbe:
                 module.train(was)
         bic = upscale_input(self.lr, self.scale, "bicubic")
         return self._psnr(out, self.hr) - self._psnr(bic, self.hr)
+
+    def alpha_start(
+        self, net: torch.nn.Module, device: Any, *, epoch: int, epochs: int, margin: float
+    ) -> tuple[float, int | None]:
+        """``warm_up: auto`` after ``epoch``: ``(gain, the epoch alpha steps start at or
+        None)``; they start once the gain reaches ``margin``, after half the epochs at the
+        latest.
+        """
+        gain = self.gain(net, device)
+        if gain < margin and epoch + 1 < max(1, epochs // 2):
+            return gain, None
+        log.info(
+            "search: alpha steps start at epoch %d (supernet %+.3f dB over bicubic on the "
+            "alpha crops, margin %.3f)",
+            *(epoch + 1, gain, margin),
+        )
+        return gain, epoch + 1

@@ -29,6 +29,16 @@ __all__ = ["margins", "refresh_search", "write_search_records"]
 log = logging.getLogger(__name__)
 
 
+def alpha_scalars(table: dict) -> dict[str, float]:
+    """TensorBoard scalars ``alpha/<layer>/<op>@<bits>b`` of a supernet's layer table."""
+    return {
+        f"alpha/{k}/{op}@{b}b": v["probs"][o][j]
+        for k, v in table.items()
+        for o, op in enumerate(v["ops"])
+        for j, b in enumerate(v["bits"])
+    }
+
+
 def margins(probs: dict[str, torch.Tensor]) -> dict[str, float]:
     """Per layer, ``log(p_best / p_second)`` of its (op, bit) choices (nats; 0 = a tie)."""
     out = {}

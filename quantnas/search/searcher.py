@@ -36,7 +36,7 @@ from quantnas.runlog import progress
 from quantnas.search.choose import Chooser
 from quantnas.search.losses import mean_entropy, temperature
 from quantnas.search.probe import AlphaProbe
-from quantnas.search.records import margins, write_search_records
+from quantnas.search.records import alpha_scalars, margins, write_search_records
 from quantnas.search.setup import build_supernet, search_crop, search_loaders, search_split
 from quantnas.search.steps import alpha_step, weight_step
 from quantnas.space import build_network
@@ -208,16 +208,9 @@ class Searcher(EpochLoop):
         val = validate(self.net, self.val, self.device)
         self.check(val["val_loss"], "search validation loss", epoch)
         if self.alpha_from is None:  # warm_up: auto
-            train["probe_gain"] = gain = self.probe.gain(self.net, self.device)
-            if gain >= s.warm_up_margin or epoch + 1 >= max(1, s.epochs // 2):
-                self.alpha_from = epoch + 1
-                log.info(
-                    "search: alpha steps start at epoch %d (supernet %+.3f dB over "
-                    "bicubic on the alpha crops, margin %.3f)",
-                    epoch + 1,
-                    gain,
-                    s.warm_up_margin,
-                )
+            train["probe_gain"], self.alpha_from = self.probe.alpha_start(
+                self.net, self.device, epoch=epoch, epochs=s.epochs, margin=s.warm_up_margin
+            )
         probs = self.net.probabilities()
         geno = self.chooser.argmax(probs)
         final = build_network(geno, self.net.arch)
@@ -244,16 +237,7 @@ class Searcher(EpochLoop):
             self.alpha_history.setdefault(key, []).append(p.detach().tolist())
         self.history.append(row)
         self.metrics.log(row)
-        table = self.net.layer_table()
-        self.metrics.scalars(
-            {
-                f"alpha/{k}/{op}@{b}b": v["probs"][o][j]
-                for k, v in table.items()
-                for o, op in enumerate(v["ops"])
-                for j, b in enumerate(v["bits"])
-            },
-            epoch,
-        )
+        self.metrics.scalars(alpha_scalars(self.net.layer_table()), epoch)
         gt.save(geno, self.run_dir / "genotypes" / f"epoch_{epoch:03d}.json")
         gt.save(geno, self.run_dir / "last_arch.json")
         started_alphas = self.alpha_from is not None and epoch >= self.alpha_from

@@ -70,8 +70,14 @@ def split_regions(images: Images, *, subsample: float, seed: int, tile: int) -> 
         h, w = img.shape[:2]
         boxes = [(y0, x0, y1, x1) for y0, y1 in _grid(h, tile) for x0, x1 in _grid(w, tile)]
         if len(boxes) < 2:
-            log.info("search split: %s (%dx%d) is smaller than two %d-pixel tiles; "
-                     "it goes whole to the weight split", name, h, w, tile)
+            log.info(
+                "search split: %s (%dx%d) is smaller than two %d-pixel tiles; "
+                "it goes whole to the weight split",
+                name,
+                h,
+                w,
+                tile,
+            )
             weight.append((name, img))
             record["images"][name] = {"weight": [[0, 0, h, w]], "alpha": []}
             continue
@@ -87,15 +93,16 @@ def split_regions(images: Images, *, subsample: float, seed: int, tile: int) -> 
             mine[part].append([y0, x0, y1, x1])
         record["images"][name] = {k: sorted(v) for k, v in mine.items()}
     if not alpha:
-        log.warning("search split: no image is large enough for two %d-pixel tiles; "
-                    "weight and alpha steps share the images", tile)
+        log.warning(
+            "search split: no image is large enough for two %d-pixel tiles; "
+            "weight and alpha steps share the images",
+            tile,
+        )
         alpha = weight
     return weight, alpha, record
 
 
-def split_training(
-    images: Images, *, kind: str, subsample: float, seed: int, tile: int
-) -> Split:
+def split_training(images: Images, *, kind: str, subsample: float, seed: int, tile: int) -> Split:
     """The weight / alpha split of ``search.split`` (``photos`` or ``regions``)."""
     return SPLITS.get(kind)(images, subsample=subsample, seed=seed, tile=tile)
 
