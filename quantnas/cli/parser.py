@@ -14,6 +14,9 @@ from quantnas.cli.arg_types import (
     positive_int,
 )
 from quantnas.cli.help_text import VERBS
+from quantnas.deploy.export import FORMATS
+from quantnas.deploy.onnx_runtimes import RUNTIMES
+from quantnas.sweep.engines import ENGINES
 
 #: The ``--help`` description of the command.
 DESCRIPTION = "The ``quantnas`` command line: one verb per pipeline stage."
@@ -158,7 +161,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("source", help="run dir, genotype file or trained checkpoint")
     s.add_argument(
         "--format",
-        choices=("json", "text", "png", "onnx", "onnx-fp32"),
+        choices=("json", "text", "png", *FORMATS.names()),
         default="json",
         help="onnx: the trained network with QuantizeLinear/DequantizeLinear; onnx-fp32: "
         "the same network without quantization (both checked in onnxruntime)",
@@ -167,7 +170,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--opset", type=int, help="ONNX opset (default 17; 21 for 16-bit layers)")
     s.add_argument(
         "--runtime",
-        choices=("ort", "openvino"),
+        choices=tuple(n for n in RUNTIMES.names() if RUNTIMES.get(n).module),
         help="run the ONNX self-check in this runtime only (default: onnxruntime, and "
         "OpenVINO too if installed; the file lists those that pass for upscale)",
     )
@@ -231,7 +234,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--preset")
     s.add_argument(
         "--engine",
-        choices=("auto", "local", "ray"),
+        choices=ENGINES.names(),
         default="auto",
         help="ray: Ray tasks; local: one trial after another; auto (default): ray if installed",
     )
