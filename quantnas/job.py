@@ -108,6 +108,16 @@ class Network:
 
 
 @dataclass
+class Prebuilt:
+    """A supernet built for the search by someone else (the preflight), with the RNG
+    state right after it was built: the search takes both instead of building its own.
+    """
+
+    net: nn.Module
+    rng: dict
+
+
+@dataclass
 class JobResult:
     """What a job produced (in memory; its files are in ``run_dir``)."""
 
@@ -160,6 +170,8 @@ class Job:
         self.data = data if data is not None else JobData(cfg)
         self.resume, self.pictures = resume, pictures
         self.state = RunState(self.run_dir)
+        #: The search's supernet if already built (see :func:`quantnas.pipeline.preflight`).
+        self.supernet: Prebuilt | None = None
 
     def stage(self, name: str) -> _Stage:
         return _Stage(self.state, name)
@@ -182,8 +194,13 @@ class Job:
             return gt.load(self.run_dir / "search" / "best_arch.json"), self.state.info("search")
         with self.stage("search") as t:
             res = searcher.search(
-                self.cfg, self.run_dir / "search", resume=self.resume, data=self.data
+                self.cfg,
+                self.run_dir / "search",
+                resume=self.resume,
+                data=self.data,
+                supernet=self.supernet,
             )
+            self.supernet = None  # the search owns it now
             info = {"best_epoch": res.best_epoch, "entropy": res.entropy}
             t.finish(**info)
         return res.best, info

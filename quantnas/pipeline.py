@@ -17,15 +17,18 @@ differs, and the evaluation is done again when one of its files (recorded by SHA
 
 from __future__ import annotations
 
+import copy
 import logging
 from pathlib import Path
+
+import torch
 
 from quantnas import report
 from quantnas.config import Config, dump
 from quantnas.data.job_data import JobData
 from quantnas.errors import QuantNASError
 from quantnas.fileio import atomic_write_text, remove_stale_tmp
-from quantnas.job import STAGES, Job, RunState
+from quantnas.job import STAGES, Job, Prebuilt, RunState
 from quantnas.runlog import setup_logging
 
 __all__ = ["STAGES", "RunState", "preflight", "run_pipeline"]
@@ -33,12 +36,19 @@ __all__ = ["STAGES", "RunState", "preflight", "run_pipeline"]
 log = logging.getLogger(__name__)
 
 
-def preflight(cfg: Config, data: JobData | None = None) -> None:
+def preflight(cfg: Config, data: JobData | None = None) -> Prebuilt:
     """Fail fast on bad data, an impossible space or too little memory, before computing
     (the images read through ``data``, the job's, so they are read once).
+
+    Returns:
+        The search's supernet: built here, seeded as the search seeds before it builds
+        one, and left as built (the memory estimate's forward pass changes no state), so
+        the search uses it instead of building its own.
+
     """
     from quantnas.budget import check_network_budget, check_samples
     from quantnas.memory import check_memory
+    from quantnas.rng import rng_state, seed_everything
     from quantnas.search.setup import build_supernet, search_crop
 
     check_network_budget(cfg, "search")  # counted from the structure: nothing allocated yet
@@ -55,20 +65,25 @@ def preflight(cfg: Config, data: JobData | None = None) -> None:
         )
     check_samples(len(imgs) * cfg.data.repeat, limit_gb=cfg.run.max_memory_gb)
     data.validation_images()
-    net = build_supernet(cfg)
-    est = check_memory(
-        net,
-        batch_size=cfg.search.batch_size,
-        lr_crop=search_crop(cfg),
-        scale=cfg.arch.scale,
-        limit_gb=cfg.run.max_memory_gb,
-        device=cfg.device,
-    )
+    seed_everything(cfg.seed)  # as the search does right before it builds the supernet
+    built = Prebuilt(build_supernet(cfg), rng_state())
+    before = copy.deepcopy(built.net.state_dict())
+    with torch.random.fork_rng(devices=[]):
+        est = check_memory(
+            built.net,
+            batch_size=cfg.search.batch_size,
+            lr_crop=search_crop(cfg),
+            scale=cfg.arch.scale,
+            limit_gb=cfg.run.max_memory_gb,
+            device=cfg.device,
+        )
+    built.net.load_state_dict(before)
     log.info(
         "preflight: %d training images, supernet step needs about %.2f GiB",
         len(imgs),
         est / 1024**3,
     )
+    return built
 
 
 def run_pipeline(
@@ -90,8 +105,8 @@ def _run_pipeline(cfg: Config, run_dir: Path, *, resume: bool, data: JobData | N
     remove_stale_tmp(run_dir, recursive=True)  # of a killed run (this process holds the lock)
     setup_logging(run_dir)
     job = Job(cfg, run_dir, data=data, resume=resume)
-    if not job.state.done("search"):
-        preflight(cfg, job.data)  # before the first file of the run: bad data leaves no run
+    if not job.state.done("search"):  # before the first file: bad data leaves no run behind
+        job.supernet = preflight(cfg, job.data)
     atomic_write_text(run_dir / "config.yaml", dump(cfg))
     res = job.run()
     with job.stage("report") as t:

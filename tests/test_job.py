@@ -179,3 +179,28 @@ def test_a_finished_job_is_read_back_not_rerun(tmp_path, monkeypatch):
     again = Job(cfg, tmp_path / "j", resume=True).run()
     assert again.genotype == first.genotype and again.eval == json.loads(json.dumps(first.eval))
     assert again.train is None and first.train.network is not None
+
+
+def test_the_supernet_is_built_once_per_run(tmp_path, monkeypatch):
+    """The preflight's supernet (for the memory estimate) is the one the search trains; the
+    only other supernet is the chooser's final-width BitOps table (a cost model).
+    """
+    import quantnas.search.choose
+    from quantnas.search.supernet import Supernet
+
+    built, cost_models = [], []
+    real, real_build = Supernet.__init__, quantnas.search.choose.build_supernet
+
+    def counted(self, *a, **k):
+        built.append(self)
+        real(self, *a, **k)
+
+    def cost_model(cfg, **k):
+        cost_models.append(k)
+        return real_build(cfg, **k)
+
+    monkeypatch.setattr(Supernet, "__init__", counted)
+    monkeypatch.setattr(quantnas.search.choose, "build_supernet", cost_model)
+    run_pipeline(tiny(), tmp_path / "r")
+    assert cost_models == [{"final_width": True}]
+    assert len(built) == 2

@@ -6,13 +6,15 @@ per-layer decision margins.
 :func:`write_search_records` writes them at the end of a search (also of a resumed,
 finished one); :func:`refresh_search` rewrites them from a finished search's checkpoint
 (no training data is loaded; the ``path`` selector reads the validation images), as
-``run --resume`` does for a search stage it skips.
+``run --resume`` does for a search stage it skips. :class:`SearchResult` is what a search
+produced.
 """
 
 from __future__ import annotations
 
 import logging
 import math
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -21,12 +23,26 @@ import torch
 from quantnas import genotype as gt
 from quantnas.config_types import Config
 from quantnas.fileio import atomic_write_text, json_text
+from quantnas.genotype import Genotype
 from quantnas.plots import plot_alpha_evolution, plot_genotype
 from quantnas.space import picture_cells
 
-__all__ = ["margins", "refresh_search", "write_search_records"]
+__all__ = ["SearchResult", "alpha_scalars", "margins", "refresh_search", "write_search_records"]
 
 log = logging.getLogger(__name__)
+
+
+@dataclass
+class SearchResult:
+    """What a search produced."""
+
+    run_dir: Path
+    best: Genotype
+    last: Genotype
+    best_epoch: int
+    seconds: float
+    #: Mean entropy of the alphas at the last epoch.
+    entropy: float | None = None
 
 
 def alpha_scalars(table: dict) -> dict[str, float]:

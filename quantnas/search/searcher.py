@@ -14,8 +14,8 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -29,32 +29,19 @@ from quantnas.data.job_data import JobData
 from quantnas.errors import QuantNASError
 from quantnas.evaluate import validate
 from quantnas.fileio import atomic_write_json
-from quantnas.genotype import Genotype
 from quantnas.loop import EpochLoop
 from quantnas.optim import weight_optimizer
+from quantnas.rng import set_rng_state
 from quantnas.runlog import progress
 from quantnas.search.choose import Chooser
 from quantnas.search.losses import mean_entropy, temperature
 from quantnas.search.probe import AlphaProbe
-from quantnas.search.records import alpha_scalars, margins, write_search_records
+from quantnas.search.records import SearchResult, alpha_scalars, margins, write_search_records
 from quantnas.search.setup import build_supernet, search_crop, search_loaders, search_split
 from quantnas.search.steps import alpha_step, weight_step
 from quantnas.space import build_network
 
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class SearchResult:
-    """What a search produced."""
-
-    run_dir: Path
-    best: Genotype
-    last: Genotype
-    best_epoch: int
-    seconds: float
-    #: Mean entropy of the alphas at the last epoch.
-    entropy: float | None = None
 
 
 class Searcher(EpochLoop):
@@ -64,6 +51,7 @@ class Searcher(EpochLoop):
         cfg: Resolved configuration.
         run_dir: Output directory (created).
         data: The job's images (read from the config's sources when None).
+        supernet: A :class:`~quantnas.job.Prebuilt` supernet to search with (built when None).
 
     """
 
@@ -73,10 +61,15 @@ class Searcher(EpochLoop):
     best_metric = "val_loss"
     extra_keys = ("alpha_history", "initial_bitops", "alpha_shapes", "alpha_from", "budget")
 
-    def __init__(self, cfg: Config, run_dir: Path, *, data: JobData | None = None) -> None:
+    def __init__(
+        self, cfg: Config, run_dir: Path, *, data: JobData | None = None, supernet: Any = None
+    ) -> None:
         super().__init__(cfg, run_dir)
         data = data if data is not None else JobData(cfg)
-        self.net = build_supernet(cfg).to(self.device)
+        if supernet is not None:  # built after the same seeding: go on from its RNG state
+            set_rng_state(supernet.rng)
+        net = supernet.net if supernet is not None else build_supernet(cfg)
+        self.net = net.to(self.device)
         qdist.broadcast_module(self.net)
         self.cost = SupernetCost(self.net, lr_size=cfg.search.bitops_lr_size)
         self.chooser = Chooser(self.net, cfg)
@@ -286,7 +279,12 @@ class Searcher(EpochLoop):
 
 
 def search(
-    cfg: Config, run_dir: Path, *, resume: bool = False, data: JobData | None = None
+    cfg: Config,
+    run_dir: Path,
+    *,
+    resume: bool = False,
+    data: JobData | None = None,
+    supernet: Any = None,
 ) -> SearchResult:
     """Run a search (resuming from ``run_dir`` when asked and possible) on ``data`` (the
     config's sources when None).
@@ -294,7 +292,7 @@ def search(
     from quantnas.budget import check_network_budget
 
     check_network_budget(cfg, "search")  # before the supernet is built
-    s = Searcher(cfg, run_dir, data=data)
+    s = Searcher(cfg, run_dir, data=data, supernet=supernet)
     if resume:
         s.resume()
     return s.run()
