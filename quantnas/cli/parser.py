@@ -77,18 +77,25 @@ BITOPS_HELP = (
 RESTART_HELP = "discard what the run directory (out_dir/name) holds and start over"
 
 
+def _budget_verb(sub: argparse._SubParsersAction, name: str, func: typing.Callable) -> None:
+    """A verb that searches (``search``, ``run``): config, ``--resume``, ``--restart``,
+    ``--bitops``.
+    """
+    s = _verb(sub, name)
+    _config_args(s)
+    s.add_argument("--resume", metavar="RUN_DIR", help=f"continue an interrupted {name}")
+    s.add_argument("--restart", action="store_true", help=RESTART_HELP)
+    s.add_argument("--bitops", metavar="N", help=BITOPS_HELP)
+    s.set_defaults(func=func)
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="quantnas", description=DESCRIPTION)
     p.add_argument("--version", action="version", version=f"quantnas {__version__}")
     p.add_argument("--debug", action="store_true", help=DEBUG_HELP)
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    s = _verb(sub, "search")
-    _config_args(s)
-    s.add_argument("--resume", metavar="RUN_DIR", help="continue an interrupted search")
-    s.add_argument("--restart", action="store_true", help=RESTART_HELP)
-    s.add_argument("--bitops", metavar="N", help=BITOPS_HELP)
-    s.set_defaults(func=c.cmd_search)
+    _budget_verb(sub, "search", c.cmd_search)
 
     s = _verb(sub, "train")
     s.add_argument(
@@ -207,12 +214,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--list", action="store_true")
     s.set_defaults(func=c.cmd_config)
 
-    s = _verb(sub, "run")
-    _config_args(s)
-    s.add_argument("--resume", metavar="RUN_DIR", help="continue an interrupted run")
-    s.add_argument("--restart", action="store_true", help=RESTART_HELP)
-    s.add_argument("--bitops", metavar="N", help=BITOPS_HELP)
-    s.set_defaults(func=c.cmd_run)
+    _budget_verb(sub, "run", c.cmd_run)
 
     s = _verb(sub, "sweep")
     s.add_argument(
