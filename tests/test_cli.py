@@ -6,36 +6,11 @@ import math
 import numpy as np
 import pytest
 import yaml
+from tiny_runs import CLI_SEARCH, CLI_TRAIN, QUIET, one_error
 
 from quantnas import genotype as gt
 from quantnas.cli import main
 from quantnas.data.images import save_rgb
-
-QUIET = ["tensorboard=false", "progress=false", "threads=1"]
-TINY_TRAIN = [
-    "arch.c_fixed=12",
-    "data.lr_crop=12",
-    "data.repeat=1",
-    "data.val_crop=64",
-    "train.batch_size=4",
-    "train.epochs=1",
-    "train.steps_per_epoch=0",
-    *QUIET,
-]
-TINY_SEARCH = [
-    "arch.c_fixed=12",
-    "data.lr_crop=12",
-    "data.repeat=1",
-    "data.val_crop=64",
-    "search.batch_size=4",
-    "search.epochs=2",
-    "search.warm_up=1",
-    "search.c_fixed=0",
-    "search.lr_crop=0",
-    "search.steps_per_epoch=0",
-    "search.target_bitops=0",
-    *QUIET,
-]
 
 
 def smooth_image(h, w, seed=0):
@@ -56,24 +31,10 @@ def image_folder(root, names=("a", "b"), size=(64, 64)):
     return root
 
 
-def assert_user_error(code, capsys, *fragments):
-    """Exit 2, exactly one 'error: ...' line (the last one), no traceback."""
-    err = capsys.readouterr().err
-    assert code == 2, err
-    lines = [ln for ln in err.splitlines() if ln.strip()]
-    errors = [ln for ln in lines if ln.startswith("error:")]
-    assert len(errors) == 1, err
-    assert lines[-1] == errors[0]
-    assert "Traceback" not in err
-    for f in fragments:
-        assert f in errors[0], errors[0]
-    return errors[0]
-
-
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     out = tmp_path_factory.mktemp("cli_train")
-    code = main(["train", "--genotype", "default", f"out_dir={out}", "name=t", *TINY_TRAIN])
+    code = main(["train", "--genotype", "default", f"out_dir={out}", "name=t", *CLI_TRAIN])
     assert code == 0
     return out, out / "t"
 
@@ -81,7 +42,7 @@ def trained(tmp_path_factory):
 @pytest.fixture(scope="module")
 def searched(tmp_path_factory):
     out = tmp_path_factory.mktemp("cli_search")
-    assert main(["search", f"out_dir={out}", "name=s", *TINY_SEARCH]) == 0
+    assert main(["search", f"out_dir={out}", "name=s", *CLI_SEARCH]) == 0
     return out / "s"
 
 
@@ -149,7 +110,7 @@ def test_score_mismatched_names(tmp_path, capsys):
     hr = image_folder(tmp_path / "hr", ("a", "b"))
     sr = image_folder(tmp_path / "sr", ("a", "c"))
     code = main(["score", "--sr", str(sr), "--hr", str(hr), "--scale", "4"])
-    assert_user_error(code, capsys, "b")
+    one_error(code, capsys, f"score: no SR image in {sr} for HR b (1 missing in total)")
 
 
 # ------------------------------------------------------------------------------- eval
@@ -165,7 +126,8 @@ def test_eval_bicubic(tmp_path, capsys):
 
 def test_eval_bicubic_needs_scale(tmp_path, capsys):
     data = image_folder(tmp_path / "val")
-    assert_user_error(main(["eval", "--model", "bicubic", "--data", str(data)]), capsys, "scale")
+    code = main(["eval", "--model", "bicubic", "--data", str(data)])
+    one_error(code, capsys, "--scale is required with --model bicubic")
 
 
 def test_eval_trained_model(tmp_path, capsys, trained):
@@ -189,7 +151,7 @@ def test_eval_wrong_scale(tmp_path, capsys, trained):
     _, run = trained
     data = image_folder(tmp_path / "val")
     code = main(["eval", "--model", str(run / "best.pt"), "--data", str(data), "--scale", "2"])
-    assert_user_error(code, capsys, "scale")
+    one_error(code, capsys, "--scale 2 differs from the model's scale 4")
 
 
 # ---------------------------------------------------------------------------- prepare
@@ -218,7 +180,7 @@ def test_prepare_nothing_large_enough(tmp_path, capsys):
     src.mkdir()
     save_rgb(src / "tiny.png", smooth_image(40, 40))
     code = main(["prepare", str(src), str(tmp_path / "o"), "--patch", "48", "--stride", "24"])
-    assert_user_error(code, capsys)
+    one_error(code, capsys, f"prepare: no image in {src} is at least 48x48 pixels")
 
 
 # ----------------------------------------------------------------------------- export
@@ -241,7 +203,11 @@ def test_export_formats(tmp_path, capsys, searched):
 
 
 def test_export_png_needs_out(capsys, searched):
-    assert_user_error(main(["export", str(searched), "--format", "png"]), capsys, "--out")
+    one_error(
+        main(["export", str(searched), "--format", "png"]),
+        capsys,
+        "--format png needs --out FILE.png",
+    )
 
 
 def test_export_trained_checkpoint(capsys, trained):
@@ -289,18 +255,18 @@ def test_config_file(tmp_path, capsys):
 # ----------------------------------------------------------------------------- errors
 def test_error_unknown_config_key(tmp_path, capsys):
     code = main(["search", f"out_dir={tmp_path}", "search.foo=1"])
-    assert_user_error(code, capsys, "search.foo")
+    one_error(code, capsys, "unknown config key 'search.foo'")
     assert not any(tmp_path.iterdir())
 
 
 def test_error_wrong_type(tmp_path, capsys):
     code = main(["search", f"out_dir={tmp_path}", "search.epochs=abc"])
-    assert_user_error(code, capsys, "search.epochs")
+    one_error(code, capsys, "config key search.epochs: expected an integer, got 'abc'")
 
 
 def test_error_bad_choice(tmp_path, capsys):
     code = main(["search", f"out_dir={tmp_path}", "search.sparse_type=l7"])
-    assert_user_error(code, capsys, "search.sparse_type")
+    one_error(code, capsys, "config key search.sparse_type: 'l7' is not one of [")
 
 
 def test_error_missing_genotype_file(tmp_path, capsys):
@@ -311,38 +277,38 @@ def test_error_missing_genotype_file(tmp_path, capsys):
             str(tmp_path / "nope.json"),
             f"out_dir={tmp_path}",
             "name=g",
-            *TINY_TRAIN,
+            *CLI_TRAIN,
         ]
     )
-    assert_user_error(code, capsys, "nope.json")
+    one_error(code, capsys, f"genotype file {tmp_path / 'nope.json'} does not exist")
 
 
 def test_error_malformed_genotype_text(tmp_path, capsys):
     f = tmp_path / "g.txt"
     f.write_text("Genotype_SR(head=[('simple_3x3', 8)], body=[('simple_3x3', 8)")
-    code = main(["train", "--genotype", str(f), f"out_dir={tmp_path}", "name=g", *TINY_TRAIN])
-    assert_user_error(code, capsys, "g.txt")
+    code = main(["train", "--genotype", str(f), f"out_dir={tmp_path}", "name=g", *CLI_TRAIN])
+    one_error(code, capsys, f"{f}: malformed Genotype_SR text (")
 
 
 def test_error_genotype_unknown_op(tmp_path, capsys):
     f = tmp_path / "g.txt"
     f.write_text("Genotype_SR(head=[('simple_9x9', 8)], body=[], skip=[], upsample=[], tail=[])")
     code = main(["info", str(f)])
-    assert_user_error(code, capsys, "simple_9x9")
+    one_error(code, capsys, "genotype head[0]: unknown operation 'simple_9x9'")
 
 
 def test_error_data_folder_missing(tmp_path, capsys):
     code = main(
-        ["train", "data.train=/nonexistent/quantnas", f"out_dir={tmp_path}", "name=d", *TINY_TRAIN]
+        ["train", "data.train=/nonexistent/quantnas", f"out_dir={tmp_path}", "name=d", *CLI_TRAIN]
     )
-    assert_user_error(code, capsys, "/nonexistent/quantnas")
+    one_error(code, capsys, "data folder /nonexistent/quantnas does not exist")
 
 
 def test_error_empty_data_folder(tmp_path, capsys):
     empty = tmp_path / "empty"
     empty.mkdir()
-    code = main(["train", f"data.train={empty}", f"out_dir={tmp_path}", "name=d", *TINY_TRAIN])
-    assert_user_error(code, capsys, "empty")
+    code = main(["train", f"data.train={empty}", f"out_dir={tmp_path}", "name=d", *CLI_TRAIN])
+    one_error(code, capsys, "no images (.png/", f"in {empty}")
 
 
 def test_error_image_smaller_than_crop(tmp_path, capsys):
@@ -355,25 +321,29 @@ def test_error_image_smaller_than_crop(tmp_path, capsys):
             f"data.train={small}",
             f"out_dir={tmp_path}",
             "name=d",
-            *TINY_TRAIN,
+            *CLI_TRAIN,
             "data.lr_crop=16",
             "arch.scale=4",
         ]
     )
-    assert_user_error(code, capsys, "64")
+    one_error(
+        code, capsys, "image s is 20x20, smaller than the HR crop 64x64 (lr_crop 16 x scale 4)"
+    )
 
 
 def test_error_existing_run_dir(capsys, trained):
     out, run = trained
     before = (run / "checkpoint.pt").stat().st_mtime_ns
-    code = main(["train", f"out_dir={out}", "name=t", *TINY_TRAIN])
-    assert_user_error(code, capsys, "--resume")
+    code = main(["train", f"out_dir={out}", "name=t", *CLI_TRAIN])
+    one_error(
+        code, capsys, f"run directory {run} already holds a run", f"quantnas train --resume {run}"
+    )
     assert (run / "checkpoint.pt").stat().st_mtime_ns == before
 
 
 def test_error_resume_missing_dir(tmp_path, capsys):
-    code = main(["train", "--resume", str(tmp_path / "nope"), *TINY_TRAIN])
-    assert_user_error(code, capsys, "nope")
+    code = main(["train", "--resume", str(tmp_path / "nope"), *CLI_TRAIN])
+    one_error(code, capsys, f"--resume: run directory {tmp_path / 'nope'} does not exist")
 
 
 def test_train_resume_finished_run_is_noop(capsys, trained):
@@ -389,6 +359,7 @@ def test_ctrl_c_names_the_run_directory(tmp_path, monkeypatch, capsys):
     def interrupted(cfg, run_dir, *, resume):
         raise KeyboardInterrupt
 
+    # Ctrl-C during a run: only a patch stops a run at a known point
     monkeypatch.setattr(quantnas.pipeline, "run_pipeline", interrupted)
     rc = main(["run", f"out_dir={tmp_path}", "name=r1", *QUIET])
     assert rc == 130

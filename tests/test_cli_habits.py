@@ -10,7 +10,7 @@ import json
 import numpy as np
 import pytest
 import torch
-from tiny_runs import RUN, TRAIN
+from tiny_runs import RUN, TRAIN, one_error
 
 from quantnas import genotype as gt
 from quantnas.artifact import load_trained
@@ -28,14 +28,6 @@ from quantnas.space import build_network
 from quantnas.train import Trainer
 
 pytestmark = pytest.mark.usefixtures("quiet_torch_warnings")
-
-
-def one_error(capsys, *fragments):
-    """The command printed exactly one ``error:`` line holding every fragment."""
-    err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and err[0].startswith("error: "), err
-    for f in fragments:
-        assert f in err[0], (f, err[0])
 
 
 def json_out(capsys, argv):
@@ -91,10 +83,9 @@ def test_baseline_has_no_genotype(baseline, capsys, tmp_path, fmt):
     _, trial = baseline
     for source in (trial, trial / "train" / "best.pt"):
         code = main(["export", str(source), "--format", fmt, "--out", str(tmp_path / "g")])
-        assert code == 2
-        one_error(capsys, "is a hand-designed network (edsr), it has no genotype")
-    assert main(["train", "--genotype", str(trial), f"out_dir={tmp_path}", *TRAIN]) == 2
-    one_error(capsys, "hand-designed network (edsr)")
+        one_error(code, capsys, "is a hand-designed network (edsr), it has no genotype", alone=True)
+    code = main(["train", "--genotype", str(trial), f"out_dir={tmp_path}", *TRAIN])
+    one_error(code, capsys, "hand-designed network (edsr)", alone=True)
 
 
 def test_baseline_exports_to_onnx_and_upscales(baseline, capsys, tmp_path):
@@ -134,8 +125,8 @@ def test_info_of_a_run_equals_its_report(finished_run, capsys):
     # the search's own run directory: its genotype at the run's final structure
     info = json_out(capsys, ["info", str(finished_run / "search"), "--json"])
     assert info["bitops"] == report["bitops_32"]
-    assert main(["info", str(finished_run), "--channels", "8"]) == 2
-    one_error(capsys, "--channels does not apply to", "brings its own structure")
+    code = main(["info", str(finished_run), "--channels", "8"])
+    one_error(code, capsys, "--channels does not apply to", "brings its own structure", alone=True)
 
 
 def test_eval_export_train_take_a_run_dir(finished_run, capsys, tmp_path):
@@ -194,8 +185,12 @@ def test_debug_before_or_after_the_verb(where, capsys):
         "info", "no-such-genotype", "--debug"]  # fmt: skip
     with pytest.raises(QuantNASError, match="no-such-genotype"):
         main(argv)
-    assert main(["info", "no-such-genotype"]) == 2
-    one_error(capsys, "no-such-genotype")
+    one_error(
+        main(["info", "no-such-genotype"]),
+        capsys,
+        "genotype file no-such-genotype does not exist",
+        alone=True,
+    )
 
 
 @pytest.mark.parametrize("flag", ["-v", "--values", "--penalties"])
@@ -211,7 +206,9 @@ def test_sweep_penalties_stop_at_the_first_override(flag, tmp_path):
 
 
 def test_sweep_penalties_need_numbers(capsys):
-    assert main(["sweep", "-d", "x", "--penalties", "search.epochs=3"]) == 2
-    one_error(capsys, "--penalties", "expected at least one number", "search.epochs=3")
-    assert main(["sweep", "-d", "x", "-v", "0", "nan"]) == 2
-    one_error(capsys, "sweep.penalties")  # checked with the config, like the YAML key
+    code = main(["sweep", "-d", "x", "--penalties", "search.epochs=3"])
+    one_error(
+        code, capsys, "--penalties", "expected at least one number", "search.epochs=3", alone=True
+    )
+    code = main(["sweep", "-d", "x", "-v", "0", "nan"])
+    one_error(code, capsys, "sweep.penalties", alone=True)  # checked with the config, as in YAML

@@ -473,52 +473,40 @@ def test_fused_lsq_mixture_matches_plain_autograd_with_full_precision_and_tiny_s
     assert float(results[0][3][0].abs().sum()) == 0.0  # the clamped step gets no gradient
 
 
-def test_candidates_reading_one_input_share_its_quantized_copies(monkeypatch):
+def test_candidates_reading_one_input_share_its_quantized_copies():
     # three quant-mode candidates on the same input: each bit-width's HWGQ copy of the input
     # is computed once in the forward pass (and once, with its mask, in the backward pass),
     # and the outputs and gradients equal those of candidates computing their own copies
+    # (each reads its own clone of the input, which nothing shares). The HWGQ copies are
+    # counted as the in-place roundings (``aten::round_``, HWGQ's ``value`` and
+    # ``value_and_mask``) the profiler records; LSQ's weight copies use ``aten::round``.
+    from collections import Counter
+
+    from torch.profiler import ProfilerActivity, profile
+
     from quantnas.quant import fused
-    from quantnas.quant.quantizers import HWGQ
 
     torch.manual_seed(2)
     convs = [MixedQConv2d(bits=[4, 8], mode="quant", **GEOM) for _ in range(3)]
-    calls = []
-    real_value, real_both = HWGQ.value, HWGQ.value_and_mask
-    monkeypatch.setattr(HWGQ, "value", lambda self, x: calls.append("v") or real_value(self, x))
-    monkeypatch.setattr(
-        HWGQ, "value_and_mask", lambda self, x: calls.append("vm") or real_both(self, x)
-    )
 
-    def run():
+    def run(own_copy):
+        for conv in convs:
+            conv.zero_grad()
+        fused.clear_shared()
         x = (_x(21) * 2).requires_grad_(True)
         logits = torch.zeros(3, 2, requires_grad=True)
         p = torch.softmax(logits.flatten(), 0).view(3, 2)
         for conv, pc in zip(convs, p, strict=True):
             conv.set_bit_weights(pc)
-        out = sum(conv(x) for conv in convs)
-        (out * torch.linspace(-1, 1, out.numel()).view_as(out)).sum().backward()
-        return out.detach(), x.grad, logits.grad
+        with profile(activities=[ProfilerActivity.CPU]) as prof:
+            out = sum(conv(x.clone() if own_copy else x) for conv in convs)
+            (out * torch.linspace(-1, 1, out.numel()).view_as(out)).sum().backward()
+        rounds = Counter(e.name for e in prof.events())["aten::round_"]
+        return (out.detach(), x.grad, logits.grad), rounds
 
-    fused.clear_shared()
-    shared = run()
-    assert calls.count("v") == 2 and calls.count("vm") == 2  # one per bit-width, not per op
-    calls.clear()
-    for conv in convs:  # reference: every candidate on its own copy of the input
-        conv.zero_grad()
-    monkeypatch.setattr(fused, "shared", lambda x, what, quant=None: _unshared(x, what, quant))
-    own = run()
-    assert calls.count("v") == 6
+    shared, shared_rounds = run(own_copy=False)
+    own, own_rounds = run(own_copy=True)
+    # 2 bit-widths x (forward + backward), once for all candidates, against once per op
+    assert (shared_rounds, own_rounds) == (2 * 2, 3 * 2 * 2)
     for a, b in zip(shared, own, strict=True):
         torch.testing.assert_close(a, b)
-
-
-def _unshared(x, what, quant):
-    with torch.no_grad():
-        if what == "value":
-            return quant.value(x)
-        if what == "mask":
-            return quant.pass_mask(x)
-        if what == "both":
-            return quant.value_and_mask(x)
-        v = torch.relu(x)
-        return v, float(v.max() - v.min())

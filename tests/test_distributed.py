@@ -6,6 +6,8 @@ from pathlib import Path
 
 import pytest
 import torch
+from tiny_runs import DIST_SEARCH as SEARCH
+from tiny_runs import DIST_TRAIN as TRAIN
 
 from quantnas import genotype as gt
 from quantnas.config import load_config
@@ -13,33 +15,6 @@ from quantnas.data.datasets import SRTrainDataset
 from quantnas.data.sources import embedded_images
 from quantnas.distributed import ShardedLoader
 from quantnas.errors import QuantNASError
-
-QUIET = ["tensorboard=false", "progress=false", "threads=1"]
-SEARCH = [
-    "arch.c_fixed=12",
-    "data.lr_crop=12",
-    "data.repeat=4",
-    "data.val_crop=48",
-    "search.batch_size=4",
-    "search.epochs=2",
-    "search.warm_up=1",
-    "search.steps_per_epoch=3",
-    "search.c_fixed=0",
-    "search.lr_crop=0",
-    "search.target_bitops=0",
-    *QUIET,
-]
-TRAIN = [
-    "arch.c_fixed=12",
-    "arch.output_scale=false",
-    "data.lr_crop=12",
-    "data.repeat=4",
-    "data.val_crop=48",
-    "train.batch_size=4",
-    "train.epochs=2",
-    "train.steps_per_epoch=3",
-    *QUIET,
-]
 
 
 def _free_port() -> int:
@@ -58,7 +33,7 @@ def _worker(rank, world, port, task, out, overrides, stop_after, resume):
     )
     torch.set_num_threads(1)
     out = Path(out)
-    cfg = load_config(overrides=[*overrides, f"out_dir={out}"])
+    cfg = load_config(preset="tiny", overrides=[*overrides, f"out_dir={out}"])
     run_dir = out / ("run" if rank == 0 else f"run_rank{rank}")
     try:
         if task == "search":
@@ -174,7 +149,9 @@ def test_two_process_training_equals_one_process_and_resumes(tmp_path, monkeypat
     torch.manual_seed(0)
     from quantnas.space import build_network
 
-    fresh = build_network(gt.PAPER_EXAMPLE, load_config(overrides=TRAIN).arch).state_dict()
+    fresh = build_network(
+        gt.PAPER_EXAMPLE, load_config(preset="tiny", overrides=TRAIN).arch
+    ).state_dict()
     assert "WORLD_SIZE" in os.environ  # (monkeypatch removes it after this test)
     assert any(
         not torch.allclose(fresh[k], v) for k, v in one["model"].items() if v.is_floating_point()
@@ -214,7 +191,10 @@ def test_torchrun_cli_train_then_resume(tmp_path):
         env.pop(key, None)
     cfg = [f"out_dir={tmp_path}", *TRAIN, "train.epochs=1"]
     first = subprocess.run(
-        [*base, "--genotype", "default", "name=t", *cfg], env=env, capture_output=True, text=True
+        [*base, "--preset", "tiny", "--genotype", "default", "name=t", *cfg],
+        env=env,
+        capture_output=True,
+        text=True,
     )
     assert first.returncode == 0, first.stderr[-2000:]
     run = tmp_path / "t"

@@ -21,45 +21,18 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
+from tiny_runs import HOSTILE as TINY
+from tiny_runs import QUIET, one_error
 
 from quantnas.checkpoint import load_checkpoint
 from quantnas.cli import main
 from quantnas.data.images import load_rgb, save_rgb
 
-QUIET = ["tensorboard=false", "progress=false", "threads=1"]
-TINY = [
-    "arch.c_fixed=8",
-    "data.lr_crop=8",
-    "data.repeat=1",
-    "data.val_crop=32",
-    "search.batch_size=2",
-    "search.epochs=2",
-    "search.warm_up=1",
-    "search.steps_per_epoch=1",
-    "search.target_bitops=0",
-    "train.batch_size=2",
-    "train.epochs=2",
-    "train.steps_per_epoch=1",
-    *QUIET,
-]
 #: Bounded memory for a rejected bomb: the interpreter with torch imported is ~0.4 GiB; the
 #: bombs claim images needing 3-20 GiB to decode.
 MAX_RSS_BYTES = 1024**3
 
 pytestmark = pytest.mark.usefixtures("quiet_torch_warnings")
-
-
-def one_error(code: int, capsys, *fragments: str) -> str:
-    """Exit 2 and exactly one ``error:`` line (the last line), no traceback."""
-    err = capsys.readouterr().err
-    assert code == 2, err
-    lines = [ln for ln in err.splitlines() if ln.strip()]
-    errors = [ln for ln in lines if ln.startswith("error:")]
-    assert len(errors) == 1 and lines[-1] == errors[0], err
-    assert "Traceback" not in err
-    for f in fragments:
-        assert f in errors[0], errors[0]
-    return errors[0]
 
 
 def photo(h: int = 64, w: int = 64, seed: int = 0) -> np.ndarray:
@@ -287,21 +260,25 @@ def test_sweep_nan_penalty_refused(tmp_path, capsys):
     assert not (tmp_path / "s").exists()
 
 
-def test_nan_training_loss_stops_and_keeps_last_good_checkpoint(tmp_path, monkeypatch, capsys):
-    import quantnas.train
-    from quantnas.optim import pixel_loss
+def test_nan_training_loss_stops_and_keeps_last_good_checkpoint(tmp_path, capsys):
+    import torch.nn.functional as F
 
-    epochs = []
+    from quantnas.optim import LOSSES
 
-    def loss_going_nan(name):
-        epochs.append(name)
-        fn = pixel_loss(name)
-        if len(epochs) == 1:
-            return fn
-        return lambda sr, hr: fn(sr, hr) * float("nan")
+    steps = []
 
-    monkeypatch.setattr(quantnas.train, "pixel_loss", loss_going_nan)
-    code = main(["train", f"out_dir={tmp_path}", "name=t", *TINY])
+    def l1_going_nan(sr, hr):  # a loss of the public registry, chosen by train.loss
+        steps.append(1)
+        return F.l1_loss(sr, hr) * (1.0 if len(steps) == 1 else float("nan"))
+
+    LOSSES.register("test-l1-going-nan", l1_going_nan)
+    try:
+        code = main(
+            ["train", f"out_dir={tmp_path}", "name=t", *TINY, "train.loss=test-l1-going-nan"]
+        )
+    finally:
+        LOSSES.unregister("test-l1-going-nan")
+    assert len(steps) == 2  # one step an epoch: epoch 0 finite, epoch 1 not
     run = tmp_path / "t"
     one_error(code, capsys, "training loss became nan in epoch 1", str(run / "checkpoint.pt"))
     assert load_checkpoint(run / "checkpoint.pt")["epoch"] == 1  # the epoch-0 state
@@ -310,15 +287,14 @@ def test_nan_training_loss_stops_and_keeps_last_good_checkpoint(tmp_path, monkey
     assert all(bool(torch.isfinite(v.float()).all()) for v in weights)
 
 
-def test_nan_search_loss_in_first_epoch_writes_no_best(tmp_path, monkeypatch, capsys):
-    from types import SimpleNamespace
-
-    import quantnas.search.steps as steps
-
-    nan_l1 = SimpleNamespace(l1_loss=lambda a, b: torch.nn.functional.l1_loss(a, b) * np.inf)
-    monkeypatch.setattr(steps, "F", nan_l1)
-    code = main(["search", f"out_dir={tmp_path}", "name=s", *TINY])
-    one_error(code, capsys, "search weight loss became", "no checkpoint or best result")
+def test_nan_search_loss_in_first_epoch_writes_no_best(tmp_path, capsys):
+    # a learning rate of 1e30 blows the supernet's weights up at its first step: the loss of
+    # the second step of epoch 0 is no longer finite
+    overrides = [*TINY, "search.steps_per_epoch=3", "search.optim.lr=1e30"]
+    code = main(["search", f"out_dir={tmp_path}", "name=s", *overrides])
+    one_error(
+        code, capsys, "search weight loss became nan in epoch 0", "no checkpoint or best result"
+    )
     assert not (tmp_path / "s" / "best_arch.json").exists()
     assert not (tmp_path / "s" / "checkpoint.pt").exists()
 
@@ -334,6 +310,7 @@ def test_interrupted_run_is_not_restarted_silently(tmp_path, monkeypatch, capsys
             raise KeyboardInterrupt
         return real_epoch(self, epoch)
 
+    # Ctrl-C in search epoch 1: only a patch stops a run at that point
     monkeypatch.setattr(searcher.Searcher, "train_epoch", interrupted_in_epoch_1)
     args = ["run", f"out_dir={tmp_path}", "name=x", *TINY]
     assert main(args) == 130
@@ -912,8 +889,15 @@ def test_resume_of_a_finished_run_rewrites_every_derived_file(tmp_path, capsys):
     before = artifacts(run)
     sample = sorted((run / "samples").rglob("*.png"))[0]
     sample.write_bytes(sample.read_bytes()[:100])
-    for name in ["search/alpha_history.json", "search/metrics.jsonl", "search/alphas.png",
-                 "train/training.png", "eval.json", "side_by_side.png", "report.md"]:
+    for name in [
+        "search/alpha_history.json",
+        "search/metrics.jsonl",
+        "search/alphas.png",
+        "train/training.png",
+        "eval.json",
+        "side_by_side.png",
+        "report.md",
+    ]:
         (run / name).unlink()
     (run / "search" / "genotypes" / "epoch_000.json").write_text("garbage")
     (run / "train" / "genotype.json").write_text("{}")
@@ -955,8 +939,12 @@ def test_sweep_resume_refuses_a_missing_grid_record(tmp_path, capsys):
 # ------------------------------------------------------------ 9. one line, naming the thing
 @pytest.mark.parametrize(
     "flag,value,want",
-    [("--cpus-per-trial", "nan", "> 0"), ("--cpus-per-trial", "0", "> 0"),
-     ("--gpus-per-trial", "-1", ">= 0"), ("--gpus-per-trial", "inf", ">= 0")],
+    [
+        ("--cpus-per-trial", "nan", "> 0"),
+        ("--cpus-per-trial", "0", "> 0"),
+        ("--gpus-per-trial", "-1", ">= 0"),
+        ("--gpus-per-trial", "inf", ">= 0"),
+    ],
 )
 def test_sweep_resource_flags_must_be_finite(tmp_path, capsys, flag, value, want):
     code = main(["sweep", "--preset", "tiny", "-d", "x", f"out_dir={tmp_path}", flag, value])

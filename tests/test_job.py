@@ -176,7 +176,12 @@ def test_a_finished_job_is_read_back_not_rerun(tmp_path, monkeypatch):
         (quantnas.report, "evaluate_run"),
     ):
         monkeypatch.setattr(mod, name, lambda *a, **k: pytest.fail("stage ran again"))
+    # the patches fail fast; the run's files show a rerun by any route
+    state = (tmp_path / "j" / "state.json").read_text()
+    stamps = {p: p.stat().st_mtime_ns for p in sorted((tmp_path / "j").rglob("*.pt"))}
     again = Job(cfg, tmp_path / "j", resume=True).run()
+    assert (tmp_path / "j" / "state.json").read_text() == state  # same stages, same seconds
+    assert stamps and {p: p.stat().st_mtime_ns for p in stamps} == stamps
     assert again.genotype == first.genotype and again.eval == json.loads(json.dumps(first.eval))
     assert again.train is None and first.train.network is not None
 

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 from killpoints import artifacts, differences, run_verb
 from PIL import Image
-from test_hostile_inputs import TINY
+from tiny_runs import HOSTILE as TINY
 from tiny_runs import RUN
 
 pytestmark = pytest.mark.usefixtures("quiet_torch_warnings")

@@ -50,10 +50,37 @@ def counting(monkeypatch, target, name):
 
 
 def forbid(monkeypatch, target, name):
+    """Fail fast if ``target.name`` is called (quantnas/job.py looks the stage functions up
+    on their modules at call time); ``assert_not_rerun`` checks the same by the run's files.
+    """
+
     def boom(*a, **k):
         raise AssertionError(f"{name} must not run again")
 
     monkeypatch.setattr(target, name, boom)
+
+
+def stage_trace(run_dir):
+    """What a rerun of a stage would change: how often each stage started (the run's
+    ``log.txt``), its ``state.json`` entry and seconds, and its checkpoints' mtimes.
+    """
+    log_text = (run_dir / "log.txt").read_text()
+    state = json.loads((run_dir / "state.json").read_text())
+    return {
+        s: (
+            log_text.count(f"=== stage {s} ==="),
+            state["done"].get(s),
+            state["seconds"].get(s),
+            {p.name: p.stat().st_mtime_ns for p in sorted((run_dir / s).glob("*.pt"))},
+        )
+        for s in STAGES
+    }
+
+
+def assert_not_rerun(before, after, stages=("search", "train")):
+    for s in stages:
+        assert after[s] == before[s], s
+        assert before[s][0] >= 1 and before[s][1] is not None  # it ran once, and finished
 
 
 # --------------------------------------------------------------------------- full run
@@ -146,12 +173,16 @@ def test_resume_reuses_search_and_train(tmp_path, monkeypatch, finished):
     (d / "state.json").write_text(json.dumps(state))
     ck_search = (d / "search" / "checkpoint.pt").stat().st_mtime_ns
     ck_train = (d / "train" / "checkpoint.pt").stat().st_mtime_ns
+    before = stage_trace(d)
 
     forbid(monkeypatch, quantnas.search.searcher, "search")
     forbid(monkeypatch, quantnas.train, "train")
     evals = counting(monkeypatch, quantnas.report, "evaluate_run")
     assert main(["run", "--resume", str(d)]) == 0
     assert len(evals) == 1
+    after = stage_trace(d)
+    assert_not_rerun(before, after)
+    assert after["eval"][0] == before["eval"][0] + 1  # the eval stage did run again
     assert (d / "report.md").is_file()
     assert set(json.loads((d / "state.json").read_text())["done"]) == set(STAGES)
     assert (d / "search" / "checkpoint.pt").stat().st_mtime_ns == ck_search
@@ -168,6 +199,7 @@ def test_killed_during_eval_resumes_at_eval(tmp_path, monkeypatch):
     def killed(*a, **k):
         raise KeyboardInterrupt
 
+    # Ctrl-C inside the eval stage: only a patch stops a run at that point
     monkeypatch.setattr(quantnas.report, "evaluate_run", killed)
     assert run_cli(tmp_path, "k") == 130
     d = tmp_path / "k"
@@ -179,7 +211,11 @@ def test_killed_during_eval_resumes_at_eval(tmp_path, monkeypatch):
     monkeypatch.setattr(quantnas.report, "evaluate_run", real)
     forbid(monkeypatch, quantnas.search.searcher, "search")
     forbid(monkeypatch, quantnas.train, "train")
+    before = stage_trace(d)
     assert main(["run", "--resume", str(d)]) == 0
+    after = stage_trace(d)
+    assert_not_rerun(before, after)
+    assert after["eval"][0] == before["eval"][0] + 1
     assert (d / "report.md").is_file() and (d / "report.json").is_file()
     assert set(json.loads((d / "state.json").read_text())["done"]) == set(STAGES)
 
@@ -194,6 +230,7 @@ def test_killed_mid_search_resumes_from_checkpoint(tmp_path, monkeypatch, finish
             raise KeyboardInterrupt
         return real(self, epoch, train, started)
 
+    # Ctrl-C after epoch 1's steps, before its files: only a patch stops a run there
     monkeypatch.setattr(Searcher, "end_epoch", record)
     assert run_cli(tmp_path, "m") == 130
     d = tmp_path / "m"
@@ -210,6 +247,7 @@ def test_killed_mid_search_resumes_from_checkpoint(tmp_path, monkeypatch, finish
         epochs.append(epoch)
         return real_epoch(self, epoch)
 
+    # which epochs the resume runs: its files show only the last one
     monkeypatch.setattr(Searcher, "train_epoch", epoch_spy)
     assert main(["run", "--resume", str(d)]) == 0
     assert epochs == [1, 2]  # epoch 0 was not searched again
@@ -237,6 +275,7 @@ def test_killed_mid_train_resumes_from_checkpoint(tmp_path, monkeypatch):
             raise KeyboardInterrupt
         return real_epoch(self, epoch)
 
+    # Ctrl-C in training epoch 1: only a patch stops a run at that point
     monkeypatch.setattr(Trainer, "train_epoch", killed)
     assert run_cli(tmp_path, "t", "train.epochs=2") == 130
     d = tmp_path / "t"
@@ -249,9 +288,12 @@ def test_killed_mid_train_resumes_from_checkpoint(tmp_path, monkeypatch):
         epochs.append(epoch)
         return real_epoch(self, epoch)
 
+    # which epochs the resume runs: its files show only the last one
     monkeypatch.setattr(Trainer, "train_epoch", spy)
     forbid(monkeypatch, quantnas.search.searcher, "search")
+    before = stage_trace(d)
     assert main(["run", "--resume", str(d)]) == 0
+    assert_not_rerun(before, stage_trace(d), stages=("search",))
     assert epochs == [1]
     assert (d / "report.md").is_file()
 
@@ -320,7 +362,9 @@ def test_run_pipeline_api_finished_run_only_rewrites_report(tmp_path, monkeypatc
     d = copy_run(finished, tmp_path / "api")
     cfg = load_config(preset=DEFAULT_PRESET, overrides=[*TINY, f"out_dir={tmp_path}", "name=api"])
     forbid(monkeypatch, quantnas.report, "evaluate_run")
+    before = stage_trace(d)
     rep = run_pipeline(cfg, d, resume=True)
+    assert_not_rerun(before, stage_trace(d), stages=("search", "train", "eval"))
     assert rep["bitops_32"] > 0 and "validation" in rep["sets"]
 
 

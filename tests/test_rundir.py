@@ -13,7 +13,8 @@ import sys
 from pathlib import Path
 
 import pytest
-from test_hostile_inputs import QUIET, TINY, one_error
+from tiny_runs import HOSTILE as TINY
+from tiny_runs import QUIET, one_error
 
 from quantnas.cli import main
 from quantnas.errors import QuantNASError
@@ -35,6 +36,7 @@ def interrupt_search_in_epoch(monkeypatch, epoch: int) -> None:
             raise KeyboardInterrupt
         return real_epoch(self, e)
 
+    # Ctrl-C in a given epoch: only a patch stops a run at that point
     monkeypatch.setattr(searcher.Searcher, "train_epoch", interrupted)
 
 
@@ -132,7 +134,7 @@ def test_second_writer_is_refused_naming_the_holder(tmp_path, capsys):
 def test_lock_released_on_errors(tmp_path, capsys):
     missing = tmp_path / "nope"
     code = main(["train", f"out_dir={tmp_path}", "name=t", f"data.train={missing}", *TINY])
-    one_error(code, capsys, "nope")
+    one_error(code, capsys, f"data folder {missing} does not exist")
     assert not (tmp_path / "t" / LOCK_FILE).exists()
     with RunLock(tmp_path / "t", command="train"):
         pass
@@ -246,6 +248,7 @@ def test_a_library_run_holds_its_lock_from_construction_to_the_end_of_run(tmp_pa
             RunLock(run, command="train").acquire()  # as a second process would be
         return real(self, epoch)
 
+    # the lock as seen while training runs: only a patch runs code at that moment
     monkeypatch.setattr(Trainer, "train_epoch", spy)
     t = Trainer(_tiny_cfg(tmp_path), run, gt.DEFAULT)
     assert holder(run / LOCK_FILE)["command"] == "training"

@@ -8,6 +8,7 @@ import warnings
 
 import pytest
 import torch
+from tiny_runs import SEARCH as TINY
 
 from quantnas.config import load_config
 from quantnas.cost import network_cost
@@ -17,26 +18,9 @@ from quantnas.search import losses
 from quantnas.search.searcher import Searcher, search
 from quantnas.space import build_network
 
-# One intra-op thread: on 2 shared cores, small convs are ~100x slower with 2 threads when
-# another process competes for the CPU.
-TINY = [
-    "arch.c_fixed=12",
-    "data.lr_crop=12",
-    "data.repeat=1",
-    "data.val_crop=64",
-    "search.batch_size=4",
-    "search.epochs=3",
-    "search.warm_up=1",
-    "search.alpha_lr=0.05",
-    "search.steps_per_epoch=3",
-    "tensorboard=false",
-    "progress=false",
-    "threads=1",
-]
-
 
 def tiny_cfg(tmp_path, *extra):
-    return load_config(overrides=[*TINY, f"out_dir={tmp_path}", *extra])
+    return load_config(preset="tiny", overrides=[*TINY, f"out_dir={tmp_path}", *extra])
 
 
 def run_search(tmp_path, name, *extra, stop_after=None):
@@ -151,10 +135,14 @@ def test_resume_with_other_space_refused_before_training(tmp_path, monkeypatch):
     def boom(*a, **k):  # pragma: no cover - must not be reached
         raise AssertionError("a training step ran before the config check")
 
+    # fails at once if a step runs before the check (the checkpoint mtime is checked too)
     monkeypatch.setattr(Searcher, "train_epoch", boom)
+    ck = tmp_path / "r" / "checkpoint.pt"
+    stamp = ck.stat().st_mtime_ns
     with pytest.raises(QuantNASError, match="alphas") as ei:
         s.resume()
     assert "config" in str(ei.value)
+    assert ck.stat().st_mtime_ns == stamp
 
     other = tiny_cfg(
         tmp_path, "arch.arch_pattern={head: 1, body: 2, skip: 1, upsample: 1, tail: 0}"

@@ -249,6 +249,7 @@ def _wrap(monkeypatch, fn):
         fn(trial["trial_id"])
         return real(trial, *args, **kwargs)
 
+    # runs fn before each trial (a failure or kill between trials): only a patch can
     monkeypatch.setattr(driver, "run_trial", wrapped)
     return calls
 
@@ -332,6 +333,7 @@ def test_interrupted_trial_resumes_its_training(tmp_path, monkeypatch):
             raise KeyboardInterrupt
         return real(self, epoch)
 
+    # Ctrl-C in a trial's training epoch 1: only a patch stops a sweep at that point
     monkeypatch.setattr(quantnas.train.Trainer, "train_epoch", stop_at_1)
     assert main(args) == 130
     monkeypatch.setattr(quantnas.train.Trainer, "train_epoch", real)

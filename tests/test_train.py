@@ -6,6 +6,8 @@ import math
 
 import pytest
 import torch
+from tiny_runs import QUIET
+from tiny_runs import TRAIN_STEPS as TINY
 
 from quantnas import genotype as gt
 from quantnas.artifact import load_model
@@ -18,22 +20,9 @@ from quantnas.optim import pixel_loss
 from quantnas.space import build_network
 from quantnas.train import Trainer, ema_update, train
 
-TINY = [
-    "arch.c_fixed=12",
-    "data.lr_crop=12",
-    "data.repeat=2",
-    "data.val_crop=64",
-    "train.batch_size=4",
-    "train.epochs=2",
-    "train.steps_per_epoch=2",
-    "tensorboard=false",
-    "progress=false",
-    "threads=1",
-]
-
 
 def tiny_cfg(tmp_path, *extra):
-    return load_config(overrides=[*TINY, f"out_dir={tmp_path}", *extra])
+    return load_config(preset="tiny", overrides=[*TINY, f"out_dir={tmp_path}", *extra])
 
 
 def _lr(seed=0, size=16):
@@ -234,9 +223,7 @@ def test_training_improves_psnr_over_bicubic(tmp_path):
             "data.repeat=48",
             "data.val_crop=64",
             "train.epochs=8",
-            "tensorboard=false",
-            "progress=false",
-            "threads=1",
+            *QUIET,
             "seed=0",
             f"out_dir={tmp_path}",
         ]
