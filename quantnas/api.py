@@ -182,17 +182,15 @@ def upscale(
 
     """
     from quantnas.data.job_data import as_named_images
-    from quantnas.deploy.picture import Picture
+    from quantnas.deploy.picture import Picture, picture_array
     from quantnas.deploy.runtime import load_upscaler
-    from quantnas.deploy.upscale import upscale_picture
+    from quantnas.deploy.upscale import tile_overlap, upscale_picture
 
     pics = as_named_images(images, "upscale")
     model_ = load_upscaler(model, threads=threads, runtime=runtime)
-    if overlap is None:
-        overlap = model_.halo if model_.halo is not None else 16
+    overlap = tile_overlap(model_, tile=tile, overlap=overlap)
     out = []
     for _, rgb in pics:
         pic = Picture(rgb.astype(np.float32) / 255.0, None, False, 8)
-        sr = upscale_picture(model_, pic, tile=tile, overlap=overlap)
-        out.append(np.round(np.clip(sr.rgb, 0.0, 1.0) * 255.0).astype(np.uint8))
+        out.append(picture_array(upscale_picture(model_, pic, tile=tile, overlap=overlap)))
     return out

@@ -178,7 +178,7 @@ class Job:
 
     def genotype(self) -> tuple[gt.Genotype | None, dict]:
         """The network's genotype (searched now, or read back from a finished search) and
-        what the search recorded (``best_epoch``, ``entropy``, ``seconds``).
+        what the search recorded (``best_epoch``, ``entropy``).
         """
         from quantnas.search import searcher
         from quantnas.search.records import refresh_search

@@ -23,13 +23,6 @@ from quantnas.search.records import margins
 log = logging.getLogger(__name__)
 
 
-def eval_sets(cfg: Config) -> dict[str, SRValDataset]:
-    """The validation set plus the benchmark sets of the config (read now; a job reads
-    them once through :class:`~quantnas.data.job_data.JobData`).
-    """
-    return JobData(cfg).eval_sets()
-
-
 def set_role(name: str) -> str:
     """The role of an evaluated set: ``validation`` (it chose the checkpoint) or ``test``."""
     return "validation" if name == "validation" else "test"

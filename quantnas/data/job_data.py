@@ -108,11 +108,6 @@ class JobData:
         self._val_ds: SRValDataset | None = None
         self._sets: dict[str, SRValDataset] | None = None
 
-    @property
-    def in_memory(self) -> bool:
-        """Whether any role was given in memory."""
-        return any(x is not None for x in (self._train, self._val, self._test))
-
     def _read_holdout(self) -> bool:
         """Read both roles at once when validation is held out of the training folder."""
         if self._train is None and self._val is None and validation_source(self.cfg) == HOLDOUT:

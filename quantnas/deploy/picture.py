@@ -148,14 +148,21 @@ def _png16(arr: np.ndarray) -> bytes:
     )
 
 
-def _encode(pic: Picture) -> bytes:
-    """PNG bytes of a picture at its bit depth (gray and alpha kept)."""
+def picture_array(pic: Picture) -> np.ndarray:
+    """The integer ``HxWxC`` array a picture is written as (``uint8`` or ``uint16`` by its
+    depth; gray as one channel, alpha as the last).
+    """
     top = 65535.0 if pic.bits == 16 else 255.0
     dtype = np.uint16 if pic.bits == 16 else np.uint8
     colour = pic.rgb.mean(axis=2, keepdims=True) if pic.gray else pic.rgb
     planes = [colour] if pic.alpha is None else [colour, pic.alpha[:, :, None]]
     data = np.concatenate(planes, axis=2)
-    arr = np.round(np.clip(data, 0.0, 1.0) * top).astype(dtype)
+    return np.round(np.clip(data, 0.0, 1.0) * top).astype(dtype)
+
+
+def _encode(pic: Picture) -> bytes:
+    """PNG bytes of a picture at its bit depth (gray and alpha kept)."""
+    arr = picture_array(pic)
     if pic.bits == 16:
         return _png16(arr)
     img = Image.fromarray(arr[:, :, 0] if arr.shape[2] == 1 else arr)

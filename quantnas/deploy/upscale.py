@@ -47,6 +47,7 @@ __all__ = [
     "Picture",
     "check_output_size",
     "read_picture",
+    "tile_overlap",
     "upscale_files",
     "upscale_picture",
     "write_picture",
@@ -107,6 +108,28 @@ def collect_inputs(inputs: list[str]) -> list[Path]:
     return files
 
 
+def tile_overlap(model: Upscaler, *, tile: int, overlap: int | None) -> int:
+    """The LR overlap of tiles: ``overlap``, or the network's halo when None (16 for a
+    network with whole-image statistics); warns when tiles will not match the untiled result.
+    """
+    halo = model.halo
+    if overlap is None:
+        overlap = halo if halo is not None else 16
+    if tile > 0 and halo is None:
+        log.warning(
+            "this network uses whole-image statistics (ADQ or ESA): tiled output differs from "
+            "the untiled result; use --tile 0 for the exact result"
+        )
+    elif tile > 0 and overlap < halo:
+        log.warning(
+            "--overlap %d is less than the network's halo of %d LR pixels: tile borders will "
+            "differ from the untiled result",
+            overlap,
+            halo,
+        )
+    return overlap
+
+
 def upscale_files(
     model: Upscaler,
     inputs: list[str],
@@ -139,21 +162,7 @@ def upscale_files(
     files = collect_inputs(inputs)
     if not files:
         raise QuantNASError("no input images (give image files or folders holding images)")
-    halo = model.halo
-    if overlap is None:
-        overlap = halo if halo is not None else 16
-    if tile > 0 and halo is None:
-        log.warning(
-            "this network uses whole-image statistics (ADQ or ESA): tiled output differs from "
-            "the untiled result; use --tile 0 for the exact result"
-        )
-    elif tile > 0 and overlap < halo:
-        log.warning(
-            "--overlap %d is less than the network's halo of %d LR pixels: tile borders will "
-            "differ from the untiled result",
-            overlap,
-            halo,
-        )
+    overlap = tile_overlap(model, tile=tile, overlap=overlap)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     written: list[Path] = []

@@ -125,14 +125,14 @@ def _run_trial(trial: dict, cfg_data: dict, out: Path, threads: int, device: str
     geno, secs = res.genotype, res.seconds
     if geno is not None and trial["method"] == "search":
         gt.save(geno, out / "genotype.json")
-    train = res.train or job.state.info("train")
+    train = job.state.info("train")  # what the training stage recorded (also when resumed)
     return {
         "genotype": geno.to_text() if geno is not None else "",
         "genotype_json": geno.to_json() if geno is not None else None,
         **_metrics(res.eval),
-        "best_epoch": _field(train, "best_epoch"),
-        "last_epoch": _field(train, "last_epoch"),
-        "stalled": _field(train, "stalled"),
+        "best_epoch": train["best_epoch"],
+        "last_epoch": train["last_epoch"],
+        "stalled": train["stalled"],
         "search_entropy": res.search.get("entropy"),
         "search_s": secs.get("search", 0.0),
         "train_s": secs.get("train", 0.0),
@@ -140,7 +140,3 @@ def _run_trial(trial: dict, cfg_data: dict, out: Path, threads: int, device: str
         "total_s": time.time() - t0,
     }
 
-
-def _field(train: object, key: str) -> object:
-    """``key`` of a training result, or of what ``state.json`` recorded of it."""
-    return train.get(key) if isinstance(train, dict) else getattr(train, key)
