@@ -43,6 +43,7 @@ from quantnas.config_types import (
     search_arch,
 )
 from quantnas.cost import PENALTY_COSTS
+from quantnas.data.images import GRAY_MODES
 from quantnas.errors import QuantNASError, read_user_text, shown
 from quantnas.genotype import BLOCKS
 from quantnas.models.basic import CELL_TYPES
@@ -82,6 +83,7 @@ def choices() -> dict[str, Registry]:
         "search.split": SPLITS,
         "search.select": SELECTORS,
         "search.weight_sampling": WEIGHT_SAMPLINGS,
+        "data.gray": GRAY_MODES,
         "train.loss": LOSSES,
         "train.finetune_loss": LOSSES,
     }

@@ -95,6 +95,9 @@ class DataConfig:
         num_workers: DataLoader workers.
         max_pixels: Largest image (H*W pixels) any reader decodes; checked from the file's
             header before decoding (0 = Pillow's ``MAX_IMAGE_PIXELS``, about 89.5 M).
+        gray: Grayscale images in any role (training, validation, LR, test): ``replicate``
+            (the SR convention: the channel copied to RGB, scored on Y) or ``reject``
+            (a one-line error naming the file).
         max_total_pixels: Pixel budget of one image folder (training, validation, LR),
             which is loaded whole: the sizes in the headers are added up before any image
             is decoded (0 = as many pixels as fit, at 3 bytes each, in half the memory
@@ -114,6 +117,7 @@ class DataConfig:
     num_workers: int = 0
     max_pixels: int = 0
     max_total_pixels: int = 0
+    gray: str = "replicate"
 
 
 @dataclass

@@ -64,3 +64,33 @@ def shown(value: object, limit: int = SHOWN_CHARS) -> str:
     r.maxstring = r.maxother = r.maxlong = limit
     text = r.repr(value)
     return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+class MissingExtraError(QuantNASError):
+    """An optional library (a pip extra of quantnas) is needed but not installed."""
+
+
+def import_extra(module: str, extra: str, what: str):
+    """Import an optional library, or raise a one-line error naming the extra to install.
+
+    Args:
+        module: The module to import (dotted names allowed, e.g. ``onnx.numpy_helper``).
+        extra: The quantnas extra that installs it (``onnx``, ``openvino``, ``ray``).
+        what: What needs it, for the message (e.g. ``"ONNX export"``).
+
+    Returns:
+        The imported module.
+
+    Raises:
+        MissingExtraError: The module cannot be imported.
+
+    """
+    import importlib
+
+    try:
+        return importlib.import_module(module)
+    except ImportError as e:
+        missing = e.name or module.split(".")[0]
+        raise MissingExtraError(
+            f"{what} needs {missing}, which is not installed: pip install 'quantnas[{extra}]'"
+        ) from None

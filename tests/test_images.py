@@ -87,8 +87,8 @@ def test_grayscale_rejected_or_replicated(tmp_path, mode):
     img = Image.fromarray(gray).convert(mode)
     path = tmp_path / f"g_{mode}.png"
     img.save(path)
-    with pytest.raises(QuantNASError, match="is grayscale; quantnas needs RGB images"):
-        load_rgb(path)
+    with pytest.raises(QuantNASError, match="is grayscale and .*data.gray=replicate"):
+        load_rgb(path, allow_gray=False)
     out = load_rgb(path, allow_gray=True)
     assert out.shape == (5, 6, 3)
     np.testing.assert_array_equal(out[..., 0], out[..., 2])

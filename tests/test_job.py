@@ -143,7 +143,6 @@ def test_upscale_in_memory_matches_the_verb(tmp_path, photos):
 @pytest.mark.parametrize(
     ("images", "fragment"),
     [
-        ([np.zeros((32, 32), np.uint8)], "is grayscale"),
         ([np.zeros((32, 32, 5), np.uint8)], "has shape (32, 32, 5)"),
         ([np.full((8, 8, 3), 2.0, np.float32)], "values in [2, 2]"),
         ([("a", np.zeros((8, 8, 3), np.uint8))] * 2, "the name 'a' is given twice"),

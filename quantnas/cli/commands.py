@@ -158,6 +158,7 @@ def cmd_score(args: argparse.Namespace) -> int:
 
 
 def cmd_prepare(args: argparse.Namespace) -> int:
+    from quantnas.data.images import GRAY_MODES
     from quantnas.data.prepare import prepare_patches
     from quantnas.runlog import setup_logging
 
@@ -169,6 +170,7 @@ def cmd_prepare(args: argparse.Namespace) -> int:
         stride=args.stride,
         scale=args.scale,
         skip_bad=args.skip_bad,
+        allow_gray=GRAY_MODES.get(args.gray),
     )
     log.info("wrote %d patches to %s", n, args.out)
     return 0

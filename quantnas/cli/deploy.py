@@ -7,20 +7,14 @@ from __future__ import annotations
 import argparse
 import sys
 
-from quantnas.errors import QuantNASError
+from quantnas.errors import QuantNASError, import_extra
 
 __all__ = ["export_onnx_command", "upscale_command"]
 
 
 def _need_onnxruntime() -> None:
-    try:
-        import onnx  # noqa: F401
-        import onnxruntime  # noqa: F401
-    except ImportError as e:
-        raise QuantNASError(
-            f"ONNX support needs the 'onnx' extra ({e.name} is missing): "
-            "pip install 'quantnas[onnx]'"
-        ) from None
+    import_extra("onnx", "onnx", "ONNX support")
+    import_extra("onnxruntime", "onnx", "ONNX support")
 
 
 def export_onnx_command(args: argparse.Namespace) -> int:
@@ -52,10 +46,12 @@ def upscale_command(args: argparse.Namespace) -> int:
     """``quantnas upscale MODEL INPUT... --out DIR [--tile N] [--overlap M]``."""
     from pathlib import Path
 
+    from quantnas.deploy.onnx_runtimes import check_runtime
     from quantnas.deploy.runtime import load_upscaler
     from quantnas.deploy.upscale import upscale_files
     from quantnas.device import set_threads
 
+    check_runtime(args.runtime)  # the runtime's own extra first ([openvino] holds onnx too)
     if Path(args.model).suffix.lower() == ".onnx" or args.runtime in ("ort", "openvino"):
         _need_onnxruntime()
     if args.tile < 0:

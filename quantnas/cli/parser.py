@@ -14,7 +14,8 @@ from quantnas.cli.arg_types import (
     positive_int,
 )
 from quantnas.cli.help_text import VERBS
-from quantnas.deploy.export import FORMATS
+from quantnas.data.images import GRAY_MODES
+from quantnas.deploy.formats import FORMATS
 from quantnas.deploy.onnx_runtimes import RUNTIMES
 from quantnas.sweep.engines import ENGINES
 
@@ -161,6 +162,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--skip-bad",
         action="store_true",
         help="skip unreadable/too large images (listed at the end) instead of failing",
+    )
+    s.add_argument(
+        "--gray",
+        choices=GRAY_MODES.names(),
+        default="replicate",
+        help="grayscale images: replicate the channel to RGB (default) or reject them",
     )
     s.set_defaults(func=c.cmd_prepare)
 

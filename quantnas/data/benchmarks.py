@@ -63,7 +63,11 @@ def _entry_dirs(path: Path, name: str, entry: object) -> tuple[Path, Path | None
 
 
 def load_benchmark_sets(
-    path: str | Path, *, scale: int, max_pixels: int | None = None
+    path: str | Path,
+    *,
+    scale: int,
+    max_pixels: int | None = None,
+    allow_gray: bool = True,
 ) -> dict[str, SRValDataset]:
     """Load benchmark (test) sets listed in a YAML file, or embedded test photos.
 
@@ -74,12 +78,14 @@ def load_benchmark_sets(
         Set14: {hr: Set14/HR}        # LR made by bicubic downscaling
 
     Relative folders are resolved against the YAML file's folder; a plain string is
-    shorthand for ``{hr: string}``. Grayscale images are replicated to RGB.
+    shorthand for ``{hr: string}``. Grayscale images are replicated to RGB (the SR
+    convention) unless ``allow_gray`` is False (``data.gray=reject``).
 
     Args:
         path: YAML file.
         scale: Upscaling factor.
         max_pixels: Pixel limit per image file (see :func:`load_rgb`).
+        allow_gray: Replicate grayscale images to RGB instead of rejecting them.
 
     Returns:
         Mapping set name -> :class:`SRValDataset`, in file order.
@@ -97,9 +103,9 @@ def load_benchmark_sets(
     sets: dict[str, SRValDataset] = {}
     for name, entry in _read_yaml(path).items():
         hr_dir, lr_dir = _entry_dirs(path, str(name), entry)
-        hr = resolve_images(hr_dir, allow_gray=True, max_pixels=max_pixels)
+        hr = resolve_images(hr_dir, allow_gray=allow_gray, max_pixels=max_pixels)
         lr = (
-            resolve_images(lr_dir, allow_gray=True, max_pixels=max_pixels)
+            resolve_images(lr_dir, allow_gray=allow_gray, max_pixels=max_pixels)
             if lr_dir is not None
             else None
         )

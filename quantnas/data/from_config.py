@@ -9,6 +9,7 @@ from torch.utils.data import DataLoader
 
 from quantnas.config_types import Config
 from quantnas.data.datasets import SRTrainDataset, SRValDataset, make_loader, resolve_images
+from quantnas.data.images import GRAY_MODES
 from quantnas.data.roles import training_images, validation_images
 from quantnas.errors import QuantNASError
 
@@ -71,6 +72,10 @@ def val_dataset(cfg: Config, images: list | None = None) -> SRValDataset:
     """
     imgs = images if images is not None else validation_images(cfg)
     hr = [(n, _center_crop(a, cfg.data.val_crop)) for n, a in imgs]
-    limits = {"max_pixels": cfg.data.max_pixels, "max_total_pixels": cfg.data.max_total_pixels}
+    limits = {
+        "max_pixels": cfg.data.max_pixels,
+        "max_total_pixels": cfg.data.max_total_pixels,
+        "allow_gray": GRAY_MODES.get(cfg.data.gray),
+    }
     lr = resolve_images(cfg.data.val_lr, **limits) if cfg.data.val_lr else None
     return SRValDataset(hr, scale=cfg.arch.scale, lr_images=lr)

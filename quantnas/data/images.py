@@ -11,8 +11,10 @@ from PIL import Image
 from quantnas.data.png16 import png_header, read_png16
 from quantnas.errors import QuantNASError
 from quantnas.manifest import record
+from quantnas.registry import Registry
 
 __all__ = [
+    "GRAY_MODES",
     "IMAGE_EXTENSIONS",
     "default_max_pixels",
     "float_unit",
@@ -22,6 +24,14 @@ __all__ = [
 ]
 
 logger = logging.getLogger(__name__)
+
+#: ``data.gray``: what a grayscale image in a training, validation or test folder becomes.
+#: ``replicate`` (the SR test-set convention: Set14, B100 and Urban100 hold a few gray
+#: images; their channel is copied to RGB and they are scored on Y) or ``reject`` (a
+#: one-line error naming the file). The value says whether gray images are accepted.
+GRAY_MODES: Registry[bool] = Registry.of(
+    "grayscale rule", {"replicate": True, "reject": False}, key="data.gray"
+)
 
 IMAGE_EXTENSIONS: tuple[str, ...] = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 
@@ -175,8 +185,9 @@ def _to_rgb(arr: np.ndarray, path: Path, allow_gray: bool) -> np.ndarray:
     if arr.ndim == 2:
         if not allow_gray:
             raise QuantNASError(
-                f"image {path} is grayscale; quantnas needs RGB images "
-                "(convert it, or load with allow_gray=True to replicate the channel)"
+                f"image {path} is grayscale and grayscale images are turned away here "
+                "(data.gray=reject, prepare --gray reject); set data.gray=replicate "
+                "(prepare --gray replicate) to replicate its channel to RGB"
             )
         return np.repeat(arr[:, :, None], 3, axis=2)
     if arr.ndim == 3 and arr.shape[2] == 4:

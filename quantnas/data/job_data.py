@@ -20,7 +20,7 @@ import numpy as np
 from quantnas.config_types import Config
 from quantnas.data.benchmarks import load_benchmark_sets
 from quantnas.data.datasets import SRValDataset
-from quantnas.data.images import _to_rgb, _to_uint8
+from quantnas.data.images import GRAY_MODES, _to_rgb, _to_uint8
 from quantnas.data.roles import (
     HOLDOUT,
     holdout_split,
@@ -37,13 +37,17 @@ __all__ = ["ImagesLike", "JobData", "as_named_images"]
 ImagesLike = Sequence[np.ndarray | tuple[str, np.ndarray]]
 
 
-def as_named_images(images: ImagesLike, role: str) -> list[NamedImage]:
+def as_named_images(
+    images: ImagesLike, role: str, *, allow_gray: bool = True
+) -> list[NamedImage]:
     """In-memory images as ``(name, uint8 HxWx3)`` pairs, checked like image files.
 
     Args:
         images: Arrays or ``(name, array)`` pairs.
         role: What they are (``train``, ``val``, a test set's name): names the images in
             errors and unnamed images (``train_0``, ...).
+        allow_gray: Replicate one-channel images to RGB (``data.gray=replicate``) instead of
+            rejecting them.
 
     Raises:
         QuantNASError: No images, a duplicate name, or an image that is not an RGB image.
@@ -63,7 +67,7 @@ def as_named_images(images: ImagesLike, role: str) -> list[NamedImage]:
         out.append(
             (
                 str(name),
-                np.ascontiguousarray(_to_rgb(_to_uint8(arr, label), label, allow_gray=False)),
+                np.ascontiguousarray(_to_rgb(_to_uint8(arr, label), label, allow_gray=allow_gray)),
             )
         )
     names = [n for n, _ in out]
@@ -98,10 +102,11 @@ class JobData:
                 "data.val=holdout: in-memory training images need in-memory validation "
                 "images too (val=...), or a validation source in data.val"
             )
-        self._train = as_named_images(train, "train") if train is not None else None
-        self._val = as_named_images(val, "val") if val is not None else None
+        gray = GRAY_MODES.get(cfg.data.gray)
+        self._train = None if train is None else as_named_images(train, "train", allow_gray=gray)
+        self._val = None if val is None else as_named_images(val, "val", allow_gray=gray)
         self._test = (
-            {str(k): as_named_images(v, str(k)) for k, v in test.items()}
+            {str(k): as_named_images(v, str(k), allow_gray=gray) for k, v in test.items()}
             if test is not None
             else None
         )
@@ -150,7 +155,10 @@ class JobData:
                 d = self.cfg.data
                 sets.update(
                     load_benchmark_sets(
-                        d.benchmarks, scale=self.cfg.arch.scale, max_pixels=d.max_pixels
+                        d.benchmarks,
+                        scale=self.cfg.arch.scale,
+                        max_pixels=d.max_pixels,
+                        allow_gray=GRAY_MODES.get(d.gray),
                     )
                 )
             self._sets = sets

@@ -131,6 +131,7 @@ def prepare_patches(
     stride: int = 70,
     scale: int = 4,
     skip_bad: bool = False,
+    allow_gray: bool = True,
 ) -> int:
     """Cut every image of ``src`` into ``patch x patch`` PNG tiles in ``out``.
 
@@ -152,6 +153,8 @@ def prepare_patches(
         scale: SR scale the tiles are meant for.
         skip_bad: Skip images that cannot be read (corrupt, grayscale, over the pixel
             limit, ...) instead of failing; they are listed in a warning at the end.
+        allow_gray: Replicate grayscale images to RGB (``--gray replicate``, the SR
+            convention) instead of rejecting them (``--gray reject``).
 
     Returns:
         The number of tiles written.
@@ -173,7 +176,7 @@ def prepare_patches(
     try:
         for i, path in enumerate(files, start=1):
             try:
-                img = load_rgb(path)
+                img = load_rgb(path, allow_gray=allow_gray)
             except QuantNASError as e:
                 if not skip_bad:
                     raise

@@ -12,8 +12,10 @@ from __future__ import annotations
 import hashlib
 import logging
 from pathlib import Path
+from typing import Any
 
 from quantnas.config_types import Config
+from quantnas.data.images import GRAY_MODES
 from quantnas.data.sources import NamedImage, embedded_names, resolve_images
 from quantnas.errors import QuantNASError
 
@@ -24,9 +26,13 @@ HOLDOUT = "holdout"
 _EMBEDDED = "embedded:"
 
 
-def _limits(cfg: Config) -> dict[str, int]:
-    """The reader limits of a config: pixels per image and per set."""
-    return {"max_pixels": cfg.data.max_pixels, "max_total_pixels": cfg.data.max_total_pixels}
+def _limits(cfg: Config) -> dict[str, Any]:
+    """The reader settings of a config: pixels per image and per set, the grayscale rule."""
+    return {
+        "max_pixels": cfg.data.max_pixels,
+        "max_total_pixels": cfg.data.max_total_pixels,
+        "allow_gray": GRAY_MODES.get(cfg.data.gray),
+    }
 
 
 def validation_source(cfg: Config) -> str:

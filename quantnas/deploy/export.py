@@ -11,6 +11,7 @@ import logging
 from dataclasses import dataclass
 from pathlib import Path
 
+from quantnas.deploy.formats import FORMATS
 from quantnas.deploy.onnx_export import QuantPoint, export_onnx
 from quantnas.deploy.ort_graph import integer_convs
 from quantnas.deploy.receptive import lr_halo
@@ -29,11 +30,11 @@ from quantnas.deploy.self_check import (
     check_onnx,
 )
 from quantnas.errors import QuantNASError
-from quantnas.registry import Registry
 
 __all__ = [
     "CHECK_SIZES",
     "EXACT_TOL",
+    "FORMATS",
     "CheckResult",
     "check_images",
     "check_onnx",
@@ -41,12 +42,6 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
-
-#: The ONNX formats by ``--format`` name: whether the convs are exported quantized.
-FORMATS: Registry[bool] = Registry.of(
-    "ONNX format", {"onnx": True, "onnx-fp32": False}, key="--format"
-)
-
 
 @dataclass
 class ExportReport:

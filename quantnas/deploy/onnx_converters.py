@@ -12,20 +12,21 @@ Importing this module registers the converters with :func:`~quantnas.deploy.onnx
 from __future__ import annotations
 
 import numpy as np
-import onnx
 import torch
 from torch import nn
 
 from quantnas.deploy.bicubic_conv import bicubic_taps, conv_weights
 from quantnas.deploy.onnx_emitter import Emitter, converter
 from quantnas.deploy.onnx_graph import INT64_MAX, Graph
-from quantnas.errors import QuantNASError
+from quantnas.errors import QuantNASError, import_extra
 from quantnas.models.basic import BasicSRNet
 from quantnas.models.blocks import ParallelSum, Residual
 from quantnas.models.rfdn import ESA, SKIP_PER_CELL, DistillationCell, RFDNSRNet
 from quantnas.ops import Identity, Zero
 from quantnas.quant.conv import QConv2d
 from quantnas.quant.out_quant import OutputQuantizer
+
+onnx = import_extra("onnx", "onnx", "ONNX export")
 
 
 @converter(QConv2d)

@@ -17,13 +17,14 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
-import onnx
 import torch
 from torch import nn
 
 from quantnas.deploy.onnx_graph import INT16_OPSET, Graph
-from quantnas.errors import QuantNASError
+from quantnas.errors import QuantNASError, import_extra
 from quantnas.quant.quantizers import HWGQ, LSQ, ImageQuantizer
+
+onnx = import_extra("onnx", "onnx", "ONNX export")
 
 __all__ = ["Converter", "Emitter", "QuantPoint", "converter"]
 

@@ -24,7 +24,6 @@ rfdn space at least 15 (as in PyTorch).
 
 from __future__ import annotations
 
-import onnx
 from torch import nn
 
 from quantnas.deploy import (  # noqa: F401 - register the module converters
@@ -33,8 +32,10 @@ from quantnas.deploy import (  # noqa: F401 - register the module converters
 )
 from quantnas.deploy.onnx_emitter import Emitter, QuantPoint
 from quantnas.deploy.onnx_graph import INT16_OPSET, MIN_OPSET, Graph, image_value
-from quantnas.errors import QuantNASError
+from quantnas.errors import QuantNASError, import_extra
 from quantnas.quant.conv import QConv2d
+
+onnx = import_extra("onnx", "onnx", "ONNX export")
 
 __all__ = ["DEFAULT_OPSET", "Emitter", "QuantPoint", "export_onnx", "network_bits"]
 

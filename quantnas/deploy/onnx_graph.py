@@ -9,10 +9,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
-import onnx
-from onnx import TensorProto, helper, numpy_helper
 
-from quantnas.errors import QuantNASError
+from quantnas.errors import QuantNASError, import_extra
+
+onnx = import_extra("onnx", "onnx", "ONNX export")
+TensorProto = onnx.TensorProto
+helper = import_extra("onnx.helper", "onnx", "ONNX export")
+numpy_helper = import_extra("onnx.numpy_helper", "onnx", "ONNX export")
 
 __all__ = ["INT16_OPSET", "INT64_MAX", "MIN_OPSET", "Graph", "image_value"]
 

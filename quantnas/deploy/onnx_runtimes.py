@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from quantnas.errors import QuantNASError
+from quantnas.errors import QuantNASError, import_extra
 from quantnas.registry import Registry
 
 __all__ = [
@@ -34,7 +34,7 @@ def _for_onnxruntime(src: str | bytes) -> str | bytes:
     """The serialized model onnxruntime runs (:func:`~quantnas.deploy.ort_graph.for_onnxruntime`);
     a file that does not parse as ONNX is passed on as it is, for onnxruntime to report.
     """
-    import onnx
+    onnx = import_extra("onnx", "onnx", "An ONNX model")
 
     from quantnas.deploy.ort_graph import for_onnxruntime
 
@@ -49,7 +49,7 @@ def ort_session(model: str | Path | bytes, threads: int = 0):
     """An onnxruntime CPU session (``threads`` intra-op threads; 0 = onnxruntime's default)
     of an exported model, with float weights for the convs it cannot fuse.
     """
-    import onnxruntime as ort
+    ort = import_extra("onnxruntime", "onnx", "onnxruntime (--runtime ort)")
 
     from quantnas.deploy.ort_graph import DISABLED_OPTIMIZERS
 
@@ -117,7 +117,7 @@ RUNTIMES: Registry[Runtime] = Registry.of(
 
 def file_metadata(model: str | Path | bytes) -> dict[str, str]:
     """``metadata_props`` of an ONNX model (empty if it does not parse)."""
-    import onnx
+    onnx = import_extra("onnx", "onnx", "An ONNX model")
 
     try:
         if isinstance(model, bytes):

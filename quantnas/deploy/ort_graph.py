@@ -24,8 +24,11 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
-import onnx
-from onnx import numpy_helper
+
+from quantnas.errors import import_extra
+
+onnx = import_extra("onnx", "onnx", "ONNX export")
+numpy_helper = import_extra("onnx.numpy_helper", "onnx", "ONNX export")
 
 __all__ = ["DISABLED_OPTIMIZERS", "for_onnxruntime", "fusable_convs", "integer_convs"]
 
@@ -139,7 +142,7 @@ def integer_convs(model: onnx.ModelProto | bytes, threads: int = 1) -> tuple[int
     """``(integer, all)`` convs of onnxruntime's optimised graph of ``model`` (as run by
     :func:`quantnas.deploy.runtime.ort_session`).
     """
-    import onnxruntime as ort
+    ort = import_extra("onnxruntime", "onnx", "onnxruntime (--runtime ort)")
 
     data = model if isinstance(model, bytes) else model.SerializeToString()
     proto = for_onnxruntime(onnx.load_from_string(data))

@@ -30,14 +30,15 @@ import copy
 from dataclasses import dataclass
 
 import numpy as np
-import onnx
 import torch
 
 from quantnas.deploy.onnx_emitter import QuantPoint
 from quantnas.deploy.onnx_runtimes import onnx_runner
-from quantnas.errors import QuantNASError
+from quantnas.errors import QuantNASError, import_extra
 from quantnas.quant.out_quant import OutputQuantizer
 from quantnas.quant.quantizers import HWGQ, ImageQuantizer
+
+onnx = import_extra("onnx", "onnx", "ONNX export")
 
 __all__ = ["CHECK_SIZES", "EXACT_TOL", "CheckResult", "check_images", "check_onnx"]
 
