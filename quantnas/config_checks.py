@@ -152,6 +152,11 @@ def check_rules(cfg: Config) -> Config:
             f"config key search.warm_up: {cfg.search.warm_up} leaves no epoch for alpha "
             f"updates (search.epochs={cfg.search.epochs})"
         )
+    if cfg.search.halving_eta < 2:
+        raise QuantNASError(
+            f"config key search.halving_eta: {cfg.search.halving_eta} keeps every candidate; "
+            "expected >= 2"
+        )
     if cfg.train.warm_up >= cfg.train.epochs:
         raise QuantNASError(
             f"config key train.warm_up: {cfg.train.warm_up} full-precision epochs leave no QAT "

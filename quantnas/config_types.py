@@ -161,8 +161,15 @@ class SearchConfig:
     #: PSNR gain over bicubic on fixed validation crops with each of ``select_samples``
     #: genotypes drawn within the budget band, and the repaired argmax, as its one-hot
     #: path; inherited weights; highest wins).
+    #: ``halving``: the exported genotype and ``select_samples`` others drawn from the
+    #: alphas within the band are trained by successive halving (``quantnas.finalists``):
+    #: rungs end at epochs ``halving_epochs * halving_eta**r`` of the training, the best
+    #: ``1/halving_eta`` by validation PSNR go on, and the winner's training continues to
+    #: ``train.epochs`` from its checkpoint.
     select: str = "argmax"
     select_samples: PosInt = 32
+    halving_eta: PosInt = 2
+    halving_epochs: PosInt = 1
     #: What a weight step trains: ``mixture`` (the alpha-weighted supernet, DARTS) or
     #: ``path`` (one uniformly drawn genotype per step, within the budget band if any).
     weight_sampling: str = "mixture"

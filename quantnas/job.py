@@ -31,8 +31,9 @@ from quantnas.fileio import atomic_write_json
 
 log = logging.getLogger(__name__)
 
-#: The stages of a job, in order (``report`` only for ``quantnas run``).
-STAGES = ("search", "train", "eval", "report")
+#: The stages of a job, in order (``select`` only with finalists to race, ``report`` only
+#: for ``quantnas run``).
+STAGES = ("search", "select", "train", "eval", "report")
 #: What a sweep trial of quantnas <= 0.x recorded of its finished search (read on resume).
 LEGACY_SEARCH_INFO = "search_info.json"
 
@@ -94,17 +95,19 @@ class _Stage:
 
 @dataclass
 class Network:
-    """Where a job's network comes from: ``search`` (None genotype and builder), a
-    ``genotype``, or a hand-designed network's ``build`` with its ``spec``.
+    """Where a job's network comes from: ``search`` (nothing given), a ``genotype``, a
+    hand-designed network's ``build`` with its ``spec``, or ``candidates`` (``(genotype,
+    BitOps, source)``) raced by successive halving (:mod:`quantnas.finalists`).
     """
 
     genotype: gt.Genotype | None = None
     build: Callable[[], nn.Module] | None = None
     spec: dict | None = None
+    candidates: list[tuple[gt.Genotype, float, str]] | None = None
 
     @property
     def searched(self) -> bool:
-        return self.genotype is None and self.build is None
+        return self.genotype is None and self.build is None and self.candidates is None
 
 
 @dataclass
@@ -183,6 +186,8 @@ class Job:
         from quantnas.search import searcher
         from quantnas.search.records import refresh_search
 
+        if self.network.candidates is not None:
+            return self.selected(self.network.candidates), {}
         if not self.network.searched:
             return self.network.genotype, {}
         legacy = self.run_dir / LEGACY_SEARCH_INFO
@@ -191,7 +196,8 @@ class Job:
             return gt.from_dict(info.pop("genotype"), source=str(legacy)), info
         if self.state.done("search"):  # what it derives from its checkpoint, rewritten
             refresh_search(self.cfg, self.run_dir / "search")
-            return gt.load(self.run_dir / "search" / "best_arch.json"), self.state.info("search")
+            best = gt.load(self.run_dir / "search" / "best_arch.json")
+            return self.after_search(best), self.state.info("search")
         with self.stage("search") as t:
             res = searcher.search(
                 self.cfg,
@@ -203,7 +209,42 @@ class Job:
             self.supernet = None  # the search owns it now
             info = {"best_epoch": res.best_epoch, "entropy": res.entropy}
             t.finish(**info)
-        return res.best, info
+        return self.after_search(res.best), info
+
+    def after_search(self, geno: gt.Genotype) -> gt.Genotype:
+        """The searched genotype, or with ``search.select=halving`` the winner of its
+        candidates (``search/candidates.json``).
+        """
+        if self.cfg.search.select != "halving":
+            return geno
+        path = self.run_dir / "search" / "candidates.json"
+        rows = json.loads(read_user_text(path, "search candidates"))
+        cands = [
+            (gt.from_dict(r["genotype"], source=str(path)), float(r["bitops"]), r["source"])
+            for r in rows
+        ]
+        return self.selected(cands)
+
+    def selected(self, cands: list[tuple[gt.Genotype, float, str]]) -> gt.Genotype:
+        """The winner of successive halving over ``cands`` (raced now, or read back); its
+        checkpoints are handed to the training, which continues from them.
+        """
+        from quantnas.finalists import hand_over, successive_halving
+
+        if self.state.done("select"):
+            info = self.state.info("select")
+            return gt.from_dict(info["winner"], source=str(self.state.path))
+        with self.stage("select") as t:
+            res = successive_halving(self.cfg, self.run_dir / "select", cands, data=self.data)
+            hand_over(res.winner_dir, self.run_dir / "train")
+            t.finish(
+                winner=res.winner.genotype.to_dict(),
+                index=res.winner.index,
+                source=res.winner.source,
+                candidates=len(cands),
+                rungs=[r["epochs"] for r in res.rungs],
+            )
+        return res.winner.genotype
 
     def trained(self, geno: gt.Genotype | None) -> tuple[Any, nn.Module | None]:
         """Train the network (or read back a finished training); ``(result, network)``."""
@@ -219,7 +260,7 @@ class Job:
                 self.cfg,
                 self.run_dir / "train",
                 geno,
-                resume=self.resume,
+                resume=self.resume or self.state.done("select"),  # the winner goes on
                 data=self.data,
                 build=self.network.build,
                 net_spec=self.network.spec,

@@ -2,6 +2,10 @@
 
 * ``argmax``: the (op, bit) pair of highest probability per layer; with a budget, repaired
   into ``[target_band * target, target]`` BitOps (:func:`~quantnas.search.constraint.repair`).
+* ``halving``: the repaired argmax and ``select_samples`` distinct genotypes drawn from the
+  alphas (each layer's (op, bit) from its probabilities, within the budget band) are the
+  candidates (``candidates.json``); the job trains them by successive halving
+  (:mod:`quantnas.finalists`), which needs training and so happens after the search.
 * ``path``: ``select_samples`` genotypes drawn uniformly within the budget band (the whole
   space without a budget) and the repaired argmax are each run through the supernet as a
   one-hot path (inherited weights) on fixed crops of the validation images; the highest
@@ -29,6 +33,7 @@ from quantnas.search.constraint import (
     cost_tables,
     one_hot,
     repair,
+    sample_from,
     sample_in_band,
 )
 from quantnas.search.probe import AlphaProbe
@@ -117,6 +122,32 @@ class Chooser:
                 k: int(torch.randint(n * b, ())) for k, (n, b) in self.net.alpha.shapes.items()
             }
         return one_hot(choice, self.net.alpha.shapes)
+
+    def candidates(
+        self, n: int, *, draw: str = "alphas", first: Genotype | None = None
+    ) -> list[tuple[Genotype, float, str]]:
+        """``first`` (the exported genotype; the repaired argmax when None) and up to ``n``
+        other distinct genotypes within the budget band, drawn from the alphas
+        (``draw="alphas"``) or uniformly (``"uniform"``), seeded by ``search.seed``;
+        ``(genotype, final BitOps, source)`` each.
+        """
+        g = torch.Generator().manual_seed(self.cfg.seed + 9_191)
+        hi = self.target if self.target > 0 else math.inf
+        lo = self.lo if self.target > 0 else 0.0
+        first = self.argmax() if first is None else first
+        head = self.choice_of(first)
+        if draw == "alphas":
+            tables = self.tables if self.target > 0 else None
+            probs = self.net.probabilities()
+            drawn = sample_from(probs, tables, self.fixed, lo=lo, hi=hi, n=n + 1, generator=g)
+        else:
+            drawn = sample_in_band(self.tables, self.fixed, lo=lo, hi=hi, n=n + 1, generator=g)
+        out = [(first, self.bitops(first), "exported")]
+        for choice in drawn:
+            if choice != head and len(out) <= n:
+                geno = self.genotype_of(choice)
+                out.append((geno, self.bitops(geno), draw))
+        return out
 
     def select_path(self, val_images: list, device: torch.device) -> tuple[Genotype, list]:
         """The ``path`` selector: the candidate whose one-hot path scores best on fixed

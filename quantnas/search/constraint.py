@@ -33,6 +33,8 @@ SELECTORS: Registry[str] = Registry.of(
     {
         "argmax": "the alphas' argmax, repaired into the budget band",
         "path": "the sampled one-hot path that scores best on validation crops",
+        "halving": "successive halving of short trainings over genotypes drawn from the "
+        "alphas within the budget band, plus the repaired argmax",
     },
     key="search.select",
 )
@@ -52,6 +54,7 @@ __all__ = [
     "cost_tables",
     "one_hot",
     "repair",
+    "sample_from",
     "sample_in_band",
 ]
 
@@ -153,6 +156,40 @@ def repair(
             break
         choice[best_key] = best[1]
     return choice
+
+
+def sample_from(
+    probs: Mapping[str, torch.Tensor],
+    tables: Mapping[str, list[float]] | None,
+    fixed: float,
+    *,
+    lo: float,
+    hi: float,
+    n: int,
+    generator: torch.Generator,
+    tries: int = 200_000,
+) -> list[Choice]:
+    """Up to ``n`` distinct genotypes drawn from the layers' (op, bit) distributions
+    (independent per layer), with BitOps in ``[lo, hi]`` when ``tables`` are given
+    (rejection; without tables every draw is kept).
+    """
+    keys = list(probs)
+    flat = [probs[k].detach().flatten().double().clamp_min(0) for k in keys]
+    found: dict[tuple, Choice] = {}
+    if not keys:
+        return []
+    for _ in range(math.ceil(tries / 1000)):
+        cols = [torch.multinomial(p, 1000, replacement=True, generator=generator) for p in flat]
+        for row in torch.stack(cols, dim=1).tolist():
+            choice = dict(zip(keys, row, strict=True))
+            if tables is None or lo <= choice_bitops(choice, tables, fixed) <= hi:
+                found.setdefault(tuple(row), choice)
+                if len(found) >= n:
+                    return list(found.values())
+    if len(found) < n:
+        log.warning("only %d distinct genotypes drawn from the alphas in [%.4g, %.4g] BitOps",
+                    len(found), lo, hi)
+    return list(found.values())
 
 
 def sample_in_band(

@@ -120,6 +120,11 @@ def write_search_records(
         title = f"searched architecture (best epoch {int(best['epoch'])})"
     elif finished:  # finished without a best: the last one
         files["best_arch.json"] = geno.to_json()
+    if cfg.search.select == "halving" and finished:
+        cands = chooser.candidates(cfg.search.select_samples, first=chosen)
+        files["candidates.json"] = json_text(
+            [{"genotype": g.to_dict(), "bitops": b, "source": src} for g, b, src in cands]
+        )
     for name, text in files.items():
         path = run_dir / name
         if not path.is_file() or path.read_text(encoding="utf-8", errors="replace") != text:

@@ -1,0 +1,101 @@
+"""Finalists that are trained: successive halving (``search.select: halving``)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from tiny_runs import RUN as TINY
+
+from quantnas import genotype as gt
+from quantnas.config import load_config
+from quantnas.errors import QuantNASError
+from quantnas.finalists import rung_schedule, successive_halving
+from quantnas.job import Job, Network
+from quantnas.space import random_genotype
+
+pytestmark = pytest.mark.usefixtures("quiet_torch_warnings")
+
+
+def _cfg(*extra):
+    return load_config(
+        preset="tiny",
+        overrides=[*TINY, "train.epochs=4", "train.steps_per_epoch=2", *extra],
+    )
+
+
+@pytest.mark.parametrize(
+    ("n", "eta", "first", "total", "want"),
+    [
+        (8, 2, 1, 20, [1, 2, 4]),
+        (9, 3, 2, 20, [2, 6]),
+        (4, 2, 3, 5, [3, 4]),  # capped at total - 1: the winner always goes on
+        (1, 2, 1, 20, []),
+        (5, 2, 1, 20, [1, 2, 4]),  # 5 -> 3 -> 2 -> 1
+    ],
+)
+def test_rung_schedule(n, eta, first, total, want):
+    assert rung_schedule(n, eta=eta, first=first, total=total) == want
+
+
+def test_bad_halving_settings_are_one_line_errors():
+    with pytest.raises(QuantNASError, match="search.halving_eta: 1 keeps every candidate"):
+        _cfg("search.halving_eta=1")
+    with pytest.raises(QuantNASError, match="search.select: 'halve' is not one of"):
+        _cfg("search.select=halve")
+
+
+def test_halving_keeps_the_best_and_the_winner_goes_on(tmp_path):
+    cfg = _cfg()
+    cands = [(random_genotype(cfg.arch, s), 0.0, "uniform") for s in range(4)]
+    res = successive_halving(cfg, tmp_path / "select", cands)
+    assert [r["epochs"] for r in res.rungs] == [1, 2]
+    first, second = res.rungs
+    # rung 0 trains all four for one epoch; the two best by validation PSNR go on
+    s0 = {int(k): v for k, v in first["scores"].items()}
+    assert sorted(s0) == [0, 1, 2, 3]
+    assert first["kept"] == sorted(s0, key=lambda i: (-s0[i], i))[:2]
+    assert sorted(int(k) for k in second["scores"]) == sorted(first["kept"])
+    assert res.winner.index == second["kept"][0]
+    # the losers of rung 0 trained 1 epoch, the finalists 2 (from their checkpoints)
+    for i in range(4):
+        rows = (tmp_path / "select" / f"cand_{i:02d}" / "metrics.jsonl").read_text().splitlines()
+        assert len(rows) == (2 if i in first["kept"] else 1)
+    record = json.loads((tmp_path / "select" / "halving.json").read_text())
+    assert record["alive"] == [res.winner.index] and len(record["rungs"]) == 2
+    # a second call resumes: nothing is trained again, the same winner
+    again = successive_halving(cfg, tmp_path / "select", cands)
+    assert again.winner.index == res.winner.index and again.rungs == res.rungs
+
+
+def test_job_races_candidates_and_continues_the_winner(tmp_path):
+    cfg = _cfg()
+    cands = [(random_genotype(cfg.arch, s), 0.0, "uniform") for s in range(3)]
+    job = Job(cfg, tmp_path / "j", network=Network(candidates=cands), pictures=False)
+    res = job.run()
+    info = job.state.info("select")
+    winner = cands[info["index"]][0]
+    assert res.genotype == winner
+    assert gt.from_dict(info["winner"]) == winner and info["rungs"] == [1, 2]
+    # the training continued from the winner's checkpoint: its first two epochs are the
+    # winner's rows, then two more
+    cand = tmp_path / "j" / "select" / f"cand_{info['index']:02d}" / "metrics.jsonl"
+    train = tmp_path / "j" / "train" / "metrics.jsonl"
+    cand_rows = [json.loads(r) for r in cand.read_text().splitlines()]
+    train_rows = [json.loads(r) for r in train.read_text().splitlines()]
+    assert [r["epoch"] for r in train_rows] == [0, 1, 2, 3]
+    assert [r["val_psnr"] for r in train_rows[:2]] == [r["val_psnr"] for r in cand_rows]
+    assert job.state.info("train")["last_epoch"] == 3
+
+
+def test_search_with_halving_writes_candidates_and_races_them(tmp_path):
+    cfg = _cfg("search.select=halving", "search.select_samples=2")
+    job = Job(cfg, tmp_path / "r", pictures=False)
+    res = job.run()
+    rows = json.loads((tmp_path / "r" / "search" / "candidates.json").read_text())
+    assert rows[0]["source"] == "exported"
+    assert rows[0]["genotype"] == gt.load(tmp_path / "r" / "search" / "best_arch.json").to_dict()
+    assert 2 <= len(rows) <= 3 and all(r["source"] == "alphas" for r in rows[1:])
+    assert len({json.dumps(r["genotype"], sort_keys=True) for r in rows}) == len(rows)
+    winner = job.state.info("select")
+    assert res.genotype.to_dict() == rows[winner["index"]]["genotype"]
