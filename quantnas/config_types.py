@@ -266,6 +266,9 @@ class SweepConfig:
     pareto_set: str = "test"
     targets: list[float] = field(default_factory=list)
     target_tolerance: float = 0.05
+    #: Candidates of a ``halving-random`` trial (0 = as many as a halving search races:
+    #: ``search.select_samples + 1``).
+    random_halving_candidates: int = 0
 
 
 @dataclass

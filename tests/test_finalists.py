@@ -99,3 +99,47 @@ def test_search_with_halving_writes_candidates_and_races_them(tmp_path):
     assert len({json.dumps(r["genotype"], sort_keys=True) for r in rows}) == len(rows)
     winner = job.state.info("select")
     assert res.genotype.to_dict() == rows[winner["index"]]["genotype"]
+
+
+def test_sweep_plans_halving_random_at_each_target():
+    from quantnas.sweep.runner import _network
+    from quantnas.sweep.trials import config_hash, plan
+
+    cfg = load_config(
+        preset="sweep-targets",
+        overrides=["sweep.methods=[search,halving-random]", "sweep.seeds=2",
+                   "search.select=halving", "search.select_samples=3"],
+    )
+    trials = [t for t in plan(cfg) if t.method == "halving-random"]
+    assert len(trials) == 4 * 2
+    ids = {t.trial_id for t in trials}
+    assert {"halving-random_t0.607G_s0", "halving-random_t6.398G_s1"} <= ids
+    t0 = trials[0]
+    net = _network(t0.to_dict(), cfg, None)
+    assert len(net.candidates) == 4 and all(src == "uniform" for _, _, src in net.candidates)
+    assert len({g.to_json() for g, _, _ in net.candidates}) == 4
+    # the race's settings change the trial (its hash), the plan's other trials keep theirs
+    more = load_config(
+        preset="sweep-targets",
+        overrides=["sweep.methods=[search,halving-random]", "sweep.seeds=2",
+                   "search.select=halving", "search.select_samples=3", "search.halving_eta=3"],
+    )
+    assert config_hash(cfg, t0) != config_hash(more, t0)
+
+
+def test_target_table_has_the_halving_random_arm():
+    from quantnas.sweep.at_targets import target_rows, target_table
+
+    t = 1e9
+    rows = [
+        {"method": "search", "psnr_test": 29.4, "target": t, "bitops_32": 0.95e9, "total_s": 300},
+        {"method": "search", "psnr_test": 29.6, "target": t, "bitops_32": 0.95e9, "total_s": 310},
+        {"method": "halving-random", "psnr_test": 29.0, "target": t, "total_s": 280},
+        {"method": "halving-random", "psnr_test": 29.2, "target": t, "total_s": 290},
+    ]
+    (c,) = target_rows(rows, "test", tolerance=0.05)
+    assert c["halving_random"][0] == pytest.approx(29.1) and c["halving_random"][2] == 2
+    assert c["best_other"][0] == "halving-random"
+    assert c["margin"] == pytest.approx(0.4)
+    md = target_table(rows, "test", tolerance=0.05)
+    assert "29.10 +- 0.14 (2)" in md and "305 / 285" in md and "found wins" in md

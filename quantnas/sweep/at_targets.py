@@ -44,6 +44,8 @@ def target_rows(
     for t in targets:
         at = [r for r in rows if as_number(r.get("target")) == t]
         found = [r for r in at if r["method"] == "search"]
+        halving = [r for r in at if r["method"] == "halving-random"]
+        h_mean, h_std, h_n = _stats([as_number(r.get(key)) for r in halving])
         rand = [r for r in at if r["method"] == "random"]
         base = [r for r in rows if r["method"] in BASELINE_METHODS and _near(r, t, tolerance)]
         f_mean, f_std, f_n = _stats([as_number(r.get(key)) for r in found])
@@ -64,10 +66,11 @@ def target_rows(
         for r in base:
             b_groups.setdefault((r["method"], r.get("bits")), []).append(as_number(r.get(key)))
         baselines = [(f"{m}-{b}", *_stats(v)) for (m, b), v in sorted(b_groups.items())]
-        variances = [s * s for s in [f_std, *(d[3] for d in per_draw), *(b[2] for b in baselines)]
-                     if not math.isnan(s)]
+        variances = [s * s for s in [f_std, h_std, *(d[3] for d in per_draw),
+                                     *(b[2] for b in baselines)] if not math.isnan(s)]
         pooled = math.sqrt(statistics.mean(variances)) if variances else math.nan
         others = {"random best-of-k": chosen[1] if chosen else math.nan,
+                  "halving-random": h_mean,
                   **{name: m for name, m, _, _ in baselines}}
         best_other = max(others.items(), key=lambda kv: -math.inf if math.isnan(kv[1]) else kv[1])
         out.append({
@@ -77,6 +80,9 @@ def target_rows(
             "random_median": statistics.median([d[1] for d in per_draw]) if per_draw else math.nan,
             "random_draws": len(per_draw),
             "random_best": chosen[1] if chosen else math.nan,
+            "halving_random": (h_mean, h_std, h_n),
+            "found_s": _stats([as_number(r.get("total_s")) for r in found])[0],
+            "halving_random_s": _stats([as_number(r.get("total_s")) for r in halving])[0],
             "k": k,
             "baselines": baselines,
             "pooled_std": pooled,
@@ -97,12 +103,14 @@ def target_table(rows: Sequence[Mapping[str, Any]], set_name: str, *, tolerance:
         return ""
     lines = [
         f"| target GBitOps | found (GBitOps) | found PSNR {set_name} | random median | "
-        "random best-of-k (k) | baseline PSNR | pooled std | found - best other | verdict |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "random best-of-k (k) | halving-random PSNR | s per trial (found / halving-random) | "
+        "baseline PSNR | pooled std | found - best other | verdict |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     wins = 0
     for c in comp:
         m, s, n = c["found"]
+        hm, hs, hn = c["halving_random"]
         base = "; ".join(f"{name} {_f(bm)} +- {_f(bs)} ({bn})" for name, bm, bs, bn in
                          c["baselines"]) or "-"
         won = not math.isnan(c["margin"]) and c["margin"] > c["pooled_std"]
@@ -113,7 +121,9 @@ def target_table(rows: Sequence[Mapping[str, Any]], set_name: str, *, tolerance:
         lines.append(
             f"| {c['target'] / 1e9:.3f} | {_f(c['found_bitops'] / 1e9, '.3f')} | "
             f"{_f(m)} +- {_f(s)} ({n}) | {_f(c['random_median'])} ({c['random_draws']} draws) | "
-            f"{_f(c['random_best'])} ({c['k']}) | {base} | {_f(c['pooled_std'], '.3f')} | "
+            f"{_f(c['random_best'])} ({c['k']}) | {_f(hm)} +- {_f(hs)} ({hn}) | "
+            f"{_f(c['found_s'], '.0f')} / {_f(c['halving_random_s'], '.0f')} | "
+            f"{base} | {_f(c['pooled_std'], '.3f')} | "
             f"{_f(c['margin'], '+.3f')} | {verdict} |"
         )
     lines.append(f"\nThe found networks win {wins} of {len(comp)} targets by more than the "

@@ -10,6 +10,7 @@ checkpoints.
 from __future__ import annotations
 
 import logging
+import math
 import time
 from pathlib import Path
 
@@ -37,6 +38,24 @@ def _network(trial: dict, cfg, trial_dir: Path) -> Network:
     method = trial["method"]
     if method == "search":
         return Network()
+    if method == "halving-random":
+        t = Trial.from_dict(trial)
+        n = cfg.sweep.random_halving_candidates or cfg.search.select_samples + 1
+        cands = [
+            (
+                random_near(
+                    cfg.arch,
+                    int(t.draw_base or 0),
+                    target=float(t.target),
+                    tolerance=cfg.sweep.target_tolerance,
+                    index=k,
+                ),
+                math.nan,
+                "uniform",
+            )
+            for k in range(n)
+        ]
+        return Network(candidates=cands)
     if method == "random" and trial.get("target") is not None:
         t = Trial.from_dict(trial)
         geno = random_near(
@@ -123,7 +142,7 @@ def _run_trial(trial: dict, cfg_data: dict, out: Path, threads: int, device: str
     job = Job(cfg, out, network=_network(trial, cfg, out), resume=True, pictures=False)
     res = job.run()
     geno, secs = res.genotype, res.seconds
-    if geno is not None and trial["method"] == "search":
+    if geno is not None and trial["method"] in ("search", "halving-random"):
         gt.save(geno, out / "genotype.json")
     train = job.state.info("train")  # what the training stage recorded (also when resumed)
     return {
@@ -135,6 +154,7 @@ def _run_trial(trial: dict, cfg_data: dict, out: Path, threads: int, device: str
         "stalled": train["stalled"],
         "search_entropy": res.search.get("entropy"),
         "search_s": secs.get("search", 0.0),
+        "select_s": secs.get("select", 0.0),
         "train_s": secs.get("train", 0.0),
         "eval_s": secs.get("eval", 0.0),
         "total_s": time.time() - t0,

@@ -26,6 +26,8 @@ METHOD_GROUPS: Registry[str] = Registry.of(
         "random": "random genotypes of the same space and bit-widths",
         "baseline": "the fixed baselines of sweep.baselines at sweep.baseline_bits",
         "uniform": "found genotypes retrained with every layer at one bit-width",
+        "halving-random": "successive halving over uniform random genotypes near each "
+        "target (random search with early stopping; search.halving_* settings)",
     },
     key="sweep.methods",
 )
@@ -35,6 +37,13 @@ _RUNTIME_KEYS = ("out_dir", "name", "threads", "device", "progress", "tensorboar
 #: Data keys added after sweeps were recorded that only accept or refuse inputs (resource
 #: limits): left out of the hash, so the hashes of earlier sweeps stay valid for --resume.
 _LIMIT_KEYS = ("max_total_pixels",)
+#: Keys added after sweeps were recorded, with the value that behaves as before they
+#: existed: left out of the hash at that value (earlier sweeps resume), hashed otherwise.
+_ADDED_KEYS = {
+    ("data", "gray"): "replicate",
+    ("search", "halving_eta"): 2,
+    ("search", "halving_epochs"): 1,
+}
 
 
 def _hashed(cfg: Config) -> dict:
@@ -48,6 +57,9 @@ def _hashed(cfg: Config) -> dict:
         data.pop(key, None)
     for key in _LIMIT_KEYS:
         data.get("data", {}).pop(key, None)
+    for (section, key), before in _ADDED_KEYS.items():
+        if data.get(section, {}).get(key, before) == before:
+            data.get(section, {}).pop(key, None)
     return data
 
 
@@ -92,6 +104,8 @@ class Trial:
             return f"random_{at}d{self.draw}_s{self.seed}"
         if self.method == "uniform":
             return f"uniform_b{self.bits}_{self.source}"
+        if self.method == "halving-random":
+            return f"halving-random_{at}s{self.seed}"
         return f"{self.method}_b{self.bits}_s{self.seed}"
 
     @property
@@ -125,6 +139,13 @@ def _check(cfg: Config) -> None:
     if "search" in s.methods and not s.penalties and not s.targets:
         raise QuantNASError(
             "config key sweep.penalties: no penalty values (or sweep.targets) for the search"
+        )
+    if "halving-random" in s.methods and not s.targets:
+        raise QuantNASError("config key sweep.methods: halving-random needs sweep.targets")
+    if s.random_halving_candidates < 0:
+        raise QuantNASError(
+            "config key sweep.random_halving_candidates: must be >= 0 "
+            f"(got {s.random_halving_candidates})"
         )
     if any(t <= 0 for t in s.targets):
         raise QuantNASError("config key sweep.targets: BitOps budgets must be > 0")
@@ -166,6 +187,11 @@ def plan(cfg: Config) -> list[Trial]:
                 for r in range(s.seeds):
                     out.append(Trial("random", f"target={t / 1e9:g}G,draw={d}", cfg.seed + r,
                                      draw=d, draw_base=cfg.seed, target=t))
+    if "halving-random" in s.methods:
+        for t in s.targets:
+            for r in range(s.seeds):
+                out.append(Trial("halving-random", f"target={t / 1e9:g}G", cfg.seed + r,
+                                 draw_base=cfg.seed + r, target=t))
     if "baseline" in s.methods:
         for name in s.baselines:
             for bits in s.baseline_bits:
@@ -239,7 +265,9 @@ def config_hash(cfg: Config, trial: Trial) -> str:
     for search trials (a uniform trial hashes its source genotype instead).
     """
     data = _hashed(trial_config(cfg, trial))
-    if trial.method != "search":
+    if trial.method not in ("search", "halving-random"):
         data.pop("search", None)
+    if trial.method == "halving-random":
+        data["random_halving_candidates"] = cfg.sweep.random_halving_candidates
     text = json.dumps({"trial": asdict(trial), "config": data}, sort_keys=True, default=str)
     return hashlib.sha256(text.encode("utf-8")).hexdigest()[:12]
