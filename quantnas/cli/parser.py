@@ -245,16 +245,23 @@ def build_parser() -> argparse.ArgumentParser:
         "--engine",
         choices=ENGINES.names(),
         default="auto",
-        help="ray: Ray tasks; local: one trial after another; auto (default): ray if installed",
+        help="ray: Ray tasks; processes: a pool of worker processes here (cpus-per-trial "
+        "threads each; on CUDA with --gpus-per-trial > 0); local: one trial after another; "
+        "auto (default): ray if installed",
     )
     s.add_argument("--address", help="existing Ray cluster (default: start a local Ray)")
     s.add_argument(
         "--cpus-per-trial",
         type=positive_float,
         default=1,
-        help="Ray CPUs per trial = torch threads",
+        help="CPUs per trial = torch threads (ray, processes)",
     )
-    s.add_argument("--gpus-per-trial", type=nonnegative_float, default=0, help="Ray GPUs per trial")
+    s.add_argument(
+        "--gpus-per-trial",
+        type=nonnegative_float,
+        default=0,
+        help="GPUs per trial (ray, processes: > 0 runs on CUDA)",
+    )
     s.add_argument("--max-retries", type=int, default=0, help="retries of a failing trial")
     s.add_argument("--resume", action="store_true", help="rerun only the unfinished trials")
     s.add_argument(

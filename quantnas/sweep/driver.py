@@ -26,7 +26,7 @@ from quantnas.fileio import atomic_write_json, atomic_write_text, remove_stale_t
 from quantnas.runlock import holding
 from quantnas.runlog import setup_logging
 from quantnas.sweep import pareto as pm
-from quantnas.sweep.engines import Job, LocalEngine, RayEngine, make_engine
+from quantnas.sweep.engines import Engine, Job, ProcessEngine, RayEngine, make_engine
 from quantnas.sweep.front import pareto_set, write_pareto
 from quantnas.sweep.results import read_result, trial_dir, write_result, write_tables
 from quantnas.sweep.runner import run_trial
@@ -58,14 +58,15 @@ def _row(trial: Trial, result: dict | None, error: str | None, **extra) -> dict:
 class _Sweep:
     """State of one sweep run: its folder, engine and the rows recorded so far."""
 
-    def __init__(self, cfg: Config, sweep_dir: Path, engine: LocalEngine | RayEngine) -> None:
+    def __init__(self, cfg: Config, sweep_dir: Path, engine: Engine) -> None:
         self.cfg, self.dir, self.engine = cfg, sweep_dir, engine
         self.rows: dict[str, dict] = {}
         self.order: list[str] = []
         self.reused = 0
-        gpu = isinstance(engine, RayEngine) and engine.gpus > 0
+        gpu = isinstance(engine, RayEngine | ProcessEngine) and engine.gpus > 0
         self.device = "cuda" if gpu else cfg.device
-        self.threads = max(1, int(engine.cpus)) if isinstance(engine, RayEngine) else cfg.threads
+        pooled = isinstance(engine, RayEngine | ProcessEngine)
+        self.threads = max(1, int(engine.cpus)) if pooled else cfg.threads
 
     def _record(self, row: dict) -> None:
         write_result(self.dir, row)

@@ -1,5 +1,7 @@
-"""Where trials run: ``local`` (one after another in this process) or ``ray`` (Ray tasks on a
-local Ray or an existing cluster).
+"""Where trials run: ``local`` (one after another in this process), ``processes`` (a pool of
+worker processes on this machine, ``cpus_per_trial`` torch threads each; with
+``gpus_per_trial > 0`` the trials run on CUDA, several sharing one GPU) or ``ray`` (Ray
+tasks on a local Ray or an existing cluster).
 
 An engine runs *jobs* ``(key, fn, args)`` and yields ``(key, result, error)`` as each one
 ends, in completion order: ``error`` is None on success, else a one-line description of
@@ -9,6 +11,7 @@ the exception after ``max_retries`` retries. A failing job never stops the other
 from __future__ import annotations
 
 import logging
+import math
 import os
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -177,6 +180,72 @@ class RayEngine:
             self._started = False
 
 
+class ProcessEngine:
+    """Runs jobs in a pool of spawned worker processes of this machine.
+
+    Args:
+        cpus_per_trial: Torch threads per trial; the pool has ``num_cpus / cpus_per_trial``
+            workers (at least 1).
+        gpus_per_trial: > 0: the trials run on CUDA (``1 / gpus_per_trial`` share a GPU).
+        max_retries: Retries of a job that raised.
+        num_cpus: CPUs to use (None = all of this machine's).
+
+    """
+
+    name = "processes"
+
+    def __init__(
+        self,
+        *,
+        cpus_per_trial: float = 1,
+        gpus_per_trial: float = 0,
+        max_retries: int = 0,
+        num_cpus: int | None = None,
+    ) -> None:
+        if cpus_per_trial <= 0 or gpus_per_trial < 0:
+            raise QuantNASError("--cpus-per-trial must be > 0 and --gpus-per-trial >= 0")
+        self.cpus, self.gpus = float(cpus_per_trial), float(gpus_per_trial)
+        total = num_cpus or os.cpu_count() or 1
+        by_gpu = math.inf if self.gpus == 0 else math.floor(1 / self.gpus + 1e-9)
+        self.workers = max(1, int(min(total // self.cpus, by_gpu)))
+        self.max_retries = max(0, int(max_retries))
+
+    def run(self, jobs: Sequence[Job]) -> Iterator[tuple[str, Any, str | None]]:
+        import multiprocessing
+        from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+
+        threads = max(1, int(self.cpus))
+        log.info("processes: %d workers, %d threads each", self.workers, threads)
+        ctx = multiprocessing.get_context("spawn")  # no forked torch / CUDA state
+        with ProcessPoolExecutor(max_workers=self.workers, mp_context=ctx) as pool:
+            def submit(job: Job, attempt: int):
+                fut = pool.submit(_call_with_threads, job.fn, threads, *job.args, **job.kwargs)
+                return fut, (job, attempt)
+
+            pending = dict(submit(j, 0) for j in jobs)
+            while pending:
+                done, _ = wait(list(pending), return_when=FIRST_COMPLETED)
+                for fut in done:
+                    job, attempt = pending.pop(fut)
+                    try:
+                        result = fut.result()
+                    except Exception as exc:  # noqa: BLE001 - a trial's failure is recorded
+                        error = _describe(exc)
+                        log.warning(
+                            "trial %s failed (attempt %d): %s", job.key, attempt + 1, error
+                        )
+                        if attempt < self.max_retries:
+                            new, meta = submit(job, attempt + 1)
+                            pending[new] = meta
+                            continue
+                        yield job.key, None, error
+                        continue
+                    yield job.key, result, None
+
+    def close(self) -> None:
+        """The pool is shut down when :meth:`run` ends."""
+
+
 def make_engine(
     name: str,
     *,
@@ -184,7 +253,7 @@ def make_engine(
     cpus_per_trial: float = 1,
     gpus_per_trial: float = 0,
     max_retries: int = 0,
-) -> LocalEngine | RayEngine:
+) -> LocalEngine | ProcessEngine | RayEngine:
     """The engine ``name`` of :data:`ENGINES` (``auto`` = Ray when installed or with
     ``--address``, else local).
     """
@@ -198,11 +267,12 @@ def make_engine(
 
 #: Engine factories ``f(*, address, cpus_per_trial, gpus_per_trial, max_retries)`` by
 #: ``--engine`` name.
-ENGINES: Registry[Callable[..., LocalEngine | RayEngine]] = Registry("engine", key="--engine")
+Engine = LocalEngine | ProcessEngine | RayEngine
+ENGINES: Registry[Callable[..., Engine]] = Registry("engine", key="--engine")
 
 
 @ENGINES.register("auto")
-def _auto(*, address: str | None, **kw: Any) -> LocalEngine | RayEngine:
+def _auto(*, address: str | None, **kw: Any) -> LocalEngine | ProcessEngine | RayEngine:
     return ENGINES.get("ray" if ray_available() or address else "local")(address=address, **kw)
 
 
@@ -211,6 +281,13 @@ def _local(*, address: str | None, max_retries: int, **_: Any) -> LocalEngine:
     if address:
         raise QuantNASError("--address needs --engine ray")
     return LocalEngine(max_retries=max_retries)
+
+
+@ENGINES.register("processes")
+def _processes(*, address: str | None, **kw: Any) -> ProcessEngine:
+    if address:
+        raise QuantNASError("--address needs --engine ray")
+    return ProcessEngine(**kw)
 
 
 @ENGINES.register("ray")
