@@ -12,7 +12,10 @@ or ``--set`` overrides) is run, and each selector scores the 12 genotypes:
 * ``argmax``: the sum over layers of the log-probability of the genotype's (op, bit) choice
   under the final alphas (what the argmax of alphas maximises);
 * ``path``: minus the supernet's validation L1 with every layer fixed to the genotype's
-  choice (inherited weights).
+  choice (inherited weights);
+* ``halving`` (``search.select: halving``, no search needed): the first rung's score, the
+  validation PSNR after the first of the 4 epochs of a training with one seed, against the
+  stand-alone PSNR of the *other* seed (so the score and the reference are two trainings).
 
 It prints Kendall tau between each selector's score and the stand-alone PSNR. Only the
 validation photos are scored: the test split chooses nothing.
@@ -71,6 +74,22 @@ def standalone(rows: list[dict]) -> dict[str, float]:
     for r in rows:
         by.setdefault(r["name"], []).append(r["best"])
     return {k: statistics.mean(v) for k, v in by.items()}
+
+
+def halving_taus(rows: list[dict]) -> list[tuple[int, float]]:
+    """Per training seed ``s``: Kendall tau of the epoch-0 validation PSNR of seed ``s``
+    against the best validation PSNR of the other seeds (mean), over the genotypes.
+    """
+    seeds = sorted({r["seed"] for r in rows})
+    out = []
+    for s in seeds:
+        first = {r["name"]: r["val"][0] for r in rows if r["seed"] == s}
+        other = standalone([r for r in rows if r["seed"] != s])
+        names = sorted(set(first) & set(other))
+        if len(names) > 2:
+            out.append((s, kendalltau([first[n] for n in names],
+                                      [other[n] for n in names]).statistic))
+    return out
 
 
 def score(args: argparse.Namespace, nets: list[dict], seed: int) -> dict[str, dict[str, float]]:
@@ -136,6 +155,10 @@ def main() -> None:
         print(f"## proxy rank: {len(nets)} genotypes, stand-alone best validation PSNR "
               f"({args.budget} steps) vs selector scores; search {' '.join(args.search_set)}\n")
         print("| seed | selector | Kendall tau |\n|---|---|---|")
+        rows = [json.loads(x) for x in path.read_text().splitlines()]
+        for s, tau in halving_taus(rows):
+            print(f"| training seed {s} | halving (first rung, 1 of 4 epochs) | {tau:.3f} |",
+                  flush=True)
         for seed in args.seeds:
             scores = score(args, nets, seed)
             for sel, sc in scores.items():
