@@ -6,7 +6,8 @@
 #      genotypes (halving-random) vs the baselines, on the `processes` engine, trials on the
 #      GPU (several per GPU, one CPU thread each);
 #   2. in the foreground, a short paper-rfdn search + training on CUDA (step times, the
-#      supernet's validation gain over bicubic per epoch).
+#      supernet's validation gain over bicubic per epoch);
+#   3. then benchmarks/proxy_rank.py (stand-alone trainings on CPU workers, 3 searches).
 # Results are copied to $OUT (results.jsonl, pareto.md, rfdn metrics, logs) as they come, so
 # a run stopped at its time limit still returns what finished.
 #
@@ -23,7 +24,7 @@ nvidia-smi --query-gpu=name,memory.total --format=csv,noheader
 python3 -c "import torch; print('torch', torch.__version__, 'cuda', torch.cuda.is_available())"
 
 SW=/tmp/sweeps
-WORKERS=${WORKERS:-14}
+WORKERS=${WORKERS:-10}
 quantnas sweep --preset sweep-targets -d gpu-targets --engine processes \
     --cpus-per-trial 1 --gpus-per-trial "$(python3 -c "print(1 / $WORKERS)")" \
     out_dir="$SW" "sweep.methods=[search,halving-random,baseline]" \
@@ -57,6 +58,16 @@ for stage in ("search", "train"):
 PY
 cat "$OUT/rfdn_summary.txt"
 cp -f /tmp/rfdn/rfdn/report.md "$OUT/rfdn_report.md" 2>/dev/null
+
+# 3. proxy rank (#27 item 5): 12 genotypes x 2 seeds trained stand-alone on CPU workers, then
+# 3 searches (argmax / path scores) and the halving selector's first-rung tau
+python3 benchmarks/proxy_rank.py --train --workers "${PROXY_WORKERS:-5}" --out /tmp/proxy \
+    >"$OUT/proxy_train.log" 2>&1
+python3 benchmarks/proxy_rank.py --score --seeds 0 1 2 --out /tmp/proxy \
+    --search-set search.split=regions search.warm_up=auto search.alpha_optim.lr=0.01 \
+    >"$OUT/proxy_score.md" 2>&1
+cp -f /tmp/proxy/standalone.jsonl "$OUT/proxy_standalone.jsonl" 2>/dev/null
+cat "$OUT/proxy_score.md"
 
 while kill -0 $SWEEP 2>/dev/null && [ $(( $(date +%s) - T0 )) -lt "$LIMIT" ]; do
     copy
