@@ -32,6 +32,10 @@ quantnas sweep --preset sweep-targets -d gpu-targets --engine processes \
     >"$OUT/sweep.log" 2>&1 &
 SWEEP=$!
 
+python3 benchmarks/proxy_rank.py --train --workers "${PROXY_WORKERS:-4}" --out /tmp/proxy \
+    >"$OUT/proxy_train.log" 2>&1 &
+PROXY=$!
+
 copy() {
     cp -f "$SW/gpu-targets/results.jsonl" "$SW/gpu-targets/pareto.md" "$OUT/" 2>/dev/null
     true
@@ -59,10 +63,9 @@ PY
 cat "$OUT/rfdn_summary.txt"
 cp -f /tmp/rfdn/rfdn/report.md "$OUT/rfdn_report.md" 2>/dev/null
 
-# 3. proxy rank (#27 item 5): 12 genotypes x 2 seeds trained stand-alone on CPU workers, then
-# 3 searches (argmax / path scores) and the halving selector's first-rung tau
-python3 benchmarks/proxy_rank.py --train --workers "${PROXY_WORKERS:-5}" --out /tmp/proxy \
-    >"$OUT/proxy_train.log" 2>&1
+# 3. proxy rank (#27 item 5): 12 genotypes x 2 seeds trained stand-alone on CPU workers
+# (started above), then 3 searches (argmax / path scores) and the halving selector's tau
+wait $PROXY
 python3 benchmarks/proxy_rank.py --score --seeds 0 1 2 --out /tmp/proxy \
     --search-set search.split=regions search.warm_up=auto search.alpha_optim.lr=0.01 \
     >"$OUT/proxy_score.md" 2>&1
