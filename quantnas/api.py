@@ -8,7 +8,7 @@ Example (the README's "Python API" section, which ``tests/test_api.py`` runs)::
     found = api.search(cfg, "runs/api-search")
     trained = api.train(cfg, "runs/api-train", genotype=found.best)
     scores = api.evaluate(trained.best_path, benchmarks="embedded:test")
-    net, genotype, arch = api.load_model(trained.best_path)
+    model = api.load_model(trained.best_path)  # .network, .genotype, .arch
     sr = api.upscale(trained.best_path, [lr_image])  # HxWx3 arrays in, arrays out
 
 Images may also be given in memory: ``train_images`` / ``val_images`` (lists of ``HxWx3``
@@ -27,21 +27,29 @@ that holds a finished or interrupted run is continued with ``resume=True``.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from quantnas.config import Config
 from quantnas.config import load_config as _load_config
+from quantnas.config_io import DEFAULT_PRESET
 from quantnas.data.job_data import ImagesLike, JobData
 
-#: The preset the CLI applies when ``--preset`` is not given.
-DEFAULT_PRESET = "default"
+if TYPE_CHECKING:
+    from torch import nn
+
+    from quantnas.config_types import ArchConfig
+    from quantnas.genotype import Genotype
+    from quantnas.search.records import SearchResult
+    from quantnas.train_records import TrainResult
 
 __all__ = [
     "DEFAULT_PRESET",
+    "LoadedModel",
     "evaluate",
     "load_config",
     "load_model",
@@ -50,6 +58,30 @@ __all__ = [
     "train",
     "upscale",
 ]
+
+
+@dataclass(frozen=True)
+class LoadedModel:
+    """A trained network read back by :func:`load_model`.
+
+    It also unpacks as the tuple earlier releases returned:
+    ``network, genotype, arch = api.load_model(path)``.
+
+    Attributes:
+        network: The network in eval mode, quantized as it was saved.
+        genotype: Its genotype, or None for a hand-designed baseline (``espcn``, ...).
+        arch: Its structure config (scale, channels, global skip, ...).
+        path: The checkpoint it was read from.
+
+    """
+
+    network: nn.Module
+    genotype: Genotype | None
+    arch: ArchConfig
+    path: Path
+
+    def __iter__(self) -> Iterator[Any]:
+        return iter((self.network, self.genotype, self.arch))
 
 
 def _data(
@@ -80,8 +112,8 @@ def search(
     resume: bool = False,
     train_images: ImagesLike | None = None,
     val_images: ImagesLike | None = None,
-) -> Any:
-    """Search in ``run_dir``; returns a :class:`~quantnas.search.searcher.SearchResult`
+) -> SearchResult:
+    """Search in ``run_dir``; returns a :class:`~quantnas.search.records.SearchResult`
     (``best`` genotype, ``best_epoch``, ``run_dir``, ...).
     """
     from quantnas.search.searcher import search as _search
@@ -93,15 +125,15 @@ def train(
     cfg: Config,
     run_dir: str | Path,
     *,
-    genotype: Any = None,
+    genotype: Genotype | str | Path | None = None,
     resume: bool = False,
     train_images: ImagesLike | None = None,
     val_images: ImagesLike | None = None,
-) -> Any:
+) -> TrainResult:
     """QAT of ``genotype`` (a :class:`~quantnas.genotype.Genotype`, a genotype file or text,
     a builtin name, a run directory or a trained checkpoint; ``cfg.train.genotype`` when
     None) in ``run_dir``; returns a
-    :class:`~quantnas.train.TrainResult` (``best_path``, ``best_psnr``, ``network``, ...).
+    :class:`~quantnas.train_records.TrainResult` (``best_path``, ``best_psnr``, ``network``, ...).
     """
     from quantnas.artifact import genotype_of
     from quantnas.train import train as _train
@@ -138,13 +170,15 @@ def evaluate(
     return {name: _evaluate(net, ds, device=device) for name, ds in sets.items()}
 
 
-def load_model(path: str | Path, device: str = "cpu") -> tuple:
-    """``(network, genotype or None, arch)`` of a run directory or trained checkpoint
-    (``best.pt``; a hand-designed baseline has no genotype).
+def load_model(path: str | Path, device: str = "cpu") -> LoadedModel:
+    """The trained network of a run directory or checkpoint (``best.pt``), with its genotype
+    (None for a hand-designed baseline) and structure; unpacks as ``(network, genotype,
+    arch)``.
     """
-    from quantnas.artifact import load_model as _load_model
+    from quantnas.artifact import load_trained
 
-    return _load_model(path, device)
+    t = load_trained(path, device)
+    return LoadedModel(t.net, t.genotype, t.arch, t.path)
 
 
 def run(

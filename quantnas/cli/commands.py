@@ -13,12 +13,10 @@ from pathlib import Path
 
 from quantnas import rundir
 from quantnas.cli.info import cmd_info  # noqa: F401 - a verb like the cmd_* below
+from quantnas.config_io import DEFAULT_PRESET
 from quantnas.errors import QuantNASError
 
 log = logging.getLogger(__name__)
-
-#: Preset applied when ``--preset`` is not given (the quick embedded-data job).
-DEFAULT_PRESET = "default"
 
 
 def _load(args: argparse.Namespace, extra: list[str] | None = None):

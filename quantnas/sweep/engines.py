@@ -203,11 +203,13 @@ ENGINES: Registry[Callable[..., LocalEngine | RayEngine]] = Registry("engine", k
 
 @ENGINES.register("auto")
 def _auto(*, address: str | None, **kw: Any) -> LocalEngine | RayEngine:
+    """Ray when it is installed (or with --address), else one trial after another."""
     return ENGINES.get("ray" if ray_available() or address else "local")(address=address, **kw)
 
 
 @ENGINES.register("local")
 def _local(*, address: str | None, max_retries: int, **_: Any) -> LocalEngine:
+    """The trials one after another in this process, without Ray."""
     if address:
         raise QuantNASError("--address needs --engine ray")
     return LocalEngine(max_retries=max_retries)
@@ -215,4 +217,5 @@ def _local(*, address: str | None, max_retries: int, **_: Any) -> LocalEngine:
 
 @ENGINES.register("ray")
 def _ray(**kw: Any) -> RayEngine:
+    """Each trial a Ray task (a new local Ray, or an existing cluster with --address)."""
     return RayEngine(**kw)
