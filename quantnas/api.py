@@ -72,6 +72,7 @@ class LoadedModel:
         genotype: Its genotype, or None for a hand-designed baseline (``espcn``, ...).
         arch: Its structure config (scale, channels, global skip, ...).
         path: The checkpoint it was read from.
+        label: The genotype's text, or e.g. ``"espcn (8-bit, hand-designed)"``.
 
     """
 
@@ -79,6 +80,7 @@ class LoadedModel:
     genotype: Genotype | None
     arch: ArchConfig
     path: Path
+    label: str
 
     def __iter__(self) -> Iterator[Any]:
         return iter((self.network, self.genotype, self.arch))
@@ -145,29 +147,64 @@ def train(
 
 
 def evaluate(
-    model: str | Path,
+    model: str | Path | LoadedModel,
     *,
     data: Sequence[str] = (),
     benchmarks: str | None = None,
     images: Mapping[str, ImagesLike] | None = None,
     device: str = "cpu",
+    scale: int | None = None,
+    save_images: str | Path | None = None,
 ) -> dict[str, dict]:
-    """Y-channel PSNR / SSIM (border = scale) of a trained checkpoint on image folders or
-    ``embedded:...`` sources (``data``), benchmark sets and in-memory HR image sets
-    (``images``: ``{set name: images}``); ``{set: {"psnr", "ssim", "images"}}``.
+    """Y-channel PSNR / SSIM (border = scale) of a network on image sets (``quantnas eval``).
+
+    Args:
+        model: A run directory, a trained checkpoint (``best.pt``), a :class:`LoadedModel`,
+            or ``"bicubic"`` (MATLAB-bicubic upscaling; needs ``scale``).
+        data: HR image folders or ``embedded:...`` sources (each a set named by its folder).
+        benchmarks: A YAML file of benchmark sets or ``embedded:test``.
+        images: In-memory HR image sets, ``{set name: images}``.
+        device: Where the network runs.
+        scale: The upscaling factor: required for ``bicubic``; for a network it must equal
+            the network's (None = the network's).
+        save_images: Write each set's SR images to ``save_images/<set>/`` (the folder is
+            created before anything is computed).
+
+    Returns:
+        ``{set: {"psnr", "ssim", "images"}}``.
+
+    Raises:
+        QuantNASError: ``bicubic`` without ``scale``, or a ``scale`` the network does not
+            have.
+
     """
-    from quantnas.artifact import load_model as _load_model
     from quantnas.data.datasets import SRValDataset
     from quantnas.data.job_data import as_named_images
-    from quantnas.evaluate import eval_sets
+    from quantnas.errors import QuantNASError
+    from quantnas.evaluate import bicubic_upscaler, eval_sets
     from quantnas.evaluate import evaluate as _evaluate
 
-    net, _, arch = _load_model(model, device)
-    sets = eval_sets(list(data), benchmarks, scale=arch.scale) if data or benchmarks else {}
+    if save_images is not None:
+        Path(save_images).mkdir(parents=True, exist_ok=True)  # fail before computing
+    if isinstance(model, str) and model == "bicubic":
+        if scale is None:
+            raise QuantNASError("--scale is required with --model bicubic")
+        net = bicubic_upscaler(scale)
+    else:
+        loaded = model if isinstance(model, LoadedModel) else load_model(model, device)
+        own = loaded.arch.scale
+        if scale is not None and scale != own:
+            raise QuantNASError(f"--scale {scale} differs from the model's scale {own}")
+        net, scale = loaded.network, own
+    sets = eval_sets(list(data), benchmarks, scale=scale) if data or benchmarks else {}
     for name, imgs in (images or {}).items():
         hr = as_named_images(imgs, str(name))
-        sets[str(name)] = SRValDataset(hr, scale=arch.scale, label=f"image set {name!r}")
-    return {name: _evaluate(net, ds, device=device) for name, ds in sets.items()}
+        sets[str(name)] = SRValDataset(hr, scale=scale, label=f"image set {name!r}")
+    out = {}
+    for name, ds in sets.items():
+        save = Path(save_images) / Path(name).name.replace(":", "_") if save_images else None
+        out[name] = _evaluate(net, ds, device=device, save_dir=save)
+    return out
 
 
 def load_model(path: str | Path, device: str = "cpu") -> LoadedModel:
@@ -178,7 +215,7 @@ def load_model(path: str | Path, device: str = "cpu") -> LoadedModel:
     from quantnas.artifact import load_trained
 
     t = load_trained(path, device)
-    return LoadedModel(t.net, t.genotype, t.arch, t.path)
+    return LoadedModel(t.net, t.genotype, t.arch, t.path, t.label)
 
 
 def run(
