@@ -124,3 +124,19 @@ def test_the_moved_readme_sections_exist(path):
 
     root = Path(__file__).resolve().parent.parent / "docs" / path
     assert len(list(root.glob("*.md"))) >= 7
+
+
+def test_the_readme_extending_example_registers_a_loss():
+    from pathlib import Path
+
+    from quantnas.optim import LOSSES
+
+    text = (Path(__file__).resolve().parent.parent / "README.md").read_text(encoding="utf-8")
+    section = text.split("\n## Extending\n", 1)[1].split("\n## ", 1)[0]
+    (block,) = re.findall(r"```python\n(.*?)```", section, flags=re.S)
+    scope: dict = {}
+    try:
+        exec(compile(block, "README.md", "exec"), scope)  # noqa: S102
+        assert scope["cfg"].train.loss == "l1_plus_mse" and "l1_plus_mse" in LOSSES
+    finally:
+        LOSSES.unregister("l1_plus_mse")
