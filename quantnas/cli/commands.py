@@ -106,8 +106,9 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from quantnas.runlog import setup_logging
 
     setup_logging()
-    model: str | api.LoadedModel = args.model
+    model: str | api.LoadedModel = "bicubic"
     info: dict = {"model": "bicubic"}
+    scale = args.scale
     if args.model != "bicubic":
         from quantnas.cost import network_cost
 
@@ -115,6 +116,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
         cost = network_cost(model.network, lr_size=32).summary()
         geno = model.genotype.to_text() if model.genotype is not None else None
         info = {"model": str(args.model), "network": model.label, "genotype": geno, **cost}
+        scale = scale or model.arch.scale  # a different --scale is refused by api.evaluate
     results = api.evaluate(
         model,
         data=args.data or [],
@@ -123,7 +125,6 @@ def cmd_eval(args: argparse.Namespace) -> int:
         scale=args.scale,
         save_images=args.save_images,
     )
-    scale = args.scale if args.model == "bicubic" else model.arch.scale  # type: ignore[union-attr]
     if args.json:
         _print_json({**info, "scale": scale, "sets": results})
     else:
