@@ -1,15 +1,13 @@
-"""quantnas: quantization-aware differentiable architecture search for super-resolution."""
+"""quantnas: quantization-aware differentiable architecture search for super-resolution.
 
-import os
-
-# numpy's OpenBLAS worker threads busy-wait after every call and starve PyTorch's OpenMP
-# threads on small machines (the training data pipeline ran 17x slower on 2 cores).
-# quantnas only uses BLAS for small per-image products, so one thread is enough. This must
-# happen before numpy is imported; device.set_threads() also limits it at run time.
-os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+``import quantnas`` changes nothing in the process: the thread settings (numpy's BLAS at one
+thread, PyTorch's threads, the allocator) are made where a run starts
+(:func:`quantnas.device.set_threads`, called by the CLI and by every search or training).
+"""
 
 from quantnas.errors import QuantNASError
 
+#: The package version; ``pyproject.toml`` reads it from here (``dynamic = ["version"]``).
 __version__ = "0.1.0"
 #: The Python API's names that no submodule shadows (:mod:`quantnas.api`; ``search``,
 #: ``train`` and ``evaluate`` are also module names, so they are ``quantnas.api.search``

@@ -8,7 +8,7 @@ Example (the README's "Python API" section, which ``tests/test_api.py`` runs)::
     found = api.search(cfg, "runs/api-search")
     trained = api.train(cfg, "runs/api-train", genotype=found.best)
     scores = api.evaluate(trained.best_path, benchmarks="embedded:test")
-    net, genotype, arch = api.load_model(trained.best_path)
+    model = api.load_model(trained.best_path)  # .network, .genotype, .arch
     sr = api.upscale(trained.best_path, [lr_image])  # HxWx3 arrays in, arrays out
 
 Images may also be given in memory: ``train_images`` / ``val_images`` (lists of ``HxWx3``
@@ -27,21 +27,29 @@ that holds a finished or interrupted run is continued with ``resume=True``.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from quantnas.config import Config
 from quantnas.config import load_config as _load_config
+from quantnas.config_io import DEFAULT_PRESET
 from quantnas.data.job_data import ImagesLike, JobData
 
-#: The preset the CLI applies when ``--preset`` is not given.
-DEFAULT_PRESET = "default"
+if TYPE_CHECKING:
+    from torch import nn
+
+    from quantnas.config_types import ArchConfig
+    from quantnas.genotype import Genotype
+    from quantnas.search.records import SearchResult
+    from quantnas.train_records import TrainResult
 
 __all__ = [
     "DEFAULT_PRESET",
+    "LoadedModel",
     "evaluate",
     "load_config",
     "load_model",
@@ -50,6 +58,32 @@ __all__ = [
     "train",
     "upscale",
 ]
+
+
+@dataclass(frozen=True)
+class LoadedModel:
+    """A trained network read back by :func:`load_model`.
+
+    It also unpacks as the tuple earlier releases returned:
+    ``network, genotype, arch = api.load_model(path)``.
+
+    Attributes:
+        network: The network in eval mode, quantized as it was saved.
+        genotype: Its genotype, or None for a hand-designed baseline (``espcn``, ...).
+        arch: Its structure config (scale, channels, global skip, ...).
+        path: The checkpoint it was read from.
+        label: The genotype's text, or e.g. ``"espcn (8-bit, hand-designed)"``.
+
+    """
+
+    network: nn.Module
+    genotype: Genotype | None
+    arch: ArchConfig
+    path: Path
+    label: str
+
+    def __iter__(self) -> Iterator[Any]:
+        return iter((self.network, self.genotype, self.arch))
 
 
 def _data(
@@ -80,8 +114,8 @@ def search(
     resume: bool = False,
     train_images: ImagesLike | None = None,
     val_images: ImagesLike | None = None,
-) -> Any:
-    """Search in ``run_dir``; returns a :class:`~quantnas.search.searcher.SearchResult`
+) -> SearchResult:
+    """Search in ``run_dir``; returns a :class:`~quantnas.search.records.SearchResult`
     (``best`` genotype, ``best_epoch``, ``run_dir``, ...).
     """
     from quantnas.search.searcher import search as _search
@@ -93,15 +127,15 @@ def train(
     cfg: Config,
     run_dir: str | Path,
     *,
-    genotype: Any = None,
+    genotype: Genotype | str | Path | None = None,
     resume: bool = False,
     train_images: ImagesLike | None = None,
     val_images: ImagesLike | None = None,
-) -> Any:
+) -> TrainResult:
     """QAT of ``genotype`` (a :class:`~quantnas.genotype.Genotype`, a genotype file or text,
     a builtin name, a run directory or a trained checkpoint; ``cfg.train.genotype`` when
     None) in ``run_dir``; returns a
-    :class:`~quantnas.train.TrainResult` (``best_path``, ``best_psnr``, ``network``, ...).
+    :class:`~quantnas.train_records.TrainResult` (``best_path``, ``best_psnr``, ``network``, ...).
     """
     from quantnas.artifact import genotype_of
     from quantnas.train import train as _train
@@ -113,38 +147,75 @@ def train(
 
 
 def evaluate(
-    model: str | Path,
+    model: str | Path | LoadedModel,
     *,
     data: Sequence[str] = (),
     benchmarks: str | None = None,
     images: Mapping[str, ImagesLike] | None = None,
     device: str = "cpu",
+    scale: int | None = None,
+    save_images: str | Path | None = None,
 ) -> dict[str, dict]:
-    """Y-channel PSNR / SSIM (border = scale) of a trained checkpoint on image folders or
-    ``embedded:...`` sources (``data``), benchmark sets and in-memory HR image sets
-    (``images``: ``{set name: images}``); ``{set: {"psnr", "ssim", "images"}}``.
+    """Y-channel PSNR / SSIM (border = scale) of a network on image sets (``quantnas eval``).
+
+    Args:
+        model: A run directory, a trained checkpoint (``best.pt``), a :class:`LoadedModel`,
+            or ``"bicubic"`` (MATLAB-bicubic upscaling; needs ``scale``).
+        data: HR image folders or ``embedded:...`` sources (each a set named by its folder).
+        benchmarks: A YAML file of benchmark sets or ``embedded:test``.
+        images: In-memory HR image sets, ``{set name: images}``.
+        device: Where the network runs.
+        scale: The upscaling factor: required for ``bicubic``; for a network it must equal
+            the network's (None = the network's).
+        save_images: Write each set's SR images to ``save_images/<set>/`` (the folder is
+            created before anything is computed).
+
+    Returns:
+        ``{set: {"psnr", "ssim", "images"}}``.
+
+    Raises:
+        QuantNASError: ``bicubic`` without ``scale``, or a ``scale`` the network does not
+            have.
+
     """
-    from quantnas.artifact import load_model as _load_model
     from quantnas.data.datasets import SRValDataset
     from quantnas.data.job_data import as_named_images
-    from quantnas.evaluate import eval_sets
+    from quantnas.errors import QuantNASError
+    from quantnas.evaluate import bicubic_upscaler, eval_sets
     from quantnas.evaluate import evaluate as _evaluate
 
-    net, _, arch = _load_model(model, device)
-    sets = eval_sets(list(data), benchmarks, scale=arch.scale) if data or benchmarks else {}
+    if save_images is not None:
+        Path(save_images).mkdir(parents=True, exist_ok=True)  # fail before computing
+    if isinstance(model, str) and model == "bicubic":
+        if scale is None:
+            raise QuantNASError("--scale is required with --model bicubic")
+        net = bicubic_upscaler(scale)
+    else:
+        loaded = model if isinstance(model, LoadedModel) else load_model(model, device)
+        own = loaded.arch.scale
+        if scale is not None and scale != own:
+            raise QuantNASError(f"--scale {scale} differs from the model's scale {own}")
+        net, scale = loaded.network, own
+    sets = eval_sets(list(data), benchmarks, scale=scale) if data or benchmarks else {}
     for name, imgs in (images or {}).items():
         hr = as_named_images(imgs, str(name))
-        sets[str(name)] = SRValDataset(hr, scale=arch.scale, label=f"image set {name!r}")
-    return {name: _evaluate(net, ds, device=device) for name, ds in sets.items()}
+        sets[str(name)] = SRValDataset(hr, scale=scale, label=f"image set {name!r}")
+    out = {}
+    for name, ds in sets.items():
+        save = Path(save_images) / Path(name).name.replace(":", "_") if save_images else None
+        out[name] = _evaluate(net, ds, device=device, save_dir=save)
+    return out
 
 
-def load_model(path: str | Path, device: str = "cpu") -> tuple:
-    """``(network, genotype or None, arch)`` of a run directory or trained checkpoint
-    (``best.pt``; a hand-designed baseline has no genotype).
+def load_model(path: str | Path, device: str = "cpu") -> LoadedModel:
+    """The trained network of a run directory or checkpoint (``best.pt``), with its genotype
+    (None for a hand-designed baseline) and structure; unpacks as ``(network, genotype,
+    arch)``.
     """
-    from quantnas.artifact import load_model as _load_model
+    from quantnas.artifact import load_trained
 
-    return _load_model(path, device)
+    t = load_trained(path, device)
+    return LoadedModel(t.net, t.genotype, t.arch, t.path, t.label)
 
 
 def run(

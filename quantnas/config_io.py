@@ -23,6 +23,7 @@ from quantnas.config_types import Config
 from quantnas.errors import QuantNASError, shown
 
 __all__ = [
+    "DEFAULT_PRESET",
     "HugeInt",
     "MAX_YAML_VALUES",
     "YamlAliasError",
@@ -111,6 +112,11 @@ def _too_long(value: HugeInt, key: str) -> QuantNASError:
     return QuantNASError(
         f"config key {key}: an integer of {len(value)} digits is out of range (got {value[:12]}...)"
     )
+
+
+#: The preset the CLI and :func:`quantnas.api.load_config` apply when none is given (the
+#: quick embedded-data job).
+DEFAULT_PRESET = "default"
 
 
 def presets() -> list[str]:

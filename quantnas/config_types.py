@@ -131,21 +131,27 @@ class SearchConfig:
     ``alpha_optim`` the architecture weights'.
     """
 
+    #: Search epochs.
     epochs: PosInt = 4
     #: Epochs of weight steps before alpha steps start, or ``auto``: alpha steps start
     #: after the first epoch whose end finds the supernet ``warm_up_margin`` dB above
     #: bicubic on fixed crops of the alpha split (at the latest after half the epochs).
     warm_up: int | str = 1
+    #: dB above bicubic the supernet must reach before ``warm_up: auto`` starts the alpha steps.
     warm_up_margin: float = 0.1
     #: The best epoch (the exported genotype) is the one of lowest validation loss; a later
     #: epoch within this relative tolerance of the best replaces it (0 = strictly lower).
     best_tolerance: float = 0.0
+    #: Global batch of a search step (split evenly over the ranks under torchrun).
     batch_size: PosInt = 8
+    #: Share of the training images the search uses, in (0, 1] (the original's
+    #: ``dataset.search_subsample``); the weight / alpha splits are made from them.
     search_subsample: float = 1.0
     #: Weight / alpha data: ``photos`` (whole images halved) or ``regions`` (tiles of
     #: every image, half to each split; ``split_tile`` pixels a side at least, 0 = twice
     #: the search's HR crop). See :mod:`quantnas.search.splits`.
     split: str = "photos"
+    #: Side of the ``regions`` split's tiles in pixels, at least (0 = twice the search's HR crop).
     split_tile: int = 0
     #: The supernet's learned output scale (``arch.output_scale``): ``true`` keeps it
     #: (a ReZero gate starting at 0 that multiplies every gradient), ``false`` leaves it out.
@@ -155,7 +161,9 @@ class SearchConfig:
     #: ``E[BitOps] / target - 1`` updated by dual ascent (``dual_lr``), and the exported
     #: genotype repaired into ``[target_band * target, target]``.
     target_bitops: float = 0.0
+    #: Step of the dual ascent on the Lagrange multiplier of ``target_bitops``.
     dual_lr: float = 0.01
+    #: The exported genotype is repaired into ``[target_band * target, target]`` BitOps.
     target_band: float = 0.9
     #: How the genotype is chosen: ``argmax`` of the alphas, or ``path`` (the supernet's
     #: PSNR gain over bicubic on fixed validation crops with each of ``select_samples``
@@ -167,30 +175,57 @@ class SearchConfig:
     #: ``1/halving_eta`` by validation PSNR go on, and the winner's training continues to
     #: ``train.epochs`` from its checkpoint.
     select: str = "argmax"
+    #: Genotypes drawn within the budget band that ``select: path`` scores.
     select_samples: PosInt = 32
+    #: Successive halving keeps the best ``1 / halving_eta`` of the candidates per rung
+    #: (>= 2).
     halving_eta: PosInt = 2
+    #: Training epochs of the first rung (rung ``r`` ends at ``halving_epochs *
+    #: halving_eta**r``, at most ``train.epochs - 1``).
     halving_epochs: PosInt = 1
     #: What a weight step trains: ``mixture`` (the alpha-weighted supernet, DARTS) or
     #: ``path`` (one uniformly drawn genotype per step, within the budget band if any).
     weight_sampling: str = "mixture"
+    #: ``noise`` (search against quantization noise, the paper's method), ``quant`` (direct
+    #: quantization with shared weights) or ``fp`` (full precision).
     mode: str = "noise"
+    #: Distribution of the quantization noise: ``gaussian`` (the original) or ``uniform``.
     noise: str = "gaussian"
+    #: How the bit-width copies of a candidate draw noise: ``original`` (one independent draw per
+    #: bit-width, detached copies) or ``shared`` (one draw for all copies; a quantnas variant).
     noise_mix: str = "original"
     #: Where the noise comes from: ``rng`` (fresh draws, the original) or ``table``.
     noise_source: str = "rng"
+    #: How alphas become mixing weights: ``softmax``, ``gumbel`` or ``hard_gumbel`` (one sampled
+    #: (op, bit) pair per layer and step).
     alpha_transform: str = "softmax"
+    #: Gumbel temperature at the start of the alpha steps (gumbel transforms only).
     temp_max: PosFloat = 1.0
+    #: Gumbel temperature at the end of the search (gumbel transforms only).
     temp_min: PosFloat = 0.1
     optim: OptimConfig = field(default_factory=lambda: OptimConfig(lr=1e-3, weight_decay=3e-8))
     alpha_optim: AlphaOptimConfig = field(default_factory=AlphaOptimConfig)
+    #: Sparsity regularizer of the alphas: ``entropy``, ``l1``, ``l1_softmax``, ``l1_onehot`` or
+    #: ``none``.
     sparse_type: str = "entropy"
+    #: Weight of the sparsity regularizer.
     sparse_coef: float = 1e-3
+    #: How the regularizer's weight grows over the search: ``original`` or ``linear``.
     sparse_ramp: str = "original"
+    #: Weight of the hardware penalty: ``penalty`` x the ``penalty_cost`` relative to its value at
+    #: the start of the search (0 = off).
     penalty: float = 0.0
+    #: The penalised cost: ``bitops`` (the BitOps the report shows) or ``linear_bits`` (the
+    #: original's cost, linear in the bits, searchable layers only).
     penalty_cost: str = "bitops"
+    #: LR side at which the budget's BitOps (``target_bitops``) are counted.
     bitops_lr_size: PosInt = 32
+    #: Weight steps per epoch (0 = one pass over the weight split).
     steps_per_epoch: int = 0
+    #: Channels of the supernet (null = ``arch.c_fixed``): a narrower supernet than the final
+    #: network, as in DARTS.
     c_fixed: PosInt | None = None
+    #: LR crop of the search batches (null = ``data.lr_crop``).
     lr_crop: PosInt | None = None
 
 
@@ -207,17 +242,31 @@ class TrainConfig:
     epochs in the search).
     """
 
+    #: The genotype trained: a file (JSON or ``Genotype_SR(...)`` text), a builtin name
+    #: (``default``, ``paper-example``) or the text itself.
     genotype: str = "default"
+    #: Training epochs.
     epochs: PosInt = 10
+    #: Global batch of a training step (split evenly over the ranks under torchrun).
     batch_size: PosInt = 8
     optim: OptimConfig = field(default_factory=OptimConfig)
+    #: Full-precision epochs before quantization-aware training starts.
     warm_up: int = 0
+    #: Steps per epoch (0 = one pass over the training crops).
     steps_per_epoch: int = 0
+    #: Pixel loss: ``l1``, ``mse``, ``charbonnier`` or a registered one.
     loss: str = "l1"
+    #: Last epochs trained with ``finetune_loss`` instead (as RFDN does; 0 = none).
     finetune_epochs: int = 0
+    #: The loss of the last ``finetune_epochs`` epochs.
     finetune_loss: str = "mse"
+    #: Decay of an exponential moving average of the weights, warmed up as ``min(decay,
+    #: (1+n)/(10+n))``; the average is what is validated and saved (0 = off).
     ema: float = 0.0
+    #: Share of the epochs after which a training still within ``stall_margin`` of bicubic is
+    #: reported as stalled (never stopped or retried).
     stall_check: float = 0.5
+    #: dB above bicubic a training's best validation PSNR must exceed not to count as stalled.
     stall_margin: float = 0.05
 
 
@@ -225,7 +274,11 @@ class TrainConfig:
 class RunConfig:
     """The one-command job (search -> train -> eval -> report)."""
 
+    #: Memory a run may use in GiB (0 = 85% of the free memory of the device); larger networks are
+    #: refused before they are built.
     max_memory_gb: float = 0.0
+    #: Write the super-resolved images of each evaluation set to ``samples/`` in the run directory
+    #: (0 = no).
     sample_images: int = 1
 
 
@@ -275,12 +328,20 @@ class SweepConfig:
 class Config:
     """Root configuration."""
 
+    #: Folder of the run directories: a run writes ``out_dir/name``.
     out_dir: str = "runs"
+    #: Run directory inside ``out_dir`` (empty = ``<verb>-<time>``); nested names such as ``exp/a``
+    #: are fine, ``..`` and absolute paths are refused.
     name: str = ""
+    #: ``cpu``, ``cuda`` or ``cuda:N``.
     device: str = "cpu"
+    #: PyTorch's CPU threads (0 = PyTorch's default).
     threads: int = 0
+    #: Seed of every random generator (Python, numpy, torch), at most 2**32-1.
     seed: int = 0
+    #: Show progress bars with the epoch's and the stage's ETA.
     progress: bool = True
+    #: Write TensorBoard scalars (per epoch, and every step's in ``tensorboard/steps``).
     tensorboard: bool = True
     arch: ArchConfig = field(default_factory=ArchConfig)
     data: DataConfig = field(default_factory=DataConfig)

@@ -11,13 +11,15 @@ import torch
 
 from quantnas.errors import QuantNASError
 
-__all__ = ["select_device", "set_threads", "tune_allocator"]
+__all__ = ["BLAS_ENV", "limit_blas", "select_device", "set_threads", "tune_allocator"]
 
 log = logging.getLogger(__name__)
 
 #: Set to ``0`` to leave glibc's allocator settings alone (see :func:`tune_allocator`).
 MALLOC_ENV = "QUANTNAS_MALLOC"
 _M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3
+#: The variable OpenBLAS reads when it loads; :func:`limit_blas` sets it for child processes.
+BLAS_ENV = "OPENBLAS_NUM_THREADS"
 _tuned = False
 
 
@@ -31,18 +33,30 @@ def select_device(name: str) -> torch.device:
         raise QuantNASError(f"device {name!r} unknown; expected cpu or cuda[:N]") from None
 
 
-def set_threads(threads: int) -> None:
-    """Set PyTorch's intra-op threads (0 = its default) and keep numpy's BLAS at one thread.
+def limit_blas() -> None:
+    """Keep numpy's BLAS at one thread, in this process and in the ones it starts.
 
-    numpy's OpenBLAS threads busy-wait after each call and steal the cores PyTorch's
-    OpenMP threads compute on; the data pipeline only needs small products.
+    numpy's OpenBLAS worker threads busy-wait after every call and starve PyTorch's OpenMP
+    threads on small machines (the training data pipeline ran 17x slower on 2 cores);
+    quantnas only uses BLAS for small per-image products. This process is limited at once
+    (threadpoolctl); ``OPENBLAS_NUM_THREADS=1`` (unless set) reaches the processes started
+    later (DataLoader or Ray workers), whose OpenBLAS reads it when it loads. Called where
+    a run starts (the CLI's ``main``, :func:`set_threads`), never on import.
+    """
+    os.environ.setdefault(BLAS_ENV, "1")
+    from threadpoolctl import threadpool_limits
+
+    threadpool_limits(limits=1, user_api="blas")
+
+
+def set_threads(threads: int) -> None:
+    """Set PyTorch's intra-op threads (0 = its default), keep numpy's BLAS at one thread
+    (:func:`limit_blas`) and tune the allocator (:func:`tune_allocator`).
     """
     tune_allocator()
     if threads > 0:
         torch.set_num_threads(threads)
-    from threadpoolctl import threadpool_limits
-
-    threadpool_limits(limits=1, user_api="blas")
+    limit_blas()
 
 
 def tune_allocator() -> bool:

@@ -223,8 +223,8 @@ class Trainer(EpochLoop):
         if epoch + 1 == self.stall_epoch and self.stalled():
             log.warning(
                 "training %s looks stalled: after %d of %d epochs its best validation PSNR "
-                "is within %.2f dB of bicubic (%.2f dB); it goes on (see README, "
-                "'Stalled trainings')",
+                "is within %.2f dB of bicubic (%.2f dB); it goes on (see "
+                "docs/research/stalled-trainings.md)",
                 *(self.run_dir, epoch + 1, self.epochs),
                 *(self.cfg.train.stall_margin, self.bicubic_psnr),
             )

@@ -4,9 +4,15 @@ import math
 import re
 from pathlib import Path
 
+import pytest
+from skimage import data
+
 import quantnas
 from quantnas import api
 from quantnas.config import load_config
+from quantnas.errors import QuantNASError
+from quantnas.search.records import SearchResult
+from quantnas.train_records import TrainResult
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -28,6 +34,10 @@ def test_readme_python_example_runs_as_written(tmp_path, monkeypatch, capsys):
     assert (tmp_path / "runs" / "api-train" / "best.pt").is_file()
     assert math.isfinite(scope["test_psnr"])
     assert scope["genotype"] == scope["found"].best
+    assert isinstance(scope["found"], SearchResult) and isinstance(scope["trained"], TrainResult)
+    model = scope["model"]
+    assert isinstance(model, api.LoadedModel) and model.network is scope["net"]
+    assert model.label == model.genotype.to_text() and model.path == scope["trained"].best_path
     assert scope["arch"].c_fixed == scope["cfg"].arch.c_fixed
     assert "test PSNR" in capsys.readouterr().out
     # the in-memory block: its test set is reported and scored alike; upscale gives x4
@@ -42,3 +52,12 @@ def test_load_config_has_the_cli_defaults():
     assert quantnas.load_config is api.load_config
     assert quantnas.run is api.run and quantnas.load_model is api.load_model
     assert api.load_config(overrides=["seed=3"]).seed == 3
+
+
+def test_evaluate_takes_the_eval_verbs_options(tmp_path):
+    photo = {"portrait": [data.astronaut()[:96, :128]]}
+    res = api.evaluate("bicubic", images=photo, scale=4, save_images=tmp_path / "sr")
+    assert set(res) == {"portrait"} and math.isfinite(res["portrait"]["psnr"])
+    assert len(list((tmp_path / "sr" / "portrait").iterdir())) == 1
+    with pytest.raises(QuantNASError, match="--scale is required with --model bicubic"):
+        api.evaluate("bicubic", images=photo)

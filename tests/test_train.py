@@ -338,7 +338,7 @@ def test_stall_detector_flags_a_forced_stall(tmp_path, caplog):
 def test_4bit_edsr_that_stalled_now_leaves_bicubic(tmp_path):
     """The 4-bit small EDSR of the sweep-cpu preset, seed 0, ended exactly at bicubic
     (28.537 dB on validation) at lr 1e-3: Adam's sign-coherent steps pushed the input of
-    its last conv below zero within 50 steps (README, 'Stalled trainings'). At the preset's
+    its last conv below zero within 50 steps (docs/research/stalled-trainings.md). At the preset's
     lr it learns. About 20 s with one thread (400 steps at 48 channels, as in the sweep)."""
     from quantnas.baselines import build_baseline
 

@@ -14,8 +14,8 @@ import errno
 import os
 import sys
 
-from quantnas.cli.commands import DEFAULT_PRESET
 from quantnas.cli.parser import build_parser
+from quantnas.config_io import DEFAULT_PRESET
 from quantnas.errors import QuantNASError
 
 __all__ = ["DEFAULT_PRESET", "build_parser", "main"]
@@ -48,6 +48,9 @@ def main(argv: list[str] | None = None) -> int:
         args = parser.parse_args(argv)
     except SystemExit as e:  # --help, --version, or a one-line usage error (status 2)
         return e.code if isinstance(e.code, int) else 2
+    from quantnas.device import limit_blas
+
+    limit_blas()  # a run starts here: numpy's BLAS at one thread (not on `import quantnas`)
     if getattr(args, "bitops", None) is not None:  # --bitops 2.4G = search.target_bitops
         args.overrides = [f"search.target_bitops={args.bitops}", *args.overrides]
     try:

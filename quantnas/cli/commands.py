@@ -13,12 +13,10 @@ from pathlib import Path
 
 from quantnas import rundir
 from quantnas.cli.info import cmd_info  # noqa: F401 - a verb like the cmd_* below
+from quantnas.config_io import DEFAULT_PRESET
 from quantnas.errors import QuantNASError
 
 log = logging.getLogger(__name__)
-
-#: Preset applied when ``--preset`` is not given (the quick embedded-data job).
-DEFAULT_PRESET = "default"
 
 
 def _load(args: argparse.Namespace, extra: list[str] | None = None):
@@ -104,35 +102,29 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    from quantnas.evaluate import bicubic_upscaler, eval_sets, evaluate
+    from quantnas import api
     from quantnas.runlog import setup_logging
 
     setup_logging()
-    if args.save_images:
-        Path(args.save_images).mkdir(parents=True, exist_ok=True)  # fail before computing
-    if args.model == "bicubic":
-        if args.scale is None:
-            raise QuantNASError("--scale is required with --model bicubic")
-        model, scale, info = bicubic_upscaler(args.scale), args.scale, {"model": "bicubic"}
-    else:
-        from quantnas.artifact import load_trained
+    model: str | api.LoadedModel = "bicubic"
+    info: dict = {"model": "bicubic"}
+    scale = args.scale
+    if args.model != "bicubic":
         from quantnas.cost import network_cost
 
-        trained = load_trained(args.model, args.device)
-        net, arch = trained.net, trained.arch
-        if args.scale is not None and args.scale != arch.scale:
-            raise QuantNASError(f"--scale {args.scale} differs from the model's scale {arch.scale}")
-        model, scale = net, arch.scale
-        cost = network_cost(net, lr_size=32).summary()
-        geno = trained.genotype.to_text() if trained.genotype is not None else None
-        info = {"model": str(args.model), "network": trained.label, "genotype": geno, **cost}
-    sets = eval_sets(args.data or [], args.benchmarks, scale=scale)
-    results = {}
-    for name, ds in sets.items():
-        save = (
-            Path(args.save_images) / Path(name).name.replace(":", "_") if args.save_images else None
-        )
-        results[name] = evaluate(model, ds, device=args.device, save_dir=save)
+        model = api.load_model(args.model, args.device)
+        cost = network_cost(model.network, lr_size=32).summary()
+        geno = model.genotype.to_text() if model.genotype is not None else None
+        info = {"model": str(args.model), "network": model.label, "genotype": geno, **cost}
+        scale = scale or model.arch.scale  # a different --scale is refused by api.evaluate
+    results = api.evaluate(
+        model,
+        data=args.data or [],
+        benchmarks=args.benchmarks,
+        device=args.device,
+        scale=args.scale,
+        save_images=args.save_images,
+    )
     if args.json:
         _print_json({**info, "scale": scale, "sets": results})
     else:

@@ -104,4 +104,17 @@ VERBS: dict[str, tuple[str, str, str]] = {
         "Draw the PSNR-vs-BitOps front of one or more sweeps and print its Markdown table.",
         "quantnas pareto runs/sweep-cpu runs/sweep-alr --out front.png",
     ),
+    "list": (
+        "list presets, operations, spaces, baselines, runtimes, ... by name",
+        "List the names quantnas accepts for one kind of choice, each with a one-line\n"
+        "description, read from its registry (names registered by your own code too).\n"
+        "Without KIND, the kinds. Listing imports no optional runtime.",
+        "quantnas list\nquantnas list presets\nquantnas list ops --json",
+    ),
+    "completion": (
+        "print a shell completion script generated from the parser",
+        "Print a bash or zsh completion script for quantnas: verbs, options, their choices,\n"
+        "presets and config keys. Save it where the shell loads completions.",
+        "quantnas completion bash\nquantnas completion zsh",
+    ),
 }

@@ -14,6 +14,7 @@ from quantnas.cli.arg_types import (
     positive_int,
 )
 from quantnas.cli.help_text import VERBS
+from quantnas.cli.listing import add_verbs as add_listing_verbs
 from quantnas.data.images import GRAY_MODES
 from quantnas.deploy.formats import FORMATS
 from quantnas.deploy.onnx_runtimes import RUNTIMES
@@ -278,4 +279,5 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--set", help="evaluation set (default: test, else validation)")
     s.add_argument("--out", help="output PNG (default: pareto.png next to the first results)")
     s.set_defaults(func=c.cmd_pareto)
+    add_listing_verbs(sub, _verb, p)  # list, completion
     return p

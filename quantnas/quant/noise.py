@@ -37,11 +37,13 @@ NOISE_SOURCES: Registry[Source] = Registry("noise source", key="search.noise_sou
 
 @NOISE_KINDS.register("gaussian")
 def _gaussian(shape, generator, dtype, device) -> torch.Tensor:
+    """N(0, 1/4) (the original code)."""
     return torch.randn(shape, generator=generator, dtype=dtype, device=device).mul_(0.5)
 
 
 @NOISE_KINDS.register("uniform")
 def _uniform(shape, generator, dtype, device) -> torch.Tensor:
+    """U[-1/2, 1/2] (the rounding-error distribution)."""
     return torch.rand(shape, generator=generator, dtype=dtype, device=device).sub_(0.5)
 
 
@@ -113,12 +115,14 @@ def draw_noise(
 
 @NOISE_SOURCES.register("rng")
 def _from_rng(like: torch.Tensor, seed: int, index: int, kind: str) -> torch.Tensor:
+    """Fresh draws of a seeded generator (the original)."""
     g = torch.Generator(device=like.device).manual_seed(seed * 1009 + index)
     return _sample(kind, tuple(like.shape), generator=g, dtype=like.dtype, device=like.device)
 
 
 @NOISE_SOURCES.register("table")
 def _from_table(like: torch.Tensor, seed: int, index: int, kind: str) -> torch.Tensor:
+    """A window of a fixed noise table at an offset given by the draw's seed."""
     n = like.numel()
     table = noise_table(kind, n, like.dtype, like.device)
     start = _offset(seed, index, table.numel() - n + 1)

@@ -272,12 +272,14 @@ ENGINES: Registry[Callable[..., Engine]] = Registry("engine", key="--engine")
 
 
 @ENGINES.register("auto")
-def _auto(*, address: str | None, **kw: Any) -> LocalEngine | ProcessEngine | RayEngine:
+def _auto(*, address: str | None, **kw: Any) -> Engine:
+    """Ray when it is installed (or with --address), else one trial after another."""
     return ENGINES.get("ray" if ray_available() or address else "local")(address=address, **kw)
 
 
 @ENGINES.register("local")
 def _local(*, address: str | None, max_retries: int, **_: Any) -> LocalEngine:
+    """The trials one after another in this process, without Ray."""
     if address:
         raise QuantNASError("--address needs --engine ray")
     return LocalEngine(max_retries=max_retries)
@@ -285,6 +287,7 @@ def _local(*, address: str | None, max_retries: int, **_: Any) -> LocalEngine:
 
 @ENGINES.register("processes")
 def _processes(*, address: str | None, **kw: Any) -> ProcessEngine:
+    """A pool of worker processes on this machine (on CUDA with --gpus-per-trial > 0)."""
     if address:
         raise QuantNASError("--address needs --engine ray")
     return ProcessEngine(**kw)
@@ -292,4 +295,5 @@ def _processes(*, address: str | None, **kw: Any) -> ProcessEngine:
 
 @ENGINES.register("ray")
 def _ray(**kw: Any) -> RayEngine:
+    """Each trial a Ray task (a new local Ray, or an existing cluster with --address)."""
     return RayEngine(**kw)
