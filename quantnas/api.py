@@ -172,22 +172,38 @@ def upscale(
     overlap: int | None = None,
     runtime: str | None = None,
     threads: int = 0,
+    max_pixels: int | None = None,
 ) -> list[np.ndarray]:
     """Upscale in-memory RGB images with a run directory, a trained checkpoint or an
-    exported ``.onnx`` file (``runtime`` as ``quantnas upscale --runtime``), tiled as the
-    verb tiles (``overlap`` None: the network's exact halo).
+    exported ``.onnx`` file, tiled as the verb tiles (``overlap`` None: the network's exact
+    halo).
+
+    ``runtime`` is as ``quantnas upscale --runtime``: by default a run directory or
+    checkpoint is exported once (cached beside the checkpoint), self-checked and run on the
+    fastest installed runtime that computes it exactly; ``"torch"`` runs the PyTorch
+    network. Images over ``max_pixels`` (None or 0: Pillow's ``MAX_IMAGE_PIXELS``, as
+    ``data.max_pixels``), or whose output would be, are refused from their shape before
+    anything is converted or the model is loaded.
 
     Returns:
         One ``uint8`` ``(H*s)x(W*s)x3`` array per image, in order.
 
+    Raises:
+        QuantNASError: A bad model, runtime or image, or an image over the pixel budget.
+
     """
-    from quantnas.data.job_data import as_named_images
+    from quantnas.data.job_data import as_named_images, check_array_pixels
     from quantnas.deploy.picture import Picture, picture_array
     from quantnas.deploy.runtime import load_upscaler
     from quantnas.deploy.upscale import tile_overlap, upscale_picture
 
-    pics = as_named_images(images, "upscale")
+    if isinstance(images, Sequence) and not isinstance(images, np.ndarray):
+        for i, item in enumerate(images):  # the inputs' own size, before the model loads
+            arr = item[1] if isinstance(item, tuple) and len(item) == 2 else item
+            if isinstance(arr, np.ndarray):
+                check_array_pixels(arr, f"<upscale[{i}]>", max_pixels)
     model_ = load_upscaler(model, threads=threads, runtime=runtime)
+    pics = as_named_images(images, "upscale", max_pixels=max_pixels, scale=model_.scale)
     overlap = tile_overlap(model_, tile=tile, overlap=overlap)
     out = []
     for _, rgb in pics:

@@ -15,7 +15,9 @@ from quantnas.errors import QuantNASError, import_extra
 from quantnas.registry import Registry
 
 __all__ = [
+    "META_CHECKED",
     "META_EXACT",
+    "META_GRAPH_DIGEST",
     "RUNTIMES",
     "check_runtime",
     "default_runtime",
@@ -26,6 +28,10 @@ __all__ = [
 
 #: The runtimes whose self-check the file passed at export, comma-separated.
 META_EXACT = "quantnas.exact_runtimes"
+#: The runtimes the export's self-check ran in (passed or not), comma-separated.
+META_CHECKED = "quantnas.checked_runtimes"
+#: SHA-256 of the serialized graph, to recognise a damaged file.
+META_GRAPH_DIGEST = "quantnas.graph_sha256"
 #: The ONNX runtimes from fastest to slowest.
 ONNX_RUNTIMES_BY_SPEED = ("openvino", "ort")
 
