@@ -7,6 +7,15 @@ so the model is reshaped and compiled once per input size and the compiled model
 (tiles give a few fixed sizes); and ``INFERENCE_PRECISION_HINT = f32``, since on CPUs with
 bf16 instructions (AVX512-BF16, AMX) OpenVINO would otherwise compute the float parts in
 bfloat16.
+
+One more setting keeps ``arch.output_quant`` files exact: OpenVINO's CPU plugin fuses a
+residual sum of two quantized conv outputs into one convolution (the other conv's levels
+as a ``sum`` post-op, then the sum's quantizer), and that fused kernel re-quantizes wrongly,
+one step off at about a fifth of the elements (``benchmarks/openvino_sum_repro.py``
+reproduces it with two convs and an Add). Reading the levels of one of the two convs keeps
+the fusion from happening, so :func:`pinned_levels` names the QuantizeLinear outputs of
+every conv whose levels reach an Add, and they are added to the model as extra outputs
+(computed anyway, never returned). The export's self-check runs the model the same way.
 """
 
 from __future__ import annotations
@@ -19,7 +28,7 @@ import numpy as np
 
 from quantnas.errors import QuantNASError
 
-__all__ = ["CACHED_SIZES", "OpenVinoModel", "openvino_available"]
+__all__ = ["CACHED_SIZES", "OpenVinoModel", "openvino_available", "pinned_levels"]
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +48,38 @@ def openvino_available() -> bool:
 def _first(e: BaseException) -> str:
     text = str(e).strip()
     return text.splitlines()[0] if text else type(e).__name__
+
+
+def pinned_levels(model: str | Path | bytes) -> list[str]:
+    """The QuantizeLinear outputs (integer levels) of convs whose dequantized levels feed an
+    Add: kept as outputs so OpenVINO does not fuse the sum into the conv (see above).
+    """
+    try:
+        import onnx
+    except ImportError:
+        return []
+    try:
+        proto = onnx.load_from_string(model) if isinstance(model, bytes) else onnx.load(str(model))
+    except Exception:  # not ONNX: OpenVINO reports it when it reads the model
+        return []
+    nodes = proto.graph.node
+    producer = {o: n for n in nodes for o in n.output}
+    readers: dict[str, list] = {}
+    for n in nodes:
+        for i in n.input:
+            readers.setdefault(i, []).append(n)
+    outputs = {o.name for o in proto.graph.output}
+    pins = []
+    for n in nodes:
+        if n.op_type != "QuantizeLinear" or n.output[0] in outputs:
+            continue
+        src = producer.get(n.input[0])
+        if src is None or src.op_type != "Conv":
+            continue
+        dqs = [r for r in readers.get(n.output[0], []) if r.op_type == "DequantizeLinear"]
+        if any(r.op_type == "Add" for d in dqs for r in readers.get(d.output[0], [])):
+            pins.append(n.output[0])
+    return pins
 
 
 class OpenVinoModel:
@@ -70,6 +111,16 @@ class OpenVinoModel:
                 self.model = self.core.read_model(str(model))
         except Exception as e:  # OpenVINO's own exception types
             raise QuantNASError(f"{self.where}: OpenVINO cannot read it ({_first(e)})") from e
+        self.n_outputs = len(self.model.outputs)
+        pins = pinned_levels(model)
+        if pins:
+            try:
+                self.model.add_outputs(pins)
+            except Exception as e:  # OpenVINO's own exception types
+                raise QuantNASError(
+                    f"{self.where}: OpenVINO cannot read the levels {pins[0]!r} ({_first(e)})"
+                ) from e
+            log.debug("OpenVINO: %d conv levels kept as outputs (no fused sums)", len(pins))
         self.compiled: OrderedDict[tuple[int, ...], object] = OrderedDict()
 
     def _compiled_for(self, shape: tuple[int, ...]):
@@ -101,7 +152,7 @@ class OpenVinoModel:
         except Exception as e:  # OpenVINO's own exception types
             size = f"{x.shape[-2]}x{x.shape[-1]}"
             raise QuantNASError(f"OpenVINO failed on a {size} input ({_first(e)})") from e
-        return [np.asarray(result[i]) for i in range(len(compiled.outputs))]
+        return [np.asarray(result[i]) for i in range(self.n_outputs)]
 
     def convs(self, shape: tuple[int, ...]) -> tuple[int, int]:
         """``(u8 / i8, all)`` convolutions OpenVINO executes for an input of ``shape``."""
