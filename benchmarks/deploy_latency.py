@@ -15,7 +15,11 @@ Every round runs each variant once, in turn; a variant's time is its median over
 rounds, and the ratio is ``ort fp32 / variant`` (higher is faster), so slow drifts of the
 machine hit every variant alike. ``int convs`` counts the integer convs of the runtime's
 optimised graph (of all convs, the bicubic skip's two included); ``max err`` is the largest
-difference to the PyTorch network the variant was exported from (fake quant or fp32).
+difference to the PyTorch network the variant was exported from (fake quant or fp32) on the
+random input (a random network's levels often sit at rounding ties, so one tie rounded the
+other way moves an output by far more than float noise); ``self-check`` is the export's
+own verdict (:func:`quantnas.deploy.export.check_onnx`: photo crops, the runtime's integer
+levels read back and checked as roundings of PyTorch's, then fed to PyTorch).
 
 ``--profile`` adds where the time goes: the integer (``output_quant``) and QDQ files per
 node in onnxruntime (``SessionOptions.enable_profiling``) and OpenVINO (its performance
@@ -250,6 +254,7 @@ def _variants(geno, args):
     import torch
 
     from quantnas.config import load_config
+    from quantnas.deploy.export import check_onnx
     from quantnas.deploy.onnx_export import export_onnx
     from quantnas.deploy.ort_graph import integer_convs
     from quantnas.deploy.runtime import ort_session
@@ -274,15 +279,30 @@ def _variants(geno, args):
     set_quantized(fp_net, False)
     with torch.inference_mode():
         refs = {id(m): m(x).numpy() for m in (net, oq_net, fp_net)}
+    protos, points = {}, {}
+    for kind, m, quantized in (
+        ("fp32", net, False),
+        ("QDQ", net, True),
+        ("integer-only", oq_net, True),
+    ):
+        points[kind] = []
+        protos[kind] = export_onnx(m, quantized=quantized, points=points[kind])
     files = [
-        ("fp32", export_onnx(net, quantized=False).SerializeToString(), fp_net),
-        ("QDQ", export_onnx(net).SerializeToString(), net),
-        ("integer-only", export_onnx(oq_net).SerializeToString(), oq_net),
+        ("fp32", protos["fp32"].SerializeToString(), fp_net),
+        ("QDQ", protos["QDQ"].SerializeToString(), net),
+        ("integer-only", protos["integer-only"].SerializeToString(), oq_net),
     ]
     args.files = {kind: data for kind, data, _ in files}
+
+    def checked(kind: str, ref, runtime: str) -> str:
+        """The export self-check's verdict (real photo crops, levels fed back)."""
+        c = check_onnx(protos[kind], ref, 4, points[kind], args.threads, runtime)
+        return "pass" if c.passed else "FAIL"
+
     for kind, data, ref in files:
         sess = ort_session(data, args.threads)
         err = float(np.abs(sess.run(None, {"lr": lr})[0] - refs[id(ref)]).max())
+        err = (err, checked(kind, ref, "ort"))
         n_int, n_all = integer_convs(data, args.threads)
         out.append((f"ort {kind}", lambda s=sess: s.run(None, {"lr": lr}), f"{n_int}/{n_all}", err))
     try:
@@ -293,6 +313,7 @@ def _variants(geno, args):
         for kind, (_, data, ref) in zip(("fp32", "int8", "integer-only"), files, strict=True):
             m = OpenVinoModel(data, args.threads)
             err = float(np.abs(m.run(lr)[0] - refs[id(ref)]).max())
+            err = (err, checked({"int8": "QDQ"}.get(kind, kind), ref, "openvino"))
             n_int, n_all = m.convs(lr.shape)
             out.append((f"openvino {kind}", lambda m=m: m.run(lr), f"{n_int}/{n_all}", err))
 
@@ -303,8 +324,8 @@ def _variants(geno, args):
 
         return run
 
-    out.append(("torch fp32", torch_run(fp_net), "-", 0.0))
-    out.append(("torch fake quant", torch_run(net), "-", 0.0))
+    out.append(("torch fp32", torch_run(fp_net), "-", (0.0, "-")))
+    out.append(("torch fake quant", torch_run(net), "-", (0.0, "-")))
     return out
 
 
@@ -349,11 +370,17 @@ def main() -> None:
                 times[name].append(time.perf_counter() - t0)
         base = statistics.median(times["ort fp32"])
         print(f"{label}: {geno.to_text()}")
-        print(f"| {'variant':24s} | {'seconds':>8s} | {'ratio':>6s} | int convs | max err |")
-        print(f"|{'-' * 26}|{'-' * 10}|{'-' * 8}|{'-' * 11}|{'-' * 9}|")
-        for name, _, convs, err in rows:
+        print(
+            f"| {'variant':24s} | {'seconds':>8s} | {'ratio':>6s} | int convs | max err | "
+            "self-check |"
+        )
+        print(f"|{'-' * 26}|{'-' * 10}|{'-' * 8}|{'-' * 11}|{'-' * 9}|{'-' * 12}|")
+        for name, _, convs, (err, check) in rows:
             s = statistics.median(times[name])
-            print(f"| {name:24s} | {s:8.4f} | {base / s:5.2f}x | {convs:>9s} | {err:7.1e} |")
+            print(
+                f"| {name:24s} | {s:8.4f} | {base / s:5.2f}x | {convs:>9s} | {err:7.1e} | "
+                f"{check:>10s} |"
+            )
         print()
         if args.profile:
             x = _lr(args)
