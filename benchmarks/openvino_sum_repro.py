@@ -5,6 +5,11 @@ exact integer arithmetic agree.
     x -> Q/DQ(1/255) -+-> Conv(DQ(int8 w1)) -> Q(s1, 128) -> DQ -+
                       +-> Conv(DQ(int8 w2)) -> Q(s2, 128) -> DQ -+-> Add -> Q(s3, 128) -> DQ -> out
 
+The fused kernel is the first conv with the other conv's levels as a ``sum`` post-op and
+both quantizers: ``Convolution <- c1,q1,sum,out`` in OpenVINO's runtime model. Reading one
+conv's levels a second time (an extra output, or a one-element Slice of it) keeps the sum
+unfused, and the result exact.
+
 Run: python benchmarks/openvino_sum_repro.py   (needs numpy, onnx, onnxruntime, openvino)
 """
 
@@ -67,15 +72,42 @@ opts = ort.SessionOptions()
 opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
 want = ort.InferenceSession(data, opts, providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]
 core = ov.Core()
-compiled = core.compile_model(
-    core.read_model(model=data),
-    "CPU",
-    {"INFERENCE_PRECISION_HINT": "f32", "INFERENCE_NUM_THREADS": 1},
-)
-got = compiled({"x": x})[0]
-wrong = np.abs(got - want) > 1e-4
+config = {"INFERENCE_PRECISION_HINT": "f32", "INFERENCE_NUM_THREADS": 1}
 print(f"openvino {ov.__version__} vs onnxruntime {ort.__version__} (no graph optimisation):")
-print(
-    f"{int(wrong.sum())} of {wrong.size} outputs differ, max |diff| "
-    f"{np.abs(got - want).max():.4g} (one step of the sum's quantizer = {s3:.4g})"
+
+
+def compare(label: str, model_bytes: bytes) -> None:
+    compiled = core.compile_model(core.read_model(model=model_bytes), "CPU", config)
+    got = compiled({"x": x})[0]
+    wrong = np.abs(got - want) > 1e-4
+    print(
+        f"{label}: {int(wrong.sum())} of {wrong.size} outputs differ, max |diff| "
+        f"{np.abs(got - want).max():.4g} (one step of the sum's quantizer = {s3:.4g}); "
+        f"OpenVINO ran: {layers(compiled)}"
+    )
+
+
+def layers(compiled) -> str:
+    """The executed convolutions and what each fused (OpenVINO's runtime model)."""
+    out = []
+    for op in compiled.get_runtime_model().get_ordered_ops():
+        info = op.get_rt_info()
+        if "layerType" in info and info["layerType"].astype(str) == "Convolution":
+            out.append(f"Convolution <- {info['originalLayersNames'].astype(str)}")
+    return "; ".join(out)
+
+
+compare("as written", data)
+# the workaround quantnas uses (quantnas.deploy.openvino_runtime.with_level_taps): a second
+# reader of one conv's levels (a one-element Slice, an extra output) keeps the sum unfused
+tapped = onnx.ModelProto()
+tapped.CopyFrom(model)
+tapped.graph.initializer.extend(
+    [
+        numpy_helper.from_array(np.zeros(4, np.int64), "tap_starts"),
+        numpy_helper.from_array(np.ones(4, np.int64), "tap_ends"),
+    ]
 )
+tapped.graph.node.append(N("Slice", ["q2", "tap_starts", "tap_ends"], ["tap"]))
+tapped.graph.output.append(helper.make_tensor_value_info("tap", T.UINT8, None))
+compare("with a tap on q2", tapped.SerializeToString())
