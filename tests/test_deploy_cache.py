@@ -137,3 +137,22 @@ def test_a_folder_that_cannot_be_written_exports_in_memory(run, monkeypatch, cap
     assert isinstance(model, OnnxUpscaler)
     assert not list(run.glob("*.onnx"))
     assert any("is not cached" in r.getMessage() for r in caplog.records)
+
+
+def test_api_upscale_keeps_the_loaded_model_until_the_checkpoint_changes(run, caplog):
+    caplog.set_level(logging.INFO, logger="quantnas")
+    img = np.zeros((9, 8, 3), np.uint8)
+    first = api.upscale(run, [img], threads=1)
+    assert len(choice_lines(caplog)) == 1
+    caplog.clear()
+    assert np.array_equal(api.upscale(run, [img], threads=1)[0], first[0])
+    assert choice_lines(caplog) == []  # kept from the first call: not loaded again
+    ckpt = run / "best.pt"
+    state = torch.load(ckpt, weights_only=False)
+    torch.save(state, ckpt)  # the same network, new bytes (or not): loaded by content
+    state["model"] = {
+        k: v * 1.01 if v.is_floating_point() else v for k, v in state["model"].items()
+    }
+    torch.save(state, ckpt)
+    api.upscale(run, [img], threads=1)
+    assert len(choice_lines(caplog)) == 1 and "export made now" in choice_lines(caplog)[0]

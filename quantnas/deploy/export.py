@@ -14,9 +14,7 @@ from pathlib import Path
 
 from quantnas.deploy.formats import FORMATS
 from quantnas.deploy.onnx_export import QuantPoint, export_onnx
-from quantnas.deploy.ort_graph import integer_convs
-from quantnas.deploy.receptive import lr_halo
-from quantnas.deploy.runtime import (
+from quantnas.deploy.onnx_runtimes import (
     META_CHECKED,
     META_EXACT,
     META_FORMAT,
@@ -25,6 +23,8 @@ from quantnas.deploy.runtime import (
     META_SCALE,
     share_file,
 )
+from quantnas.deploy.ort_graph import integer_convs
+from quantnas.deploy.receptive import lr_halo
 from quantnas.deploy.self_check import (
     CHECK_SIZES,
     EXACT_TOL,

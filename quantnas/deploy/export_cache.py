@@ -66,14 +66,22 @@ class CachedExport:
     rebuilt: bool
 
 
+def _version() -> str:
+    """The installed quantnas version (its package metadata)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("quantnas")
+    except PackageNotFoundError:
+        return "unknown"
+
+
 def cache_key(checkpoint: str | Path) -> str:
     """A 16-hex-digit key of the checkpoint's bytes, the quantnas version and the export
     format (:data:`EXPORT_FORMAT_VERSION`, :data:`CACHE_FORMAT`).
     """
-    from quantnas import __version__
-
     h = hashlib.sha256()
-    h.update(f"quantnas {__version__} export {EXPORT_FORMAT_VERSION} {CACHE_FORMAT}\n".encode())
+    h.update(f"quantnas {_version()} export {EXPORT_FORMAT_VERSION} {CACHE_FORMAT}\n".encode())
     with open(checkpoint, "rb") as f:
         while chunk := f.read(_CHUNK):
             h.update(chunk)
@@ -153,7 +161,7 @@ def cached_export(checkpoint: str | Path, *, threads: int = 0) -> CachedExport:
 
     """
     from quantnas.deploy.export import export_checked
-    from quantnas.deploy.runtime import share_file
+    from quantnas.deploy.onnx_runtimes import share_file
     from quantnas.fileio import atomic_write_bytes
 
     ckpt = Path(checkpoint)

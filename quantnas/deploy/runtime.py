@@ -13,7 +13,6 @@ line says so.
 from __future__ import annotations
 
 import logging
-import os
 from pathlib import Path
 
 import numpy as np
@@ -23,12 +22,16 @@ from quantnas.deploy.onnx_runtimes import (
     META_CHECKED,
     META_EXACT,
     META_GRAPH_DIGEST,
+    META_HALO,
+    META_MIN_SIDE,
+    META_SCALE,
     RUNTIMES,
     check_runtime,
     default_runtime,
     file_metadata,
     onnx_runner,
     ort_session,
+    share_file,
 )
 from quantnas.errors import QuantNASError, shown
 
@@ -51,11 +54,6 @@ log = logging.getLogger(__name__)
 #: How log lines name the runtimes.
 RUNTIME_NAMES = {"ort": "onnxruntime", "openvino": "OpenVINO", "torch": "PyTorch"}
 
-#: ``metadata_props`` keys the exporter writes and :class:`OnnxUpscaler` reads.
-META_SCALE = "quantnas.scale"
-META_HALO = "quantnas.lr_halo"
-META_FORMAT = "quantnas.format"
-META_MIN_SIDE = "quantnas.min_side"
 #: The largest scale and smallest-side an export's metadata may claim.
 MAX_SCALE = 64
 MAX_MIN_SIDE = 1024
@@ -68,14 +66,6 @@ def _first(e: BaseException) -> str:
 
 def _size(lr: np.ndarray) -> str:
     return f"{lr.shape[-2]}x{lr.shape[-1]}"
-
-
-def share_file(path: Path) -> Path:
-    """Give a file written atomically (private temp file) the usual umask permissions."""
-    mask = os.umask(0)
-    os.umask(mask)
-    os.chmod(path, 0o666 & ~mask)
-    return path
 
 
 def _meta_int(meta: dict, key: str, path: str | Path, *, low: int, high: int, default: str) -> int:
@@ -153,6 +143,9 @@ class OnnxUpscaler(Upscaler):
         runtime: ``ort`` or ``openvino`` (None: the fastest installed runtime the file's
             self-check passed).
         where: How errors name serialized bytes.
+        probe: Run the model once on a ``min_side`` square to check that its output size
+            matches the scale its metadata claims (skipped for a cached export, which the
+            self-check ran at two sizes when it was made).
 
     """
 
@@ -162,6 +155,7 @@ class OnnxUpscaler(Upscaler):
         threads: int = 0,
         runtime: str | None = None,
         where: str = "the exported network",
+        probe: bool = True,
     ) -> None:
         meta = file_metadata(path)
         self.runtime = runtime or default_runtime(meta)
@@ -177,8 +171,8 @@ class OnnxUpscaler(Upscaler):
         halo = _meta_int(meta, META_HALO, path, low=-1, high=2**31 - 1, default="-1")
         self.halo = halo if halo >= 0 else None
         self.min_side = _meta_int(meta, META_MIN_SIDE, path, low=1, high=MAX_MIN_SIDE, default="2")
-        probe = np.full((1, 3, self.min_side, self.min_side), 0.5, dtype=np.float32)
-        self(probe)  # the output size must match the scale the metadata claims
+        if probe:  # the output size must match the scale the metadata claims
+            self(np.full((1, 3, self.min_side, self.min_side), 0.5, dtype=np.float32))
 
     def __call__(self, lr: np.ndarray) -> np.ndarray:
         try:
@@ -252,7 +246,7 @@ def load_upscaler(source: str | Path, *, threads: int = 0, runtime: str | None =
         return _torch_upscaler(ckpt)
     chosen = runtime or default_runtime({META_EXACT: ",".join(export.exact)})
     where = str(export.path) if export.path is not None else f"the export of {ckpt}"
-    model = OnnxUpscaler(export.data, threads, chosen, where=where)
+    model = OnnxUpscaler(export.data, threads, chosen, where=where, probe=False)
     cache = "made now" if export.rebuilt else "cached"
     if chosen not in export.exact:
         log.warning(
