@@ -79,7 +79,9 @@ def test_without_onnxruntime_pytorch_runs_and_names_the_extra(run, caplog, monke
     assert not list(run.glob("*.onnx"))
 
 
-@pytest.mark.parametrize("damage", ["garbage", "truncated", "weights", "other key", "unchecked"])
+@pytest.mark.parametrize(
+    "damage", ["garbage", "truncated", "weights", "other key", "unchecked", "runtime update"]
+)
 def test_a_bad_cache_file_is_rebuilt(run, caplog, damage, monkeypatch):
     ckpt = run / "best.pt"
     first = cached_export(ckpt, threads=1)
@@ -104,12 +106,15 @@ def test_a_bad_cache_file_is_rebuilt(run, caplog, damage, monkeypatch):
             monkeypatch.setattr(
                 export_cache, "installed_runtimes", lambda: ["ort", "openvino", "new"]
             )
+        if damage == "runtime update":  # checked in an older onnxruntime
+            now = export_cache.runtime_versions()
+            monkeypatch.setattr(export_cache, "runtime_versions", lambda: now + ".post1")
     caplog.set_level(logging.INFO, logger="quantnas")
     again = cached_export(ckpt, threads=1)
     assert again.rebuilt and again.path == path
     assert any("rebuilding the cached export" in r.getMessage() for r in caplog.records)
-    if damage == "unchecked":
-        return  # rebuilt by the check, still not listing the runtime that does not exist
+    if damage in ("unchecked", "runtime update"):
+        return  # rebuilt and checked again (the patched runtimes do not exist)
     monkeypatch.undo()
     assert not cached_export(ckpt, threads=1).rebuilt  # the rebuilt file is valid
     assert onnx.load(path).graph == onnx.load_from_string(data).graph

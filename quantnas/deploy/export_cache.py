@@ -11,8 +11,8 @@ newer exporter gets a new file (older files of the same checkpoint are removed).
 A cached file is never trusted blindly: it is rebuilt when it does not parse, when its
 metadata names another key, when its graph no longer matches the digest written with it
 (damaged on disk), or when a runtime installed now was not installed (so not checked) when
-it was made. A folder that cannot be written is no error: the export is then made in
-memory for this call only.
+it was made, or was checked in another version. A folder that cannot be written is no
+error: the export is then made in memory for this call only.
 """
 
 from __future__ import annotations
@@ -33,6 +33,7 @@ __all__ = [
     "cache_path",
     "cached_export",
     "installed_runtimes",
+    "runtime_versions",
 ]
 
 log = logging.getLogger(__name__)
@@ -42,6 +43,8 @@ log = logging.getLogger(__name__)
 EXPORT_FORMAT_VERSION = 2
 #: The metadata key holding the cache key a file was made for.
 META_CACHE_KEY = "quantnas.cache_key"
+#: The metadata key holding the runtime versions the self-check ran in.
+META_RUNTIME_VERSIONS = "quantnas.runtime_versions"
 #: The export format upscale runs (the network as trained, fake quantization on integers).
 CACHE_FORMAT = "onnx"
 
@@ -66,14 +69,22 @@ class CachedExport:
     rebuilt: bool
 
 
-def _version() -> str:
-    """The installed quantnas version (its package metadata)."""
+def _version(package: str = "quantnas") -> str:
+    """The installed version of ``package`` (its package metadata)."""
     from importlib.metadata import PackageNotFoundError, version
 
     try:
-        return version("quantnas")
+        return version(package)
     except PackageNotFoundError:
         return "unknown"
+
+
+def runtime_versions() -> str:
+    """``ort=1.x,openvino=2y.z`` of the installed runtimes: a cache file checked in other
+    versions is checked again (a runtime update can change what it computes).
+    """
+    names = {"ort": "onnxruntime", "openvino": "openvino"}
+    return ",".join(f"{r}={_version(names.get(r, r))}" for r in installed_runtimes())
 
 
 def cache_key(checkpoint: str | Path) -> str:
@@ -117,6 +128,8 @@ def _valid(path: Path, key: str) -> tuple[bytes, tuple[str, ...]] | str:
         return "it was made for another checkpoint or exporter"
     if meta.get(META_GRAPH_DIGEST) != graph_digest(model):
         return "its graph does not match the digest written with it (damaged)"
+    if meta.get(META_RUNTIME_VERSIONS) != runtime_versions():
+        return "it was checked in other runtime versions"
     checked = set(filter(None, meta.get(META_CHECKED, "").split(",")))
     missing = [r for r in installed_runtimes() if r not in checked]
     if missing:
@@ -174,7 +187,11 @@ def cached_export(checkpoint: str | Path, *, threads: int = 0) -> CachedExport:
             return CachedExport(found[0], path, found[1], rebuilt=False)
         log.info("rebuilding the cached export %s: %s", path, found)
     done = export_checked(
-        ckpt, fmt=CACHE_FORMAT, threads=threads, metadata={META_CACHE_KEY: key}, where=path
+        ckpt,
+        fmt=CACHE_FORMAT,
+        threads=threads,
+        metadata={META_CACHE_KEY: key, META_RUNTIME_VERSIONS: runtime_versions()},
+        where=path,
     )
     data = done.model.SerializeToString()
     written: Path | None = None
