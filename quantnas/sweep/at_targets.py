@@ -64,34 +64,25 @@ def target_rows(
         for r in base:
             b_groups.setdefault((r["method"], r.get("bits")), []).append(as_number(r.get(key)))
         baselines = [(f"{m}-{b}", *_stats(v)) for (m, b), v in sorted(b_groups.items())]
-        variances = [
-            s * s
-            for s in [f_std, *(d[3] for d in per_draw), *(b[2] for b in baselines)]
-            if not math.isnan(s)
-        ]
+        variances = [s * s for s in [f_std, *(d[3] for d in per_draw), *(b[2] for b in baselines)]
+                     if not math.isnan(s)]
         pooled = math.sqrt(statistics.mean(variances)) if variances else math.nan
-        others = {
-            "random best-of-k": chosen[1] if chosen else math.nan,
-            **{name: m for name, m, _, _ in baselines},
-        }
+        others = {"random best-of-k": chosen[1] if chosen else math.nan,
+                  **{name: m for name, m, _, _ in baselines}}
         best_other = max(others.items(), key=lambda kv: -math.inf if math.isnan(kv[1]) else kv[1])
-        out.append(
-            {
-                "target": t,
-                "found": (f_mean, f_std, f_n),
-                "found_bitops": _stats([as_number(r.get("bitops_32")) for r in found])[0],
-                "random_median": statistics.median([d[1] for d in per_draw])
-                if per_draw
-                else math.nan,
-                "random_draws": len(per_draw),
-                "random_best": chosen[1] if chosen else math.nan,
-                "k": k,
-                "baselines": baselines,
-                "pooled_std": pooled,
-                "best_other": best_other,
-                "margin": f_mean - best_other[1],
-            }
-        )
+        out.append({
+            "target": t,
+            "found": (f_mean, f_std, f_n),
+            "found_bitops": _stats([as_number(r.get("bitops_32")) for r in found])[0],
+            "random_median": statistics.median([d[1] for d in per_draw]) if per_draw else math.nan,
+            "random_draws": len(per_draw),
+            "random_best": chosen[1] if chosen else math.nan,
+            "k": k,
+            "baselines": baselines,
+            "pooled_std": pooled,
+            "best_other": best_other,
+            "margin": f_mean - best_other[1],
+        })
     return out
 
 
@@ -112,27 +103,19 @@ def target_table(rows: Sequence[Mapping[str, Any]], set_name: str, *, tolerance:
     wins = 0
     for c in comp:
         m, s, n = c["found"]
-        base = (
-            "; ".join(f"{name} {_f(bm)} +- {_f(bs)} ({bn})" for name, bm, bs, bn in c["baselines"])
-            or "-"
-        )
+        base = "; ".join(f"{name} {_f(bm)} +- {_f(bs)} ({bn})" for name, bm, bs, bn in
+                         c["baselines"]) or "-"
         won = not math.isnan(c["margin"]) and c["margin"] > c["pooled_std"]
         lost = not math.isnan(c["margin"]) and c["margin"] < -c["pooled_std"]
         wins += won
-        verdict = (
-            "found wins"
-            if won
-            else f"{c['best_other'][0]} wins"
-            if lost
-            else "within the pooled std"
-        )
+        verdict = ("found wins" if won else f"{c['best_other'][0]} wins" if lost else
+                   "within the pooled std")
         lines.append(
             f"| {c['target'] / 1e9:.3f} | {_f(c['found_bitops'] / 1e9, '.3f')} | "
             f"{_f(m)} +- {_f(s)} ({n}) | {_f(c['random_median'])} ({c['random_draws']} draws) | "
             f"{_f(c['random_best'])} ({c['k']}) | {base} | {_f(c['pooled_std'], '.3f')} | "
             f"{_f(c['margin'], '+.3f')} | {verdict} |"
         )
-    lines.append(
-        f"\nThe found networks win {wins} of {len(comp)} targets by more than the pooled seed std."
-    )
+    lines.append(f"\nThe found networks win {wins} of {len(comp)} targets by more than the "
+                 "pooled seed std.")
     return "\n".join(lines)

@@ -268,12 +268,7 @@ def _run_locked(
     )
     if any(r["status"] == "ok" for r in rows):
         set_name = pareto_set(cfg.sweep.pareto_set, [r for r in rows if r["status"] == "ok"])
-        md = write_pareto(
-            rows,
-            set_name,
-            sweep_dir / "pareto.png",
-            title=f"sweep {name}",
-            tolerance=cfg.sweep.target_tolerance,
-        )
+        md = write_pareto(rows, set_name, sweep_dir / "pareto.png", title=f"sweep {name}",
+                          tolerance=cfg.sweep.target_tolerance)
         log.info("sweep: Pareto front on %r\n%s", set_name, md)
     return rows

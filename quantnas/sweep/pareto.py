@@ -209,7 +209,9 @@ def _pm(r: Mapping[str, Any], key: str, fmt: str) -> str:
     return f"{value} +- {format(as_number(std), fmt)}"
 
 
-def front_table(rows: Sequence[Mapping[str, Any]], set_name: str, *, every: bool = False) -> str:
+def front_table(
+    rows: Sequence[Mapping[str, Any]], set_name: str, *, every: bool = False
+) -> str:
     """Markdown table of the overall front on ``set_name`` (by BitOps).
 
     Rows from :func:`aggregate` show ``mean +- std`` over their seeds; ``every`` lists
@@ -219,18 +221,9 @@ def front_table(rows: Sequence[Mapping[str, Any]], set_name: str, *, every: bool
     ssim = f"ssim_{set_name}"
     merged = len({r.get("sweep") for r in rows}) > 1
     val = set_name != "validation"  # a second validation column only beside another set
-    head = [
-        "method",
-        "setting",
-        "seeds",
-        "GBitOps @32x32",
-        "params",
-        f"PSNR {set_name}",
-        f"SSIM {set_name}",
-        *(["PSNR validation"] if val else []),
-        "stalled",
-        *(["front"] if every else []),
-    ]
+    head = ["method", "setting", "seeds", "GBitOps @32x32", "params", f"PSNR {set_name}",
+            f"SSIM {set_name}", *(["PSNR validation"] if val else []), "stalled",
+            *(["front"] if every else [])]
     head = ["sweep", *head] if merged else head
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     front = overall_front(rows, set_name)

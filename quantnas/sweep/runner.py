@@ -139,3 +139,4 @@ def _run_trial(trial: dict, cfg_data: dict, out: Path, threads: int, device: str
         "eval_s": secs.get("eval", 0.0),
         "total_s": time.time() - t0,
     }
+

@@ -164,16 +164,8 @@ def plan(cfg: Config) -> list[Trial]:
         for t in s.targets:
             for d in range(s.random):
                 for r in range(s.seeds):
-                    out.append(
-                        Trial(
-                            "random",
-                            f"target={t / 1e9:g}G,draw={d}",
-                            cfg.seed + r,
-                            draw=d,
-                            draw_base=cfg.seed,
-                            target=t,
-                        )
-                    )
+                    out.append(Trial("random", f"target={t / 1e9:g}G,draw={d}", cfg.seed + r,
+                                     draw=d, draw_base=cfg.seed, target=t))
     if "baseline" in s.methods:
         for name in s.baselines:
             for bits in s.baseline_bits:
