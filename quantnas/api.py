@@ -27,6 +27,8 @@ that holds a finished or interrupted run is continued with ``resume=True``.
 
 from __future__ import annotations
 
+import threading
+from collections import OrderedDict
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -243,25 +245,87 @@ def upscale(
     overlap: int | None = None,
     runtime: str | None = None,
     threads: int = 0,
+    max_pixels: int | None = None,
 ) -> list[np.ndarray]:
     """Upscale in-memory RGB images with a run directory, a trained checkpoint or an
-    exported ``.onnx`` file (``runtime`` as ``quantnas upscale --runtime``), tiled as the
-    verb tiles (``overlap`` None: the network's exact halo).
+    exported ``.onnx`` file, tiled as the verb tiles (``overlap`` None: the network's exact
+    halo).
+
+    ``runtime`` is as ``quantnas upscale --runtime``: by default a run directory or
+    checkpoint is exported once (cached beside the checkpoint), self-checked and run on the
+    fastest installed runtime that computes it exactly; ``"torch"`` runs the PyTorch
+    network. Images over ``max_pixels`` (None or 0: Pillow's ``MAX_IMAGE_PIXELS``, as
+    ``data.max_pixels``), or whose output would be, are refused from their shape before
+    anything is converted or the model is loaded. The last few models loaded are kept (by
+    file content, runtime and threads), so repeated calls do not load them again.
 
     Returns:
         One ``uint8`` ``(H*s)x(W*s)x3`` array per image, in order.
 
+    Raises:
+        QuantNASError: A bad model, runtime or image, or an image over the pixel budget.
+
     """
-    from quantnas.data.job_data import as_named_images
+    from quantnas.data.job_data import as_named_images, check_array_pixels
     from quantnas.deploy.picture import Picture, picture_array
-    from quantnas.deploy.runtime import load_upscaler
     from quantnas.deploy.upscale import tile_overlap, upscale_picture
 
-    pics = as_named_images(images, "upscale")
-    model_ = load_upscaler(model, threads=threads, runtime=runtime)
+    if isinstance(images, Sequence) and not isinstance(images, np.ndarray):
+        for i, item in enumerate(images):  # the inputs' own size, before the model loads
+            arr = item[1] if isinstance(item, tuple) and len(item) == 2 else item
+            if isinstance(arr, np.ndarray):
+                check_array_pixels(arr, f"<upscale[{i}]>", max_pixels)
+    model_, lock = _loaded_upscaler(model, threads=threads, runtime=runtime)
+    pics = as_named_images(images, "upscale", max_pixels=max_pixels, scale=model_.scale)
     overlap = tile_overlap(model_, tile=tile, overlap=overlap)
     out = []
-    for _, rgb in pics:
-        pic = Picture(rgb.astype(np.float32) / 255.0, None, False, 8)
-        out.append(picture_array(upscale_picture(model_, pic, tile=tile, overlap=overlap)))
+    with lock:
+        for _, rgb in pics:
+            pic = Picture(rgb.astype(np.float32) / 255.0, None, False, 8)
+            out.append(picture_array(upscale_picture(model_, pic, tile=tile, overlap=overlap)))
     return out
+
+
+#: Models :func:`upscale` loaded, by (file, content, runtime, threads): the last few are kept,
+#: so repeated calls with the same run neither read nor compile it again.
+_LOADED: OrderedDict[tuple, tuple[Any, threading.Lock]] = OrderedDict()
+_LOADED_MAX = 4
+_LOADED_LOCK = threading.Lock()
+
+
+def _loaded_upscaler(model: str | Path, *, threads: int, runtime: str | None) -> tuple:
+    """``(upscaler, its lock)`` of ``model``: loaded now, or kept from an earlier call with
+    the same file content (a run directory resolves to its checkpoint; a checkpoint or
+    ``.onnx`` file that changed is loaded again).
+    """
+    import hashlib
+    import os
+
+    from quantnas.deploy.runtime import check_runtime, load_upscaler
+
+    check_runtime(runtime)
+    src = Path(model)
+    if src.suffix.lower() != ".onnx":
+        from quantnas.artifact import find_checkpoint
+
+        src = find_checkpoint(src)
+    try:
+        st = os.stat(src)
+    except OSError:
+        return load_upscaler(model, threads=threads, runtime=runtime), threading.Lock()
+    h = hashlib.sha256()
+    with open(src, "rb") as f:
+        while chunk := f.read(1 << 20):
+            h.update(chunk)
+    key = (str(src.resolve()), st.st_size, h.hexdigest(), runtime, threads)
+    with _LOADED_LOCK:
+        hit = _LOADED.get(key)
+        if hit is not None:
+            _LOADED.move_to_end(key)
+            return hit
+    loaded = (load_upscaler(model, threads=threads, runtime=runtime), threading.Lock())
+    with _LOADED_LOCK:
+        _LOADED[key] = loaded
+        while len(_LOADED) > _LOADED_MAX:
+            _LOADED.popitem(last=False)
+    return loaded

@@ -107,3 +107,31 @@ def test_openvino_shape_it_cannot_take_is_one_line(onnx_file):
     model = load_upscaler(onnx_file, threads=1, runtime="openvino")
     with pytest.raises(QuantNASError, match="OpenVINO cannot take a 2x0 input"):
         model(np.zeros((1, 3, 2, 0), np.float32))
+
+
+def test_openvino_computes_output_quant_files_exactly():
+    """An ``arch.output_quant`` network (every conv output quantized, residual sums of
+    quantized conv outputs) passes OpenVINO's self-check: the conv levels that feed a sum
+    are kept as outputs, so OpenVINO's wrong fused sum kernel is not used."""
+    pytest.importorskip("openvino")
+    import torch
+
+    from quantnas import genotype as gt
+    from quantnas.config import load_config
+    from quantnas.deploy.export import check_images, check_onnx
+    from quantnas.deploy.onnx_export import export_onnx
+    from quantnas.deploy.openvino_runtime import pinned_levels
+    from quantnas.space import build_network
+
+    torch.manual_seed(0)
+    arch = load_config(overrides=["arch.c_fixed=12", "arch.output_quant=true"]).arch
+    net = build_network(gt.DEFAULT, arch)
+    with torch.no_grad():
+        net.out_scale.fill_(0.7)
+        net.train()(torch.from_numpy(check_images(4, sizes=((24, 20),))[0]))
+    net.eval()
+    points = []
+    model = export_onnx(net, points=points)
+    assert len(pinned_levels(model.SerializeToString())) >= 2  # the body's conv sums
+    check = check_onnx(model, net, 4, points, threads=1, runtime="openvino")
+    assert check.passed, check.describe()

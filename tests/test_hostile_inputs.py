@@ -808,7 +808,8 @@ def test_upscale_refuses_non_finite_network_output(trained_tiny_run, tmp_path, m
     src = tmp_path / "a.png"
     save_rgb(src, photo(32, 32))
     out = tmp_path / "out"
-    code = main(["upscale", str(trained_tiny_run), str(src), "--out", str(out), "--no-progress"])
+    args = ["upscale", str(trained_tiny_run), str(src), "--out", str(out), "--no-progress"]
+    code = main([*args, "--runtime", "torch"])  # the PyTorch network made to fail
     one_error(code, capsys, str(src), "non-finite")
     assert not list(out.glob("*.png"))
 

@@ -221,3 +221,56 @@ def test_too_small_images_are_one_error_line(onnx_file, tmp_path, capsys):
     # onnxruntime's own failures become one-line errors too
     with pytest.raises(QuantNASError, match="onnxruntime failed on a 1x5 input"):
         load_upscaler(onnx_file, threads=1, runtime="ort")(np.zeros((1, 3, 1, 5), np.float32))
+
+
+# ------------------------------------------------------------ arrays under the budget
+def test_a_huge_array_is_refused_before_it_is_converted(run_dir):
+    """A 60000x60000 zero-stride view (40 GiB if converted) is refused from its shape: in
+    well under 10 s, with no big allocation (tracemalloc sees numpy's allocations).
+    """
+    import time
+    import tracemalloc
+
+    from quantnas import api
+
+    view = np.broadcast_to(np.zeros((1, 1, 3), np.uint8), (60000, 60000, 3))
+    tracemalloc.start()
+    t0 = time.perf_counter()
+    try:
+        with pytest.raises(
+            QuantNASError,
+            match=r"60000x60000 = 3,600,000,000 pixels, more than "
+            r"the limit of 89,478,485",
+        ) as err:
+            api.upscale(run_dir, [view])
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert time.perf_counter() - t0 < 10
+    assert peak < 50 * 2**20  # far below the 2 GB bound (and the 40 GiB conversion)
+    assert "\n" not in str(err.value)
+
+
+def test_an_array_whose_output_is_over_the_budget_is_refused(run_dir):
+    from quantnas import api
+
+    img = np.zeros((60, 50, 3), np.uint8)  # 3,000 px in, 48,000 px out at x4
+    with pytest.raises(QuantNASError, match=r"its x4 output would be 240x200 = 48,000 pixels"):
+        api.upscale(run_dir, [img], max_pixels=10_000, runtime="torch")
+    assert api.upscale(run_dir, [img], max_pixels=48_000, runtime="torch")[0].shape == (240, 200, 3)
+
+
+def test_in_memory_training_images_are_under_data_max_pixels():
+    from quantnas.data.job_data import JobData, as_named_images
+
+    view = np.broadcast_to(np.zeros((1, 1, 3), np.uint8), (60000, 60000, 3))
+    cfg = load_config(overrides=["data.max_pixels=1000000"])
+    small = np.zeros((32, 32, 3), np.uint8)
+    with pytest.raises(
+        QuantNASError,
+        match=r"<train\[1\] train_1> is 60000x60000 .* limit of "
+        r"1,000,000",
+    ):
+        JobData(cfg, train=[small, view], val=[small])
+    with pytest.raises(QuantNASError, match="limit of 89,478,485"):
+        as_named_images([("big", view)], "portrait")

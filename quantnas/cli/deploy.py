@@ -43,14 +43,20 @@ def export_onnx_command(args: argparse.Namespace) -> int:
 
 
 def upscale_command(args: argparse.Namespace) -> int:
-    """``quantnas upscale MODEL INPUT... --out DIR [--tile N] [--overlap M]``."""
+    """``quantnas upscale MODEL INPUT... --out DIR [--tile N] [--overlap M] [--runtime R]``.
+
+    A run directory or checkpoint runs, by default, on its cached, self-checked export in
+    the fastest installed runtime that computes it exactly (PyTorch without the extra).
+    """
     from pathlib import Path
 
     from quantnas.deploy.onnx_runtimes import check_runtime
     from quantnas.deploy.runtime import load_upscaler
     from quantnas.deploy.upscale import upscale_files
     from quantnas.device import set_threads
+    from quantnas.runlog import setup_logging
 
+    setup_logging()  # the runtime chosen is logged in one line
     check_runtime(args.runtime)  # the runtime's own extra first ([openvino] holds onnx too)
     if Path(args.model).suffix.lower() == ".onnx" or args.runtime in ("ort", "openvino"):
         _need_onnxruntime()

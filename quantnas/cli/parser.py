@@ -205,8 +205,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--threads", type=int, default=0, help="CPU threads (0 = library default)")
     s.add_argument(
         "--runtime",
-        help="ort, openvino or torch (default: for an .onnx file the fastest installed runtime "
-        "that passed its export self-check; torch for a run dir / checkpoint)",
+        help="ort, openvino or torch (default: the fastest installed runtime that passed the "
+        "export self-check; a run dir / checkpoint is exported once, cached beside it)",
     )
     s.add_argument("--no-progress", action="store_true", help="no progress bar")
     s.add_argument(

@@ -7,7 +7,9 @@ through it, so each file is decoded once per job. In-memory images (``numpy`` ar
 ``(name, array)`` pairs) take the place of ``data.train`` / ``data.val`` / ``data.benchmarks``
 and are checked as files are: ``HxWx3`` (or ``HxWx4``, the alpha dropped), ``uint8``,
 16-bit or floating point in ``[0, 1]``; grayscale, other shapes and non-finite values are
-refused with a one-line error naming the image.
+refused with a one-line error naming the image. Arrays are under the same pixel budget as
+files (``data.max_pixels``, default Pillow's ``MAX_IMAGE_PIXELS``): the shape is checked
+before anything is converted or copied, so a huge (even zero-stride) view costs nothing.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ import numpy as np
 from quantnas.config_types import Config
 from quantnas.data.benchmarks import load_benchmark_sets
 from quantnas.data.datasets import SRValDataset
-from quantnas.data.images import GRAY_MODES, _to_rgb, _to_uint8
+from quantnas.data.images import GRAY_MODES, _to_rgb, _to_uint8, default_max_pixels
 from quantnas.data.roles import (
     HOLDOUT,
     holdout_split,
@@ -31,16 +33,60 @@ from quantnas.data.roles import (
 from quantnas.data.sources import NamedImage
 from quantnas.errors import QuantNASError
 
-__all__ = ["ImagesLike", "JobData", "as_named_images"]
+__all__ = ["ImagesLike", "JobData", "as_named_images", "check_array_pixels"]
 
 #: Images given in memory: arrays (named ``<role>_<i>``) or ``(name, array)`` pairs.
 ImagesLike = Sequence[np.ndarray | tuple[str, np.ndarray]]
 
 
+def check_array_pixels(
+    arr: np.ndarray, label: object, max_pixels: int | None = None, *, scale: int = 1
+) -> None:
+    """Refuse an ``HxW[xC]`` array over the pixel budget, from its shape alone.
+
+    Nothing is read or converted, so a zero-stride view of any size is refused at once.
+
+    Args:
+        arr: The image array (only ``shape`` is looked at).
+        label: How the error names the image.
+        max_pixels: Largest accepted ``H * W`` (None or 0: Pillow's ``MAX_IMAGE_PIXELS``,
+            as ``data.max_pixels``).
+        scale: Also refuse an image whose x``scale`` output would exceed the budget.
+
+    Raises:
+        QuantNASError: The image, or its x``scale`` output, has more than ``max_pixels``
+            pixels (one line naming the limit).
+
+    """
+    limit = int(max_pixels) if max_pixels else default_max_pixels()
+    if arr.ndim < 2:
+        return  # not an image: the conversion reports its shape
+    h, w = int(arr.shape[0]), int(arr.shape[1])
+    if h * w > limit:
+        raise QuantNASError(
+            f"image {label} is {h}x{w} = {h * w:,} pixels, more than the limit of {limit:,} "
+            "(data.max_pixels / max_pixels; raise it if the image is meant)"
+        )
+    if scale > 1 and h * w * scale * scale > limit:
+        oh, ow = h * scale, w * scale
+        raise QuantNASError(
+            f"image {label}: its x{scale} output would be {oh}x{ow} = {oh * ow:,} pixels, "
+            f"more than the limit of {limit:,} (max_pixels; raise it if the image is meant)"
+        )
+
+
 def as_named_images(
-    images: ImagesLike, role: str, *, allow_gray: bool = True
+    images: ImagesLike,
+    role: str,
+    *,
+    allow_gray: bool = True,
+    max_pixels: int | None = None,
+    scale: int = 1,
 ) -> list[NamedImage]:
     """In-memory images as ``(name, uint8 HxWx3)`` pairs, checked like image files.
+
+    Every array's size is checked (:func:`check_array_pixels`) before any of them is
+    converted.
 
     Args:
         images: Arrays or ``(name, array)`` pairs.
@@ -48,9 +94,12 @@ def as_named_images(
             errors and unnamed images (``train_0``, ...).
         allow_gray: Replicate one-channel images to RGB (``data.gray=replicate``) instead of
             rejecting them.
+        max_pixels: Largest ``H * W`` (None or 0: Pillow's ``MAX_IMAGE_PIXELS``).
+        scale: Also refuse images whose x``scale`` output would be over ``max_pixels``.
 
     Raises:
-        QuantNASError: No images, a duplicate name, or an image that is not an RGB image.
+        QuantNASError: No images, a duplicate name, an image over the pixel budget, or an
+            image that is not an RGB image.
 
     """
     if isinstance(images, np.ndarray) or not isinstance(images, Sequence) or not images:
@@ -58,12 +107,16 @@ def as_named_images(
             f"{role} images: expected a non-empty list of HxWx3 arrays or (name, array) "
             f"pairs, got {type(images).__name__}"
         )
-    out: list[NamedImage] = []
+    items: list[tuple[str, np.ndarray, Path]] = []
     for i, item in enumerate(images):
         name, arr = item if isinstance(item, tuple) and len(item) == 2 else (f"{role}_{i}", item)
         label = Path(f"<{role}[{i}] {name}>")
         if not isinstance(arr, np.ndarray):
             raise QuantNASError(f"image {label} is a {type(arr).__name__}; expected an array")
+        check_array_pixels(arr, label, max_pixels, scale=scale)
+        items.append((name, arr, label))
+    out: list[NamedImage] = []
+    for name, arr, label in items:
         out.append(
             (
                 str(name),
@@ -103,10 +156,11 @@ class JobData:
                 "images too (val=...), or a validation source in data.val"
             )
         gray = GRAY_MODES.get(cfg.data.gray)
-        self._train = None if train is None else as_named_images(train, "train", allow_gray=gray)
-        self._val = None if val is None else as_named_images(val, "val", allow_gray=gray)
+        opts = {"allow_gray": gray, "max_pixels": cfg.data.max_pixels}
+        self._train = None if train is None else as_named_images(train, "train", **opts)
+        self._val = None if val is None else as_named_images(val, "val", **opts)
         self._test = (
-            {str(k): as_named_images(v, str(k), allow_gray=gray) for k, v in test.items()}
+            {str(k): as_named_images(v, str(k), **opts) for k, v in test.items()}
             if test is not None
             else None
         )

@@ -5,6 +5,7 @@ default choice among them.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,19 +16,43 @@ from quantnas.errors import QuantNASError, import_extra
 from quantnas.registry import Registry
 
 __all__ = [
+    "META_CHECKED",
     "META_EXACT",
+    "META_FORMAT",
+    "META_GRAPH_DIGEST",
+    "META_HALO",
+    "META_MIN_SIDE",
+    "META_SCALE",
     "RUNTIMES",
     "check_runtime",
     "default_runtime",
     "file_metadata",
     "onnx_runner",
     "ort_session",
+    "share_file",
 ]
 
+#: ``metadata_props`` keys the exporter writes and the upscaler reads.
+META_SCALE = "quantnas.scale"
+META_HALO = "quantnas.lr_halo"
+META_FORMAT = "quantnas.format"
+META_MIN_SIDE = "quantnas.min_side"
 #: The runtimes whose self-check the file passed at export, comma-separated.
 META_EXACT = "quantnas.exact_runtimes"
+#: The runtimes the export's self-check ran in (passed or not), comma-separated.
+META_CHECKED = "quantnas.checked_runtimes"
+#: SHA-256 of the serialized graph, to recognise a damaged file.
+META_GRAPH_DIGEST = "quantnas.graph_sha256"
 #: The ONNX runtimes from fastest to slowest.
 ONNX_RUNTIMES_BY_SPEED = ("openvino", "ort")
+
+
+def share_file(path: Path) -> Path:
+    """Give a file written atomically (private temp file) the usual umask permissions."""
+    mask = os.umask(0)
+    os.umask(mask)
+    os.chmod(path, 0o666 & ~mask)
+    return path
 
 
 def _for_onnxruntime(src: str | bytes) -> str | bytes:

@@ -2,50 +2,58 @@
 file (onnxruntime or OpenVINO), behind one small interface.
 
 Runtimes (``upscale --runtime``): ``ort`` (onnxruntime), ``openvino`` (the optional extra),
-``torch`` (the fake-quant network of a checkpoint). A checkpoint run in ``ort`` or
-``openvino`` is exported in memory first. The default for an ``.onnx`` file is the fastest
-runtime that is installed and passed the file's export self-check (its metadata lists them:
-OpenVINO, then onnxruntime); for a checkpoint it is PyTorch.
+``torch`` (the fake-quant network of a checkpoint). The default is the fastest runtime that
+is installed and computed the export exactly in its self-check (the file's metadata lists
+them; OpenVINO, then onnxruntime). A run directory or checkpoint is exported once and the
+checked file cached beside the checkpoint (:mod:`~quantnas.deploy.export_cache`); without
+the ``[onnx]`` extra, or when its export fails the check, it runs in PyTorch, and the log
+line says so.
 """
 
 from __future__ import annotations
 
 import logging
-import os
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from quantnas.deploy.onnx_runtimes import (
+    META_CHECKED,
     META_EXACT,
+    META_GRAPH_DIGEST,
+    META_HALO,
+    META_MIN_SIDE,
+    META_SCALE,
     RUNTIMES,
     check_runtime,
     default_runtime,
     file_metadata,
     onnx_runner,
     ort_session,
+    share_file,
 )
 from quantnas.errors import QuantNASError, shown
 
 __all__ = [
+    "META_CHECKED",
     "META_EXACT",
+    "META_GRAPH_DIGEST",
     "RUNTIMES",
     "OnnxUpscaler",
     "TorchUpscaler",
     "Upscaler",
     "load_upscaler",
+    "onnx_installed",
     "ort_session",
     "share_file",
 ]
 
 log = logging.getLogger(__name__)
 
-#: ``metadata_props`` keys the exporter writes and :class:`OnnxUpscaler` reads.
-META_SCALE = "quantnas.scale"
-META_HALO = "quantnas.lr_halo"
-META_FORMAT = "quantnas.format"
-META_MIN_SIDE = "quantnas.min_side"
+#: How log lines name the runtimes.
+RUNTIME_NAMES = {"ort": "onnxruntime", "openvino": "OpenVINO", "torch": "PyTorch"}
+
 #: The largest scale and smallest-side an export's metadata may claim.
 MAX_SCALE = 64
 MAX_MIN_SIDE = 1024
@@ -58,14 +66,6 @@ def _first(e: BaseException) -> str:
 
 def _size(lr: np.ndarray) -> str:
     return f"{lr.shape[-2]}x{lr.shape[-1]}"
-
-
-def share_file(path: Path) -> Path:
-    """Give a file written atomically (private temp file) the usual umask permissions."""
-    mask = os.umask(0)
-    os.umask(mask)
-    os.chmod(path, 0o666 & ~mask)
-    return path
 
 
 def _meta_int(meta: dict, key: str, path: str | Path, *, low: int, high: int, default: str) -> int:
@@ -135,15 +135,32 @@ class TorchUpscaler(Upscaler):
 
 
 class OnnxUpscaler(Upscaler):
-    """An exported quantnas ``.onnx`` file (path or bytes) run in onnxruntime or OpenVINO."""
+    """An exported quantnas ``.onnx`` file (path or bytes) run in onnxruntime or OpenVINO.
+
+    Args:
+        path: The file, or the serialized model.
+        threads: Runtime threads (0 = the runtime's default).
+        runtime: ``ort`` or ``openvino`` (None: the fastest installed runtime the file's
+            self-check passed).
+        where: How errors name serialized bytes.
+        probe: Run the model once on a ``min_side`` square to check that its output size
+            matches the scale its metadata claims (skipped for a cached export, which the
+            self-check ran at two sizes when it was made).
+
+    """
 
     def __init__(
-        self, path: str | Path | bytes, threads: int = 0, runtime: str | None = None
+        self,
+        path: str | Path | bytes,
+        threads: int = 0,
+        runtime: str | None = None,
+        where: str = "the exported network",
+        probe: bool = True,
     ) -> None:
         meta = file_metadata(path)
         self.runtime = runtime or default_runtime(meta)
         self.run = onnx_runner(path, self.runtime, threads)
-        path = path if not isinstance(path, bytes) else "the exported network"
+        path = path if not isinstance(path, bytes) else where
         if META_SCALE not in meta:
             raise QuantNASError(
                 f"{path}: not a quantnas export (no {META_SCALE!r} in its metadata); "
@@ -154,8 +171,8 @@ class OnnxUpscaler(Upscaler):
         halo = _meta_int(meta, META_HALO, path, low=-1, high=2**31 - 1, default="-1")
         self.halo = halo if halo >= 0 else None
         self.min_side = _meta_int(meta, META_MIN_SIDE, path, low=1, high=MAX_MIN_SIDE, default="2")
-        probe = np.full((1, 3, self.min_side, self.min_side), 0.5, dtype=np.float32)
-        self(probe)  # the output size must match the scale the metadata claims
+        if probe:  # the output size must match the scale the metadata claims
+            self(np.full((1, 3, self.min_side, self.min_side), 0.5, dtype=np.float32))
 
     def __call__(self, lr: np.ndarray) -> np.ndarray:
         try:
@@ -167,9 +184,30 @@ class OnnxUpscaler(Upscaler):
         return self._checked(np.asarray(out), lr, self.path)
 
 
+def onnx_installed() -> bool:
+    """Whether onnx and onnxruntime (the ``[onnx]`` extra) can be imported."""
+    from quantnas.errors import MissingExtraError, import_extra
+
+    try:
+        import_extra("onnx", "onnx", "ONNX export")
+        import_extra("onnxruntime", "onnx", "onnxruntime")
+    except MissingExtraError:
+        return False
+    return True
+
+
+def _torch_upscaler(ckpt: Path) -> TorchUpscaler:
+    from quantnas.artifact import load_trained
+
+    trained = load_trained(ckpt)
+    return TorchUpscaler(trained.net, trained.arch.scale)
+
+
 def load_upscaler(source: str | Path, *, threads: int = 0, runtime: str | None = None) -> Upscaler:
     """An :class:`Upscaler` for a run directory, a trained checkpoint or an ``.onnx`` file,
-    in ``runtime`` (one of :data:`RUNTIMES`; None: see the module's docstring).
+    in ``runtime`` (one of :data:`RUNTIMES`; None: the fastest installed runtime that the
+    export's self-check found exact, see the module's docstring). The choice is logged in
+    one line.
     """
     check_runtime(runtime)
     src = Path(source)
@@ -180,20 +218,52 @@ def load_upscaler(source: str | Path, *, threads: int = 0, runtime: str | None =
             raise QuantNASError(
                 f"{src}: --runtime torch runs a run directory or checkpoint, not an .onnx file"
             )
-        return OnnxUpscaler(src, threads, runtime)
-    from quantnas.artifact import load_trained
+        model = OnnxUpscaler(src, threads, runtime)
+        why = "as asked" if runtime else "the fastest installed runtime its self-check passed"
+        log.info("upscale: %s runs in %s (%s)", src, RUNTIME_NAMES[model.runtime], why)
+        return model
+    from quantnas.artifact import find_checkpoint
 
-    trained = load_trained(src)
-    net, arch = trained.net, trained.arch
-    if runtime in (None, "torch"):
-        return TorchUpscaler(net, arch.scale)
-    from quantnas.deploy.onnx_export import export_onnx
-    from quantnas.deploy.receptive import lr_halo
+    ckpt = find_checkpoint(src)
+    if runtime == "torch" or ckpt.suffix.lower() != ".pt":
+        log.info("upscale: %s runs in PyTorch (--runtime torch)", ckpt)
+        return _torch_upscaler(ckpt)
+    if runtime is None and not onnx_installed():
+        log.info(
+            "upscale: %s runs in PyTorch; pip install 'quantnas[onnx]' would run it several "
+            "times faster (onnxruntime on integer kernels, self-checked)",
+            ckpt,
+        )
+        return _torch_upscaler(ckpt)
+    from quantnas.deploy.export_cache import cached_export
 
-    halo = lr_halo(net)
-    meta = {
-        META_SCALE: arch.scale,
-        META_HALO: -1 if halo is None else halo,
-        META_MIN_SIDE: trained.min_lr_side,
-    }
-    return OnnxUpscaler(export_onnx(net, metadata=meta).SerializeToString(), threads, runtime)
+    try:
+        export = cached_export(ckpt, threads=threads)
+    except QuantNASError as e:
+        if runtime is not None:
+            raise
+        log.warning("upscale: %s runs in PyTorch: its ONNX export is not usable (%s)", ckpt, e)
+        return _torch_upscaler(ckpt)
+    chosen = runtime or default_runtime({META_EXACT: ",".join(export.exact)})
+    where = str(export.path) if export.path is not None else f"the export of {ckpt}"
+    model = OnnxUpscaler(export.data, threads, chosen, where=where, probe=False)
+    cache = "made now" if export.rebuilt else "cached"
+    if chosen not in export.exact:
+        log.warning(
+            "upscale: %s runs in %s as asked, which did NOT compute its export exactly in the "
+            "self-check (exact: %s)",
+            ckpt,
+            RUNTIME_NAMES[chosen],
+            ", ".join(export.exact),
+        )
+    else:
+        why = "as asked" if runtime else "the fastest installed runtime that computes it exactly"
+        log.info(
+            "upscale: %s runs in %s (%s; export %s: %s)",
+            ckpt,
+            RUNTIME_NAMES[chosen],
+            why,
+            cache,
+            where,
+        )
+    return model
