@@ -433,7 +433,7 @@ def test_zero_last_starts_at_bicubic_and_learns_at_step_one(tmp_path, mode):
     assert len(convs) == len(primitives(cfg.arch, "upsample"))  # one per candidate
     assert all(not c.weight.any() for c in convs)
     # the LSQ steps keep the He-derived values (a step from zeros would kill the gradient)
-    assert all(float(q.step.min()) > 1e-4 for c in convs for q in c.w_quant)
+    assert all(float(q.step.detach().min()) > 1e-4 for c in convs for q in c.w_quant)
     x, hr = torch.rand(2, 3, 12, 12), torch.rand(2, 3, 48, 48)
     with torch.no_grad():
         assert torch.equal(net(x), upscale_input(x, cfg.arch.scale, cfg.arch.global_skip))
@@ -455,7 +455,7 @@ def test_original_supernet_keeps_its_gate(tmp_path):
     )
     torch.manual_seed(0)
     net = build_supernet(cfg)
-    assert net.net.out_scale is not None and float(net.net.out_scale) == 0.0
+    assert net.net.out_scale is not None and float(net.net.out_scale.detach()) == 0.0
     assert all(c.weight.any() for c in net.output_convs())
     grads = _l1_grads(net, torch.rand(2, 3, 12, 12), torch.rand(2, 3, 48, 48))
     assert all(g is None or not g.any() for g in grads)

@@ -35,6 +35,10 @@ _RUNTIME_KEYS = ("out_dir", "name", "threads", "device", "progress", "tensorboar
 #: Data keys added after sweeps were recorded that only accept or refuse inputs (resource
 #: limits): left out of the hash, so the hashes of earlier sweeps stay valid for --resume.
 _LIMIT_KEYS = ("max_total_pixels",)
+#: Search keys added after sweeps were recorded, left out of the hash while they hold the
+#: value every earlier release searched with (so those sweeps resume); another value
+#: changes the search, and the hash with it.
+_ADDED_SEARCH_KEYS = {"branch_init": "he", "float_warm_up": False}
 
 
 def _hashed(cfg: Config) -> dict:
@@ -48,6 +52,10 @@ def _hashed(cfg: Config) -> dict:
         data.pop(key, None)
     for key in _LIMIT_KEYS:
         data.get("data", {}).pop(key, None)
+    search = data.get("search", {})
+    for key, before in _ADDED_SEARCH_KEYS.items():
+        if key in search and search[key] == before:
+            del search[key]
     return data
 
 
