@@ -151,6 +151,9 @@ class SearchConfig:
     #: supernet starts at the global skip and that layer learns from the first step; needs
     #: a global skip and no output gate, ``output_scale: false``).
     branch_init: str = "he"
+    #: How the supernet's convs are drawn: ``he`` (He-normal, as the final networks) or
+    #: ``pytorch`` (PyTorch's default conv init, the original code's; ~2.45x smaller).
+    conv_init: str = "he"
     #: Weight steps before the first alpha step run the supernet in full precision (no
     #: quantization noise, no quantizers); the LSQ steps are re-initialised from the
     #: warmed-up weights when the quantizers come back (after every warm-up epoch).

@@ -540,3 +540,31 @@ def test_searcher_and_search_take_a_string_run_dir(tmp_path):
         assert (tmp_path / "s" / "split.json").exists() and res.run_dir == tmp_path / "s"
         res2 = search(cfg, str(tmp_path / "f"))
     assert (tmp_path / "f" / "best_arch.json").exists() and res2.best == res.best
+
+
+def test_conv_init_pytorch_draws_the_smaller_default_init(tmp_path):
+    from quantnas.quant.mixed import MixedQConv2d
+    from quantnas.search.setup import build_supernet
+
+    nets = {}
+    for init in ("he", "pytorch"):
+        torch.manual_seed(0)
+        nets[init] = build_supernet(tiny_cfg(tmp_path, f"search.conv_init={init}"))
+    for name, conv in nets["pytorch"].named_modules():
+        if not isinstance(conv, MixedQConv2d):
+            continue
+        fan_in = conv.weight[0].numel()
+        bound = 1 / math.sqrt(fan_in)  # Kaiming-uniform with a = sqrt(5)
+        assert float(conv.weight.detach().abs().max()) <= bound + 1e-7, name
+        # the LSQ steps follow the drawn weights
+        w = conv.weight.detach()
+        for q in conv.w_quant:
+            want = 2 * w.abs().mean(dim=(1, 2, 3), keepdim=True) / math.sqrt(q.qp)
+            assert torch.allclose(q.step.detach(), want), name
+    he = torch.cat([p.detach().flatten() for n, p in nets["he"].named_weights() if "weight" in n])
+    pt = torch.cat(
+        [p.detach().flatten() for n, p in nets["pytorch"].named_weights() if "weight" in n]
+    )
+    assert 2.0 < float(he.std() / pt.std()) < 3.0  # sqrt(6) = 2.45 for equal fan-ins
+    with pytest.raises(QuantNASError, match="search.conv_init"):
+        tiny_cfg(tmp_path, "search.conv_init=xavier")

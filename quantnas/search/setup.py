@@ -33,6 +33,7 @@ def build_supernet(cfg: Config, *, final_width: bool = False) -> Supernet:
         noise_source=s.noise_source,
         transform=s.alpha_transform,
         branch_init=s.branch_init,
+        conv_init=s.conv_init,
     )
 
 

@@ -38,7 +38,7 @@ _LIMIT_KEYS = ("max_total_pixels",)
 #: Search keys added after sweeps were recorded, left out of the hash while they hold the
 #: value every earlier release searched with (so those sweeps resume); another value
 #: changes the search, and the hash with it.
-_ADDED_SEARCH_KEYS = {"branch_init": "he", "float_warm_up": False}
+_ADDED_SEARCH_KEYS = {"branch_init": "he", "conv_init": "he", "float_warm_up": False}
 
 
 def _hashed(cfg: Config) -> dict:
