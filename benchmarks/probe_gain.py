@@ -214,6 +214,11 @@ ROWS: dict[str, tuple[str, list[str], Patch | None]] = {
         _mean_shift,
     ),
     "zero_last+float+bn": ("zero_last + float warm-up + DARTS BN (patch)", ZERO_FLOAT, _darts_bn),
+    "zero_last+float+pytorch_init": (
+        "zero_last + float warm-up + search.conv_init=pytorch",
+        ZERO_FLOAT + ["search.conv_init=pytorch"],
+        None,
+    ),
     "zero_last+float+frozen_alphas": (
         "diagnostic: zero_last + float warm-up, alpha lr 1e-9",
         ZERO_FLOAT + ["search.alpha_optim.lr=1e-9"],
