@@ -35,8 +35,7 @@ sweep() {  # NAME WORKERS PRESET [overrides...]
         >"$OUT/$name.log" 2>&1
 }
 
-sweep targets "${WORKERS:-8}" sweep-targets "sweep.methods=[search,halving-random,baseline]" \
-    search.select=halving search.select_samples=7 sweep.random_halving_candidates=10 &
+sweep targets "${WORKERS:-8}" sweep-targets &
 S1=$!
 sweep default-argmax 3 default "sweep.methods=[search]" "sweep.penalties=[0]" sweep.seeds=3 &
 S2=$!

@@ -56,7 +56,7 @@ from quantnas.registry import Registry
 from quantnas.search.constraint import SELECTORS, WEIGHT_SAMPLINGS
 from quantnas.search.losses import SPARSE_RAMPS, SPARSE_TYPES
 from quantnas.search.splits import SPLITS
-from quantnas.search.supernet import TRANSFORMS
+from quantnas.search.supernet import BRANCH_INITS, CONV_INITS, TRANSFORMS
 from quantnas.space import INPUT_QUANTS, check_space
 from quantnas.spaces import SPACES
 
@@ -77,6 +77,8 @@ def choices() -> dict[str, Registry]:
         "search.noise_mix": NOISE_MIXES,
         "search.noise_source": NOISE_SOURCES,
         "search.alpha_transform": TRANSFORMS,
+        "search.branch_init": BRANCH_INITS,
+        "search.conv_init": CONV_INITS,
         "search.sparse_type": SPARSE_TYPES,
         "search.sparse_ramp": SPARSE_RAMPS,
         "search.penalty_cost": PENALTY_COSTS,

@@ -157,6 +157,17 @@ def check_rules(cfg: Config) -> Config:
             f"config key search.halving_eta: {cfg.search.halving_eta} keeps every candidate; "
             "expected >= 2"
         )
+    if cfg.search.branch_init == "zero_last":
+        if cfg.arch.global_skip == "none":
+            raise QuantNASError(
+                "config key search.branch_init: zero_last needs arch.global_skip (without one "
+                "the supernet would start at a black image); set search.branch_init=he"
+            )
+        if cfg.search.output_scale and cfg.arch.output_scale:
+            raise QuantNASError(
+                "config key search.branch_init: zero_last replaces the output gate; set "
+                "search.output_scale=false (a gate at 0 times a conv at 0 has no gradient)"
+            )
     if cfg.train.warm_up >= cfg.train.epochs:
         raise QuantNASError(
             f"config key train.warm_up: {cfg.train.warm_up} full-precision epochs leave no QAT "

@@ -156,6 +156,18 @@ class SearchConfig:
     #: The supernet's learned output scale (``arch.output_scale``): ``true`` keeps it
     #: (a ReZero gate starting at 0 that multiplies every gradient), ``false`` leaves it out.
     output_scale: bool = True
+    #: How the supernet's convs start: ``he`` (all He-initialised, the original) or
+    #: ``zero_last`` (the last conv of every output-layer candidate at zero, so the
+    #: supernet starts at the global skip and that layer learns from the first step; needs
+    #: a global skip and no output gate, ``output_scale: false``).
+    branch_init: str = "he"
+    #: How the supernet's convs are drawn: ``he`` (He-normal, as the final networks) or
+    #: ``pytorch`` (PyTorch's default conv init, the original code's; ~2.45x smaller).
+    conv_init: str = "he"
+    #: Weight steps before the first alpha step run the supernet in full precision (no
+    #: quantization noise, no quantizers); the LSQ steps are re-initialised from the
+    #: warmed-up weights when the quantizers come back (after every warm-up epoch).
+    float_warm_up: bool = False
     #: BitOps of the final network (``arch.c_fixed`` channels, LR ``bitops_lr_size``) the
     #: search must stay within (0 = no budget): a Lagrange multiplier on
     #: ``E[BitOps] / target - 1`` updated by dual ascent (``dual_lr``), and the exported

@@ -103,7 +103,7 @@ class EpochLoop:
 
         cls.__init__ = guarded  # type: ignore[method-assign]
 
-    def __init__(self, cfg: Config, run_dir: Path) -> None:
+    def __init__(self, cfg: Config, run_dir: str | Path) -> None:
         self.cfg = cfg
         self.run_dir = Path(run_dir)
         self._lock: Hold | None = None

@@ -87,7 +87,7 @@ def preflight(cfg: Config, data: JobData | None = None) -> Prebuilt:
 
 
 def run_pipeline(
-    cfg: Config, run_dir: Path, *, resume: bool = False, data: JobData | None = None
+    cfg: Config, run_dir: str | Path, *, resume: bool = False, data: JobData | None = None
 ) -> dict:
     """Run (or resume) the whole job in ``run_dir`` on ``data`` (the config's sources when
     None); returns the report dict.

@@ -46,7 +46,7 @@ class Trainer(EpochLoop):
 
     Args:
         cfg: Resolved configuration (``train`` and ``data`` sections).
-        run_dir: Output directory.
+        run_dir: Output directory (a string or a Path).
         genotype: The architecture to train (None when ``build`` gives the network).
         build: Builds the network to train instead of ``build_network(genotype)`` (e.g.
             a sweep's baseline). It is called here, right after seeding and before the
@@ -67,7 +67,7 @@ class Trainer(EpochLoop):
     def __init__(
         self,
         cfg: Config,
-        run_dir: Path,
+        run_dir: str | Path,
         genotype: Genotype | None,
         *,
         build: Callable[[], nn.Module] | None = None,
@@ -274,7 +274,7 @@ class Trainer(EpochLoop):
 
 def train(
     cfg: Config,
-    run_dir: Path,
+    run_dir: str | Path,
     genotype: Genotype,
     *,
     resume: bool = False,

@@ -208,16 +208,19 @@ ORDER = [*[k for k in RENAMED if k.startswith("search.")], "search.c_fixed", "se
 #: ``quantnas.sweep.trials`` hashes of the release before the rename: the base hash and
 #: one search trial's, of each preset alone and with overrides (old keys then).
 HASHES = {
-    "default": ("search_p0_s0", "2e7a7c49eb33", "96c5231af122", "901b9a1ce98e",
-                "b0892e545b62"),
+    # the default preset's search changed (issue 27: search.branch_init zero_last, no gate,
+    # float warm-up, warm_up_margin 0.3), so its hashes did; the others' did not
+    "default": ("search_p0_s0", "ac3fd9651a36", "fed4e870b90e", "f83d821b3189",
+                "62ed3d203996"),
     "paper-basic": ("search_p0_s777", "54b00f97d5a1", "48a4c9ecaae3", "131f07f42c03",
                     "08acd9b71bb4"),
     "paper-rfdn": ("search_p0_s777", "190fecd9108f", "670a3639fec5", "7d0d0a2ac39d",
                    "99211b91dff3"),
     "sweep-cpu": ("search_p0.003_s0", "adfb51ee0fbe", "284164436410", "9b5dd59213ab",
                   "884ea5db39fa"),
-    "sweep-targets": ("search_t0.607G_s0", "1f257a9048da", "37663799d263", "ef5903935fb6",
-                      "39322930337d"),
+    # the preset's search changed with issue 27 (supernet, halving), its hashes with it
+    "sweep-targets": ("search_t0.607G_s0", "d64c1b6527d2", "d48286353a34", "85013edcdbae",
+                      "f25ed3ce507a"),
     "tiny": ("search_p0_s0", "a09c1e1ecf55", "1bafe1a0d7a9", "8586b5eb6828", "64f2e23cf28f"),
 }
 OLD_OVERRIDES = ["search.w_lr=0.002", "train.lr=0.003", "search.c_fixed=0", "search.lr_crop=16"]

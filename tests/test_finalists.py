@@ -108,7 +108,8 @@ def test_sweep_plans_halving_random_at_each_target():
     cfg = load_config(
         preset="sweep-targets",
         overrides=["sweep.methods=[search,halving-random]", "sweep.seeds=2",
-                   "search.select=halving", "search.select_samples=3"],
+                   "search.select=halving", "search.select_samples=3",
+                   "sweep.random_halving_candidates=0"],
     )
     trials = [t for t in plan(cfg) if t.method == "halving-random"]
     assert len(trials) == 4 * 2
@@ -122,7 +123,8 @@ def test_sweep_plans_halving_random_at_each_target():
     more = load_config(
         preset="sweep-targets",
         overrides=["sweep.methods=[search,halving-random]", "sweep.seeds=2",
-                   "search.select=halving", "search.select_samples=3", "search.halving_eta=3"],
+                   "search.select=halving", "search.select_samples=3", "search.halving_eta=3",
+                   "sweep.random_halving_candidates=0"],
     )
     assert config_hash(cfg, t0) != config_hash(more, t0)
 

@@ -18,6 +18,13 @@ from quantnas.search import losses
 from quantnas.search.searcher import Searcher, search
 from quantnas.space import build_network
 
+#: The supernet the default preset searches with (docs/research/probe-gain.md).
+ZERO_FLOAT = (
+    "search.branch_init=zero_last",
+    "search.output_scale=false",
+    "search.float_warm_up=true",
+)
+
 
 def tiny_cfg(tmp_path, *extra):
     return load_config(preset="tiny", overrides=[*TINY, f"out_dir={tmp_path}", *extra])
@@ -84,8 +91,9 @@ def _alphas(s):
         (),
         ("search.alpha_transform=gumbel", "search.steps_per_epoch=1"),
         ("search.mode=quant", "search.steps_per_epoch=1"),
+        (*ZERO_FLOAT, "search.mode=quant", "search.steps_per_epoch=1"),
     ],
-    ids=["softmax-noise", "gumbel", "quant"],
+    ids=["softmax-noise", "gumbel", "quant", "zero-last-float-quant"],
 )
 def test_resume_is_exact(tmp_path, extra):
     cfg, full, rf = run_search(tmp_path, "full", *extra)
@@ -402,3 +410,161 @@ def test_arch_png_draws_the_exported_genotype_and_logs_say_the_width(tmp_path, m
     final = network_cost(build_network(best, cfg.arch), lr_size=32).bitops
     row = s.history[res.best_epoch]
     assert row["final_bitops"] == final
+
+
+# ------------------------------------------------- how the supernet starts (issue 27)
+def _l1_grads(net, x, hr):
+    net.zero_grad(set_to_none=True)
+    torch.nn.functional.l1_loss(net(x, alpha_grad=False), hr).backward()
+    return [c.weight.grad for c in net.output_convs()]
+
+
+@pytest.mark.parametrize("mode", ["noise", "quant"])
+def test_zero_last_starts_at_bicubic_and_learns_at_step_one(tmp_path, mode):
+    from quantnas.models.blocks import upscale_input
+    from quantnas.search.setup import build_supernet
+    from quantnas.space import primitives
+
+    cfg = tiny_cfg(tmp_path, *ZERO_FLOAT, f"search.mode={mode}")
+    torch.manual_seed(0)
+    net = build_supernet(cfg)
+    assert net.branch_init == "zero_last" and net.net.out_scale is None  # no gate
+    convs = net.output_convs()
+    assert len(convs) == len(primitives(cfg.arch, "upsample"))  # one per candidate
+    assert all(not c.weight.any() for c in convs)
+    # the LSQ steps keep the He-derived values (a step from zeros would kill the gradient)
+    assert all(float(q.step.detach().min()) > 1e-4 for c in convs for q in c.w_quant)
+    x, hr = torch.rand(2, 3, 12, 12), torch.rand(2, 3, 48, 48)
+    with torch.no_grad():
+        assert torch.equal(net(x), upscale_input(x, cfg.arch.scale, cfg.arch.global_skip))
+    grads = _l1_grads(net, x, hr)
+    assert all(g is not None and g.abs().sum() > 0 for g in grads)
+
+
+def test_original_supernet_keeps_its_gate(tmp_path):
+    """``branch_init=he`` with the gate (the library default and the original quantnas
+    supernet): the output convs start He-initialised and their gradient is 0 through the gate.
+    """
+    from quantnas.search.setup import build_supernet
+
+    cfg = tiny_cfg(tmp_path)
+    assert (cfg.search.branch_init, cfg.search.output_scale, cfg.search.float_warm_up) == (
+        "he",
+        True,
+        False,
+    )
+    torch.manual_seed(0)
+    net = build_supernet(cfg)
+    assert net.net.out_scale is not None and float(net.net.out_scale.detach()) == 0.0
+    assert all(c.weight.any() for c in net.output_convs())
+    grads = _l1_grads(net, torch.rand(2, 3, 12, 12), torch.rand(2, 3, 48, 48))
+    assert all(g is None or not g.any() for g in grads)
+    # the paper presets keep the original supernet
+    for preset in ("paper-basic", "paper-rfdn"):
+        s = load_config(preset=preset).search
+        assert (s.branch_init, s.float_warm_up) == ("he", False), preset
+
+
+def test_default_preset_searches_the_zero_last_float_supernet():
+    s = load_config(preset="default").search
+    assert (s.branch_init, s.output_scale, s.float_warm_up) == ("zero_last", False, True)
+    assert s.warm_up == "auto" and s.warm_up_margin == 0.3
+
+
+@pytest.mark.parametrize(
+    "extra,fragment",
+    [
+        (("search.branch_init=zero_last",), "search.output_scale=false"),
+        (
+            ("search.branch_init=zero_last", "search.output_scale=false", "arch.global_skip=none"),
+            "needs arch.global_skip",
+        ),
+        (("search.branch_init=zero",), "'zero' is not one of ['he', 'zero_last']"),
+    ],
+    ids=["with-gate", "no-global-skip", "unknown"],
+)
+def test_branch_init_bad_values_are_one_line_errors(tmp_path, extra, fragment):
+    with pytest.raises(QuantNASError) as e:
+        tiny_cfg(tmp_path, *extra)
+    msg = str(e.value)
+    assert "search.branch_init" in msg and fragment in msg and "\n" not in msg
+
+
+def test_float_warm_up_trains_in_full_precision_then_inits_steps(tmp_path):
+    """Weight steps before the first alpha step run without quantizers; every epoch ends
+    with them back, LSQ steps re-initialised from the warmed-up weights.
+    """
+    from quantnas.quant.mixed import MixedQConv2d
+
+    cfg = tiny_cfg(tmp_path, *ZERO_FLOAT, "search.mode=quant", "search.warm_up=1")
+    s = Searcher(cfg, tmp_path / "s")
+    convs = [m for m in s.net.modules() if isinstance(m, MixedQConv2d)]
+    seen: list[tuple[int, bool]] = []
+    hook = convs[0].register_forward_pre_hook(lambda m, a: seen.append((s.epoch, m.quantized)))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        s.run(stop_after=1)
+        assert {q for e, q in seen if e == 0} == {False, True}  # float steps, quantized val
+        assert all(c.quantized for c in convs)
+        for c in convs:  # the steps come from the warmed-up weights
+            w = c.weight.detach()
+            for q in c.w_quant:
+                want = 2 * w.abs().mean(dim=(1, 2, 3), keepdim=True) / math.sqrt(q.qp)
+                assert torch.allclose(q.step, want.clamp_min(1e-8)), c
+        assert all(c.weight.any() for c in s.net.output_convs())  # the zeroed convs learned
+        seen.clear()
+        s.run()
+    hook.remove()
+    assert seen and all(q for _, q in seen)  # alpha epochs: quantized throughout
+
+
+def test_float_warm_up_off_never_switches(tmp_path):
+    from quantnas.quant.mixed import MixedQConv2d
+
+    cfg = tiny_cfg(tmp_path, "search.warm_up=1")
+    s = Searcher(cfg, tmp_path / "s")
+    conv = next(m for m in s.net.modules() if isinstance(m, MixedQConv2d))
+    seen: list[bool] = []
+    conv.register_forward_pre_hook(lambda m, a: seen.append(m.quantized))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        s.run(stop_after=1)
+    assert seen and all(seen)
+
+
+def test_searcher_and_search_take_a_string_run_dir(tmp_path):
+    cfg = tiny_cfg(tmp_path, "search.epochs=2", "search.steps_per_epoch=1")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        res = Searcher(cfg, str(tmp_path / "s")).run()
+        assert (tmp_path / "s" / "split.json").exists() and res.run_dir == tmp_path / "s"
+        res2 = search(cfg, str(tmp_path / "f"))
+    assert (tmp_path / "f" / "best_arch.json").exists() and res2.best == res.best
+
+
+def test_conv_init_pytorch_draws_the_smaller_default_init(tmp_path):
+    from quantnas.quant.mixed import MixedQConv2d
+    from quantnas.search.setup import build_supernet
+
+    nets = {}
+    for init in ("he", "pytorch"):
+        torch.manual_seed(0)
+        nets[init] = build_supernet(tiny_cfg(tmp_path, f"search.conv_init={init}"))
+    for name, conv in nets["pytorch"].named_modules():
+        if not isinstance(conv, MixedQConv2d):
+            continue
+        fan_in = conv.weight[0].numel()
+        bound = 1 / math.sqrt(fan_in)  # Kaiming-uniform with a = sqrt(5)
+        assert float(conv.weight.detach().abs().max()) <= bound + 1e-7, name
+        # the LSQ steps follow the drawn weights
+        w = conv.weight.detach()
+        for q in conv.w_quant:
+            want = 2 * w.abs().mean(dim=(1, 2, 3), keepdim=True) / math.sqrt(q.qp)
+            assert torch.allclose(q.step.detach(), want), name
+    he = torch.cat([p.detach().flatten() for n, p in nets["he"].named_weights() if "weight" in n])
+    pt = torch.cat(
+        [p.detach().flatten() for n, p in nets["pytorch"].named_weights() if "weight" in n]
+    )
+    assert 2.0 < float(he.std() / pt.std()) < 3.0  # sqrt(6) = 2.45 for equal fan-ins
+    with pytest.raises(QuantNASError, match="search.conv_init"):
+        tiny_cfg(tmp_path, "search.conv_init=xavier")

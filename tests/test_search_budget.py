@@ -178,7 +178,8 @@ def test_random_near_is_within_tolerance_and_seeded():
         random_near(cfg.arch, 3, target=1e3, tolerance=0.05)
 
 def test_sweep_plans_trials_at_targets():
-    cfg = load_config(preset="sweep-targets", overrides=["sweep.seeds=2", "sweep.random=2"])
+    cfg = load_config(preset="sweep-targets", overrides=["sweep.seeds=2", "sweep.random=2",
+                                                         "sweep.methods=[search,random,baseline]"])
     trials = plan(cfg)
     ids = {t.trial_id for t in trials}
     assert "search_t0.607G_s0" in ids and "random_t6.398G_d1_s1" in ids

@@ -363,3 +363,11 @@ def test_4bit_edsr_that_stalled_now_leaves_bicubic(tmp_path):
     res = t.run()
     assert not res.stalled
     assert res.best_psnr - res.bicubic_psnr > 0.2, [r["val_psnr"] for r in t.history]
+
+
+def test_trainer_and_train_take_a_string_run_dir(tmp_path):
+    cfg = tiny_cfg(tmp_path, "train.epochs=1")
+    res = Trainer(cfg, str(tmp_path / "t"), gt.DEFAULT).run()
+    assert res.best_path == tmp_path / "t" / "best.pt" and res.best_path.is_file()
+    res2 = train(cfg, str(tmp_path / "f"), gt.DEFAULT)
+    assert res2.best_path == tmp_path / "f" / "best.pt" and res2.best_psnr == res.best_psnr

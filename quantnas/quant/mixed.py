@@ -70,6 +70,10 @@ class MixedQConv2d(QConvBase):
               copy.
         fp: ``W`` and ``relu(x)``, no quantization (e.g. ``bits = [32]``).
 
+    ``quantized = False`` (the search's float warm-up, ``search.float_warm_up``) computes
+    the ``fp`` form whatever the mode; :meth:`reset_steps` re-initialises the LSQ steps
+    from the weights when the quantizers come back.
+
     Args:
         bits: Candidate bit-widths.
         mode: One of ``quant``, ``noise``, ``fp``.
@@ -110,6 +114,21 @@ class MixedQConv2d(QConvBase):
         self.bit_weights: torch.Tensor | None = None
         #: Use the memory-lean fused mixtures (False: the plain autograd reference).
         self.fused = True
+        #: False: full precision whatever the mode (no noise, no quantizers).
+        self.quantized = True
+
+    def reset_steps(self) -> None:
+        """Re-initialise every bit-width's LSQ step from the current weights.
+
+        Channels whose weights are all zero keep their step (an LSQ step initialised from
+        zeros would clamp every later weight of the channel and stop its gradient).
+        """
+        with torch.no_grad():
+            alive = self.weight.detach().flatten(1).abs().amax(dim=1) > 0
+            for lsq in self.w_quant:
+                old = lsq.step.detach().clone()
+                lsq.init_from(self.weight)
+                lsq.step.copy_(torch.where(alive.view(-1, 1, 1, 1), lsq.step, old))
 
     def read_image(self) -> None:
         """Quantize the input as an image in ``[0, 1]`` in ``quant`` mode (not HWGQ).
@@ -136,7 +155,7 @@ class MixedQConv2d(QConvBase):
         return [(i, p[i]) for i in range(len(self.bits)) if values[i] != 0.0], p.sum()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.mode == "fp":
+        if self.mode == "fp" or not self.quantized:
             return self._conv(torch.relu(x), self.weight)
         mix, total = self._mixture()
         if self.mode == "quant":

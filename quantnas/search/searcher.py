@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -49,7 +50,7 @@ class Searcher(EpochLoop):
 
     Args:
         cfg: Resolved configuration.
-        run_dir: Output directory (created).
+        run_dir: Output directory (created; a string or a Path).
         data: The job's images (read from the config's sources when None).
         supernet: A :class:`~quantnas.job.Prebuilt` supernet to search with (built when None).
 
@@ -62,9 +63,15 @@ class Searcher(EpochLoop):
     extra_keys = ("alpha_history", "initial_bitops", "alpha_shapes", "alpha_from", "budget")
 
     def __init__(
-        self, cfg: Config, run_dir: Path, *, data: JobData | None = None, supernet: Any = None
+        self,
+        cfg: Config,
+        run_dir: str | Path,
+        *,
+        data: JobData | None = None,
+        supernet: Any = None,
     ) -> None:
         super().__init__(cfg, run_dir)
+        run_dir = self.run_dir
         data = data if data is not None else JobData(cfg)
         if supernet is not None:  # built after the same seeding: go on from its RNG state
             set_rng_state(supernet.rng)
@@ -155,7 +162,33 @@ class Searcher(EpochLoop):
         def check(value: float, what: str) -> None:
             self.check(value, what, epoch)
 
-        dev = self.device
+        # search.float_warm_up: the weight steps before the first alpha step run in full
+        # precision; every epoch ends with the quantizers back (steps re-initialised from
+        # the weights), so validation, the probe and the checkpoint see the searched net
+        warm = s.float_warm_up and epoch < start
+        if warm:
+            self.net.set_quantized(False)
+        try:
+            self._steps(epoch, start, bar, w_iter, a_iter, sums, check)
+        finally:
+            if warm:
+                self.net.set_quantized(True)
+        return {k: v / self.steps for k, v in sums.items()}
+
+    def _steps(
+        self,
+        epoch: int,
+        start: int,
+        bar: Iterable[int],
+        w_iter: Iterator[tuple[torch.Tensor, torch.Tensor]],
+        a_iter: Iterator[tuple[torch.Tensor, torch.Tensor]],
+        sums: dict[str, float],
+        check: Callable[[float, str], None],
+    ) -> None:
+        """One epoch's alpha steps (from epoch ``start`` on) and weight steps, their values
+        added to ``sums``.
+        """
+        s, dev = self.cfg.search, self.device
         for i in bar:
             step: dict[str, float] = {}
             if epoch >= start:
@@ -192,7 +225,6 @@ class Searcher(EpochLoop):
             sums["train_loss"] = sums.get("train_loss", 0.0) + loss
             step["step/train_loss"] = loss
             self.metrics.step_scalars(step, epoch * self.steps + i)
-        return {k: v / self.steps for k, v in sums.items()}
 
     # ----------------------------------------------------------------- records
     def end_epoch(self, epoch: int, train: dict, started: float) -> None:
@@ -280,7 +312,7 @@ class Searcher(EpochLoop):
 
 def search(
     cfg: Config,
-    run_dir: Path,
+    run_dir: str | Path,
     *,
     resume: bool = False,
     data: JobData | None = None,

@@ -19,7 +19,7 @@ __all__ = ["build_supernet", "search_arch", "search_crop", "search_loaders", "se
 def build_supernet(cfg: Config, *, final_width: bool = False) -> Supernet:
     """The supernet of a config (at ``arch.c_fixed`` with ``final_width``, e.g. for the
     BitOps of the final network; without ``search.output_scale`` its output gate is left
-    out).
+    out; ``search.branch_init`` sets how its output layer starts).
     """
     s = cfg.search
     arch = cfg.arch if final_width else search_arch(cfg)
@@ -32,6 +32,8 @@ def build_supernet(cfg: Config, *, final_width: bool = False) -> Supernet:
         noise_mix=s.noise_mix,
         noise_source=s.noise_source,
         transform=s.alpha_transform,
+        branch_init=s.branch_init,
+        conv_init=s.conv_init,
     )
 
 

@@ -9,10 +9,20 @@ architecture parameters.
   :class:`~quantnas.quant.mixed.MixedQConv2d`).
 * :class:`Supernet` wires them into the space's topology; ``weights()`` / ``alphas()``
   iterate the two parameter groups and ``export()`` returns the argmax genotype.
+
+How the supernet starts (``search.branch_init``, :data:`BRANCH_INITS`): every candidate
+conv He-initialised (``he``, quantnas's original), or the last conv of every candidate of
+the output layer (the last upsample layer, whose output the global skip receives) starting
+at zero (``zero_last``: zero-gamma, Goyal et al. 2017; Fixup, Zhang et al. 2019; SkipInit,
+De & Smith 2020). With ``zero_last`` and a global skip the supernet starts exactly at
+bicubic, like the ReZero output gate, but the output layer gets a gradient at the first
+step, where a gate's gradient is the product of two near-zeros (README "Why the search
+does not earn its cost here"; ``docs/research/probe-gain.md``).
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterator
 from functools import partial
 
@@ -53,6 +63,28 @@ TRANSFORMS: Registry[Transform] = Registry.of(
     "alpha transform",
     {"softmax": _softmax, "gumbel": _gumbel(False), "hard_gumbel": _gumbel(True)},
     key="search.alpha_transform",
+)
+
+
+#: How the supernet's candidate convs start, by ``search.branch_init``.
+BRANCH_INITS: Registry[str] = Registry.of(
+    "branch init",
+    {
+        "he": "every candidate conv He-initialised (the original)",
+        "zero_last": "the last conv of every output-layer candidate starts at zero",
+    },
+    key="search.branch_init",
+)
+
+
+#: How the supernet's candidate convs are drawn, by ``search.conv_init``.
+CONV_INITS: Registry[str] = Registry.of(
+    "conv init",
+    {
+        "he": "He-normal (quantnas's init, also of the final networks)",
+        "pytorch": "PyTorch's default conv init (Kaiming-uniform, a = sqrt(5); the original's)",
+    },
+    key="search.conv_init",
 )
 
 
@@ -159,6 +191,9 @@ class Supernet(nn.Module):
         noise_source: Where the noise comes from: ``rng`` (fresh draws, the original) or
             ``table`` (windows of a fixed noise table).
         transform: Alpha transform.
+        branch_init: ``he`` or ``zero_last`` (:data:`BRANCH_INITS`; see the module).
+        conv_init: ``he`` or ``pytorch`` (:data:`CONV_INITS`): how every candidate conv's
+            weights are drawn (about 2.45x smaller with ``pytorch``), before ``branch_init``.
 
     """
 
@@ -171,10 +206,14 @@ class Supernet(nn.Module):
         noise_mix: str = "original",
         noise_source: str = "rng",
         transform: str = "softmax",
+        branch_init: str = "he",
+        conv_init: str = "he",
     ) -> None:
         super().__init__()
         if mode == "fp" and any(b != 32 for b in arch.bits):
             raise QuantNASError("search.mode=fp needs arch.bits=[32]")
+        BRANCH_INITS.check(branch_init)
+        CONV_INITS.check(conv_init)
         self.arch = arch
         self.bits = list(arch.bits)
         self.counts = layer_counts(arch)
@@ -213,6 +252,41 @@ class Supernet(nn.Module):
                 shapes[layer_key(block, i)] = (len(primitives(arch, block)), len(self.bits))
         self.alpha = Alphas(shapes, transform=transform)
         self.shared_cells = shared
+        self.branch_init, self.conv_init = branch_init, conv_init
+        if conv_init == "pytorch":
+            with torch.no_grad():
+                for m in self.modules():
+                    if isinstance(m, MixedQConv2d):
+                        nn.init.kaiming_uniform_(m.weight, a=math.sqrt(5))
+                        m.reset_steps()
+        if branch_init == "zero_last":
+            with torch.no_grad():
+                for conv in self.output_convs():
+                    conv.weight.zero_()  # LSQ steps keep their He-derived values
+
+    def output_convs(self) -> list[MixedQConv2d]:
+        """The last conv of every candidate of the output layer (the last upsample layer):
+        the convs whose output, pixel-shuffled, is the network's residual.
+        """
+        key = layer_key("upsample", self.counts["upsample"] - 1)
+        convs: list[MixedQConv2d] = []
+        for layer in self._layers:
+            if layer.key == key:
+                for op in layer.ops:
+                    found = [m for m in op.modules() if isinstance(m, MixedQConv2d)]
+                    convs += found[-1:]
+        return convs
+
+    def set_quantized(self, quantized: bool) -> None:
+        """Switch every candidate conv between its search mode (noise or quantizers) and
+        full precision (``search.float_warm_up``); switching back re-initialises the LSQ
+        steps from the weights (LSQ's initialisation from a trained float network).
+        """
+        for m in self.modules():
+            if isinstance(m, MixedQConv2d):
+                if quantized and not m.quantized:
+                    m.reset_steps()
+                m.quantized = quantized
 
     def mixed_layers(self) -> list[MixedLayer]:
         """Every mixed layer instance (several per key when body cells share alphas)."""

@@ -37,12 +37,16 @@ _RUNTIME_KEYS = ("out_dir", "name", "threads", "device", "progress", "tensorboar
 #: Data keys added after sweeps were recorded that only accept or refuse inputs (resource
 #: limits): left out of the hash, so the hashes of earlier sweeps stay valid for --resume.
 _LIMIT_KEYS = ("max_total_pixels",)
-#: Keys added after sweeps were recorded, with the value that behaves as before they
-#: existed: left out of the hash at that value (earlier sweeps resume), hashed otherwise.
+#: Keys added after sweeps were recorded, with the value every earlier release behaved as:
+#: left out of the hash at that value (earlier sweeps resume); another value changes the
+#: trial, and the hash with it.
 _ADDED_KEYS = {
     ("data", "gray"): "replicate",
     ("search", "halving_eta"): 2,
     ("search", "halving_epochs"): 1,
+    ("search", "branch_init"): "he",
+    ("search", "conv_init"): "he",
+    ("search", "float_warm_up"): False,
 }
 
 
