@@ -174,7 +174,7 @@ def sample_from(
     (rejection; without tables every draw is kept).
     """
     keys = list(probs)
-    flat = [probs[k].detach().flatten().double().clamp_min(0) for k in keys]
+    flat = [probs[k].detach().cpu().flatten().double().clamp_min(0) for k in keys]
     found: dict[tuple, Choice] = {}
     if not keys:
         return []
