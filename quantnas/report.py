@@ -127,8 +127,14 @@ def summary_table(report: dict) -> str:
         f"params     : {report['params']:,}   size {report['size_kib']:.1f} KiB",
         f"BitOps     : {_fmt_bitops(report['bitops_32'])} @32x32 LR, "
         f"{_fmt_bitops(report['bitops_256'])} @256x256 LR",
-        f"time       : search {report['seconds'].get('search', 0):.0f} s, train "
-        f"{report['seconds'].get('train', 0):.0f} s, eval {report['seconds'].get('eval', 0):.0f} s",
+        f"time       : search {report['seconds'].get('search', 0):.0f} s, "
+        + (
+            f"select {report['seconds']['select']:.0f} s, "
+            if "select" in report["seconds"]
+            else ""
+        )
+        + f"train {report['seconds'].get('train', 0):.0f} s, "
+        f"eval {report['seconds'].get('eval', 0):.0f} s",
         "",
         f"{'set':14s} {'role':10s} {'PSNR':>8s} {'bicubic':>8s} {'gain':>7s} {'SSIM':>7s} "
         f"{'bicubic':>8s}",
