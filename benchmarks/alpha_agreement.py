@@ -21,10 +21,10 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from quantnas.config import load_config
 from quantnas.data.datasets import SRTrainDataset
 from quantnas.data.from_config import batches
 from quantnas.data.roles import validation_images
+from quantnas.pipeline.resolve import load_config
 from quantnas.search.searcher import Searcher
 from quantnas.search.setup import search_crop
 

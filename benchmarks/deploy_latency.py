@@ -196,8 +196,8 @@ def _upscale_bench(args) -> None:
     from quantnas.deploy.upscale import upscale_picture
 
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    from quantnas.artifact import find_checkpoint
     from quantnas.deploy.export_cache import cache_key, cache_path
+    from quantnas.training.artifact import find_checkpoint
 
     img = _photo_lr(args.size)
     ckpt = find_checkpoint(args.upscale)
@@ -256,12 +256,12 @@ def _variants(geno, args):
     import numpy as np
     import torch
 
-    from quantnas.config import load_config
     from quantnas.deploy.export import check_onnx
     from quantnas.deploy.onnx_export import export_onnx
     from quantnas.deploy.ort_graph import integer_convs
     from quantnas.deploy.runtime import ort_session
-    from quantnas.space import build_network, set_quantized
+    from quantnas.pipeline.resolve import load_config
+    from quantnas.space.build import build_network, set_quantized
 
     lr = _lr(args)
     x = torch.from_numpy(lr)
@@ -345,8 +345,8 @@ def main() -> None:
         _upscale_bench(args)
         return
 
-    from quantnas import genotype as gt
     from quantnas.device import set_threads
+    from quantnas.space import genotype as gt
 
     set_threads(args.threads)
     if args.genotype:

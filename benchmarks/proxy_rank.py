@@ -96,13 +96,13 @@ def score(args: argparse.Namespace, nets: list[dict], seed: int) -> dict[str, di
     """One search of the preset (``--set`` overrides) and each selector's score per genotype."""
     import tempfile
 
-    from quantnas import genotype as gt
-    from quantnas.config import load_config
     from quantnas.data.roles import validation_images
+    from quantnas.pipeline.resolve import load_config
     from quantnas.search.choose import Chooser
     from quantnas.search.constraint import one_hot
     from quantnas.search.probe import AlphaProbe
     from quantnas.search.searcher import Searcher
+    from quantnas.space import genotype as gt
 
     cfg = load_config(preset=args.preset, overrides=[*args.set, *args.search_set])
     cfg.seed, cfg.threads, cfg.progress, cfg.tensorboard = seed, 1, False, False

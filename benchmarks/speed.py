@@ -82,7 +82,7 @@ def _cases() -> dict[str, dict]:
 
 
 def _rfdn_genotype(cells: int):
-    from quantnas.genotype import Genotype
+    from quantnas.space.genotype import Genotype
 
     body = [("simple_3x3", 4)] * (4 * cells)
     skip = [("simple_1x1", 8)] * (3 * cells)
@@ -178,13 +178,13 @@ def measure(step, floor_of, steps: int) -> tuple[float, float, float]:
 def child(name: str, steps: int, threads: int) -> dict:
     import torch
 
-    from quantnas.config import load_config
-    from quantnas.genotype import parse_text
+    from quantnas.pipeline.resolve import load_config
     from quantnas.search.searcher import Searcher
     from quantnas.search.setup import search_crop
     from quantnas.search.steps import alpha_step, weight_step
-    from quantnas.space import build_network
-    from quantnas.train import Trainer
+    from quantnas.space.build import build_network
+    from quantnas.space.genotype import parse_text
+    from quantnas.training.trainer import Trainer
 
     case = _cases()[name]
     torch.set_num_threads(threads)

@@ -33,10 +33,10 @@ from pathlib import Path
 
 from scipy.stats import kendalltau
 
-from quantnas.baselines import build_baseline
-from quantnas.config import load_config
-from quantnas.cost import network_cost
-from quantnas.space import build_network, random_genotype
+from quantnas.pipeline.resolve import load_config
+from quantnas.space.baselines import build_baseline
+from quantnas.space.build import build_network, random_genotype
+from quantnas.space.cost import network_cost
 
 BASELINES = [("espcn", 4), ("espcn", 8), ("fsrcnn", 4), ("fsrcnn", 8), ("edsr", 4), ("edsr", 8)]
 EPOCHS = 4
@@ -63,8 +63,8 @@ def networks(preset: str, overrides: list[str], n_random: int, pool: int = 200) 
 
 def train_one(job: dict) -> dict:
     """Train one network at one budget and seed (in a worker process)."""
-    from quantnas import genotype as gt
-    from quantnas.train import Trainer
+    from quantnas.space import genotype as gt
+    from quantnas.training.trainer import Trainer
 
     logging.basicConfig(level=logging.WARNING)
     net = job["net"]

@@ -9,10 +9,10 @@ from quantnas.errors import QuantNASError
 
 #: The package version; ``pyproject.toml`` reads it from here (``dynamic = ["version"]``).
 __version__ = "0.1.0"
-#: The Python API's names that no submodule shadows (:mod:`quantnas.api`; ``search``,
-#: ``train`` and ``evaluate`` are also module names, so they are ``quantnas.api.search``
-#: etc.), imported on first use so that ``import quantnas`` stays light.
-_API = ("load_config", "load_model", "run", "upscale")
+#: The Python API's names that no subpackage shadows (:mod:`quantnas.api`; ``search`` is
+#: also a subpackage name, so it is ``quantnas.api.search``), imported on first use so
+#: that ``import quantnas`` stays light.
+_API = ("evaluate", "load_config", "load_model", "run", "train", "upscale")
 __all__ = ["QuantNASError", "__version__", *_API]
 
 

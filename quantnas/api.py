@@ -19,7 +19,7 @@ images once (:class:`~quantnas.data.job_data.JobData`).
 
 ``quantnas.load_config``, ``quantnas.load_model``, ``quantnas.run`` and ``quantnas.upscale``
 are the same functions; ``search``, ``train`` and ``evaluate`` are only here, because
-``quantnas.search``, ``quantnas.train`` and ``quantnas.evaluate`` are modules.
+``quantnas.search``, ``quantnas.training.trainer`` and ``quantnas.evaluation.score`` are modules.
 
 Each call holds its run directory's lock while it writes, as the verbs do; a run directory
 that holds a finished or interrupted run is continued with ``resume=True``.
@@ -36,18 +36,18 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from quantnas.config import Config
-from quantnas.config import load_config as _load_config
-from quantnas.config_io import DEFAULT_PRESET
+from quantnas.config.io import DEFAULT_PRESET
 from quantnas.data.job_data import ImagesLike, JobData
+from quantnas.pipeline.resolve import Config
+from quantnas.pipeline.resolve import load_config as _load_config
 
 if TYPE_CHECKING:
     from torch import nn
 
-    from quantnas.config_types import ArchConfig
-    from quantnas.genotype import Genotype
+    from quantnas.config.types import ArchConfig
     from quantnas.search.records import SearchResult
-    from quantnas.train_records import TrainResult
+    from quantnas.space.genotype import Genotype
+    from quantnas.training.records import TrainResult
 
 __all__ = [
     "DEFAULT_PRESET",
@@ -134,13 +134,14 @@ def train(
     train_images: ImagesLike | None = None,
     val_images: ImagesLike | None = None,
 ) -> TrainResult:
-    """QAT of ``genotype`` (a :class:`~quantnas.genotype.Genotype`, a genotype file or text,
+    """QAT of ``genotype`` (a :class:`~quantnas.space.genotype.Genotype`, a genotype file or text,
     a builtin name, a run directory or a trained checkpoint; ``cfg.train.genotype`` when
     None) in ``run_dir``; returns a
-    :class:`~quantnas.train_records.TrainResult` (``best_path``, ``best_psnr``, ``network``, ...).
+    :class:`~quantnas.training.records.TrainResult` (``best_path``, ``best_psnr``,
+    ``network``, ...).
     """
-    from quantnas.artifact import genotype_of
-    from quantnas.train import train as _train
+    from quantnas.training.artifact import genotype_of
+    from quantnas.training.trainer import train as _train
 
     geno = genotype_of(cfg.train.genotype if genotype is None else genotype)
     return _train(
@@ -183,8 +184,8 @@ def evaluate(
     from quantnas.data.datasets import SRValDataset
     from quantnas.data.job_data import as_named_images
     from quantnas.errors import QuantNASError
-    from quantnas.evaluate import bicubic_upscaler, eval_sets
-    from quantnas.evaluate import evaluate as _evaluate
+    from quantnas.evaluation.score import bicubic_upscaler, eval_sets
+    from quantnas.evaluation.score import evaluate as _evaluate
 
     if save_images is not None:
         Path(save_images).mkdir(parents=True, exist_ok=True)  # fail before computing
@@ -214,7 +215,7 @@ def load_model(path: str | Path, device: str = "cpu") -> LoadedModel:
     (None for a hand-designed baseline) and structure; unpacks as ``(network, genotype,
     arch)``.
     """
-    from quantnas.artifact import load_trained
+    from quantnas.training.artifact import load_trained
 
     t = load_trained(path, device)
     return LoadedModel(t.net, t.genotype, t.arch, t.path, t.label)
@@ -230,7 +231,7 @@ def run(
     test_sets: Mapping[str, ImagesLike] | None = None,
 ) -> dict:
     """The main job (search -> train -> eval -> report) in ``run_dir``; the report dict."""
-    from quantnas.pipeline import run_pipeline
+    from quantnas.pipeline.run import run_pipeline
 
     return run_pipeline(
         cfg, Path(run_dir), resume=resume, data=_data(cfg, train_images, val_images, test_sets)
@@ -306,7 +307,7 @@ def _loaded_upscaler(model: str | Path, *, threads: int, runtime: str | None) ->
     check_runtime(runtime)
     src = Path(model)
     if src.suffix.lower() != ".onnx":
-        from quantnas.artifact import find_checkpoint
+        from quantnas.training.artifact import find_checkpoint
 
         src = find_checkpoint(src)
     try:

@@ -26,9 +26,9 @@ def trained_tiny_run(tmp_path_factory):
     """The run directory of a tiny mixed 2/8-bit network trained for a few steps."""
     from tiny_runs import TRAIN
 
-    from quantnas import genotype as gt
-    from quantnas.config import load_config
-    from quantnas.train import train
+    from quantnas.pipeline.resolve import load_config
+    from quantnas.space import genotype as gt
+    from quantnas.training.trainer import train
 
     out = tmp_path_factory.mktemp("tiny_train")
     cfg = load_config(overrides=[*TRAIN, f"out_dir={out}"])

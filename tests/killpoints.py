@@ -63,7 +63,7 @@ def save(self, fp, *a, **k):
     return real_save(self, fp, *a, **k)
 PIL.Image.Image.save = save
 
-from quantnas import metrics_log
+from quantnas.rundir import metric_rows as metrics_log
 real_log = metrics_log.MetricLogger.log
 def log(self, row):
     def half():

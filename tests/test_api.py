@@ -9,10 +9,10 @@ from skimage import data
 
 import quantnas
 from quantnas import api
-from quantnas.config import load_config
 from quantnas.errors import QuantNASError
+from quantnas.pipeline.resolve import load_config
 from quantnas.search.records import SearchResult
-from quantnas.train_records import TrainResult
+from quantnas.training.records import TrainResult
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -4,14 +4,14 @@ genotypes of the space and uniform-precision copies of a genotype."""
 import pytest
 import torch
 
-from quantnas import genotype as gt
-from quantnas.baselines import BASELINES, build_baseline
-from quantnas.config import ArchConfig, load_config
-from quantnas.cost import network_cost
 from quantnas.errors import QuantNASError
+from quantnas.pipeline.resolve import ArchConfig, load_config
 from quantnas.quant.conv import QConv2d
 from quantnas.quant.quantizers import LSQ, ImageQuantizer
-from quantnas.space import build_network, layer_counts, primitives, random_genotype
+from quantnas.space import genotype as gt
+from quantnas.space.baselines import BASELINES, build_baseline
+from quantnas.space.build import build_network, layer_counts, primitives, random_genotype
+from quantnas.space.cost import network_cost
 
 
 def test_espcn_bitops_by_hand():

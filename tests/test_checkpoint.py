@@ -5,10 +5,10 @@ import numpy as np
 import pytest
 import torch
 
-from quantnas import checkpoint as ck
-from quantnas import fileio as fio
 from quantnas import rng
 from quantnas.errors import QuantNASError
+from quantnas.rundir import files as fio
+from quantnas.training import checkpoint as ck
 
 
 def test_atomic_save_roundtrip(tmp_path):

@@ -8,9 +8,9 @@ import pytest
 import yaml
 from tiny_runs import CLI_SEARCH, CLI_TRAIN, QUIET, one_error
 
-from quantnas import genotype as gt
 from quantnas.cli import main
 from quantnas.data.images import save_rgb
+from quantnas.space import genotype as gt
 
 
 def smooth_image(h, w, seed=0):
@@ -354,13 +354,13 @@ def test_train_resume_finished_run_is_noop(capsys, trained):
 
 
 def test_ctrl_c_names_the_run_directory(tmp_path, monkeypatch, capsys):
-    import quantnas.pipeline
+    import quantnas.pipeline.run
 
     def interrupted(cfg, run_dir, *, resume):
         raise KeyboardInterrupt
 
     # Ctrl-C during a run: only a patch stops a run at a known point
-    monkeypatch.setattr(quantnas.pipeline, "run_pipeline", interrupted)
+    monkeypatch.setattr(quantnas.pipeline.run, "run_pipeline", interrupted)
     rc = main(["run", f"out_dir={tmp_path}", "name=r1", *QUIET])
     assert rc == 130
     err = capsys.readouterr().err.strip()

@@ -12,20 +12,20 @@ import pytest
 import torch
 from tiny_runs import RUN, TRAIN, one_error
 
-from quantnas import genotype as gt
-from quantnas.artifact import load_trained
-from quantnas.baselines import build_baseline
-from quantnas.checkpoint import load_checkpoint
 from quantnas.cli import build_parser, main
 from quantnas.cli.commands import sweep_config
 from quantnas.cli.help_text import VERBS
-from quantnas.config import load_config
-from quantnas.cost import network_cost
 from quantnas.data.images import load_rgb, save_rgb
 from quantnas.errors import QuantNASError
-from quantnas.evaluate import eval_sets, evaluate
-from quantnas.space import build_network
-from quantnas.train import Trainer
+from quantnas.evaluation.score import eval_sets, evaluate
+from quantnas.pipeline.resolve import load_config
+from quantnas.space import genotype as gt
+from quantnas.space.baselines import build_baseline
+from quantnas.space.build import build_network
+from quantnas.space.cost import network_cost
+from quantnas.training.artifact import load_trained
+from quantnas.training.checkpoint import load_checkpoint
+from quantnas.training.trainer import Trainer
 
 pytestmark = pytest.mark.usefixtures("quiet_torch_warnings")
 
@@ -57,7 +57,8 @@ def finished_run(tmp_path_factory):
 
 
 def _reference_net(cfg, trial):
-    """The baseline rebuilt by hand from its checkpoint's weights (not via quantnas.artifact)."""
+    """The baseline rebuilt by hand from its checkpoint's weights (not via
+    quantnas.training.artifact)."""
     net = build_baseline("edsr", cfg.arch, 4)
     net.load_state_dict(load_checkpoint(trial / "train" / "best.pt")["model"])
     return net.eval()

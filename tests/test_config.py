@@ -1,7 +1,8 @@
 import pytest
 import yaml
 
-from quantnas.config import (
+from quantnas.errors import QuantNASError
+from quantnas.pipeline.resolve import (
     Config,
     apply_override,
     dump,
@@ -10,7 +11,6 @@ from quantnas.config import (
     presets,
     to_dict,
 )
-from quantnas.errors import QuantNASError
 
 
 def test_defaults_load():

@@ -7,14 +7,14 @@ import pytest
 import torch
 import yaml
 
-from quantnas import config_compat
 from quantnas.cli import main
-from quantnas.config import Config, dump, load_config, to_dict
-from quantnas.config_checks import POSITIVE, check_ranges
-from quantnas.config_compat import NULL_SENTINELS, RENAMED, legacy
-from quantnas.config_types import search_arch, search_crop
+from quantnas.cli.run_dirs import resumed_config
+from quantnas.config import compat as config_compat
+from quantnas.config.checks import POSITIVE, check_ranges
+from quantnas.config.compat import NULL_SENTINELS, RENAMED, legacy
+from quantnas.config.types import search_arch, search_crop
 from quantnas.errors import QuantNASError
-from quantnas.rundir import resumed_config
+from quantnas.pipeline.resolve import Config, dump, load_config, to_dict
 from quantnas.sweep.trials import base_hash, config_hash, plan
 
 #: Every old key with a value none of the presets uses.
@@ -56,7 +56,7 @@ def nested(flat: dict) -> dict:
 def notes(caplog):
     """The deprecation notes logged during a test (each note is logged once a process)."""
     config_compat.reset_notes()
-    with caplog.at_level(logging.WARNING, logger="quantnas.config_compat"):
+    with caplog.at_level(logging.WARNING, logger="quantnas.config.compat"):
         yield lambda: [r.getMessage() for r in caplog.records if "deprecated" in r.getMessage()]
     config_compat.reset_notes()
 

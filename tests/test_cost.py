@@ -2,12 +2,12 @@ import pytest
 import torch
 from torch import nn
 
-from quantnas.config import ArchConfig
-from quantnas.cost import SupernetCost, count_params, network_cost
-from quantnas.genotype import PAPER_EXAMPLE, Genotype
+from quantnas.pipeline.resolve import ArchConfig
 from quantnas.quant.conv import QConv2d
 from quantnas.search.supernet import Supernet
-from quantnas.space import build_network
+from quantnas.space.build import build_network
+from quantnas.space.cost import SupernetCost, count_params, network_cost
+from quantnas.space.genotype import PAPER_EXAMPLE, Genotype
 
 PAPER_ARCH = ArchConfig(c_fixed=36, scale=4, body_cells=3, global_skip="none")
 

@@ -136,7 +136,7 @@ def test_a_folder_that_cannot_be_written_exports_in_memory(run, monkeypatch, cap
     def refuse(path, data):
         raise PermissionError(13, "Permission denied")
 
-    monkeypatch.setattr("quantnas.fileio.atomic_write_bytes", refuse)
+    monkeypatch.setattr("quantnas.rundir.files.atomic_write_bytes", refuse)
     caplog.set_level(logging.INFO, logger="quantnas")
     model = load_upscaler(run, threads=1)
     assert isinstance(model, OnnxUpscaler)

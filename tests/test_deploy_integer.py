@@ -10,16 +10,16 @@ import onnxruntime as ort
 import pytest
 import torch
 
-from quantnas import genotype as gt
-from quantnas.config import load_config
 from quantnas.deploy.export import EXACT_TOL, check_images, check_onnx
 from quantnas.deploy.onnx_export import export_onnx
 from quantnas.deploy.ort_graph import for_onnxruntime, fusable_convs, integer_convs
 from quantnas.deploy.runtime import ort_session
 from quantnas.errors import QuantNASError
+from quantnas.pipeline.resolve import load_config
 from quantnas.quant.conv import QConv2d
 from quantnas.quant.out_quant import OutputQuantizer
-from quantnas.space import build_network
+from quantnas.space import genotype as gt
+from quantnas.space.build import build_network
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

@@ -9,10 +9,7 @@ import onnx
 import pytest
 import torch
 
-from quantnas import genotype as gt
-from quantnas.artifact import load_model
 from quantnas.cli import main
-from quantnas.config import load_config
 from quantnas.data.bicubic import resize_tensor
 from quantnas.deploy import export as export_mod
 from quantnas.deploy.bicubic_conv import bicubic_taps, bicubic_upscale_conv
@@ -20,9 +17,12 @@ from quantnas.deploy.export import EXACT_TOL, check_images, check_onnx
 from quantnas.deploy.onnx_export import export_onnx
 from quantnas.deploy.runtime import ort_session
 from quantnas.errors import QuantNASError
+from quantnas.pipeline.resolve import load_config
 from quantnas.quant.conv import QConv2d
 from quantnas.quant.quantizers import HWGQ_STEPS
-from quantnas.space import build_network, set_quantized
+from quantnas.space import genotype as gt
+from quantnas.space.build import build_network, set_quantized
+from quantnas.training.artifact import load_model
 
 #: Mixed precision with every bit-width the exporter handles differently (2/3/4: clipped
 #: in the 8-bit container; 8; 16: 16-bit container; 32: float) and several op types.

@@ -116,12 +116,12 @@ def test_openvino_computes_output_quant_files_exactly():
     pytest.importorskip("openvino")
     import torch
 
-    from quantnas import genotype as gt
-    from quantnas.config import load_config
     from quantnas.deploy.export import check_images, check_onnx
     from quantnas.deploy.onnx_export import export_onnx
     from quantnas.deploy.openvino_runtime import pinned_levels
-    from quantnas.space import build_network
+    from quantnas.pipeline.resolve import load_config
+    from quantnas.space import genotype as gt
+    from quantnas.space.build import build_network
 
     torch.manual_seed(0)
     arch = load_config(overrides=["arch.c_fixed=12", "arch.output_quant=true"]).arch

@@ -30,9 +30,9 @@ def test_select_device_refuses_missing_cuda_and_unknown_names():
 
 
 def test_evaluate_run_refuses_an_unknown_device_in_one_line(tmp_path):
-    from quantnas.config import Config
     from quantnas.errors import QuantNASError
-    from quantnas.report import evaluate_run
+    from quantnas.pipeline.report import evaluate_run
+    from quantnas.pipeline.resolve import Config
 
     cfg = Config()
     cfg.device = "tpu"
@@ -45,9 +45,9 @@ def test_memory_preflight_counts_gpu_memory_for_cuda(monkeypatch):
     from torch import nn
 
     import quantnas.memory as mem
-    from quantnas.budget import check_network_budget
-    from quantnas.config import load_config
     from quantnas.errors import QuantNASError
+    from quantnas.pipeline.resolve import load_config
+    from quantnas.space.footprint import check_network_budget
 
     gib = 1024**3
     monkeypatch.setattr(mem, "available_ram_bytes", lambda: 64 * gib)

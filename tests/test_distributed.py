@@ -9,12 +9,12 @@ import torch
 from tiny_runs import DIST_SEARCH as SEARCH
 from tiny_runs import DIST_TRAIN as TRAIN
 
-from quantnas import genotype as gt
-from quantnas.config import load_config
 from quantnas.data.datasets import SRTrainDataset
 from quantnas.data.sources import embedded_images
-from quantnas.distributed import ShardedLoader
 from quantnas.errors import QuantNASError
+from quantnas.pipeline.resolve import load_config
+from quantnas.space import genotype as gt
+from quantnas.training.distributed import ShardedLoader
 
 
 def _free_port() -> int:
@@ -49,7 +49,7 @@ def _worker(rank, world, port, task, out, overrides, stop_after, resume):
                 "genotype": s.net.export().to_text(),
             }
         else:
-            from quantnas.train import Trainer
+            from quantnas.training.trainer import Trainer
 
             t = Trainer(cfg, run_dir, gt.PAPER_EXAMPLE)
             if resume:
@@ -147,7 +147,7 @@ def test_two_process_training_equals_one_process_and_resumes(tmp_path, monkeypat
             assert torch.allclose(two[0]["model"][k], v, rtol=1e-4, atol=1e-5), k
     # the networks really trained: the weights moved from the initialisation
     torch.manual_seed(0)
-    from quantnas.space import build_network
+    from quantnas.space.build import build_network
 
     fresh = build_network(
         gt.PAPER_EXAMPLE, load_config(preset="tiny", overrides=TRAIN).arch
@@ -205,7 +205,7 @@ def test_torchrun_cli_train_then_resume(tmp_path):
         [*base, "--resume", str(run), "train.epochs=2"], env=env, capture_output=True, text=True
     )
     assert again.returncode == 0, again.stderr[-2000:]
-    from quantnas.checkpoint import load_checkpoint
+    from quantnas.training.checkpoint import load_checkpoint
 
     assert load_checkpoint(run / "checkpoint.pt")["epoch"] == 2
     log = (run / "log.txt").read_text()

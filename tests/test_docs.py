@@ -18,10 +18,10 @@ from quantnas.cli.reference import (
     presets_reference,
     registries_reference,
 )
-from quantnas.config import choices, load_config, to_dict
-from quantnas.config_compat import RENAMED
-from quantnas.config_io import presets
-from quantnas.ops import OPS
+from quantnas.config.compat import RENAMED
+from quantnas.config.io import presets
+from quantnas.pipeline.resolve import choices, load_config, to_dict
+from quantnas.space.ops import OPS
 
 
 def flat_keys(d: dict, prefix: str = "") -> list[str]:
@@ -90,7 +90,7 @@ def test_every_registered_name_is_in_the_registries_reference():
 
 
 def test_a_registered_name_appears_in_the_reference(monkeypatch):
-    from quantnas.optim import LOSSES
+    from quantnas.training.optim import LOSSES
 
     LOSSES.register("l1_docs_test", lambda sr, hr: (sr - hr).abs().mean())
     try:
@@ -129,7 +129,7 @@ def test_the_moved_readme_sections_exist(path):
 def test_the_readme_extending_example_registers_a_loss():
     from pathlib import Path
 
-    from quantnas.optim import LOSSES
+    from quantnas.training.optim import LOSSES
 
     text = (Path(__file__).resolve().parent.parent / "README.md").read_text(encoding="utf-8")
     section = text.split("\n## Extending\n", 1)[1].split("\n## ", 1)[0]

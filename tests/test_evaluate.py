@@ -9,8 +9,8 @@ from quantnas.data.datasets import SRValDataset
 from quantnas.data.images import load_rgb, save_rgb
 from quantnas.data.sources import embedded_images
 from quantnas.errors import QuantNASError
-from quantnas.evaluate import bicubic_upscaler, evaluate, score_paths
-from quantnas.metrics import sr_metrics
+from quantnas.evaluation.metrics import sr_metrics
+from quantnas.evaluation.score import bicubic_upscaler, evaluate, score_paths
 
 
 def _img(h, w, seed=0):

@@ -7,12 +7,12 @@ import json
 import pytest
 from tiny_runs import RUN as TINY
 
-from quantnas import genotype as gt
-from quantnas.config import load_config
 from quantnas.errors import QuantNASError
-from quantnas.finalists import rung_schedule, successive_halving
-from quantnas.job import Job, Network
-from quantnas.space import random_genotype
+from quantnas.pipeline.job import Job, Network
+from quantnas.pipeline.resolve import load_config
+from quantnas.search.finalists import rung_schedule, successive_halving
+from quantnas.space import genotype as gt
+from quantnas.space.build import random_genotype
 
 pytestmark = pytest.mark.usefixtures("quiet_torch_warnings")
 

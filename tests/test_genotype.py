@@ -3,9 +3,10 @@ import json
 import pytest
 import torch
 
-from quantnas.config import ArchConfig
 from quantnas.errors import QuantNASError
-from quantnas.genotype import (
+from quantnas.pipeline.resolve import ArchConfig
+from quantnas.space.build import build_network, check_genotype
+from quantnas.space.genotype import (
     BLOCKS,
     BUILTIN,
     PAPER_EXAMPLE,
@@ -18,7 +19,6 @@ from quantnas.genotype import (
     resolve,
     save,
 )
-from quantnas.space import build_network, check_genotype
 
 PAPER_TEXT = (
     "Genotype_SR(head=[('simple_5x5_grouped_3', 8), ('simple_3x3', 8)], "

@@ -11,11 +11,11 @@ import pytest
 from tiny_runs import RUN as TINY
 
 from quantnas.cli import main
-from quantnas.config import load_config
 from quantnas.data.images import load_rgb, save_rgb
 from quantnas.data.job_data import JobData
 from quantnas.data.sources import embedded_images
 from quantnas.errors import QuantNASError
+from quantnas.pipeline.resolve import load_config
 
 
 def _save_gray(path, shape):

@@ -24,9 +24,9 @@ from PIL import Image
 from tiny_runs import HOSTILE as TINY
 from tiny_runs import QUIET, one_error
 
-from quantnas.checkpoint import load_checkpoint
 from quantnas.cli import main
 from quantnas.data.images import load_rgb, save_rgb
+from quantnas.training.checkpoint import load_checkpoint
 
 #: Bounded memory for a rejected bomb: the interpreter with torch imported is ~0.4 GiB; the
 #: bombs claim images needing 3-20 GiB to decode.
@@ -263,7 +263,7 @@ def test_sweep_nan_penalty_refused(tmp_path, capsys):
 def test_nan_training_loss_stops_and_keeps_last_good_checkpoint(tmp_path, capsys):
     import torch.nn.functional as F
 
-    from quantnas.optim import LOSSES
+    from quantnas.training.optim import LOSSES
 
     steps = []
 
@@ -505,7 +505,7 @@ def test_output_folder_not_writable(tmp_path, capsys):
 @pytest.mark.skipif(not Path("/proc/self/fd").is_dir(), reason="needs /proc to name fds")
 def test_full_disk_during_training(tmp_path, monkeypatch, capsys):
     """ENOSPC while the checkpoint is written: one line, resume hint, no temp file left."""
-    import quantnas.fileio
+    import quantnas.rundir.files
 
     real_fsync = os.fsync
 
@@ -514,7 +514,7 @@ def test_full_disk_during_training(tmp_path, monkeypatch, capsys):
             raise OSError(errno.ENOSPC, "No space left on device")
         return real_fsync(fd)
 
-    monkeypatch.setattr(quantnas.fileio.os, "fsync", fsync)
+    monkeypatch.setattr(quantnas.rundir.files.os, "fsync", fsync)
     code = main(["train", f"out_dir={tmp_path}", "name=t", *TINY])
     run = tmp_path / "t"
     one_error(code, capsys, str(run / "checkpoint.pt"), "no space left", f"--resume {run}")
@@ -586,7 +586,7 @@ def test_restart_never_deletes_a_folder_quantnas_did_not_write(tmp_path, capsys)
 
 
 def test_genotype_with_huge_blocks_refused(tmp_path, capsys):
-    from quantnas import genotype as gt
+    from quantnas.space import genotype as gt
 
     path = tmp_path / "huge.json"
     data = gt.DEFAULT.to_dict()
@@ -596,10 +596,10 @@ def test_genotype_with_huge_blocks_refused(tmp_path, capsys):
 
 
 def test_checkpoint_arch_claiming_huge_network_refused_without_allocating(tmp_path, capsys):
-    from quantnas import genotype as gt
-    from quantnas.checkpoint import model_payload
-    from quantnas.config import ArchConfig
-    from quantnas.space import build_network
+    from quantnas.pipeline.resolve import ArchConfig
+    from quantnas.space import genotype as gt
+    from quantnas.space.build import build_network
+    from quantnas.training.checkpoint import model_payload
 
     arch = ArchConfig(c_fixed=8, body_cells=1)
     ck = model_payload(build_network(gt.DEFAULT, arch), gt.DEFAULT, arch)
@@ -748,10 +748,10 @@ def test_info_sizes_that_cannot_exist(capsys, args, flag):
 @pytest.mark.usefixtures("memory_16gib")
 def test_checkpoint_with_zero_stride_weights_claiming_huge_shapes(tmp_path, capsys):
     """Weights stored as zero-stride views (a few bytes) with shapes of 60000 channels."""
-    from quantnas import genotype as gt
-    from quantnas.checkpoint import model_payload
-    from quantnas.config import ArchConfig
-    from quantnas.space import build_network
+    from quantnas.pipeline.resolve import ArchConfig
+    from quantnas.space import genotype as gt
+    from quantnas.space.build import build_network
+    from quantnas.training.checkpoint import model_payload
 
     small = ArchConfig(c_fixed=8, body_cells=1)
     ck = model_payload(build_network(gt.DEFAULT, small), gt.DEFAULT, small)
@@ -987,7 +987,7 @@ def test_a_run_name_too_long_for_the_file_system(tmp_path, capsys):
 
 
 def test_a_huge_lock_file_is_read_only_in_part(tmp_path):
-    from quantnas.runlock import LOCK_FILE, RunLock, holder
+    from quantnas.rundir.lock import LOCK_FILE, RunLock, holder
 
     run = tmp_path / "r"
     run.mkdir()

@@ -11,13 +11,13 @@ from tiny_runs import RUN as TINY
 import quantnas.data.benchmarks
 import quantnas.data.roles
 from quantnas import api
-from quantnas.config import load_config, to_dict
 from quantnas.data.images import load_rgb, save_rgb
 from quantnas.data.job_data import JobData, as_named_images
 from quantnas.data.sources import embedded_images
 from quantnas.errors import QuantNASError
-from quantnas.job import Job
-from quantnas.pipeline import run_pipeline
+from quantnas.pipeline.job import Job
+from quantnas.pipeline.resolve import load_config, to_dict
+from quantnas.pipeline.run import run_pipeline
 from quantnas.sweep.runner import run_trial
 
 pytestmark = pytest.mark.usefixtures("quiet_torch_warnings")
@@ -165,14 +165,14 @@ def test_in_memory_training_with_holdout_is_refused(photos):
 def test_a_finished_job_is_read_back_not_rerun(tmp_path, monkeypatch):
     cfg = tiny()
     first = Job(cfg, tmp_path / "j", resume=True).run()
-    import quantnas.report
+    import quantnas.pipeline.report
     import quantnas.search.searcher
-    import quantnas.train
+    import quantnas.training.trainer
 
     for mod, name in (
         (quantnas.search.searcher, "search"),
-        (quantnas.train, "train"),
-        (quantnas.report, "evaluate_run"),
+        (quantnas.training.trainer, "train"),
+        (quantnas.pipeline.report, "evaluate_run"),
     ):
         monkeypatch.setattr(mod, name, lambda *a, **k: pytest.fail("stage ran again"))
     # the patches fail fast; the run's files show a rerun by any route

@@ -10,14 +10,14 @@ import sys
 import pytest
 from tiny_runs import one_error
 
-from quantnas.baselines import BASELINES
 from quantnas.cli import build_parser, listing, main
 from quantnas.cli.completion import completion_script, config_keys
 from quantnas.cli.listing import KINDS, entries
-from quantnas.config_io import presets
+from quantnas.config.io import presets
 from quantnas.deploy.onnx_runtimes import RUNTIMES
-from quantnas.ops import OPS
-from quantnas.spaces import SPACES
+from quantnas.space.baselines import BASELINES
+from quantnas.space.catalog import SPACES
+from quantnas.space.ops import OPS
 
 
 def listed(capsys, *argv) -> dict:

@@ -6,7 +6,7 @@ import torch
 from skimage.metrics import structural_similarity
 
 from quantnas.errors import QuantNASError
-from quantnas.metrics import psnr, rgb_to_y, sr_metrics, ssim, to_uint8_image
+from quantnas.evaluation.metrics import psnr, rgb_to_y, sr_metrics, ssim, to_uint8_image
 
 
 def _img(h=24, w=28, seed=0):

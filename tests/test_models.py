@@ -3,17 +3,17 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from quantnas.config import ArchConfig
 from quantnas.errors import QuantNASError
-from quantnas.genotype import Genotype
 from quantnas.models import BasicSRNet, Residual
 from quantnas.models.basic import basic_channels
 from quantnas.models.blocks import ParallelSum, upscale_input
 from quantnas.models.rfdn import MIN_LR_SIZE, rfdn_channels
+from quantnas.pipeline.resolve import ArchConfig
 from quantnas.quant.conv import QConv2d
 from quantnas.quant.mixed import MixedQConv2d
 from quantnas.search.supernet import Alphas, MixedLayer, Supernet
-from quantnas.space import build_network, set_quantized
+from quantnas.space.build import build_network, set_quantized
+from quantnas.space.genotype import Genotype
 
 
 def _geno(tail=0, body=2):

@@ -4,9 +4,9 @@ import pytest
 import torch
 
 from quantnas.errors import QuantNASError
-from quantnas.ops import available_ops, build_op, check_op
 from quantnas.quant.conv import QConv2d
 from quantnas.quant.mixed import MixedQConv2d
+from quantnas.space.ops import available_ops, build_op, check_op
 
 CONV8 = partial(QConv2d, bits=8)
 

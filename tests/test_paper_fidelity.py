@@ -4,15 +4,15 @@ import numpy as np
 import pytest
 import torch
 
-from quantnas.config import ArchConfig, load_config
-from quantnas.cost import SupernetCost
 from quantnas.data.images import save_rgb
 from quantnas.data.roles import holdout_names, training_images, validation_images
 from quantnas.errors import QuantNASError
 from quantnas.models.rfdn import ESA
+from quantnas.pipeline.resolve import ArchConfig, load_config
 from quantnas.quant.conv import QConv2d
 from quantnas.search.supernet import Supernet
-from quantnas.space import DEFAULT_PRIMITIVES
+from quantnas.space.build import DEFAULT_PRIMITIVES
+from quantnas.space.cost import SupernetCost
 
 TINY_BASIC = ArchConfig(
     space="basic",
@@ -159,7 +159,7 @@ def test_validation_may_not_be_trained_on(tmp_path):
 
 
 def test_space_registry_declares_each_space():
-    from quantnas.spaces import available_spaces, get_space
+    from quantnas.space.catalog import available_spaces, get_space
 
     assert available_spaces() == ("basic", "rfdn")
     basic, rfdn = get_space("basic"), get_space("rfdn")

@@ -8,13 +8,13 @@ import pytest
 import torch
 from tiny_runs import RUN as TINY
 
-from quantnas import genotype as gt
-from quantnas.checkpoint import load_checkpoint
 from quantnas.cli import DEFAULT_PRESET, main
-from quantnas.config import load_config
 from quantnas.errors import QuantNASError
-from quantnas.pipeline import STAGES as ALL_STAGES
-from quantnas.pipeline import RunState, preflight, run_pipeline
+from quantnas.pipeline.resolve import load_config
+from quantnas.pipeline.run import STAGES as ALL_STAGES
+from quantnas.pipeline.run import RunState, preflight, run_pipeline
+from quantnas.space import genotype as gt
+from quantnas.training.checkpoint import load_checkpoint
 
 pytestmark = pytest.mark.usefixtures("quiet_torch_warnings")
 
@@ -55,7 +55,7 @@ def counting(monkeypatch, target, name):
 
 
 def forbid(monkeypatch, target, name):
-    """Fail fast if ``target.name`` is called (quantnas/job.py looks the stage functions up
+    """Fail fast if ``target.name`` is called (quantnas/pipeline/job.py looks the stage functions up
     on their modules at call time); ``assert_not_rerun`` checks the same by the run's files.
     """
 
@@ -140,7 +140,7 @@ def test_train_config_records_the_searched_genotype(finished):
 
 
 def test_recorded_config_keeps_a_config_naming_the_genotype():
-    from quantnas.train_records import recorded_config
+    from quantnas.training.records import recorded_config
 
     cfg = load_config()
     assert recorded_config(cfg, gt.DEFAULT) is cfg  # quantnas train: train.genotype kept
@@ -166,9 +166,9 @@ def test_run_state_roundtrip(tmp_path):
 
 # ----------------------------------------------------------------------- stage reuse
 def test_resume_reuses_search_and_train(tmp_path, monkeypatch, finished):
-    import quantnas.report
+    import quantnas.pipeline.report
     import quantnas.search.searcher
-    import quantnas.train
+    import quantnas.training.trainer
 
     d = copy_run(finished, tmp_path / "copy")
     (d / "report.md").unlink()
@@ -181,8 +181,8 @@ def test_resume_reuses_search_and_train(tmp_path, monkeypatch, finished):
     before = stage_trace(d)
 
     forbid(monkeypatch, quantnas.search.searcher, "search")
-    forbid(monkeypatch, quantnas.train, "train")
-    evals = counting(monkeypatch, quantnas.report, "evaluate_run")
+    forbid(monkeypatch, quantnas.training.trainer, "train")
+    evals = counting(monkeypatch, quantnas.pipeline.report, "evaluate_run")
     assert main(["run", "--resume", str(d)]) == 0
     assert len(evals) == 1
     after = stage_trace(d)
@@ -195,17 +195,17 @@ def test_resume_reuses_search_and_train(tmp_path, monkeypatch, finished):
 
 
 def test_killed_during_eval_resumes_at_eval(tmp_path, monkeypatch):
-    import quantnas.report
+    import quantnas.pipeline.report
     import quantnas.search.searcher
-    import quantnas.train
+    import quantnas.training.trainer
 
-    real = quantnas.report.evaluate_run
+    real = quantnas.pipeline.report.evaluate_run
 
     def killed(*a, **k):
         raise KeyboardInterrupt
 
     # Ctrl-C inside the eval stage: only a patch stops a run at that point
-    monkeypatch.setattr(quantnas.report, "evaluate_run", killed)
+    monkeypatch.setattr(quantnas.pipeline.report, "evaluate_run", killed)
     assert run_cli(tmp_path, "k") == 130
     d = tmp_path / "k"
     state = json.loads((d / "state.json").read_text())
@@ -213,9 +213,9 @@ def test_killed_during_eval_resumes_at_eval(tmp_path, monkeypatch):
     assert not (d / "report.md").exists()
     assert state["seconds"]["eval"] > 0  # time of the interrupted stage is kept
 
-    monkeypatch.setattr(quantnas.report, "evaluate_run", real)
+    monkeypatch.setattr(quantnas.pipeline.report, "evaluate_run", real)
     forbid(monkeypatch, quantnas.search.searcher, "search")
-    forbid(monkeypatch, quantnas.train, "train")
+    forbid(monkeypatch, quantnas.training.trainer, "train")
     before = stage_trace(d)
     assert main(["run", "--resume", str(d)]) == 0
     after = stage_trace(d)
@@ -271,7 +271,7 @@ def test_killed_mid_search_resumes_from_checkpoint(tmp_path, monkeypatch, finish
 
 def test_killed_mid_train_resumes_from_checkpoint(tmp_path, monkeypatch):
     import quantnas.search.searcher
-    from quantnas.train import Trainer
+    from quantnas.training.trainer import Trainer
 
     real_epoch = Trainer.train_epoch
 
@@ -362,11 +362,11 @@ def test_preflight_small_training_image(tmp_path):
 
 
 def test_run_pipeline_api_finished_run_only_rewrites_report(tmp_path, monkeypatch, finished):
-    import quantnas.report
+    import quantnas.pipeline.report
 
     d = copy_run(finished, tmp_path / "api")
     cfg = load_config(preset=DEFAULT_PRESET, overrides=[*TINY, f"out_dir={tmp_path}", "name=api"])
-    forbid(monkeypatch, quantnas.report, "evaluate_run")
+    forbid(monkeypatch, quantnas.pipeline.report, "evaluate_run")
     before = stage_trace(d)
     rep = run_pipeline(cfg, d, resume=True)
     assert_not_rerun(before, stage_trace(d), stages=("search", "train", "eval"))

@@ -10,13 +10,13 @@ import pytest
 import torch
 
 from quantnas import api
-from quantnas import genotype as gt
-from quantnas.config import choices
 from quantnas.errors import QuantNASError
 from quantnas.models.basic import check_basic_counts
-from quantnas.ops import OPS
+from quantnas.pipeline.resolve import choices
 from quantnas.registry import Registry
-from quantnas.spaces import SPACES, BasicSpace, available_spaces, register_space
+from quantnas.space import genotype as gt
+from quantnas.space.catalog import SPACES, BasicSpace, available_spaces, register_space
+from quantnas.space.ops import OPS
 
 # ------------------------------------------------------------------------------- Registry
 
@@ -89,7 +89,7 @@ def test_unregister_removes_and_returns():
 
 
 def test_every_choice_key_of_the_config_is_a_registry_with_its_default():
-    from quantnas.config_types import Config
+    from quantnas.config.types import Config
 
     cfg = Config()
     for key, registry in choices().items():

@@ -18,9 +18,9 @@ from tiny_runs import QUIET, one_error
 
 from quantnas.cli import main
 from quantnas.errors import QuantNASError
-from quantnas.fileio import atomic_write_text
-from quantnas.manifest import MANIFEST, read_manifest, tracking
-from quantnas.runlock import LOCK_FILE, RunLock, holder
+from quantnas.rundir.files import atomic_write_text
+from quantnas.rundir.lock import LOCK_FILE, RunLock, holder
+from quantnas.rundir.manifest import MANIFEST, read_manifest, tracking
 
 pytestmark = pytest.mark.usefixtures("quiet_torch_warnings")
 
@@ -93,7 +93,7 @@ def test_restart_with_a_corrupt_manifest_deletes_nothing(tmp_path, capsys):
 
 
 def test_a_folder_with_only_the_hidden_files_left_is_reused(tmp_path):
-    from quantnas.rundir import claim_run_dir
+    from quantnas.cli.run_dirs import claim_run_dir
 
     run = tmp_path / "r"
     run.mkdir()
@@ -145,7 +145,7 @@ def locked_by_child(*runs: Path):
     """Another process holds the locks of ``runs``; yields it (killed -9 on exit)."""
     code = (
         "import sys, time\n"
-        "from quantnas.runlock import RunLock\n"
+        "from quantnas.rundir.lock import RunLock\n"
         f"for d in {[str(r) for r in runs]!r}: RunLock(d, command='train').acquire()\n"
         "print('ready', flush=True)\n"
         "time.sleep(120)\n"
@@ -204,19 +204,19 @@ def test_nested_run_names_are_fine(capsys):
 
 # ---------------------------------------------- every writer holds the lock, not only verbs
 def _tiny_cfg(tmp_path: Path, *extra: str):
-    from quantnas.config import load_config
+    from quantnas.pipeline.resolve import load_config
 
     return load_config(preset="default", overrides=[*TINY, f"out_dir={tmp_path}", *extra])
 
 
 def test_library_runs_and_sweep_trials_are_refused_while_another_process_writes(tmp_path):
-    from quantnas import genotype as gt
-    from quantnas.config import to_dict
-    from quantnas.pipeline import run_pipeline
+    from quantnas.pipeline.resolve import to_dict
+    from quantnas.pipeline.run import run_pipeline
     from quantnas.search.searcher import Searcher
+    from quantnas.space import genotype as gt
     from quantnas.sweep.runner import run_trial
     from quantnas.sweep.trials import Trial
-    from quantnas.train import Trainer
+    from quantnas.training.trainer import Trainer
 
     cfg = _tiny_cfg(tmp_path)
     dirs = [tmp_path / n for n in ("t", "s", "r", "trial")]
@@ -235,8 +235,8 @@ def test_library_runs_and_sweep_trials_are_refused_while_another_process_writes(
 
 
 def test_a_library_run_holds_its_lock_from_construction_to_the_end_of_run(tmp_path, monkeypatch):
-    from quantnas import genotype as gt
-    from quantnas.train import Trainer
+    from quantnas.space import genotype as gt
+    from quantnas.training.trainer import Trainer
 
     run = tmp_path / "t"
     seen = []
@@ -259,9 +259,9 @@ def test_a_library_run_holds_its_lock_from_construction_to_the_end_of_run(tmp_pa
 
 
 def test_a_failing_constructor_releases_the_lock(tmp_path):
-    from quantnas import genotype as gt
     from quantnas.search.searcher import Searcher
-    from quantnas.train import Trainer
+    from quantnas.space import genotype as gt
+    from quantnas.training.trainer import Trainer
 
     cfg = _tiny_cfg(tmp_path, f"data.train={tmp_path / 'missing'}")
     for start, d in [
@@ -276,14 +276,14 @@ def test_a_failing_constructor_releases_the_lock(tmp_path):
 
 
 def test_a_killed_library_run_leaves_a_lock_that_the_next_one_takes_over(tmp_path, caplog):
-    from quantnas import genotype as gt
-    from quantnas.train import Trainer
+    from quantnas.space import genotype as gt
+    from quantnas.training.trainer import Trainer
 
     run = tmp_path / "t"
     with locked_by_child(run) as child:
         pass
     assert holder(run / LOCK_FILE)["pid"] == child.pid
-    with caplog.at_level("INFO", logger="quantnas.runlock"):
+    with caplog.at_level("INFO", logger="quantnas.rundir.lock"):
         Trainer(_tiny_cfg(tmp_path, "train.epochs=1"), run, gt.DEFAULT).run()
     assert f"taking over the lock of process {child.pid}" in caplog.text
     assert (run / "best.pt").is_file() and not (run / LOCK_FILE).exists()
@@ -307,7 +307,7 @@ def test_sweep_trial_held_by_another_process_fails_alone_and_resumes_later(tmp_p
 
 
 def test_restart_drops_the_lock_file_a_killed_run_left_in_a_subfolder(tmp_path):
-    from quantnas.manifest import remove_written
+    from quantnas.rundir.manifest import remove_written
 
     run = tmp_path / "r"
 

@@ -4,9 +4,9 @@ import sys
 
 import pytest
 
-from quantnas import runlog
 from quantnas.errors import QuantNASError
-from quantnas.metrics_log import MetricLogger
+from quantnas.rundir import log as runlog
+from quantnas.rundir.metric_rows import MetricLogger
 
 
 @pytest.fixture

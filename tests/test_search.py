@@ -10,13 +10,13 @@ import pytest
 import torch
 from tiny_runs import SEARCH as TINY
 
-from quantnas.config import load_config
-from quantnas.cost import network_cost
 from quantnas.errors import QuantNASError
-from quantnas.genotype import load as load_genotype
+from quantnas.pipeline.resolve import load_config
 from quantnas.search import losses
 from quantnas.search.searcher import Searcher, search
-from quantnas.space import build_network
+from quantnas.space.build import build_network
+from quantnas.space.cost import network_cost
+from quantnas.space.genotype import load as load_genotype
 
 #: The supernet the default preset searches with (docs/research/probe-gain.md).
 ZERO_FLOAT = (
@@ -423,7 +423,7 @@ def _l1_grads(net, x, hr):
 def test_zero_last_starts_at_bicubic_and_learns_at_step_one(tmp_path, mode):
     from quantnas.models.blocks import upscale_input
     from quantnas.search.setup import build_supernet
-    from quantnas.space import primitives
+    from quantnas.space.build import primitives
 
     cfg = tiny_cfg(tmp_path, *ZERO_FLOAT, f"search.mode={mode}")
     torch.manual_seed(0)

@@ -9,10 +9,8 @@ import pytest
 import torch
 from test_search import run_search, tiny_cfg
 
-from quantnas.config import load_config
-from quantnas.cost import SupernetCost, network_cost
 from quantnas.errors import QuantNASError
-from quantnas.genotype import load as load_genotype
+from quantnas.pipeline.resolve import load_config
 from quantnas.search.choose import Chooser, random_near
 from quantnas.search.constraint import (
     BitopsBudget,
@@ -25,7 +23,9 @@ from quantnas.search.constraint import (
 from quantnas.search.records import margins
 from quantnas.search.setup import build_supernet
 from quantnas.search.splits import split_regions
-from quantnas.space import build_network
+from quantnas.space.build import build_network
+from quantnas.space.cost import SupernetCost, network_cost
+from quantnas.space.genotype import load as load_genotype
 from quantnas.sweep.at_targets import target_rows, target_table
 from quantnas.sweep.trials import plan
 
@@ -221,7 +221,7 @@ def test_target_table_numbers():
 
 
 def test_report_shows_the_budget_and_each_layers_margin(tmp_path):
-    from quantnas.report import search_decisions
+    from quantnas.pipeline.report import search_decisions
 
     (tmp_path / "search").mkdir()
     hist = {"head.0": [[[0.25, 0.25], [0.25, 0.25]], [[0.5, 0.25], [0.125, 0.125]]]}

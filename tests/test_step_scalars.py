@@ -9,12 +9,12 @@ import pytest
 import torch
 from tiny_runs import RUN, TRAIN
 
-from quantnas import genotype as gt
-from quantnas.checkpoint import load_checkpoint
-from quantnas.config import load_config
-from quantnas.runlog import StageClock, progress
+from quantnas.pipeline.resolve import load_config
+from quantnas.rundir.log import StageClock, progress
 from quantnas.search.searcher import search
-from quantnas.train import Trainer
+from quantnas.space import genotype as gt
+from quantnas.training.checkpoint import load_checkpoint
+from quantnas.training.trainer import Trainer
 
 event_accumulator = pytest.importorskip("tensorboard.backend.event_processing.event_accumulator")
 pytestmark = pytest.mark.usefixtures("quiet_torch_warnings")

@@ -9,8 +9,8 @@ import pytest
 from tiny_runs import RUN
 
 from quantnas.cli import main
-from quantnas.config import load_config
 from quantnas.errors import QuantNASError
+from quantnas.pipeline.resolve import load_config
 from quantnas.sweep import pareto as pm
 from quantnas.sweep.trials import Trial, config_hash, plan, uniform_plan
 
@@ -70,7 +70,7 @@ def test_uniform_plan_and_config_hash():
         "search_p1_s0",
         "search_p1_s1",
     ]
-    from quantnas import genotype as gt
+    from quantnas.space import genotype as gt
 
     mixed = gt.PAPER_EXAMPLE.to_json()
     all4 = gt.DEFAULT.at_bits(4).to_json()
@@ -311,7 +311,7 @@ def test_resume_after_kill_reruns_nothing_finished(tmp_path, monkeypatch, capsys
 
 def test_interrupted_trial_resumes_its_training(tmp_path, monkeypatch):
     """A trial killed inside training continues from its checkpoint on --resume."""
-    import quantnas.train
+    import quantnas.training.trainer
 
     args = [
         "sweep",
@@ -326,7 +326,7 @@ def test_interrupted_trial_resumes_its_training(tmp_path, monkeypatch):
         "sweep.baselines=[espcn]",
         "sweep.baseline_bits=[8]",
     ]
-    real = quantnas.train.Trainer.train_epoch
+    real = quantnas.training.trainer.Trainer.train_epoch
 
     def stop_at_1(self, epoch):
         if epoch == 1:
@@ -334,12 +334,14 @@ def test_interrupted_trial_resumes_its_training(tmp_path, monkeypatch):
         return real(self, epoch)
 
     # Ctrl-C in a trial's training epoch 1: only a patch stops a sweep at that point
-    monkeypatch.setattr(quantnas.train.Trainer, "train_epoch", stop_at_1)
+    monkeypatch.setattr(quantnas.training.trainer.Trainer, "train_epoch", stop_at_1)
     assert main(args) == 130
-    monkeypatch.setattr(quantnas.train.Trainer, "train_epoch", real)
+    monkeypatch.setattr(quantnas.training.trainer.Trainer, "train_epoch", real)
     epochs = []
     monkeypatch.setattr(
-        quantnas.train.Trainer, "train_epoch", lambda self, e: epochs.append(e) or real(self, e)
+        quantnas.training.trainer.Trainer,
+        "train_epoch",
+        lambda self, e: epochs.append(e) or real(self, e),
     )
     assert main([*args, "--resume"]) == 0
     assert epochs == [1]
@@ -390,8 +392,8 @@ def test_ray_trial_holds_the_lock_of_its_directory(ray_session, tmp_path):
     """A trial in a Ray worker is refused while another process writes its folder."""
     from test_rundir import locked_by_child
 
-    from quantnas.config import to_dict
-    from quantnas.runlock import LOCK_FILE
+    from quantnas.pipeline.resolve import to_dict
+    from quantnas.rundir.lock import LOCK_FILE
     from quantnas.sweep.engines import Job, RayEngine
     from quantnas.sweep.runner import run_trial
 
@@ -431,7 +433,7 @@ def test_tiny_sweep_on_local_ray(ray_session, tmp_path):
     rows = [json.loads(ln) for ln in (sw / "results.jsonl").read_text().splitlines()]
     by = {r["trial_id"]: r for r in rows}
     assert list(by)[:4] == ["search_p0_s0", "search_p1_s0", "random_d0_s0", "espcn_b4_s0"]
-    from quantnas import genotype as gt
+    from quantnas.space import genotype as gt
 
     n_uniform = sum(
         gt.loads(by[t]["genotype_json"]).at_bits(4) != gt.loads(by[t]["genotype_json"])
@@ -478,12 +480,12 @@ def test_trial_trains_exactly_like_the_train_verb(tmp_path, method):
     give the same initialisation, data order and so the same validation curve."""
     import torch
 
-    from quantnas.baselines import build_baseline
-    from quantnas.config import to_dict
-    from quantnas.space import random_genotype
+    from quantnas.pipeline.resolve import to_dict
+    from quantnas.space.baselines import build_baseline
+    from quantnas.space.build import random_genotype
     from quantnas.sweep.runner import run_trial
     from quantnas.sweep.trials import trial_config
-    from quantnas.train import Trainer
+    from quantnas.training.trainer import Trainer
 
     cfg = load_config(preset="tiny", overrides=[*TINY, "train.steps_per_epoch=3", "seed=3"])
     if method == "random":

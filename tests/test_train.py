@@ -9,16 +9,16 @@ import torch
 from tiny_runs import QUIET
 from tiny_runs import TRAIN_STEPS as TINY
 
-from quantnas import genotype as gt
-from quantnas.artifact import load_model
-from quantnas.checkpoint import load_checkpoint
-from quantnas.config import load_config
 from quantnas.data.from_config import val_dataset
 from quantnas.errors import QuantNASError
-from quantnas.evaluate import bicubic_reference, validate
-from quantnas.optim import pixel_loss
-from quantnas.space import build_network
-from quantnas.train import Trainer, ema_update, train
+from quantnas.evaluation.score import bicubic_reference, validate
+from quantnas.pipeline.resolve import load_config
+from quantnas.space import genotype as gt
+from quantnas.space.build import build_network
+from quantnas.training.artifact import load_model
+from quantnas.training.checkpoint import load_checkpoint
+from quantnas.training.optim import pixel_loss
+from quantnas.training.trainer import Trainer, ema_update, train
 
 
 def tiny_cfg(tmp_path, *extra):
@@ -65,7 +65,7 @@ def test_train_outputs_and_reload(tmp_path):
 
 
 def test_load_model_rejects_search_checkpoint(tmp_path):
-    from quantnas.fileio import atomic_save
+    from quantnas.rundir.files import atomic_save
 
     atomic_save({"kind": "search", "epoch": 1}, tmp_path / "s.pt")
     with pytest.raises(QuantNASError, match="no trained network"):
@@ -340,7 +340,7 @@ def test_4bit_edsr_that_stalled_now_leaves_bicubic(tmp_path):
     (28.537 dB on validation) at lr 1e-3: Adam's sign-coherent steps pushed the input of
     its last conv below zero within 50 steps (docs/research/stalled-trainings.md). At the preset's
     lr it learns. About 20 s with one thread (400 steps at 48 channels, as in the sweep)."""
-    from quantnas.baselines import build_baseline
+    from quantnas.space.baselines import build_baseline
 
     cfg = load_config(
         preset="sweep-cpu",

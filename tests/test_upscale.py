@@ -5,16 +5,16 @@ import pytest
 import torch
 from PIL import Image
 
-from quantnas import genotype as gt
 from quantnas.cli import main
-from quantnas.config import load_config
 from quantnas.data.bicubic import imresize
 from quantnas.deploy.receptive import lr_halo
 from quantnas.deploy.runtime import TorchUpscaler, load_upscaler
 from quantnas.deploy.tiling import tile_windows, upscale_tiled
 from quantnas.deploy.upscale import _png16, read_picture
 from quantnas.errors import QuantNASError
-from quantnas.space import build_network
+from quantnas.pipeline.resolve import load_config
+from quantnas.space import genotype as gt
+from quantnas.space.build import build_network
 
 #: Tiled and untiled outputs agree to float rounding (measured: exactly equal).
 TILE_TOL = 1e-5

@@ -2,7 +2,7 @@
 command's one-line user error.
 
 Tiny runs that resolve their config through ``load_config`` start from the ``tiny`` preset
-(``quantnas/configs/tiny.yaml``); the override lists here only set what differs from it.
+(``quantnas/config/presets/tiny.yaml``); the override lists here only set what differs from it.
 The CLI lists (``CLI_*``, ``HOSTILE``) are appended after positional arguments, where argparse
 takes no ``--preset``, so they spell the run out over the ``default`` preset the CLI uses.
 """

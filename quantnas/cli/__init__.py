@@ -15,7 +15,7 @@ import os
 import sys
 
 from quantnas.cli.parser import build_parser
-from quantnas.config_io import DEFAULT_PRESET
+from quantnas.config.io import DEFAULT_PRESET
 from quantnas.errors import QuantNASError
 
 __all__ = ["DEFAULT_PRESET", "build_parser", "main"]

@@ -11,16 +11,16 @@ import logging
 import sys
 from pathlib import Path
 
-from quantnas import rundir
+from quantnas.cli import run_dirs as rundir
 from quantnas.cli.info import cmd_info  # noqa: F401 - a verb like the cmd_* below
-from quantnas.config_io import DEFAULT_PRESET
+from quantnas.config.io import DEFAULT_PRESET
 from quantnas.errors import QuantNASError
 
 log = logging.getLogger(__name__)
 
 
 def _load(args: argparse.Namespace, extra: list[str] | None = None):
-    from quantnas.config import load_config
+    from quantnas.pipeline.resolve import load_config
 
     return load_config(
         preset=args.preset or DEFAULT_PRESET,
@@ -37,9 +37,9 @@ def _stage_run(args: argparse.Namespace, stage: str, extra: list[str] | None = N
     the Ctrl-C hint names; on resume the run's saved config wins (overrides still apply).
     While the block runs, this process alone writes there and every file it writes is
     listed in the folder's manifest. A network that cannot fit in memory is refused first
-    (:func:`quantnas.budget.check_network_budget`).
+    (:func:`quantnas.space.footprint.check_network_budget`).
     """
-    from quantnas.budget import check_network_budget
+    from quantnas.space.footprint import check_network_budget
 
     cfg = _load(args, extra)
     for part in () if args.resume else ("search", "train") if stage == "run" else (stage,):
@@ -58,7 +58,7 @@ def _stage_run(args: argparse.Namespace, stage: str, extra: list[str] | None = N
 
 
 def _print_json(obj) -> None:
-    from quantnas.fileio import json_text
+    from quantnas.rundir.files import json_text
 
     sys.stdout.write(json_text(obj))
 
@@ -76,8 +76,8 @@ def cmd_search(args: argparse.Namespace) -> int:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from quantnas.artifact import genotype_of, is_trained_source
-    from quantnas.train import train
+    from quantnas.training.artifact import genotype_of, is_trained_source
+    from quantnas.training.trainer import train
 
     if args.resume and args.genotype:
         raise QuantNASError(
@@ -103,14 +103,14 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 def cmd_eval(args: argparse.Namespace) -> int:
     from quantnas import api
-    from quantnas.runlog import setup_logging
+    from quantnas.rundir.log import setup_logging
 
     setup_logging()
     model: str | api.LoadedModel = "bicubic"
     info: dict = {"model": "bicubic"}
     scale = args.scale
     if args.model != "bicubic":
-        from quantnas.cost import network_cost
+        from quantnas.space.cost import network_cost
 
         model = api.load_model(args.model, args.device)
         cost = network_cost(model.network, lr_size=32).summary()
@@ -137,7 +137,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 
 def cmd_score(args: argparse.Namespace) -> int:
-    from quantnas.evaluate import score_paths
+    from quantnas.evaluation.score import score_paths
 
     res = score_paths(Path(args.sr), Path(args.hr), scale=args.scale)
     if args.json:
@@ -152,7 +152,7 @@ def cmd_score(args: argparse.Namespace) -> int:
 def cmd_prepare(args: argparse.Namespace) -> int:
     from quantnas.data.images import GRAY_MODES
     from quantnas.data.prepare import prepare_patches
-    from quantnas.runlog import setup_logging
+    from quantnas.rundir.log import setup_logging
 
     setup_logging()
     n = prepare_patches(
@@ -173,8 +173,8 @@ def cmd_export(args: argparse.Namespace) -> int:
         from quantnas.cli.deploy import export_onnx_command
 
         return export_onnx_command(args)
-    from quantnas.artifact import genotype_of
     from quantnas.plots import plot_genotype
+    from quantnas.training.artifact import genotype_of
 
     geno = genotype_of(args.source)
     if args.format == "json":
@@ -187,7 +187,7 @@ def cmd_export(args: argparse.Namespace) -> int:
         plot_genotype(geno.pairs(), args.out, body_cells=args.body_cells)
         return 0
     if args.out:
-        from quantnas.fileio import atomic_write_text
+        from quantnas.rundir.files import atomic_write_text
 
         atomic_write_text(args.out, text)
     else:
@@ -202,7 +202,7 @@ def cmd_upscale(args: argparse.Namespace) -> int:
 
 
 def cmd_config(args: argparse.Namespace) -> int:
-    from quantnas.config_io import dump, presets  # --list needs no owner of a choice
+    from quantnas.config.io import dump, presets  # --list needs no owner of a choice
 
     if args.list:
         sys.stdout.write("\n".join(presets()) + "\n")
@@ -212,8 +212,8 @@ def cmd_config(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from quantnas import distributed as qdist
-    from quantnas.pipeline import run_pipeline
+    from quantnas.pipeline.run import run_pipeline
+    from quantnas.training import distributed as qdist
 
     qdist.refuse("run")
     with _stage_run(args, "run") as (cfg, run_dir):
@@ -236,8 +236,8 @@ def sweep_config(args: argparse.Namespace):
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:
-    from quantnas import distributed as qdist
     from quantnas.sweep.driver import run_sweep
+    from quantnas.training import distributed as qdist
 
     qdist.refuse("sweep")
     cfg = sweep_config(args)

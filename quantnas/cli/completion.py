@@ -23,7 +23,7 @@ SHELLS = ("bash", "zsh")
 
 def config_keys(node: object | None = None, prefix: str = "") -> list[str]:
     """Every dotted key of the config (``search.optim.lr``, ...), in declaration order."""
-    from quantnas.config_types import Config
+    from quantnas.config.types import Config
 
     node = Config() if node is None else node
     keys: list[str] = []
@@ -78,7 +78,7 @@ def completion_script(parser: argparse.ArgumentParser, shell: str = "bash") -> s
     """
     if shell not in SHELLS:
         raise ValueError(f"unknown shell {shell!r}; expected one of {list(SHELLS)}")
-    from quantnas.config_io import presets
+    from quantnas.config.io import presets
 
     verbs = _subparsers(parser)
     top = [s for a in parser._actions for s in a.option_strings]

@@ -54,7 +54,7 @@ def upscale_command(args: argparse.Namespace) -> int:
     from quantnas.deploy.runtime import load_upscaler
     from quantnas.deploy.upscale import upscale_files
     from quantnas.device import set_threads
-    from quantnas.runlog import setup_logging
+    from quantnas.rundir.log import setup_logging
 
     setup_logging()  # the runtime chosen is logged in one line
     check_runtime(args.runtime)  # the runtime's own extra first ([openvino] holds onnx too)

@@ -27,16 +27,16 @@ STRUCTURE_FLAGS = {
 
 
 def _print_json(obj) -> None:
-    from quantnas.fileio import json_text
+    from quantnas.rundir.files import json_text
 
     sys.stdout.write(json_text(obj))
 
 
 def _run_network(args: argparse.Namespace):
     """``(network, genotype or None, arch, label)`` of a run directory or checkpoint."""
-    from quantnas import artifact
-    from quantnas.budget import check_info_budget
-    from quantnas.space import build_network
+    from quantnas.space.build import build_network
+    from quantnas.space.footprint import check_info_budget
+    from quantnas.training import artifact
 
     given = [flag for flag, key in STRUCTURE_FLAGS.items() if getattr(args, key)]
     if given:
@@ -55,10 +55,10 @@ def _run_network(args: argparse.Namespace):
 
 def _genotype_network(args: argparse.Namespace):
     """``(network, genotype, arch, label)`` of a genotype at a preset's structure."""
-    from quantnas import genotype as gt
     from quantnas.api import DEFAULT_PRESET, load_config
-    from quantnas.budget import check_info_budget
-    from quantnas.space import build_network
+    from quantnas.space import genotype as gt
+    from quantnas.space.build import build_network
+    from quantnas.space.footprint import check_info_budget
 
     geno = gt.resolve(args.genotype)
     arch = load_config(preset=args.preset or DEFAULT_PRESET).arch
@@ -84,8 +84,8 @@ def _genotype_network(args: argparse.Namespace):
 
 
 def cmd_info(args: argparse.Namespace) -> int:
-    from quantnas.artifact import is_trained_source
-    from quantnas.cost import network_cost
+    from quantnas.space.cost import network_cost
+    from quantnas.training.artifact import is_trained_source
 
     if is_trained_source(args.genotype):
         net, geno, arch, label = _run_network(args)

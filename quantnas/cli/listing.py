@@ -24,17 +24,17 @@ __all__ = ["KINDS", "add_verbs", "cmd_completion", "cmd_list", "describe", "entr
 #: ``kind -> (module, registry attribute)`` of what ``quantnas list KIND`` lists, in the
 #: order ``quantnas list`` shows them; ``presets`` is read from the package's configs.
 KINDS: dict[str, tuple[str, str]] = {
-    "presets": ("quantnas.config_io", ""),
-    "ops": ("quantnas.ops", "OPS"),
-    "spaces": ("quantnas.spaces", "SPACES"),
-    "baselines": ("quantnas.baselines", "BASELINES"),
+    "presets": ("quantnas.config.io", ""),
+    "ops": ("quantnas.space.ops", "OPS"),
+    "spaces": ("quantnas.space.catalog", "SPACES"),
+    "baselines": ("quantnas.space.baselines", "BASELINES"),
     "runtimes": ("quantnas.deploy.onnx_runtimes", "RUNTIMES"),
-    "losses": ("quantnas.optim", "LOSSES"),
+    "losses": ("quantnas.training.optim", "LOSSES"),
     "engines": ("quantnas.sweep.engines", "ENGINES"),
     "methods": ("quantnas.sweep.trials", "METHOD_GROUPS"),
     "skips": ("quantnas.models.blocks", "GLOBAL_SKIPS"),
     "cells": ("quantnas.models.basic", "CELL_TYPES"),
-    "input-quants": ("quantnas.space", "INPUT_QUANTS"),
+    "input-quants": ("quantnas.space.build", "INPUT_QUANTS"),
     "modes": ("quantnas.quant.mixed", "MIX_MODES"),
     "noise-mixes": ("quantnas.quant.mixed", "NOISE_MIXES"),
     "noises": ("quantnas.quant.noise", "NOISE_KINDS"),
@@ -42,7 +42,7 @@ KINDS: dict[str, tuple[str, str]] = {
     "transforms": ("quantnas.search.supernet", "TRANSFORMS"),
     "sparse-types": ("quantnas.search.losses", "SPARSE_TYPES"),
     "sparse-ramps": ("quantnas.search.losses", "SPARSE_RAMPS"),
-    "penalty-costs": ("quantnas.cost", "PENALTY_COSTS"),
+    "penalty-costs": ("quantnas.space.cost", "PENALTY_COSTS"),
     "splits": ("quantnas.search.splits", "SPLITS"),
     "selectors": ("quantnas.search.constraint", "SELECTORS"),
     "weight-samplings": ("quantnas.search.constraint", "WEIGHT_SAMPLINGS"),
@@ -96,7 +96,7 @@ def kind_line(kind: str) -> str:
 
 
 def _preset_line(name: str) -> str:
-    from quantnas.config_io import preset_text
+    from quantnas.config.io import preset_text
 
     head = []
     for line in preset_text(name).splitlines():
@@ -117,7 +117,7 @@ def entries(kind: str) -> list[tuple[str, str]]:
     kinds_reg = Registry.of("kind", dict.fromkeys(KINDS, ""), key="quantnas list")
     kinds_reg.check(kind)
     if kind == "presets":
-        from quantnas.config_io import presets
+        from quantnas.config.io import presets
 
         return [(name, _preset_line(name)) for name in presets()]
     return [(name, describe(obj)) for name, obj in registry(kind).items()]

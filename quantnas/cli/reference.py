@@ -102,7 +102,7 @@ def cli_reference() -> str:
 
 
 def _type_name(tp: Any) -> str:
-    from quantnas.config_fields import POSITIVE_MARK
+    from quantnas.config.fields import POSITIVE_MARK
 
     origin, args = typing.get_origin(tp), typing.get_args(tp)
     if origin is Annotated:
@@ -145,12 +145,12 @@ def _field_docs(cls: type) -> dict[str, str]:
 
 def _choices() -> dict[str, tuple[str, object]]:
     """``{key: (source, registry or names)}`` of the keys whose values are names."""
-    from quantnas.baselines import BASELINES
     from quantnas.cli.listing import KINDS, registry
-    from quantnas.config import choices
-    from quantnas.genotype import BLOCKS
-    from quantnas.ops import OPS
+    from quantnas.pipeline.resolve import choices
     from quantnas.quant.quantizers import SUPPORTED_BITS
+    from quantnas.space.baselines import BASELINES
+    from quantnas.space.genotype import BLOCKS
+    from quantnas.space.ops import OPS
     from quantnas.sweep.trials import METHOD_GROUPS
 
     kind_of = {id(registry(k)): k for k, (_, attr) in KINDS.items() if attr}
@@ -168,7 +168,7 @@ def _choices() -> dict[str, tuple[str, object]]:
 
 def key_docs() -> list[KeyDoc]:
     """Every key of the config, in the order ``quantnas config`` prints them."""
-    from quantnas.config_types import Config
+    from quantnas.config.types import Config
 
     choice_of = _choices()
     out: list[KeyDoc] = []
@@ -200,13 +200,13 @@ def key_docs() -> list[KeyDoc]:
 
 def config_reference() -> str:
     """The config reference: one table per section, the renamed keys."""
-    from quantnas.config_compat import NULL_SENTINELS, RENAMED
+    from quantnas.config.compat import NULL_SENTINELS, RENAMED
 
     out = [
         "# Config keys",
         "",
-        "Generated from the config dataclasses (`quantnas/config_types.py`, "
-        "`quantnas/config_fields.py`) and the registries when the site is built. Defaults are "
+        "Generated from the config dataclasses (`quantnas/config/types.py`, "
+        "`quantnas/config/fields.py`) and the registries when the site is built. Defaults are "
         "the library's; a preset changes some of them (see [presets](presets.md)); "
         "`quantnas config --preset NAME` prints a resolved config. Every number must be finite "
         "and >= 0, and a type marked `> 0` must be positive. Names registered from your own "
@@ -247,14 +247,14 @@ def _flat(d: dict, prefix: str = "") -> dict[str, Any]:
 
 def presets_reference() -> str:
     """The presets: each one's header comment and the keys it sets differently."""
-    from quantnas.config import Config, load_config, to_dict
-    from quantnas.config_io import DEFAULT_PRESET, preset_text, presets
+    from quantnas.config.io import DEFAULT_PRESET, preset_text, presets
+    from quantnas.pipeline.resolve import Config, load_config, to_dict
 
     base = _flat(to_dict(Config()))
     out = [
         "# Presets",
         "",
-        f"Generated from `quantnas/configs/*.yaml`. Without `--preset` the CLI and "
+        f"Generated from `quantnas/config/presets/*.yaml`. Without `--preset` the CLI and "
         f"`api.load_config()` use `{DEFAULT_PRESET}`. Each table lists the keys whose value "
         "differs from the library default ([config keys](config.md)).",
     ]
@@ -282,7 +282,7 @@ def registries_reference() -> str:
         "[extending quantnas](../guide/extending.md).",
     ]
     for kind, (module, attr) in KINDS.items():
-        where = f"`{module}.{attr}`" if attr else "`quantnas/configs/*.yaml`"
+        where = f"`{module}.{attr}`" if attr else "`quantnas/config/presets/*.yaml`"
         out += ["", f"## {kind}", "", f"{kind_line(kind)}: {where}", "", "| name | description |"]
         out.append("|---|---|")
         out += [f"| `{n}` | {_md(text)} |" for n, text in entries(kind)]

@@ -22,7 +22,7 @@ EMBEDDED_TEST_SET = "test"
 def _read_yaml(path: Path) -> dict:
     if not path.is_file():
         raise QuantNASError(f"benchmark sets file {path} does not exist")
-    from quantnas.config_io import YamlAliasError, load_yaml
+    from quantnas.config.io import YamlAliasError, load_yaml
 
     try:
         data = load_yaml(read_user_text(path, "benchmark sets file"))

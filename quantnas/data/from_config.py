@@ -7,7 +7,7 @@ from collections.abc import Iterator
 import torch
 from torch.utils.data import DataLoader
 
-from quantnas.config_types import Config
+from quantnas.config.types import Config
 from quantnas.data.datasets import SRTrainDataset, SRValDataset, make_loader, resolve_images
 from quantnas.data.images import GRAY_MODES
 from quantnas.data.roles import training_images, validation_images

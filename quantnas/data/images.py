@@ -10,8 +10,8 @@ from PIL import Image
 
 from quantnas.data.png16 import png_header, read_png16
 from quantnas.errors import QuantNASError
-from quantnas.manifest import record
 from quantnas.registry import Registry
+from quantnas.rundir.manifest import record
 
 __all__ = [
     "GRAY_MODES",

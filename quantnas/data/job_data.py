@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from quantnas.config_types import Config
+from quantnas.config.types import Config
 from quantnas.data.benchmarks import load_benchmark_sets
 from quantnas.data.datasets import SRValDataset
 from quantnas.data.images import GRAY_MODES, _to_rgb, _to_uint8, default_max_pixels

@@ -14,7 +14,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from quantnas.config_types import Config
+from quantnas.config.types import Config
 from quantnas.data.images import GRAY_MODES
 from quantnas.data.sources import NamedImage, embedded_names, resolve_images
 from quantnas.errors import QuantNASError

@@ -133,8 +133,8 @@ def export_checked(
         QuantNASError: Bad source or format, or a failed check.
 
     """
-    from quantnas.artifact import find_checkpoint, load_trained
-    from quantnas.space import set_quantized
+    from quantnas.space.build import set_quantized
+    from quantnas.training.artifact import find_checkpoint, load_trained
 
     quantized = FORMATS.get(fmt)
     ckpt = find_checkpoint(source)
@@ -155,7 +155,7 @@ def export_checked(
         META_FORMAT: fmt,
         "quantnas.min_side": trained.min_lr_side,
         **(
-            {"quantnas.genotype": trained.genotype.to_text()}
+            {"quantnas.space.genotype": trained.genotype.to_text()}
             if trained.genotype is not None
             else {"quantnas.network": trained.label}
         ),
@@ -202,7 +202,7 @@ def export_model(
         QuantNASError: Bad source or format, or a failed check (then nothing is written).
 
     """
-    from quantnas.fileio import atomic_write_bytes
+    from quantnas.rundir.files import atomic_write_bytes
 
     done = export_checked(source, fmt=fmt, opset=opset, threads=threads, runtime=runtime, where=out)
     model, checks = done.model, done.checks

@@ -163,7 +163,8 @@ def cached_export(checkpoint: str | Path, *, threads: int = 0) -> CachedExport:
     """The checked ``onnx`` export of a trained checkpoint, from its cache file or made now.
 
     Args:
-        checkpoint: A trained ``.pt`` checkpoint (see :func:`quantnas.artifact.find_checkpoint`).
+        checkpoint: A trained ``.pt`` checkpoint (see
+            :func:`quantnas.training.artifact.find_checkpoint`).
         threads: Runtime threads of the self-check (0 = default).
 
     Returns:
@@ -175,7 +176,7 @@ def cached_export(checkpoint: str | Path, *, threads: int = 0) -> CachedExport:
     """
     from quantnas.deploy.export import export_checked
     from quantnas.deploy.onnx_runtimes import share_file
-    from quantnas.fileio import atomic_write_bytes
+    from quantnas.rundir.files import atomic_write_bytes
 
     ckpt = Path(checkpoint)
     key = cache_key(ckpt)

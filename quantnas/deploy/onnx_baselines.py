@@ -1,4 +1,4 @@
-"""What the hand-designed baselines of :mod:`quantnas.baselines` compute, as ONNX nodes:
+"""What the hand-designed baselines of :mod:`quantnas.space.baselines` compute, as ONNX nodes:
 the sub-pixel wrapper (features -> DepthToSpace [* out_scale] [+ global skip]) and the
 small EDSR's residual blocks and long skip. Their convs, quantizers and global skips are
 the search space's (:mod:`quantnas.deploy.onnx_converters`).
@@ -8,9 +8,9 @@ Importing this module registers the converters with :func:`~quantnas.deploy.onnx
 
 from __future__ import annotations
 
-from quantnas.baselines import SubPixelNet, _EDSRFeatures, _ResBlock
 from quantnas.deploy.onnx_converters import _global_skip, _pixel_shuffle
 from quantnas.deploy.onnx_emitter import Emitter, converter
+from quantnas.space.baselines import SubPixelNet, _EDSRFeatures, _ResBlock
 
 __all__: list[str] = []
 

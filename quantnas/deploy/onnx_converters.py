@@ -22,9 +22,9 @@ from quantnas.errors import QuantNASError, import_extra
 from quantnas.models.basic import BasicSRNet
 from quantnas.models.blocks import ParallelSum, Residual
 from quantnas.models.rfdn import ESA, SKIP_PER_CELL, DistillationCell, RFDNSRNet
-from quantnas.ops import Identity, Zero
 from quantnas.quant.conv import QConv2d
 from quantnas.quant.out_quant import OutputQuantizer
+from quantnas.space.ops import Identity, Zero
 
 onnx = import_extra("onnx", "onnx", "ONNX export")
 

@@ -73,7 +73,7 @@ def export_onnx(
     """Convert a final network (in eval mode) to an ONNX model.
 
     Args:
-        net: A network from :func:`quantnas.space.build_network` with trained weights.
+        net: A network from :func:`quantnas.space.build.build_network` with trained weights.
         quantized: QDQ fake quantization (True) or full precision everywhere (False).
         opset: Default-domain opset (default :data:`DEFAULT_OPSET`, or 21 when a layer
             has 16 bits).

@@ -173,6 +173,6 @@ def _encode(pic: Picture) -> bytes:
 
 def write_picture(path: str | Path, pic: Picture) -> Path:
     """Write a picture as PNG (8 or 16 bit as ``pic.bits``), atomically."""
-    from quantnas.fileio import atomic_write_bytes
+    from quantnas.rundir.files import atomic_write_bytes
 
     return share_file(atomic_write_bytes(path, _encode(pic)))

@@ -14,13 +14,13 @@ import math
 
 from torch import nn
 
-from quantnas.baselines import SubPixelNet, _EDSRFeatures, _ResBlock
 from quantnas.deploy.bicubic_conv import bicubic_taps
 from quantnas.models.basic import BasicSRNet
 from quantnas.models.blocks import ParallelSum, Residual
-from quantnas.ops import Identity, Zero
 from quantnas.quant.conv import QConvBase
 from quantnas.quant.out_quant import OutputQuantizer
+from quantnas.space.baselines import SubPixelNet, _EDSRFeatures, _ResBlock
+from quantnas.space.ops import Identity, Zero
 
 __all__ = ["lr_halo"]
 

@@ -197,7 +197,7 @@ def onnx_installed() -> bool:
 
 
 def _torch_upscaler(ckpt: Path) -> TorchUpscaler:
-    from quantnas.artifact import load_trained
+    from quantnas.training.artifact import load_trained
 
     trained = load_trained(ckpt)
     return TorchUpscaler(trained.net, trained.arch.scale)
@@ -222,7 +222,7 @@ def load_upscaler(source: str | Path, *, threads: int = 0, runtime: str | None =
         why = "as asked" if runtime else "the fastest installed runtime its self-check passed"
         log.info("upscale: %s runs in %s (%s)", src, RUNTIME_NAMES[model.runtime], why)
         return model
-    from quantnas.artifact import find_checkpoint
+    from quantnas.training.artifact import find_checkpoint
 
     ckpt = find_checkpoint(src)
     if runtime == "torch" or ckpt.suffix.lower() != ".pt":

@@ -157,7 +157,7 @@ def upscale_files(
         ``(written files, one error line per failed input)``.
 
     """
-    from quantnas.runlog import progress as bar
+    from quantnas.rundir.log import progress as bar
 
     files = collect_inputs(inputs)
     if not files:

@@ -2,7 +2,7 @@
 
 A topology is built from a *layer function* ``layer_fn(block=..., index=..., c_in=...,
 c_out=...) -> nn.Module`` that returns the module of one searchable layer: a fixed
-operation at a fixed bit-width for the final network (:func:`quantnas.space.build_network`),
+operation at a fixed bit-width for the final network (:func:`quantnas.space.build.build_network`),
 or a mixed layer over all candidates for the supernet.
 """
 

@@ -12,7 +12,7 @@ from typing import Any
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from quantnas.fileio import atomic_write_bytes
+from quantnas.rundir.files import atomic_write_bytes
 
 logger = logging.getLogger(__name__)
 

@@ -29,7 +29,7 @@ class OutputQuantizer(Quantizer):
     The step is initialised from the first batch it quantizes in training
     (``2 mean|x| / sqrt(127)``, LSQ's rule) and learned with LSQ's gradient scale. It is
     off (identity) while the network trains at full precision (``enabled = False``, set by
-    :func:`quantnas.space.set_quantized`); switching it on again re-initialises the step
+    :func:`quantnas.space.build.set_quantized`); switching it on again re-initialises the step
     at the next training batch, as the weight steps are re-initialised.
     """
 

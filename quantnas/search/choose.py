@@ -5,7 +5,7 @@
 * ``halving``: the repaired argmax and ``select_samples`` distinct genotypes drawn from the
   alphas (each layer's (op, bit) from its probabilities, within the budget band) are the
   candidates (``candidates.json``); the job trains them by successive halving
-  (:mod:`quantnas.finalists`), which needs training and so happens after the search.
+  (:mod:`quantnas.search.finalists`), which needs training and so happens after the search.
 * ``path``: ``select_samples`` genotypes drawn uniformly within the budget band (the whole
   space without a budget) and the repaired argmax are each run through the supernet as a
   one-hot path (inherited weights) on fixed crops of the validation images; the highest
@@ -22,10 +22,8 @@ import math
 
 import torch
 
-from quantnas.config_types import Config, search_crop
-from quantnas.cost import SupernetCost
+from quantnas.config.types import Config, search_crop
 from quantnas.errors import QuantNASError
-from quantnas.genotype import Genotype
 from quantnas.search.constraint import (
     BitopsBudget,
     Choice,
@@ -39,7 +37,9 @@ from quantnas.search.constraint import (
 from quantnas.search.probe import AlphaProbe
 from quantnas.search.setup import build_supernet
 from quantnas.search.supernet import Supernet
-from quantnas.space import primitives
+from quantnas.space.build import primitives
+from quantnas.space.cost import SupernetCost
+from quantnas.space.genotype import Genotype
 
 log = logging.getLogger(__name__)
 
@@ -192,7 +192,7 @@ def random_near(
     arch, seed: int, *, target: float, tolerance: float, index: int = 0, lr_size: int = 32
 ):
     """The ``index``-th distinct uniform random genotype of ``arch`` (every (op, bit) pair
-    of a layer equally likely, as :func:`~quantnas.space.random_genotype`) whose
+    of a layer equally likely, as :func:`~quantnas.space.build.random_genotype`) whose
     final-network BitOps lie within ``tolerance`` of ``target``, by rejection from a stream
     seeded by ``seed`` and the target (so draws ``0, 1, ...`` of one target differ, and two
     targets whose windows overlap do not share their draws).

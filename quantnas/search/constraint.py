@@ -2,7 +2,7 @@
 
 A genotype is one flat index per layer key into its ``(n_ops, n_bits)`` table (the order
 of :meth:`Supernet.export`: ``op = i // n_bits``, ``bit = i % n_bits``). Its BitOps at the
-final width are additive over layer keys (:class:`~quantnas.cost.SupernetCost` at
+final width are additive over layer keys (:class:`~quantnas.space.cost.SupernetCost` at
 ``arch.c_fixed``), so budgets are checked without building networks.
 
 * :class:`BitopsBudget`: ``search.target_bitops`` as a constraint. The alpha loss gets
@@ -21,8 +21,8 @@ from collections.abc import Mapping
 
 import torch
 
-from quantnas.cost import SupernetCost
 from quantnas.registry import Registry
+from quantnas.space.cost import SupernetCost
 
 log = logging.getLogger(__name__)
 

@@ -20,12 +20,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from quantnas import genotype as gt
-from quantnas.config_types import Config
-from quantnas.fileio import atomic_write_text, json_text
-from quantnas.genotype import Genotype
+from quantnas.config.types import Config
 from quantnas.plots import plot_alpha_evolution, plot_genotype
-from quantnas.space import picture_cells
+from quantnas.rundir.files import atomic_write_text, json_text
+from quantnas.space import genotype as gt
+from quantnas.space.build import picture_cells
+from quantnas.space.genotype import Genotype
 
 __all__ = ["SearchResult", "alpha_scalars", "margins", "refresh_search", "write_search_records"]
 
@@ -145,10 +145,10 @@ def refresh_search(cfg: Config, run_dir: Path) -> None:
         QuantNASError: The checkpoint is missing, corrupt or of another search space.
 
     """
-    from quantnas.checkpoint import CHECKPOINT, KIND_SEARCH, load_state, restore_run_state
     from quantnas.errors import QuantNASError
-    from quantnas.metrics_log import MetricLogger
+    from quantnas.rundir.metric_rows import MetricLogger
     from quantnas.search.setup import build_supernet
+    from quantnas.training.checkpoint import CHECKPOINT, KIND_SEARCH, load_state, restore_run_state
 
     net = build_supernet(cfg)
     path = run_dir / CHECKPOINT

@@ -20,27 +20,27 @@ from typing import Any
 
 import torch
 
-from quantnas import distributed as qdist
-from quantnas import genotype as gt
-from quantnas.checkpoint import KIND_SEARCH, load_state
-from quantnas.config_types import Config
-from quantnas.cost import SupernetCost, network_cost
+from quantnas.config.types import Config
 from quantnas.data.from_config import batches
 from quantnas.data.job_data import JobData
 from quantnas.errors import QuantNASError
-from quantnas.evaluate import validate
-from quantnas.fileio import atomic_write_json
-from quantnas.loop import EpochLoop
-from quantnas.optim import weight_optimizer
+from quantnas.evaluation.score import validate
 from quantnas.rng import set_rng_state
-from quantnas.runlog import progress
+from quantnas.rundir.files import atomic_write_json
+from quantnas.rundir.log import progress
 from quantnas.search.choose import Chooser
 from quantnas.search.losses import mean_entropy, temperature
 from quantnas.search.probe import AlphaProbe
 from quantnas.search.records import SearchResult, alpha_scalars, margins, write_search_records
 from quantnas.search.setup import build_supernet, search_crop, search_loaders, search_split
 from quantnas.search.steps import alpha_step, weight_step
-from quantnas.space import build_network
+from quantnas.space import genotype as gt
+from quantnas.space.build import build_network
+from quantnas.space.cost import SupernetCost, network_cost
+from quantnas.training import distributed as qdist
+from quantnas.training.checkpoint import KIND_SEARCH, load_state
+from quantnas.training.loop import EpochLoop
+from quantnas.training.optim import weight_optimizer
 
 log = logging.getLogger(__name__)
 
@@ -52,7 +52,8 @@ class Searcher(EpochLoop):
         cfg: Resolved configuration.
         run_dir: Output directory (created; a string or a Path).
         data: The job's images (read from the config's sources when None).
-        supernet: A :class:`~quantnas.job.Prebuilt` supernet to search with (built when None).
+        supernet: A :class:`~quantnas.pipeline.job.Prebuilt` supernet to search with (built
+            when None).
 
     """
 
@@ -321,7 +322,7 @@ def search(
     """Run a search (resuming from ``run_dir`` when asked and possible) on ``data`` (the
     config's sources when None).
     """
-    from quantnas.budget import check_network_budget
+    from quantnas.space.footprint import check_network_budget
 
     check_network_budget(cfg, "search")  # before the supernet is built
     s = Searcher(cfg, run_dir, data=data, supernet=supernet)

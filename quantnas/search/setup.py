@@ -5,11 +5,11 @@ from __future__ import annotations
 import dataclasses
 import logging
 
-from quantnas import distributed as qdist
-from quantnas.config_types import Config, search_arch, search_crop
+from quantnas.config.types import Config, search_arch, search_crop
 from quantnas.data.datasets import SRTrainDataset
 from quantnas.search.splits import Split, split_training
 from quantnas.search.supernet import Supernet
+from quantnas.training import distributed as qdist
 
 log = logging.getLogger(__name__)
 

@@ -13,12 +13,12 @@ from collections.abc import Callable
 import torch
 import torch.nn.functional as F
 
-from quantnas import distributed as qdist
-from quantnas.config_types import SearchConfig
-from quantnas.cost import SupernetCost
+from quantnas.config.types import SearchConfig
 from quantnas.search.constraint import BitopsBudget
 from quantnas.search.losses import hardware_penalty, ramp, sparsity
 from quantnas.search.supernet import Supernet
+from quantnas.space.cost import SupernetCost
+from quantnas.training import distributed as qdist
 
 __all__ = ["alpha_step", "weight_step"]
 

@@ -30,14 +30,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from quantnas.config_types import ArchConfig
+from quantnas.config.types import ArchConfig
 from quantnas.errors import QuantNASError
-from quantnas.genotype import BLOCKS, Genotype, LayerChoice
-from quantnas.ops import build_op
 from quantnas.quant.mixed import MixedQConv2d
 from quantnas.registry import Registry
-from quantnas.space import build_topology, layer_counts, primitives
-from quantnas.spaces import get_space
+from quantnas.space.build import build_topology, layer_counts, primitives
+from quantnas.space.catalog import get_space
+from quantnas.space.genotype import BLOCKS, Genotype, LayerChoice
+from quantnas.space.ops import build_op
 
 #: A transform ``f(logits, temperature, sample) -> probabilities`` of one layer's alphas.
 Transform = Callable[[torch.Tensor, float, bool], torch.Tensor]

@@ -19,12 +19,12 @@ from collections.abc import Sequence
 from datetime import datetime, timezone
 from pathlib import Path
 
-from quantnas.config import Config, dump, to_dict
-from quantnas.config_checks import check_name
+from quantnas.config.checks import check_name
 from quantnas.errors import QuantNASError
-from quantnas.fileio import atomic_write_json, atomic_write_text, remove_stale_tmp
-from quantnas.runlock import holding
-from quantnas.runlog import setup_logging
+from quantnas.pipeline.resolve import Config, dump, to_dict
+from quantnas.rundir.files import atomic_write_json, atomic_write_text, remove_stale_tmp
+from quantnas.rundir.lock import holding
+from quantnas.rundir.log import setup_logging
 from quantnas.sweep import pareto as pm
 from quantnas.sweep.engines import Engine, Job, ProcessEngine, RayEngine, make_engine
 from quantnas.sweep.front import pareto_set, write_pareto
@@ -202,7 +202,7 @@ def run_sweep(
     ``--resume`` refuses a different grid of trials (penalties, seeds, random samples,
     baselines) than the sweep started with unless ``extend``; each existing trial must
     also have been run with the same config (its hash, see :class:`_Sweep`). The sweep
-    holds the lock of its folder (:func:`~quantnas.runlock.hold`) while it runs, and each
+    holds the lock of its folder (:func:`~quantnas.rundir.lock.hold`) while it runs, and each
     trial the lock of its own (:func:`~quantnas.sweep.runner.run_trial`).
     """
     check_name(name, "-d/--name")

@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from quantnas.errors import QuantNASError
-from quantnas.fileio import atomic_write_text
+from quantnas.rundir.files import atomic_write_text
 from quantnas.sweep import pareto as pm
 from quantnas.sweep.at_targets import target_table
 from quantnas.sweep.results import read_table

@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from quantnas.baselines import BASELINES
+from quantnas.space.baselines import BASELINES
 
 #: Methods whose points are architectures found by the search.
 FOUND = "search"

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from quantnas.errors import QuantNASError
-from quantnas.fileio import atomic_write_json, atomic_write_text
+from quantnas.rundir.files import atomic_write_json, atomic_write_text
 
 #: Leading columns of the tables; per-set metric columns and timings follow.
 FIELDS = (

@@ -2,7 +2,7 @@
 
 :func:`run_trial` takes and returns plain data (it runs in Ray workers). A trial directory
 holds ``search/`` (search trials), ``genotype.json``, ``train/`` (checkpoints, curves),
-``state.json`` and ``eval.json`` (the job's, see :mod:`quantnas.job`) and
+``state.json`` and ``eval.json`` (the job's, see :mod:`quantnas.pipeline.job`) and
 ``log.txt``; an interrupted trial resumes its search and its training from their
 checkpoints.
 """
@@ -14,26 +14,27 @@ import math
 import time
 from pathlib import Path
 
-from quantnas import genotype as gt
-from quantnas.config import from_dict
-from quantnas.fileio import remove_stale_tmp
-from quantnas.job import Job, Network
-from quantnas.runlog import setup_logging
+from quantnas.pipeline.job import Job, Network
+from quantnas.pipeline.resolve import from_dict
+from quantnas.rundir.files import remove_stale_tmp
+from quantnas.rundir.log import setup_logging
+from quantnas.space import genotype as gt
 from quantnas.sweep.trials import Trial
 
 log = logging.getLogger(__name__)
 
 
 def _network(trial: dict, cfg, trial_dir: Path) -> Network:
-    """Where a trial's network comes from (a search: :class:`~quantnas.job.Network` ``()``).
+    """Where a trial's network comes from (a search:
+    :class:`~quantnas.pipeline.job.Network` ``()``).
 
-    Nothing is built here: the :class:`~quantnas.train.Trainer` builds the network after
+    Nothing is built here: the :class:`~quantnas.training.trainer.Trainer` builds the network after
     seeding, as the ``train`` verb does, so a trial trains exactly like ``quantnas train``
     with the same genotype, seed and budget.
     """
-    from quantnas.baselines import build_baseline
     from quantnas.search.choose import random_near
-    from quantnas.space import random_genotype
+    from quantnas.space.baselines import build_baseline
+    from quantnas.space.build import random_genotype
 
     method = trial["method"]
     if method == "search":
@@ -102,7 +103,7 @@ def run_trial(
 
     Args:
         trial: :meth:`quantnas.sweep.trials.Trial.to_dict`.
-        cfg_data: The trial's config as a dict (:func:`quantnas.config.to_dict`).
+        cfg_data: The trial's config as a dict (:func:`quantnas.pipeline.resolve.to_dict`).
         trial_dir: Output directory of the trial.
         threads: Torch intra-op threads (the engine's CPUs per trial; 0 = torch default).
         device: ``cpu`` or ``cuda``.
@@ -110,14 +111,14 @@ def run_trial(
     Returns:
         ``genotype``, ``bitops_32``, ``params``, ``size_kib``, ``psnr_<set>``,
         ``ssim_<set>``, ``bicubic_psnr_<set>``, ``best_epoch``, ``last_epoch``,
-        ``stalled`` (see :meth:`quantnas.train.Trainer.stalled`), ``search_entropy`` and
+        ``stalled`` (see :meth:`quantnas.training.trainer.Trainer.stalled`), ``search_entropy`` and
         ``search_s`` / ``train_s`` / ``eval_s`` / ``total_s``.
 
     Raises:
         QuantNASError: Another process writes ``trial_dir`` (its lock names the pid).
 
     """
-    from quantnas.runlock import holding
+    from quantnas.rundir.lock import holding
 
     with holding(trial_dir, command=f"sweep trial {trial['trial_id']}"):
         return _run_trial(trial, cfg_data, Path(trial_dir), threads, device)
@@ -125,7 +126,7 @@ def run_trial(
 
 def _run_trial(trial: dict, cfg_data: dict, out: Path, threads: int, device: str) -> dict:
     """:func:`run_trial` while it holds the lock of the trial directory ``out``: the trial
-    is a :class:`~quantnas.job.Job` (as ``quantnas run`` is), without pictures.
+    is a :class:`~quantnas.pipeline.job.Job` (as ``quantnas run`` is), without pictures.
     """
     t0 = time.time()
     cfg = from_dict(cfg_data)

@@ -11,12 +11,12 @@ import hashlib
 import json
 from dataclasses import asdict, dataclass
 
-from quantnas.baselines import BASELINES
-from quantnas.config import Config, from_dict, to_dict
-from quantnas.config_compat import legacy
+from quantnas.config.compat import legacy
 from quantnas.errors import QuantNASError
+from quantnas.pipeline.resolve import Config, from_dict, to_dict
 from quantnas.quant.quantizers import check_bits
 from quantnas.registry import Registry
+from quantnas.space.baselines import BASELINES
 
 #: Method groups a sweep can run (``sweep.methods``).
 METHOD_GROUPS: Registry[str] = Registry.of(
@@ -52,7 +52,7 @@ _ADDED_KEYS = {
 
 def _hashed(cfg: Config) -> dict:
     """The config as a dict without the keys that do not change a result, in the layout of
-    earlier releases (:func:`~quantnas.config_compat.legacy`: the hash of a resolved
+    earlier releases (:func:`~quantnas.config.compat.legacy`: the hash of a resolved
     config does not depend on whether it was given with old or new keys, and sweeps
     recorded before the keys were renamed resume).
     """
@@ -213,7 +213,7 @@ def uniform_plan(cfg: Config, found: list[tuple[Trial, str]]) -> list[Trial]:
         found: ``(search trial, genotype JSON)`` of the finished search trials.
 
     """
-    from quantnas import genotype as gt
+    from quantnas.space import genotype as gt
 
     s = cfg.sweep
     if "uniform" not in s.methods:

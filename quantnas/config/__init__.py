@@ -1,0 +1,1 @@
+"""Typed configuration: sections, fields, YAML I/O, value checks, old keys, presets."""

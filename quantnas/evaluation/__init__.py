@@ -1,0 +1,1 @@
+"""Scoring SR networks: PSNR/SSIM by the benchmark conventions, evaluation runs."""

@@ -1,0 +1,1 @@
+"""The main job: config resolution, the job stages, the run, its report."""

@@ -1,0 +1,1 @@
+"""The run folder: atomic files, the lock, the manifest, logs, metric rows."""

@@ -1,0 +1,195 @@
+"""Finalists that are trained: successive halving over candidate genotypes
+(``search.select: halving``; Li & Talwalkar 2019, Hyperband, ASHA).
+
+Every candidate is trained by the same :class:`~quantnas.training.trainer.Trainer` as ``quantnas
+train`` (same config, seed, data order and learning-rate schedule: the schedule of the
+full ``train.epochs``), in ``select/cand_NN``. Rung ``r`` trains the candidates still in
+the race up to epoch ``halving_epochs * halving_eta**r`` (resuming each from its own
+checkpoint) and keeps the best ``ceil(n / halving_eta)`` by best validation PSNR (ties to
+the earlier candidate); the last one standing is the winner, whose training the job then
+continues to ``train.epochs`` from its checkpoint instead of starting again.
+
+Every rung is recorded in ``select/halving.json`` (written atomically): an interrupted
+selection resumes, each candidate from its checkpoint, and a finished rung is not rerun.
+Over uniformly drawn candidates this is random search with early stopping, the
+comparison a search must win at equal compute.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from quantnas.config.types import Config
+from quantnas.data.job_data import JobData
+from quantnas.errors import QuantNASError
+from quantnas.rundir.files import atomic_write_bytes, atomic_write_json
+from quantnas.space import genotype as gt
+from quantnas.training.checkpoint import BEST, CHECKPOINT
+
+log = logging.getLogger(__name__)
+
+__all__ = ["Candidate", "HalvingResult", "hand_over", "rung_schedule", "successive_halving"]
+
+#: The record of a selection in its directory.
+RECORD = "halving.json"
+
+
+@dataclass
+class Candidate:
+    """One genotype in the race and the best validation PSNR after each rung it ran."""
+
+    index: int
+    genotype: gt.Genotype
+    bitops: float
+    source: str
+    scores: list[float] = field(default_factory=list)
+
+    def to_dict(self) -> dict:
+        return {
+            "index": self.index,
+            "genotype": self.genotype.to_dict(),
+            "bitops": self.bitops,
+            "source": self.source,
+            "scores": self.scores,
+        }
+
+
+@dataclass
+class HalvingResult:
+    """The winner, the directory of its training and every rung."""
+
+    winner: Candidate
+    winner_dir: Path
+    candidates: list[Candidate]
+    rungs: list[dict]
+    seconds: float
+
+
+def rung_schedule(n: int, *, eta: int, first: int, total: int) -> list[int]:
+    """The epoch each rung trains up to: ``first * eta**r`` (at most ``total - 1``, so the
+    winner always has epochs left to continue), until one of ``n`` candidates remains.
+
+    >>> rung_schedule(8, eta=2, first=1, total=20)
+    [1, 2, 4]
+    """
+    if n < 1 or eta < 2 or first < 1:
+        raise QuantNASError(
+            f"successive halving needs candidates >= 1, search.halving_eta >= 2 and "
+            f"search.halving_epochs >= 1 (got {n}, {eta}, {first})"
+        )
+    out: list[int] = []
+    alive = n
+    r = 0
+    while alive > 1:
+        out.append(max(1, min(total - 1, first * eta**r)))
+        alive = math.ceil(alive / eta)
+        r += 1
+    return out
+
+
+def _score(history: list[dict], epochs: int) -> float:
+    """Best QAT validation PSNR of the first ``epochs`` epochs (so a resumed candidate that
+    already went further is scored as it stood at the rung).
+    """
+    vals = [float(r["val_psnr"]) for r in history if r["epoch"] < epochs and r["quantized"]]
+    return max(vals) if vals else -math.inf
+
+
+def _cand_dir(run_dir: Path, i: int) -> Path:
+    return run_dir / f"cand_{i:02d}"
+
+
+def successive_halving(
+    cfg: Config,
+    run_dir: str | Path,
+    candidates: list[tuple[gt.Genotype, float, str]],
+    *,
+    data: JobData | None = None,
+) -> HalvingResult:
+    """Train ``candidates`` (``(genotype, BitOps, source)``) by successive halving in
+    ``run_dir``; resumes what an earlier call left (see the module docstring).
+
+    Raises:
+        QuantNASError: No candidates, bad halving settings, or a candidate's training that
+            saved no best checkpoint.
+
+    """
+    from quantnas.training.trainer import Trainer
+
+    run_dir = Path(run_dir)
+    s, t0 = cfg.search, time.time()
+    data = data if data is not None else JobData(cfg)
+    cands = [Candidate(i, g, b, src) for i, (g, b, src) in enumerate(candidates)]
+    if not cands:
+        raise QuantNASError("search.select=halving: no candidate genotypes to train")
+    schedule = rung_schedule(
+        len(cands), eta=s.halving_eta, first=s.halving_epochs, total=cfg.train.epochs
+    )
+    alive = [c.index for c in cands]
+    rungs: list[dict] = []
+    log.info(
+        "successive halving: %d candidates, rungs at epochs %s of %d, keep 1/%d per rung",
+        len(cands),
+        schedule,
+        cfg.train.epochs,
+        s.halving_eta,
+    )
+    for r, epochs in enumerate(schedule):
+        scores: dict[int, float] = {}
+        for i in alive:
+            c = cands[i]
+            trainer = Trainer(cfg, _cand_dir(run_dir, i), c.genotype, data=data)
+            trainer.resume()
+            trainer.run(stop_after=max(0, epochs - trainer.epoch))
+            scores[i] = _score(trainer.history, epochs)
+            c.scores.append(scores[i])
+        keep = max(1, math.ceil(len(alive) / s.halving_eta))
+        ranked = sorted(alive, key=lambda i: (-scores[i], i))
+        rungs.append(
+            {
+                "rung": r,
+                "epochs": epochs,
+                "scores": {str(i): scores[i] for i in alive},
+                "kept": ranked[:keep],
+            }
+        )
+        log.info(
+            "halving rung %d (epoch %d): %s; kept %s",
+            r,
+            epochs,
+            ", ".join(f"#{i} {scores[i]:.3f} dB" for i in ranked),
+            ranked[:keep],
+        )
+        alive = ranked[:keep]
+        atomic_write_json(
+            run_dir / RECORD,
+            {"rungs": rungs, "candidates": [c.to_dict() for c in cands], "alive": alive},
+        )
+    winner = cands[alive[0]]
+    wdir = _cand_dir(run_dir, winner.index)
+    if not (wdir / BEST).exists():
+        if not schedule:  # one candidate: nothing was raced, it trains in the job
+            return HalvingResult(winner, wdir, cands, rungs, time.time() - t0)
+        raise QuantNASError(f"{wdir}: the winning candidate's training saved no best checkpoint")
+    return HalvingResult(winner, wdir, cands, rungs, time.time() - t0)
+
+
+def hand_over(winner_dir: Path, train_dir: Path) -> bool:
+    """Copy the winner's checkpoints into the job's training directory (atomically, once),
+    so the training continues from them; False when there is nothing to copy.
+    """
+    src = Path(winner_dir)
+    if not (src / CHECKPOINT).exists():
+        return False
+    train_dir = Path(train_dir)
+    train_dir.mkdir(parents=True, exist_ok=True)
+    if (train_dir / CHECKPOINT).exists():  # a training already under way: it resumes
+        return True
+    for name in (BEST, CHECKPOINT):  # the checkpoint last: its presence means "handed over"
+        if (src / name).exists():
+            atomic_write_bytes(train_dir / name, (src / name).read_bytes())
+    return True

@@ -1,0 +1,1 @@
+"""The search space: operations, genotypes, named spaces, network building, costs, baselines."""

@@ -1,0 +1,1 @@
+"""Training a network: the epoch loop, optimiser, checkpoints, data parallelism, the trainer."""
