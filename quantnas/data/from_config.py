@@ -1,4 +1,6 @@
-"""The datasets and loaders a config describes (training crops, validation set)."""
+"""The datasets and loaders a config describes (training crops, validation set), each from
+the job's :class:`~quantnas.config.specs.DataSpec` (or a config, resolved into one).
+"""
 
 from __future__ import annotations
 
@@ -7,10 +9,10 @@ from collections.abc import Iterator
 import torch
 from torch.utils.data import DataLoader
 
+from quantnas.config.specs import DataSpec, as_data_spec
 from quantnas.config.types import Config
 from quantnas.data.datasets import SRTrainDataset, SRValDataset, make_loader, resolve_images
-from quantnas.data.images import GRAY_MODES
-from quantnas.data.roles import training_images, validation_images
+from quantnas.data.roles import reader_limits, training_images, validation_images
 from quantnas.errors import QuantNASError
 
 __all__ = ["batches", "loader", "train_dataset", "val_dataset"]
@@ -44,16 +46,17 @@ def loader(dataset, *, batch_size: int, num_workers: int) -> DataLoader:
     )
 
 
-def train_dataset(cfg: Config, images: list | None = None) -> SRTrainDataset:
-    """The training crops dataset of a config."""
-    imgs = images if images is not None else training_images(cfg)
+def train_dataset(data: DataSpec | Config, images: list | None = None) -> SRTrainDataset:
+    """The training crops dataset (of ``images`` when given, HR, already read)."""
+    spec = as_data_spec(data)
+    imgs = images if images is not None else training_images(spec)
     return SRTrainDataset(
         imgs,
-        scale=cfg.arch.scale,
-        lr_crop=cfg.data.lr_crop,
+        scale=spec.scale,
+        lr_crop=spec.lr_crop,
         augment=True,
-        repeat=cfg.data.repeat,
-        min_std=cfg.data.min_patch_std,
+        repeat=spec.repeat,
+        min_std=spec.min_patch_std,
     )
 
 
@@ -66,16 +69,12 @@ def _center_crop(img, size: int):
     return img[top : top + th, left : left + tw]
 
 
-def val_dataset(cfg: Config, images: list | None = None) -> SRValDataset:
-    """The validation set of a config (optionally centre-cropped to ``data.val_crop``) of
-    its ``data.val`` images, or of ``images`` (HR, already read).
+def val_dataset(data: DataSpec | Config, images: list | None = None) -> SRValDataset:
+    """The validation set (optionally centre-cropped to ``data.val_crop``) of the
+    ``data.val`` images, or of ``images`` (HR, already read).
     """
-    imgs = images if images is not None else validation_images(cfg)
-    hr = [(n, _center_crop(a, cfg.data.val_crop)) for n, a in imgs]
-    limits = {
-        "max_pixels": cfg.data.max_pixels,
-        "max_total_pixels": cfg.data.max_total_pixels,
-        "allow_gray": GRAY_MODES.get(cfg.data.gray),
-    }
-    lr = resolve_images(cfg.data.val_lr, **limits) if cfg.data.val_lr else None
-    return SRValDataset(hr, scale=cfg.arch.scale, lr_images=lr)
+    spec = as_data_spec(data)
+    imgs = images if images is not None else validation_images(spec)
+    hr = [(n, _center_crop(a, spec.val_crop)) for n, a in imgs]
+    lr = resolve_images(spec.val_lr, **reader_limits(spec)) if spec.val_lr else None
+    return SRValDataset(hr, scale=spec.scale, lr_images=lr)

@@ -19,17 +19,12 @@ from pathlib import Path
 
 import numpy as np
 
+from quantnas.config.specs import HOLDOUT, DataSpec, as_data_spec
 from quantnas.config.types import Config
 from quantnas.data.benchmarks import load_benchmark_sets
 from quantnas.data.datasets import SRValDataset
 from quantnas.data.images import GRAY_MODES, _to_rgb, _to_uint8, default_max_pixels
-from quantnas.data.roles import (
-    HOLDOUT,
-    holdout_split,
-    training_images,
-    validation_images,
-    validation_source,
-)
+from quantnas.data.roles import holdout_split, training_images, validation_images
 from quantnas.data.sources import NamedImage
 from quantnas.errors import QuantNASError
 
@@ -134,7 +129,7 @@ class JobData:
     """The training, validation and test images of a job, each read (or checked) once.
 
     Args:
-        cfg: The job's config (``data`` and ``arch.scale``).
+        data: What the job's readers use (a config is resolved into it).
         train: Training images in memory instead of ``data.train``.
         val: Validation images in memory instead of ``data.val``.
         test: Test sets in memory (``{set name: images}``) instead of ``data.benchmarks``.
@@ -143,20 +138,19 @@ class JobData:
 
     def __init__(
         self,
-        cfg: Config,
+        data: DataSpec | Config,
         *,
         train: ImagesLike | None = None,
         val: ImagesLike | None = None,
         test: Mapping[str, ImagesLike] | None = None,
     ) -> None:
-        self.cfg = cfg
-        if train is not None and val is None and validation_source(cfg) == HOLDOUT:
+        self.spec = spec = as_data_spec(data)
+        if train is not None and val is None and spec.val == HOLDOUT:
             raise QuantNASError(
                 "data.val=holdout: in-memory training images need in-memory validation "
                 "images too (val=...), or a validation source in data.val"
             )
-        gray = GRAY_MODES.get(cfg.data.gray)
-        opts = {"allow_gray": gray, "max_pixels": cfg.data.max_pixels}
+        opts = {"allow_gray": GRAY_MODES.get(spec.gray), "max_pixels": spec.max_pixels}
         self._train = None if train is None else as_named_images(train, "train", **opts)
         self._val = None if val is None else as_named_images(val, "val", **opts)
         self._test = (
@@ -169,21 +163,21 @@ class JobData:
 
     def _read_holdout(self) -> bool:
         """Read both roles at once when validation is held out of the training folder."""
-        if self._train is None and self._val is None and validation_source(self.cfg) == HOLDOUT:
-            self._train, self._val = holdout_split(self.cfg)
+        if self._train is None and self._val is None and self.spec.val == HOLDOUT:
+            self._train, self._val = holdout_split(self.spec)
             return True
         return False
 
     def training_images(self) -> list[NamedImage]:
         """The training images (read on first use)."""
         if self._train is None and not self._read_holdout():
-            self._train = training_images(self.cfg)
+            self._train = training_images(self.spec)
         return self._train
 
     def validation_images(self) -> list[NamedImage]:
         """The validation images, HR (read on first use)."""
         if self._val is None and not self._read_holdout():
-            self._val = validation_images(self.cfg)
+            self._val = validation_images(self.spec)
         return self._val
 
     def val_dataset(self) -> SRValDataset:
@@ -191,7 +185,7 @@ class JobData:
         if self._val_ds is None:
             from quantnas.data.from_config import val_dataset
 
-            self._val_ds = val_dataset(self.cfg, images=self.validation_images())
+            self._val_ds = val_dataset(self.spec, images=self.validation_images())
         return self._val_ds
 
     def eval_sets(self) -> dict[str, SRValDataset]:
@@ -201,16 +195,16 @@ class JobData:
             if self._test is not None:
                 sets.update(
                     {
-                        k: SRValDataset(v, scale=self.cfg.arch.scale, label=f"test set {k!r}")
+                        k: SRValDataset(v, scale=self.spec.scale, label=f"test set {k!r}")
                         for k, v in self._test.items()
                     }
                 )
-            elif self.cfg.data.benchmarks:
-                d = self.cfg.data
+            elif self.spec.benchmarks:
+                d = self.spec
                 sets.update(
                     load_benchmark_sets(
                         d.benchmarks,
-                        scale=self.cfg.arch.scale,
+                        scale=d.scale,
                         max_pixels=d.max_pixels,
                         allow_gray=GRAY_MODES.get(d.gray),
                     )

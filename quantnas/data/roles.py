@@ -3,8 +3,9 @@ architectures) and test (only reported).
 
 ``data.val`` names the validation images: ``embedded:...``, a folder, ``holdout`` (a fixed
 part of the training images, taken out of training) or ``auto`` (the default:
-``embedded:val`` when training on embedded photos, else ``holdout``). Test sets come from
-``data.benchmarks`` and never choose anything.
+``embedded:val`` when training on embedded photos, else ``holdout``; resolved in the
+:class:`~quantnas.config.specs.DataSpec`). Test sets come from ``data.benchmarks`` and never
+choose anything. Every reader takes the job's ``DataSpec`` (or a config, resolved into one).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
+from quantnas.config.specs import AUTO, EMBEDDED, HOLDOUT, DataSpec, as_data_spec
 from quantnas.config.types import Config
 from quantnas.data.images import GRAY_MODES
 from quantnas.data.sources import NamedImage, embedded_names, resolve_images
@@ -21,26 +23,31 @@ from quantnas.errors import QuantNASError
 
 log = logging.getLogger(__name__)
 
-AUTO = "auto"
-HOLDOUT = "holdout"
-_EMBEDDED = "embedded:"
+__all__ = [
+    "AUTO",
+    "HOLDOUT",
+    "holdout_names",
+    "holdout_split",
+    "reader_limits",
+    "training_images",
+    "validation_images",
+    "validation_source",
+]
+_EMBEDDED = EMBEDDED
 
 
-def _limits(cfg: Config) -> dict[str, Any]:
-    """The reader settings of a config: pixels per image and per set, the grayscale rule."""
+def reader_limits(spec: DataSpec) -> dict[str, Any]:
+    """The reader settings: pixels per image and per set, the grayscale rule."""
     return {
-        "max_pixels": cfg.data.max_pixels,
-        "max_total_pixels": cfg.data.max_total_pixels,
-        "allow_gray": GRAY_MODES.get(cfg.data.gray),
+        "max_pixels": spec.max_pixels,
+        "max_total_pixels": spec.max_total_pixels,
+        "allow_gray": GRAY_MODES.get(spec.gray),
     }
 
 
-def validation_source(cfg: Config) -> str:
+def validation_source(data: DataSpec | Config) -> str:
     """``data.val`` with ``auto`` resolved."""
-    val = cfg.data.val
-    if val != AUTO:
-        return val
-    return "embedded:val" if cfg.data.train.startswith(_EMBEDDED) else HOLDOUT
+    return as_data_spec(data).val
 
 
 def holdout_names(names: list[str], fraction: float) -> list[str]:
@@ -63,10 +70,11 @@ def holdout_names(names: list[str], fraction: float) -> list[str]:
     return sorted(ranked[:k])
 
 
-def holdout_split(cfg: Config) -> tuple[list[NamedImage], list[NamedImage]]:
+def holdout_split(data: DataSpec | Config) -> tuple[list[NamedImage], list[NamedImage]]:
     """``(training, validation)`` images of ``data.val=holdout`` (the folder read once)."""
-    images = resolve_images(cfg.data.train, **_limits(cfg))
-    held = set(holdout_names([n for n, _ in images], cfg.data.val_holdout))
+    spec = as_data_spec(data)
+    images = resolve_images(spec.train, **reader_limits(spec))
+    held = set(holdout_names([n for n, _ in images], spec.val_holdout))
     log.info(
         "validation: %d of %d training images held out (data.val=holdout): %s",
         len(held),
@@ -82,17 +90,18 @@ def _same_source(a: str, b: str) -> bool:
     return Path(a).resolve() == Path(b).resolve()
 
 
-def training_images(cfg: Config) -> list[NamedImage]:
+def training_images(data: DataSpec | Config) -> list[NamedImage]:
     """The training images (without the held-out validation images)."""
-    source = validation_source(cfg)
+    spec = as_data_spec(data)
+    source = spec.val
     if source == HOLDOUT:
-        return holdout_split(cfg)[0]
-    if _same_source(cfg.data.train, source):
+        return holdout_split(spec)[0]
+    if _same_source(spec.train, source):
         raise QuantNASError(
             f"data.val {source!r} is the training folder; use data.val=holdout or another folder"
         )
-    images = resolve_images(cfg.data.train, **_limits(cfg))
-    if cfg.data.train.startswith(_EMBEDDED) and source.startswith(_EMBEDDED):
+    images = resolve_images(spec.train, **reader_limits(spec))
+    if spec.train.startswith(_EMBEDDED) and source.startswith(_EMBEDDED):
         val_names = set(embedded_names(source[len(_EMBEDDED) :]))  # names: nothing read twice
         both = sorted(val_names & {n for n, _ in images})
         if both:
@@ -103,9 +112,9 @@ def training_images(cfg: Config) -> list[NamedImage]:
     return images
 
 
-def validation_images(cfg: Config) -> list[NamedImage]:
+def validation_images(data: DataSpec | Config) -> list[NamedImage]:
     """The validation images (HR)."""
-    source = validation_source(cfg)
-    if source == HOLDOUT:
-        return holdout_split(cfg)[1]
-    return resolve_images(source, **_limits(cfg))
+    spec = as_data_spec(data)
+    if spec.val == HOLDOUT:
+        return holdout_split(spec)[1]
+    return resolve_images(spec.val, **reader_limits(spec))

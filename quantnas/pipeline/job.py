@@ -22,6 +22,7 @@ from typing import Any
 
 from torch import nn
 
+from quantnas.config.specs import job_spec
 from quantnas.config.types import Config
 from quantnas.data.job_data import JobData
 from quantnas.errors import QuantNASError, read_user_text
@@ -43,14 +44,14 @@ class RunState:
 
     def __init__(self, run_dir: Path) -> None:
         self.path = run_dir / "state.json"
-        self.data: dict = {"done": {}, "seconds": {}}
+        self.record: dict = {"done": {}, "seconds": {}}
         if self.path.exists():
             try:
-                self.data = json.loads(read_user_text(self.path, "run state"))
+                self.record = json.loads(read_user_text(self.path, "run state"))
             except ValueError:
-                self.data = None
-            ok = isinstance(self.data, dict) and all(
-                isinstance(self.data.get(k), dict) for k in ("done", "seconds")
+                self.record = None
+            ok = isinstance(self.record, dict) and all(
+                isinstance(self.record.get(k), dict) for k in ("done", "seconds")
             )
             if not ok:
                 raise QuantNASError(
@@ -59,18 +60,18 @@ class RunState:
                 )
 
     def done(self, stage: str) -> bool:
-        return stage in self.data["done"]
+        return stage in self.record["done"]
 
     def finish(self, stage: str, seconds: float, **info: Any) -> None:
-        self.data["done"][stage] = info
+        self.record["done"][stage] = info
         self.add_time(stage, seconds)
 
     def add_time(self, stage: str, seconds: float) -> None:
-        self.data["seconds"][stage] = self.data["seconds"].get(stage, 0.0) + seconds
-        atomic_write_json(self.path, self.data)
+        self.record["seconds"][stage] = self.record["seconds"].get(stage, 0.0) + seconds
+        atomic_write_json(self.path, self.record)
 
     def info(self, stage: str) -> dict:
-        return self.data["done"].get(stage, {})
+        return self.record["done"].get(stage, {})
 
 
 class _Stage:
@@ -168,9 +169,12 @@ class Job:
         resume: bool = False,
         pictures: bool = True,
     ) -> None:
-        self.cfg, self.run_dir = cfg, Path(run_dir)
+        self.cfg = cfg
+        self.run_dir = Path(run_dir)
+        #: The config resolved once for the checks before computing and the image readers.
+        self.spec = job_spec(cfg)
         self.network = network or Network()
-        self.data = data if data is not None else JobData(cfg)
+        self.data = data if data is not None else JobData(self.spec.data)
         self.resume, self.pictures = resume, pictures
         self.state = RunState(self.run_dir)
         #: The search's supernet if already built (see :func:`quantnas.pipeline.run.preflight`).
@@ -300,4 +304,4 @@ class Job:
             log.info("genotype: %s", geno)
         res, net = self.trained(geno)
         ev = self.evaluated(geno, net)
-        return JobResult(self.run_dir, geno, res, ev, info, self.state.data["seconds"])
+        return JobResult(self.run_dir, geno, res, ev, info, self.state.record["seconds"])

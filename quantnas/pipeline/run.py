@@ -23,6 +23,7 @@ from pathlib import Path
 
 import torch
 
+from quantnas.config.specs import JobSpec, job_spec
 from quantnas.data.job_data import JobData
 from quantnas.errors import QuantNASError
 from quantnas.pipeline import report
@@ -36,9 +37,14 @@ __all__ = ["STAGES", "RunState", "preflight", "run_pipeline"]
 log = logging.getLogger(__name__)
 
 
-def preflight(cfg: Config, data: JobData | None = None) -> Prebuilt:
+def preflight(spec: JobSpec | Config, data: JobData | None = None) -> Prebuilt:
     """Fail fast on bad data, an impossible space or too little memory, before computing
     (the images read through ``data``, the job's, so they are read once).
+
+    Args:
+        spec: The job's resolved config (:func:`quantnas.config.specs.job_spec`; a config
+            is resolved here).
+        data: The job's images (read from ``spec.data`` when None).
 
     Returns:
         The search's supernet: built here, seeded as the search seeds before it builds
@@ -48,34 +54,38 @@ def preflight(cfg: Config, data: JobData | None = None) -> Prebuilt:
     """
     from quantnas.memory import check_memory
     from quantnas.rng import rng_state, seed_everything
-    from quantnas.search.setup import build_supernet, search_crop
+    from quantnas.search.setup import build_supernet
     from quantnas.space.footprint import check_network_budget, check_samples
 
-    check_network_budget(cfg, "search")  # counted from the structure: nothing allocated yet
-    check_network_budget(cfg, "train")
-    crop = max(cfg.data.lr_crop, search_crop(cfg))
-    need = crop * cfg.arch.scale
-    data = data if data is not None else JobData(cfg)
+    if isinstance(spec, Config):
+        spec = job_spec(spec)
+    limits = {"max_memory_gb": spec.max_memory_gb, "device": spec.device}
+    for size in (spec.search_size, spec.train_size):  # counted from the structure
+        check_network_budget(size, **limits)
+    d, search = spec.data, spec.search_size
+    crop = max(d.lr_crop, search.lr_crop)
+    need = crop * d.scale
+    data = data if data is not None else JobData(d)
     imgs = data.training_images()
     small = [n for n, a in imgs if min(a.shape[:2]) < need]
     if small:
         raise QuantNASError(
             f"data.train: image {small[0]!r} is smaller than the HR crop {need}x{need} "
-            f"(LR crop {crop} x scale {cfg.arch.scale}); lower data.lr_crop / search.lr_crop"
+            f"(LR crop {crop} x scale {d.scale}); lower data.lr_crop / search.lr_crop"
         )
-    check_samples(len(imgs) * cfg.data.repeat, limit_gb=cfg.run.max_memory_gb)
+    check_samples(len(imgs) * d.repeat, limit_gb=spec.max_memory_gb)
     data.validation_images()
-    seed_everything(cfg.seed)  # as the search does right before it builds the supernet
-    built = Prebuilt(build_supernet(cfg), rng_state())
+    seed_everything(spec.seed)  # as the search does right before it builds the supernet
+    built = Prebuilt(build_supernet(spec.supernet), rng_state())
     before = copy.deepcopy(built.net.state_dict())
     with torch.random.fork_rng(devices=[]):
         est = check_memory(
             built.net,
-            batch_size=cfg.search.batch_size,
-            lr_crop=search_crop(cfg),
-            scale=cfg.arch.scale,
-            limit_gb=cfg.run.max_memory_gb,
-            device=cfg.device,
+            batch_size=search.batch,
+            lr_crop=search.lr_crop,
+            scale=d.scale,
+            limit_gb=spec.max_memory_gb,
+            device=spec.device,
         )
     built.net.load_state_dict(before)
     log.info(
@@ -106,10 +116,10 @@ def _run_pipeline(cfg: Config, run_dir: Path, *, resume: bool, data: JobData | N
     setup_logging(run_dir)
     job = Job(cfg, run_dir, data=data, resume=resume)
     if not job.state.done("search"):  # before the first file: bad data leaves no run behind
-        job.supernet = preflight(cfg, job.data)
+        job.supernet = preflight(job.spec, job.data)
     atomic_write_text(run_dir / "config.yaml", dump(cfg))
     res = job.run()
     with job.stage("report") as t:
-        rep = report.write_report(cfg, run_dir, job.state.data, res.eval)
+        rep = report.write_report(cfg, run_dir, job.state.record, res.eval)
         t.finish()
     return rep

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 import torch
 
@@ -158,6 +158,30 @@ def repair(
     return choice
 
 
+def _rejection(
+    keys: list[str],
+    batch: Callable[[], list[list[int]]],
+    keep: Callable[[Choice], bool],
+    *,
+    n: int,
+    tries: int,
+    what: str,
+) -> list[Choice]:
+    """Up to ``n`` distinct choices of ``batch()`` draws (1000 rows each, at most ``tries``
+    rows) that ``keep`` accepts, in the order they were first drawn.
+    """
+    found: dict[tuple, Choice] = {}
+    for _ in range(math.ceil(tries / 1000)):
+        for row in batch():
+            choice = dict(zip(keys, row, strict=True))
+            if keep(choice):
+                found.setdefault(tuple(row), choice)
+                if len(found) >= n:
+                    return list(found.values())
+    log.warning("only %d %s", len(found), what)
+    return list(found.values())
+
+
 def sample_from(
     probs: Mapping[str, torch.Tensor],
     tables: Mapping[str, list[float]] | None,
@@ -174,22 +198,22 @@ def sample_from(
     (rejection; without tables every draw is kept).
     """
     keys = list(probs)
-    flat = [probs[k].detach().cpu().flatten().double().clamp_min(0) for k in keys]
-    found: dict[tuple, Choice] = {}
     if not keys:
         return []
-    for _ in range(math.ceil(tries / 1000)):
+    flat = [probs[k].detach().cpu().flatten().double().clamp_min(0) for k in keys]
+
+    def batch() -> list[list[int]]:
         cols = [torch.multinomial(p, 1000, replacement=True, generator=generator) for p in flat]
-        for row in torch.stack(cols, dim=1).tolist():
-            choice = dict(zip(keys, row, strict=True))
-            if tables is None or lo <= choice_bitops(choice, tables, fixed) <= hi:
-                found.setdefault(tuple(row), choice)
-                if len(found) >= n:
-                    return list(found.values())
-    if len(found) < n:
-        log.warning("only %d distinct genotypes drawn from the alphas in [%.4g, %.4g] BitOps",
-                    len(found), lo, hi)
-    return list(found.values())
+        return torch.stack(cols, dim=1).tolist()
+
+    return _rejection(
+        keys,
+        batch,
+        lambda c: tables is None or lo <= choice_bitops(c, tables, fixed) <= hi,
+        n=n,
+        tries=tries,
+        what=f"distinct genotypes drawn from the alphas in [{lo:.4g}, {hi:.4g}] BitOps",
+    )
 
 
 def sample_in_band(
@@ -205,15 +229,15 @@ def sample_in_band(
     """Up to ``n`` distinct uniform genotypes with BitOps in ``[lo, hi]`` (rejection)."""
     keys = list(tables)
     sizes = torch.tensor([len(tables[k]) for k in keys])
-    found: dict[tuple, Choice] = {}
-    for _ in range(math.ceil(tries / 1000)):
-        draws = (torch.rand(1000, len(keys), generator=generator) * sizes).long().tolist()
-        for row in draws:
-            choice = dict(zip(keys, row, strict=True))
-            if lo <= choice_bitops(choice, tables, fixed) <= hi:
-                found.setdefault(tuple(row), choice)
-                if len(found) >= n:
-                    return list(found.values())
-    if len(found) < n:
-        log.warning("only %d genotypes found with BitOps in [%.4g, %.4g]", len(found), lo, hi)
-    return list(found.values())
+
+    def batch() -> list[list[int]]:
+        return (torch.rand(1000, len(keys), generator=generator) * sizes).long().tolist()
+
+    return _rejection(
+        keys,
+        batch,
+        lambda c: lo <= choice_bitops(c, tables, fixed) <= hi,
+        n=n,
+        tries=tries,
+        what=f"genotypes found with BitOps in [{lo:.4g}, {hi:.4g}]",
+    )

@@ -171,25 +171,20 @@ def successive_halving(
         )
     winner = cands[alive[0]]
     wdir = _cand_dir(run_dir, winner.index)
-    if not (wdir / BEST).exists():
-        if not schedule:  # one candidate: nothing was raced, it trains in the job
-            return HalvingResult(winner, wdir, cands, rungs, time.time() - t0)
+    if schedule and not (wdir / BEST).exists():  # one candidate: nothing raced, nothing saved
         raise QuantNASError(f"{wdir}: the winning candidate's training saved no best checkpoint")
     return HalvingResult(winner, wdir, cands, rungs, time.time() - t0)
 
 
-def hand_over(winner_dir: Path, train_dir: Path) -> bool:
+def hand_over(winner_dir: Path, train_dir: Path) -> None:
     """Copy the winner's checkpoints into the job's training directory (atomically, once),
-    so the training continues from them; False when there is nothing to copy.
+    so the training continues from them. Nothing is copied when the winner has no
+    checkpoint (a single candidate, not raced) or the training is already under way.
     """
-    src = Path(winner_dir)
-    if not (src / CHECKPOINT).exists():
-        return False
-    train_dir = Path(train_dir)
+    src, train_dir = Path(winner_dir), Path(train_dir)
+    if not (src / CHECKPOINT).exists() or (train_dir / CHECKPOINT).exists():
+        return
     train_dir.mkdir(parents=True, exist_ok=True)
-    if (train_dir / CHECKPOINT).exists():  # a training already under way: it resumes
-        return True
     for name in (BEST, CHECKPOINT):  # the checkpoint last: its presence means "handed over"
         if (src / name).exists():
             atomic_write_bytes(train_dir / name, (src / name).read_bytes())
-    return True

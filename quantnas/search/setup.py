@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 
+from quantnas.config.specs import SupernetSpec, supernet_spec
 from quantnas.config.types import Config, search_arch, search_crop
 from quantnas.data.datasets import SRTrainDataset
 from quantnas.search.splits import Split, split_training
@@ -16,24 +16,23 @@ log = logging.getLogger(__name__)
 __all__ = ["build_supernet", "search_arch", "search_crop", "search_loaders", "search_split"]
 
 
-def build_supernet(cfg: Config, *, final_width: bool = False) -> Supernet:
-    """The supernet of a config (at ``arch.c_fixed`` with ``final_width``, e.g. for the
-    BitOps of the final network; without ``search.output_scale`` its output gate is left
-    out; ``search.branch_init`` sets how its output layer starts).
+def build_supernet(spec: SupernetSpec | Config, *, final_width: bool = False) -> Supernet:
+    """The supernet of a :class:`~quantnas.config.specs.SupernetSpec`, or of a config (at
+    ``arch.c_fixed`` with ``final_width``, e.g. for the BitOps of the final network; without
+    ``search.output_scale`` its output gate is left out; ``search.branch_init`` sets how its
+    output layer starts).
     """
-    s = cfg.search
-    arch = cfg.arch if final_width else search_arch(cfg)
-    if not s.output_scale and arch.output_scale:
-        arch = dataclasses.replace(arch, output_scale=False)
+    if isinstance(spec, Config):
+        spec = supernet_spec(spec, final_width=final_width)
     return Supernet(
-        arch,
-        mode=s.mode,
-        noise=s.noise,
-        noise_mix=s.noise_mix,
-        noise_source=s.noise_source,
-        transform=s.alpha_transform,
-        branch_init=s.branch_init,
-        conv_init=s.conv_init,
+        spec.arch,
+        mode=spec.mode,
+        noise=spec.noise,
+        noise_mix=spec.noise_mix,
+        noise_source=spec.noise_source,
+        transform=spec.transform,
+        branch_init=spec.branch_init,
+        conv_init=spec.conv_init,
     )
 
 

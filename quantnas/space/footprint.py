@@ -21,7 +21,8 @@ from functools import lru_cache, partial
 
 import torch
 
-from quantnas.config.types import ArchConfig, Config, search_arch, search_crop
+from quantnas.config.specs import StageSize, stage_size
+from quantnas.config.types import ArchConfig, Config
 from quantnas.errors import QuantNASError
 from quantnas.memory import check_samples, human, memory_limit, refuse_over_budget
 
@@ -126,40 +127,13 @@ def _supernet_ops(arch: ArchConfig) -> Callable[[str, int], list[str]]:
     return lambda block, _i: primitives(arch, block)
 
 
-def _stage_bytes(cfg: Config, stage: str) -> int:
-    """Lower bound of a step of ``stage`` (``search``: the supernet; ``train``: any genotype)."""
-    if stage == "search":
-        arch, crop, batch = search_arch(cfg), search_crop(cfg), cfg.search.batch_size
-        est = network_estimate(arch, _supernet_ops(arch))
-    else:
-        arch, crop, batch = cfg.arch, cfg.data.lr_crop, cfg.train.batch_size
-        est = network_estimate(arch, _supernet_ops(arch), reduce=min)
-    return est.step_bytes(batch=batch, lr_pixels=crop * crop)
-
-
-def _size_keys(cfg: Config, stage: str) -> list[str]:
-    search = stage == "search"
-    keys = ["search.c_fixed" if search and cfg.search.c_fixed is not None else "arch.c_fixed"]
-    keys += ["arch.body_cells", "arch.scale"]
-    keys += [f"arch.arch_pattern.{b}" for b in cfg.arch.arch_pattern or {}]
-    keys.append("search.lr_crop" if search and cfg.search.lr_crop is not None else "data.lr_crop")
-    keys.append(f"{stage}.batch_size")
-    return keys
-
-
-def _with_default(cfg: Config, key: str) -> Config:
-    """A copy of ``cfg`` with ``key`` at its default value."""
-    default = Config()
-    section, name = key.split(".", 1)
-    new = dataclasses.replace(cfg, **{section: dataclasses.replace(getattr(cfg, section))})
-    if name.startswith("arch_pattern."):
-        block = name.split(".", 1)[1]
-        pattern = dict(new.arch.arch_pattern or {})
-        pattern[block] = default.arch.arch_pattern.get(block, 1)
-        new.arch.arch_pattern = pattern
-    else:
-        setattr(getattr(new, section), name, getattr(getattr(default, section), name))
-    return new
+def _stage_bytes(size: StageSize) -> int:
+    """Lower bound of a step of ``size.stage`` (``search``: the supernet; ``train``: any
+    genotype).
+    """
+    reduce = sum if size.stage == "search" else min
+    est = network_estimate(size.arch, _supernet_ops(size.arch), reduce=reduce)
+    return est.step_bytes(batch=size.batch, lr_pixels=size.lr_crop * size.lr_crop)
 
 
 def blame(keys: list[str], need_without: Callable[[str], int]) -> str:
@@ -167,8 +141,21 @@ def blame(keys: list[str], need_without: Callable[[str], int]) -> str:
     return min(keys, key=need_without)
 
 
-def check_network_budget(cfg: Config, stage: str) -> int:
-    """Refuse a ``search`` or ``train`` whose network cannot fit, before building it.
+def check_network_budget(
+    size: StageSize | Config,
+    stage: str | None = None,
+    *,
+    max_memory_gb: float = 0.0,
+    device: str = "cpu",
+) -> int:
+    """Refuse a ``search`` or ``train`` step whose network cannot fit, before building it.
+
+    Args:
+        size: The stage's :class:`~quantnas.config.specs.StageSize` (or a config, with
+            ``stage``: its ``run.max_memory_gb`` and ``device`` are then used).
+        stage: ``search`` or ``train``, with a config only.
+        max_memory_gb: The memory limit (0: what is free where the run computes).
+        device: Where the run computes.
 
     Returns:
         The counted lower bound in bytes.
@@ -177,14 +164,17 @@ def check_network_budget(cfg: Config, stage: str) -> int:
         QuantNASError: Naming the size key that is out of proportion.
 
     """
-    need = _stage_bytes(cfg, stage)
-    limit = memory_limit(cfg.run.max_memory_gb, device=cfg.device)
+    if isinstance(size, Config):
+        cfg = size
+        size, max_memory_gb, device = stage_size(cfg, stage), cfg.run.max_memory_gb, cfg.device
+    need = _stage_bytes(size)
+    limit = memory_limit(max_memory_gb, device=device)
     if limit is not None and need > limit:
-        keys = _size_keys(cfg, stage)
-        key = blame(keys, lambda k: _stage_bytes(_with_default(cfg, k), stage))
-        what = "the supernet of the search" if stage == "search" else "the trained network"
+        keys = list(size.keys)
+        key = blame(keys, lambda k: _stage_bytes(size.keys[k]))
+        what = "the supernet of the search" if size.stage == "search" else "the trained network"
         refuse_over_budget(need, limit, key, f"a step of {what}", also=(keys[-1], keys[-2]))
-    log.debug("%s: a step needs at least %s", stage, human(need))
+    log.debug("%s: a step needs at least %s", size.stage, human(need))
     return need
 
 
