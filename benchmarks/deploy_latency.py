@@ -191,8 +191,8 @@ def _upscale_bench(args) -> None:
     import numpy as np
 
     from quantnas import api
+    from quantnas.deploy.backends import load_upscaler
     from quantnas.deploy.picture import Picture
-    from quantnas.deploy.runtime import load_upscaler
     from quantnas.deploy.upscale import upscale_picture
 
     logging.basicConfig(level=logging.INFO, format="%(message)s")
@@ -256,10 +256,10 @@ def _variants(geno, args):
     import numpy as np
     import torch
 
+    from quantnas.deploy.backends import ort_session
     from quantnas.deploy.export import check_onnx
     from quantnas.deploy.onnx_export import export_onnx
     from quantnas.deploy.ort_graph import integer_convs
-    from quantnas.deploy.runtime import ort_session
     from quantnas.pipeline.resolve import load_config
     from quantnas.space.build import build_network, set_quantized
 

@@ -302,7 +302,7 @@ def _loaded_upscaler(model: str | Path, *, threads: int, runtime: str | None) ->
     import hashlib
     import os
 
-    from quantnas.deploy.runtime import check_runtime, load_upscaler
+    from quantnas.deploy.backends import check_runtime, load_upscaler
 
     check_runtime(runtime)
     src = Path(model)

@@ -8,7 +8,7 @@ import torch
 import yaml
 
 from quantnas.cli import main
-from quantnas.cli.run_dirs import resumed_config
+from quantnas.cli.target_dir import resumed_config
 from quantnas.config import compat as config_compat
 from quantnas.config.checks import POSITIVE, check_ranges
 from quantnas.config.compat import NULL_SENTINELS, RENAMED, legacy

@@ -13,8 +13,8 @@ import torch
 
 from quantnas import api
 from quantnas.deploy import export_cache
+from quantnas.deploy.backends import OnnxUpscaler, TorchUpscaler, load_upscaler
 from quantnas.deploy.export_cache import cache_key, cache_path, cached_export
-from quantnas.deploy.runtime import OnnxUpscaler, TorchUpscaler, load_upscaler
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

@@ -10,10 +10,10 @@ import onnxruntime as ort
 import pytest
 import torch
 
+from quantnas.deploy.backends import ort_session
 from quantnas.deploy.export import EXACT_TOL, check_images, check_onnx
 from quantnas.deploy.onnx_export import export_onnx
 from quantnas.deploy.ort_graph import for_onnxruntime, fusable_convs, integer_convs
-from quantnas.deploy.runtime import ort_session
 from quantnas.errors import QuantNASError
 from quantnas.pipeline.resolve import load_config
 from quantnas.quant.conv import QConv2d

@@ -12,10 +12,10 @@ import torch
 from quantnas.cli import main
 from quantnas.data.bicubic import resize_tensor
 from quantnas.deploy import export as export_mod
+from quantnas.deploy.backends import ort_session
 from quantnas.deploy.bicubic_conv import bicubic_taps, bicubic_upscale_conv
 from quantnas.deploy.export import EXACT_TOL, check_images, check_onnx
 from quantnas.deploy.onnx_export import export_onnx
-from quantnas.deploy.runtime import ort_session
 from quantnas.errors import QuantNASError
 from quantnas.pipeline.resolve import load_config
 from quantnas.quant.conv import QConv2d

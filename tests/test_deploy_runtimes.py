@@ -9,7 +9,7 @@ import onnx
 import pytest
 
 from quantnas.cli import main
-from quantnas.deploy.runtime import META_EXACT, load_upscaler
+from quantnas.deploy.backends import META_EXACT, load_upscaler
 from quantnas.deploy.tiling import upscale_tiled
 from quantnas.errors import QuantNASError
 

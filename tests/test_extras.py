@@ -89,7 +89,7 @@ def test_every_module_imports_or_names_its_extra(imports):
         "quantnas.sweep.driver",
         "quantnas.sweep.engines",
         "quantnas.deploy.formats",
-        "quantnas.deploy.runtime",
+        "quantnas.deploy.backends",
         "quantnas.deploy.upscale",
         "quantnas.deploy.onnx_runtimes",
         "quantnas.deploy.openvino_runtime",

@@ -801,7 +801,7 @@ def test_float_images_the_one_rule(tmp_path):
 
 
 def test_upscale_refuses_non_finite_network_output(trained_tiny_run, tmp_path, monkeypatch, capsys):
-    from quantnas.deploy.runtime import TorchUpscaler
+    from quantnas.deploy.backends import TorchUpscaler
 
     real = TorchUpscaler.__call__
     monkeypatch.setattr(TorchUpscaler, "__call__", lambda self, lr: real(self, lr) * np.nan)

@@ -124,7 +124,7 @@ def test_upscale_in_memory_matches_the_verb(tmp_path, photos):
     (sr,) = api.upscale(res.best_path, [lr], tile=16)
     assert sr.shape == (160, 192, 3) and sr.dtype == np.uint8
     save_rgb(tmp_path / "in" / "x.png", lr)
-    from quantnas.deploy.runtime import load_upscaler
+    from quantnas.deploy.backends import load_upscaler
     from quantnas.deploy.upscale import upscale_files
 
     upscale_files(

@@ -158,7 +158,7 @@ def test_run_state_roundtrip(tmp_path):
     again = RunState(tmp_path)
     assert again.done("search") and not again.done("train")
     assert again.info("search") == {"best_epoch": 2}
-    assert again.data["seconds"] == {"search": 1.5, "train": 2.0}
+    assert again.record["seconds"] == {"search": 1.5, "train": 2.0}
     (tmp_path / "state.json").write_text("{not json")
     with pytest.raises(QuantNASError, match="corrupt"):
         RunState(tmp_path)

@@ -93,7 +93,7 @@ def test_restart_with_a_corrupt_manifest_deletes_nothing(tmp_path, capsys):
 
 
 def test_a_folder_with_only_the_hidden_files_left_is_reused(tmp_path):
-    from quantnas.cli.run_dirs import claim_run_dir
+    from quantnas.cli.target_dir import claim_run_dir
 
     run = tmp_path / "r"
     run.mkdir()

@@ -7,8 +7,8 @@ from PIL import Image
 
 from quantnas.cli import main
 from quantnas.data.bicubic import imresize
+from quantnas.deploy.backends import TorchUpscaler, load_upscaler
 from quantnas.deploy.receptive import lr_halo
-from quantnas.deploy.runtime import TorchUpscaler, load_upscaler
 from quantnas.deploy.tiling import tile_windows, upscale_tiled
 from quantnas.deploy.upscale import _png16, read_picture
 from quantnas.errors import QuantNASError

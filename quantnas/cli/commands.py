@@ -11,7 +11,7 @@ import logging
 import sys
 from pathlib import Path
 
-from quantnas.cli import run_dirs as rundir
+from quantnas.cli import target_dir
 from quantnas.cli.info import cmd_info  # noqa: F401 - a verb like the cmd_* below
 from quantnas.config.io import DEFAULT_PRESET
 from quantnas.errors import QuantNASError
@@ -44,16 +44,16 @@ def _stage_run(args: argparse.Namespace, stage: str, extra: list[str] | None = N
     cfg = _load(args, extra)
     for part in () if args.resume else ("search", "train") if stage == "run" else (stage,):
         check_network_budget(cfg, part)  # counted from the structure, before any file
-    run_dir = args.run_dir = rundir.chosen_run_dir(
+    run_dir = args.run_dir = target_dir.chosen_run_dir(
         cfg, stage, resume=args.resume, restart=args.restart
     )
-    with rundir.held(run_dir, command=args.command):
+    with target_dir.held(run_dir, command=args.command):
         if args.resume:
-            saved = rundir.resumed_config(run_dir, args.overrides)
+            saved = target_dir.resumed_config(run_dir, args.overrides)
             cfg = saved if saved is not None else _load(args)
         else:
-            rundir.claim_run_dir(run_dir, restart=args.restart, command=args.command)
-        with rundir.listed(run_dir, fresh=not args.resume):
+            target_dir.claim_run_dir(run_dir, restart=args.restart, command=args.command)
+        with target_dir.listed(run_dir, fresh=not args.resume):
             yield cfg, run_dir
 
 
@@ -68,7 +68,7 @@ def cmd_search(args: argparse.Namespace) -> int:
     from quantnas.search.searcher import search
 
     with _stage_run(args, "search") as (cfg, run_dir):
-        run_dir = rundir.start_logging(run_dir, cfg)
+        run_dir = target_dir.start_logging(run_dir, cfg)
         res = search(cfg, run_dir, resume=bool(args.resume))
     log.info("best genotype (epoch %d): %s", res.best_epoch, res.best)
     log.info("written to %s", run_dir / "best_arch.json")
@@ -89,7 +89,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         spec = genotype_of(spec).to_text()
     extra = [f"train.genotype={spec}"] if spec else []
     with _stage_run(args, "train", extra) as (cfg, run_dir):
-        run_dir = rundir.start_logging(run_dir, cfg)
+        run_dir = target_dir.start_logging(run_dir, cfg)
         geno = genotype_of(cfg.train.genotype)
         res = train(cfg, run_dir, geno, resume=bool(args.resume))
     log.info(

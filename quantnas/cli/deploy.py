@@ -50,8 +50,8 @@ def upscale_command(args: argparse.Namespace) -> int:
     """
     from pathlib import Path
 
+    from quantnas.deploy.backends import load_upscaler
     from quantnas.deploy.onnx_runtimes import check_runtime
-    from quantnas.deploy.runtime import load_upscaler
     from quantnas.deploy.upscale import upscale_files
     from quantnas.device import set_threads
     from quantnas.rundir.log import setup_logging

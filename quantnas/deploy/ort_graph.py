@@ -140,7 +140,7 @@ def for_onnxruntime(model: onnx.ModelProto) -> onnx.ModelProto:
 
 def integer_convs(model: onnx.ModelProto | bytes, threads: int = 1) -> tuple[int, int]:
     """``(integer, all)`` convs of onnxruntime's optimised graph of ``model`` (as run by
-    :func:`quantnas.deploy.runtime.ort_session`).
+    :func:`quantnas.deploy.backends.ort_session`).
     """
     ort = import_extra("onnxruntime", "onnx", "onnxruntime (--runtime ort)")
 

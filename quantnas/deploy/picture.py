@@ -18,7 +18,7 @@ from PIL import Image
 
 from quantnas.data.headers import image_size
 from quantnas.data.images import float_unit
-from quantnas.deploy.runtime import share_file
+from quantnas.deploy.backends import share_file
 from quantnas.errors import QuantNASError
 
 __all__ = ["Picture", "read_picture", "write_picture"]

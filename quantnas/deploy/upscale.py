@@ -33,13 +33,13 @@ import numpy as np
 
 from quantnas.data.headers import image_size
 from quantnas.data.images import IMAGE_EXTENSIONS, default_max_pixels
+from quantnas.deploy.backends import Upscaler
 from quantnas.deploy.picture import (
     Picture,
     _png16,  # noqa: F401 - named here for older importers
     read_picture,
     write_picture,
 )
-from quantnas.deploy.runtime import Upscaler
 from quantnas.deploy.tiling import upscale_tiled
 from quantnas.errors import QuantNASError
 
