@@ -1,7 +1,7 @@
 """What the config sections are built from: the positive-number marker and the optimiser
 sections shared by the search and the training.
 
-A field typed :data:`PosInt` / :data:`PosFloat` must be > 0 (``config_checks`` derives
+A field typed :data:`PosInt` / :data:`PosFloat` must be > 0 (``config.checks`` derives
 its list of such keys from these annotations, so a renamed field keeps its check).
 :class:`OptimConfig` is the one shape of a network-weight optimiser (``search.optim``,
 ``train.optim``); :class:`AlphaOptimConfig` the search's architecture-weight optimiser
