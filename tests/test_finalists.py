@@ -145,3 +145,17 @@ def test_target_table_has_the_halving_random_arm():
     assert c["margin"] == pytest.approx(0.4)
     md = target_table(rows, "test", tolerance=0.05)
     assert "29.10 +- 0.14 (2)" in md and "305 / 285" in md and "found wins" in md
+
+
+def test_parallel_race_scores_like_the_sequential_one(tmp_path):
+    """search.halving_workers=2 trains a rung's candidates in two spawned processes; at
+    one torch thread each they give the sequential race's scores to the last digit.
+    """
+    cands = [(random_genotype(_cfg().arch, s), 0.0, "uniform") for s in range(3)]
+    seq = successive_halving(_cfg("threads=1"), tmp_path / "seq", cands)
+    par = successive_halving(
+        _cfg("threads=2", "search.halving_workers=2"), tmp_path / "par", cands
+    )
+    assert par.rungs == seq.rungs and par.winner.index == seq.winner.index
+    assert [c.scores for c in par.candidates] == [c.scores for c in seq.candidates]
+    assert (tmp_path / "par" / "cand_02" / "best.pt").exists()

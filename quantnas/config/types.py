@@ -195,6 +195,11 @@ class SearchConfig:
     #: Training epochs of the first rung (rung ``r`` ends at ``halving_epochs *
     #: halving_eta**r``, at most ``train.epochs - 1``).
     halving_epochs: PosInt = 1
+    #: Candidates of a rung trained at once, each in its own spawned process with
+    #: ``threads / halving_workers`` torch threads (1 = one after another in this process,
+    #: the original procedure). A candidate trained with another thread count differs by
+    #: float rounding, so its scores can differ in the last digits.
+    halving_workers: PosInt = 1
     #: What a weight step trains: ``mixture`` (the alpha-weighted supernet, DARTS) or
     #: ``path`` (one uniformly drawn genotype per step, within the budget band if any).
     weight_sampling: str = "mixture"

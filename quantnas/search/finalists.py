@@ -9,6 +9,10 @@ checkpoint) and keeps the best ``ceil(n / halving_eta)`` by best validation PSNR
 the earlier candidate); the last one standing is the winner, whose training the job then
 continues to ``train.epochs`` from its checkpoint instead of starting again.
 
+With ``search.halving_workers > 1`` a rung's candidates train at once, each in a spawned
+process with its share of ``threads`` (the sweep's ``processes`` engine does the same for
+trials); the workers read the job's data from the config.
+
 Every rung is recorded in ``select/halving.json`` (written atomically): an interrupted
 selection resumes, each candidate from its checkpoint, and a finished rung is not rerun.
 Over uniformly drawn candidates this is random search with early stopping, the
@@ -17,9 +21,12 @@ comparison a search must win at equal compute.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
+import os
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -103,6 +110,58 @@ def _cand_dir(run_dir: Path, i: int) -> Path:
     return run_dir / f"cand_{i:02d}"
 
 
+def _train_to(
+    cfg: Config,
+    cand_dir: Path,
+    genotype: gt.Genotype,
+    epochs: int,
+    data: JobData | None = None,
+    threads: int = 0,
+) -> float:
+    """Train one candidate up to epoch ``epochs`` (resuming from its checkpoint) and return
+    its score at that rung; ``threads > 0`` sets this process's torch threads (a worker).
+    """
+    from quantnas.training.trainer import Trainer
+
+    if threads > 0:
+        from quantnas.device import set_threads
+
+        set_threads(threads)
+    trainer = Trainer(cfg, cand_dir, genotype, data=data)
+    trainer.resume()
+    trainer.run(stop_after=max(0, epochs - trainer.epoch))
+    return _score(trainer.history, epochs)
+
+
+def _train_rung(
+    cfg: Config, run_dir: Path, cands: list[Candidate], epochs: int, data: JobData | None
+) -> Iterator[tuple[int, float]]:
+    """``(index, score)`` of every candidate of a rung: in this process, or with
+    ``search.halving_workers > 1`` in that many spawned processes.
+    """
+    workers = min(cfg.search.halving_workers, len(cands))
+    if workers <= 1:
+        for c in cands:
+            yield c.index, _train_to(cfg, _cand_dir(run_dir, c.index), c.genotype, epochs, data)
+        return
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    threads = max(1, (cfg.threads or os.cpu_count() or 1) // workers)
+    quiet = dataclasses.replace(cfg, progress=False)  # the workers share one terminal
+    ctx = multiprocessing.get_context("spawn")  # no forked torch state
+    log.info("halving: %d candidates at once, %d threads each", workers, threads)
+    with ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
+        futures = {
+            c.index: pool.submit(
+                _train_to, quiet, _cand_dir(run_dir, c.index), c.genotype, epochs, None, threads
+            )
+            for c in cands
+        }
+        for i, fut in futures.items():
+            yield i, fut.result()
+
+
 def successive_halving(
     cfg: Config,
     run_dir: str | Path,
@@ -118,11 +177,9 @@ def successive_halving(
             saved no best checkpoint.
 
     """
-    from quantnas.training.trainer import Trainer
-
     run_dir = Path(run_dir)
     s, t0 = cfg.search, time.time()
-    data = data if data is not None else JobData(cfg)
+    data = data if data is not None or s.halving_workers > 1 else JobData(cfg)
     cands = [Candidate(i, g, b, src) for i, (g, b, src) in enumerate(candidates)]
     if not cands:
         raise QuantNASError("search.select=halving: no candidate genotypes to train")
@@ -139,14 +196,9 @@ def successive_halving(
         s.halving_eta,
     )
     for r, epochs in enumerate(schedule):
-        scores: dict[int, float] = {}
+        scores = dict(_train_rung(cfg, run_dir, [cands[i] for i in alive], epochs, data))
         for i in alive:
-            c = cands[i]
-            trainer = Trainer(cfg, _cand_dir(run_dir, i), c.genotype, data=data)
-            trainer.resume()
-            trainer.run(stop_after=max(0, epochs - trainer.epoch))
-            scores[i] = _score(trainer.history, epochs)
-            c.scores.append(scores[i])
+            cands[i].scores.append(scores[i])
         keep = max(1, math.ceil(len(alive) / s.halving_eta))
         ranked = sorted(alive, key=lambda i: (-scores[i], i))
         rungs.append(
