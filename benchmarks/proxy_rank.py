@@ -122,7 +122,7 @@ def score(args: argparse.Namespace, nets: list[dict], seed: int) -> dict[str, di
     for n in nets:
         choice = chooser.choice_of(gt.loads(n["genotype"], source=n["name"]))
         out["argmax"][n["name"]] = sum(
-            math.log(float(probs[k].flatten()[i])) for k, i in choice.items())
+            math.log(float(probs[k].detach().flatten()[i])) for k, i in choice.items())
         p = one_hot(choice, net.alpha.shapes)
         out["path"][n["name"]] = probe.gain(lambda x, p=p: net(x, probs=p))
     print(f"search seed {seed}: {seconds:.0f} s; supernet gain over bicubic on the "
