@@ -209,9 +209,10 @@ ORDER = [*[k for k in RENAMED if k.startswith("search.")], "search.c_fixed", "se
 #: one search trial's, of each preset alone and with overrides (old keys then).
 HASHES = {
     # the default preset's search changed (issue 27: search.branch_init zero_last, no gate,
-    # float warm-up, warm_up_margin 0.3), so its hashes did; the others' did not
-    "default": ("search_p0_s0", "ac3fd9651a36", "fed4e870b90e", "f83d821b3189",
-                "62ed3d203996"),
+    # float warm-up, warm_up_margin 0.3; then trained finalists, search.select halving), so
+    # its hashes did; the others' did not (search.halving_workers is not hashed, as threads)
+    "default": ("search_p0_s0", "cef95c699fa3", "7e75e892820e", "a8b466e2d8c5",
+                "3458b740ee7e"),
     "paper-basic": ("search_p0_s777", "54b00f97d5a1", "48a4c9ecaae3", "131f07f42c03",
                     "08acd9b71bb4"),
     "paper-rfdn": ("search_p0_s777", "190fecd9108f", "670a3639fec5", "7d0d0a2ac39d",
@@ -310,3 +311,17 @@ def test_search_grad_clip_zero_means_no_clipping():
             float((p.detach() - b).norm()) for p, b in zip(net.weights(), before, strict=True)
         )
     assert moved[1e-6] < 1e-5 < moved[0.0]
+
+
+def test_halving_workers_and_threads_do_not_change_a_trials_hash():
+    """How many finalists train at once sets the run's speed (and float rounding, as threads
+    does), not the trial: a sweep resumed with another value finds its trials.
+    """
+    grid = ["sweep.methods=[search]"]
+    hashes = {
+        base_hash(load_config(preset="default", overrides=[*grid, *extra]))
+        for extra in ([], ["search.halving_workers=1"], ["search.halving_workers=4", "threads=3"])
+    }
+    assert len(hashes) == 1
+    other = base_hash(load_config(preset="default", overrides=[*grid, "search.halving_eta=3"]))
+    assert other not in hashes

@@ -25,6 +25,7 @@ RUN = [
     "search.lr_crop=0",
     "search.alpha_lr=0.05",
     "search.target_bitops=0",
+    "search.select=argmax",  # the default preset races finalists; tests/test_finalists does
     "train.batch_size=4",
     "train.epochs=1",
     "train.steps_per_epoch=2",
@@ -63,6 +64,7 @@ CLI_SEARCH = [
     "search.lr_crop=0",
     "search.steps_per_epoch=0",
     "search.target_bitops=0",
+    "search.select=argmax",
     *QUIET,
 ]
 
@@ -78,6 +80,7 @@ HOSTILE = [
     "search.warm_up=1",
     "search.steps_per_epoch=1",
     "search.target_bitops=0",
+    "search.select=argmax",
     "train.batch_size=2",
     "train.epochs=2",
     "train.steps_per_epoch=1",

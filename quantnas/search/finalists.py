@@ -150,7 +150,7 @@ def _train_rung(
     threads = max(1, (cfg.threads or os.cpu_count() or 1) // workers)
     quiet = dataclasses.replace(cfg, progress=False)  # the workers share one terminal
     ctx = multiprocessing.get_context("spawn")  # no forked torch state
-    log.info("halving: %d candidates at once, %d threads each", workers, threads)
+    log.info("halving: %d candidates at once, torch threads each: %d", workers, threads)
     with ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
         futures = {
             c.index: pool.submit(

@@ -34,6 +34,8 @@ METHOD_GROUPS: Registry[str] = Registry.of(
 
 #: Config keys that do not change a trial's result (left out of its hash).
 _RUNTIME_KEYS = ("out_dir", "name", "threads", "device", "progress", "tensorboard", "sweep")
+#: Keys inside a section that set how a trial runs, not what it computes (as ``threads``).
+_RUNTIME_SECTION_KEYS = (("search", "halving_workers"),)
 #: Data keys added after sweeps were recorded that only accept or refuse inputs (resource
 #: limits): left out of the hash, so the hashes of earlier sweeps stay valid for --resume.
 _LIMIT_KEYS = ("max_total_pixels",)
@@ -61,6 +63,8 @@ def _hashed(cfg: Config) -> dict:
         data.pop(key, None)
     for key in _LIMIT_KEYS:
         data.get("data", {}).pop(key, None)
+    for section, key in _RUNTIME_SECTION_KEYS:
+        data.get(section, {}).pop(key, None)
     for (section, key), before in _ADDED_KEYS.items():
         if data.get(section, {}).get(key, before) == before:
             data.get(section, {}).pop(key, None)
