@@ -11,7 +11,7 @@ continues to ``train.epochs`` from its checkpoint instead of starting again.
 
 With ``search.halving_workers > 1`` a rung's candidates train at once, each in a spawned
 process with its share of ``threads`` (the sweep's ``processes`` engine does the same for
-trials); the workers read the job's data from the config.
+trials); the workers get the job's data (or read it from the config when none is given).
 
 Every rung is recorded in ``select/halving.json`` (written atomically): an interrupted
 selection resumes, each candidate from its checkpoint, and a finished rung is not rerun.
@@ -146,6 +146,7 @@ def _train_rung(
         return
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
+    from concurrent.futures.process import BrokenProcessPool
 
     threads = max(1, (cfg.threads or os.cpu_count() or 1) // workers)
     quiet = dataclasses.replace(cfg, progress=False)  # the workers share one terminal
@@ -154,12 +155,19 @@ def _train_rung(
     with ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
         futures = {
             c.index: pool.submit(
-                _train_to, quiet, _cand_dir(run_dir, c.index), c.genotype, epochs, None, threads
+                _train_to, quiet, _cand_dir(run_dir, c.index), c.genotype, epochs, data, threads
             )
             for c in cands
         }
         for i, fut in futures.items():
-            yield i, fut.result()
+            try:
+                yield i, fut.result()
+            except BrokenProcessPool:
+                raise QuantNASError(
+                    f"{_cand_dir(run_dir, i)}: a finalist's training process died (out of "
+                    "memory?); resume the run, or set search.halving_workers=1 to train the "
+                    "finalists one after another"
+                ) from None
 
 
 def successive_halving(
@@ -179,7 +187,7 @@ def successive_halving(
     """
     run_dir = Path(run_dir)
     s, t0 = cfg.search, time.time()
-    data = data if data is not None or s.halving_workers > 1 else JobData(cfg)
+    data = data if data is not None or s.halving_workers > 1 else JobData(cfg)  # workers read it
     cands = [Candidate(i, g, b, src) for i, (g, b, src) in enumerate(candidates)]
     if not cands:
         raise QuantNASError("search.select=halving: no candidate genotypes to train")
