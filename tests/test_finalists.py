@@ -155,7 +155,7 @@ def test_parallel_race_scores_like_the_sequential_one(tmp_path):
     cands = [(random_genotype(_cfg().arch, s), 0.0, "uniform") for s in range(3)]
     seq = successive_halving(_cfg("threads=1"), tmp_path / "seq", cands)
     par_cfg = _cfg("threads=2", "search.halving_workers=2")
-    # the job hands its data to the workers (pickled); without it they read the config's
+    # the data (the job's, or read from the config) goes to the workers pickled
     par = successive_halving(par_cfg, tmp_path / "par", cands, data=JobData(par_cfg))
     assert par.rungs == seq.rungs and par.winner.index == seq.winner.index
     assert [c.scores for c in par.candidates] == [c.scores for c in seq.candidates]

@@ -11,7 +11,7 @@ continues to ``train.epochs`` from its checkpoint instead of starting again.
 
 With ``search.halving_workers > 1`` a rung's candidates train at once, each in a spawned
 process with its share of ``threads`` (the sweep's ``processes`` engine does the same for
-trials); the workers get the job's data (or read it from the config when none is given).
+trials); the workers get the job's data (pickled), read once for the whole race.
 
 Every rung is recorded in ``select/halving.json`` (written atomically): an interrupted
 selection resumes, each candidate from its checkpoint, and a finished rung is not rerun.
@@ -115,7 +115,7 @@ def _train_to(
     cand_dir: Path,
     genotype: gt.Genotype,
     epochs: int,
-    data: JobData | None = None,
+    data: JobData,
     threads: int = 0,
 ) -> float:
     """Train one candidate up to epoch ``epochs`` (resuming from its checkpoint) and return
@@ -134,7 +134,7 @@ def _train_to(
 
 
 def _train_rung(
-    cfg: Config, run_dir: Path, cands: list[Candidate], epochs: int, data: JobData | None
+    cfg: Config, run_dir: Path, cands: list[Candidate], epochs: int, data: JobData
 ) -> Iterator[tuple[int, float]]:
     """``(index, score)`` of every candidate of a rung: in this process, or with
     ``search.halving_workers > 1`` in that many spawned processes.
@@ -187,7 +187,7 @@ def successive_halving(
     """
     run_dir = Path(run_dir)
     s, t0 = cfg.search, time.time()
-    data = data if data is not None or s.halving_workers > 1 else JobData(cfg)  # workers read it
+    data = data if data is not None else JobData(cfg)  # read once, for every candidate
     cands = [Candidate(i, g, b, src) for i, (g, b, src) in enumerate(candidates)]
     if not cands:
         raise QuantNASError("search.select=halving: no candidate genotypes to train")

@@ -34,11 +34,10 @@ METHOD_GROUPS: Registry[str] = Registry.of(
 
 #: Config keys that do not change a trial's result (left out of its hash).
 _RUNTIME_KEYS = ("out_dir", "name", "threads", "device", "progress", "tensorboard", "sweep")
-#: Keys inside a section that set how a trial runs, not what it computes (as ``threads``).
-_RUNTIME_SECTION_KEYS = (("search", "halving_workers"),)
-#: Data keys added after sweeps were recorded that only accept or refuse inputs (resource
-#: limits): left out of the hash, so the hashes of earlier sweeps stay valid for --resume.
-_LIMIT_KEYS = ("max_total_pixels",)
+#: Keys inside a section left out of the hash: resource limits added after sweeps were
+#: recorded, which only accept or refuse inputs (earlier sweeps stay valid for --resume),
+#: and keys that set how a trial runs, not what it computes (as ``threads`` does).
+_UNHASHED_SECTION_KEYS = (("data", "max_total_pixels"), ("search", "halving_workers"))
 #: Keys added after sweeps were recorded, with the value every earlier release behaved as:
 #: left out of the hash at that value (earlier sweeps resume); another value changes the
 #: trial, and the hash with it.
@@ -61,9 +60,7 @@ def _hashed(cfg: Config) -> dict:
     data = legacy(to_dict(cfg))
     for key in _RUNTIME_KEYS:
         data.pop(key, None)
-    for key in _LIMIT_KEYS:
-        data.get("data", {}).pop(key, None)
-    for section, key in _RUNTIME_SECTION_KEYS:
+    for section, key in _UNHASHED_SECTION_KEYS:
         data.get(section, {}).pop(key, None)
     for (section, key), before in _ADDED_KEYS.items():
         if data.get(section, {}).get(key, before) == before:
