@@ -2,16 +2,25 @@
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import logging
 import os
 import sys
+from collections.abc import Iterator
 
 import torch
 
 from quantnas.errors import QuantNASError
 
-__all__ = ["BLAS_ENV", "limit_blas", "select_device", "set_threads", "tune_allocator"]
+__all__ = [
+    "BLAS_ENV",
+    "kept_threads",
+    "limit_blas",
+    "select_device",
+    "set_threads",
+    "tune_allocator",
+]
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +66,18 @@ def set_threads(threads: int) -> None:
     if threads > 0:
         torch.set_num_threads(threads)
     limit_blas()
+
+
+@contextlib.contextmanager
+def kept_threads() -> Iterator[None]:
+    """Restore PyTorch's intra-op thread count on exit (a stage that sets its own count,
+    such as ``search.threads``, leaves the next stage the count it found).
+    """
+    before = torch.get_num_threads()
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def tune_allocator() -> bool:

@@ -210,7 +210,8 @@ ORDER = [*[k for k in RENAMED if k.startswith("search.")], "search.c_fixed", "se
 HASHES = {
     # the default preset's search changed (issue 27: search.branch_init zero_last, no gate,
     # float warm-up, warm_up_margin 0.3; then trained finalists, search.select halving), so
-    # its hashes did; the others' did not (search.halving_workers is not hashed, as threads)
+    # its hashes did; the others' did not (search.halving_workers and search.threads are not
+    # hashed, as threads)
     "default": ("search_p0_s0", "cef95c699fa3", "7e75e892820e", "a8b466e2d8c5",
                 "3458b740ee7e"),
     "paper-basic": ("search_p0_s777", "54b00f97d5a1", "48a4c9ecaae3", "131f07f42c03",
@@ -314,13 +315,19 @@ def test_search_grad_clip_zero_means_no_clipping():
 
 
 def test_halving_workers_and_threads_do_not_change_a_trials_hash():
-    """How many finalists train at once sets the run's speed (and float rounding, as threads
-    does), not the trial: a sweep resumed with another value finds its trials.
+    """How many finalists train at once and the search's threads set the run's speed (and
+    float rounding, as threads does), not the trial: a sweep resumed with another value
+    finds its trials.
     """
     grid = ["sweep.methods=[search]"]
     hashes = {
         base_hash(load_config(preset="default", overrides=[*grid, *extra]))
-        for extra in ([], ["search.halving_workers=1"], ["search.halving_workers=4", "threads=3"])
+        for extra in (
+            [],
+            ["search.halving_workers=1"],
+            ["search.halving_workers=4", "threads=3"],
+            ["search.threads=0"],
+        )
     }
     assert len(hashes) == 1
     other = base_hash(load_config(preset="default", overrides=[*grid, "search.halving_eta=3"]))

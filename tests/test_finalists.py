@@ -160,3 +160,24 @@ def test_parallel_race_scores_like_the_sequential_one(tmp_path):
     assert par.rungs == seq.rungs and par.winner.index == seq.winner.index
     assert [c.scores for c in par.candidates] == [c.scores for c in seq.candidates]
     assert (tmp_path / "par" / "cand_02" / "best.pt").exists()
+
+
+class _KillsTheWorker:
+    """Data whose unpickling ends the process at once (``os._exit``), as the kernel's OOM
+    killer would: the parent sees a broken pool, not a Python exception.
+    """
+
+    def __reduce__(self):
+        import os
+
+        return os._exit, (3,)
+
+
+def test_a_dead_worker_is_a_one_line_error(tmp_path):
+    cands = [(random_genotype(_cfg().arch, s), 0.0, "uniform") for s in range(2)]
+    cfg = _cfg("threads=2", "search.halving_workers=2")
+    with pytest.raises(QuantNASError) as ei:
+        successive_halving(cfg, tmp_path / "select", cands, data=_KillsTheWorker())
+    msg = str(ei.value)
+    assert "\n" not in msg and "cand_0" in msg
+    assert "process died" in msg and "search.halving_workers=1" in msg

@@ -168,6 +168,39 @@ def test_search_function_resume(tmp_path):
     assert len(list((tmp_path / "f" / "genotypes").glob("epoch_*.json"))) == 3
 
 
+def test_search_threads_hold_for_the_search_and_are_restored(tmp_path, monkeypatch):
+    """``search.threads`` sets the search's thread count whatever the run's ``threads``, so
+    its weights and alphas come out bit for bit alike at threads 1 and 2; the count is
+    restored after.
+    """
+    seen: list[int] = []
+    epoch = Searcher.train_epoch
+
+    def spy(self, e):
+        seen.append(torch.get_num_threads())
+        return epoch(self, e)
+
+    monkeypatch.setattr(Searcher, "train_epoch", spy)
+    before = torch.get_num_threads()
+    states = {}
+    try:
+        for threads in (1, 2):
+            torch.set_num_threads(2)
+            cfg = tiny_cfg(tmp_path, f"threads={threads}", "search.threads=1")
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", UserWarning)
+                search(cfg, tmp_path / f"t{threads}")
+            assert torch.get_num_threads() == 2  # what the process had before the search
+            ck = torch.load(tmp_path / f"t{threads}" / "checkpoint.pt", weights_only=False)
+            states[threads] = ck["model"]  # the supernet's weights and alphas
+    finally:
+        torch.set_num_threads(before)
+    assert seen and set(seen) == {1}
+    assert states[1].keys() == states[2].keys()
+    assert any("alpha" in k for k in states[1])
+    assert all(torch.equal(states[1][k], states[2][k]) for k in states[1])
+
+
 # ---------------------------------------------------------------------------- outputs
 def test_run_dir_outputs(tmp_path):
     cfg, s, res = run_search(tmp_path, "out")

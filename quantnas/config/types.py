@@ -200,6 +200,11 @@ class SearchConfig:
     #: the original procedure). A candidate trained with another thread count differs by
     #: float rounding, so its scores can differ in the last digits.
     halving_workers: PosInt = 1
+    #: PyTorch's CPU threads during the search (0 = the run's ``threads``). The thread count
+    #: changes the float rounding of every step, and the exported genotype settles near ties
+    #: of the alphas, so a fixed count here makes the genotype independent of ``threads``
+    #: (a quantnas option; the original searches with whatever threads the process has).
+    threads: int = 0
     #: What a weight step trains: ``mixture`` (the alpha-weighted supernet, DARTS) or
     #: ``path`` (one uniformly drawn genotype per step, within the budget band if any).
     weight_sampling: str = "mixture"

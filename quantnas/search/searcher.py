@@ -23,6 +23,7 @@ import torch
 from quantnas.config.types import Config
 from quantnas.data.from_config import batches
 from quantnas.data.job_data import JobData
+from quantnas.device import kept_threads
 from quantnas.errors import QuantNASError
 from quantnas.evaluation.score import validate
 from quantnas.rng import set_rng_state
@@ -116,6 +117,10 @@ class Searcher(EpochLoop):
         self.alpha_history: dict[str, list] = {}
         self.best = {"epoch": -1, "val_loss": float("inf")}
         self.open_metrics()
+
+    def thread_count(self, cfg: Config) -> int:
+        """``search.threads`` when set, else the run's ``threads``."""
+        return cfg.search.threads or cfg.threads
 
     @property
     def epochs(self) -> int:
@@ -325,7 +330,8 @@ def search(
     from quantnas.space.footprint import check_network_budget
 
     check_network_budget(cfg, "search")  # before the supernet is built
-    s = Searcher(cfg, run_dir, data=data, supernet=supernet)
-    if resume:
-        s.resume()
-    return s.run()
+    with kept_threads():  # search.threads holds for the search only
+        s = Searcher(cfg, run_dir, data=data, supernet=supernet)
+        if resume:
+            s.resume()
+        return s.run()

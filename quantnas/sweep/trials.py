@@ -37,7 +37,11 @@ _RUNTIME_KEYS = ("out_dir", "name", "threads", "device", "progress", "tensorboar
 #: Keys inside a section left out of the hash: resource limits added after sweeps were
 #: recorded, which only accept or refuse inputs (earlier sweeps stay valid for --resume),
 #: and keys that set how a trial runs, not what it computes (as ``threads`` does).
-_UNHASHED_SECTION_KEYS = (("data", "max_total_pixels"), ("search", "halving_workers"))
+_UNHASHED_SECTION_KEYS = (
+    ("data", "max_total_pixels"),
+    ("search", "halving_workers"),
+    ("search", "threads"),
+)
 #: Keys added after sweeps were recorded, with the value every earlier release behaved as:
 #: left out of the hash at that value (earlier sweeps resume); another value changes the
 #: trial, and the hash with it.

@@ -112,7 +112,7 @@ class EpochLoop:
         self.run_dir.mkdir(parents=True, exist_ok=True)
         if qdist.is_main():
             remove_stale_tmp(self.run_dir, recursive=True)
-        set_threads(cfg.threads)
+        set_threads(self.thread_count(cfg))
         self.device = select_device(cfg.device)
         qdist.init(self.device)
         seed_everything(cfg.seed)
@@ -123,6 +123,10 @@ class EpochLoop:
         self.stateful: dict[str, Any] = {}
         #: The stage's ETA after an epoch of this process (``"ETA 03:12"``), for the bars.
         self.stage_eta = ""
+
+    def thread_count(self, cfg: Config) -> int:
+        """PyTorch's CPU threads for this stage (0 = PyTorch's default)."""
+        return cfg.threads
 
     def lock(self) -> None:
         """Hold the lock of :attr:`run_dir` (rank 0; a no-op while it is held).
