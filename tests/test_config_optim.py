@@ -327,6 +327,7 @@ def test_halving_workers_and_threads_do_not_change_a_trials_hash():
             ["search.halving_workers=1"],
             ["search.halving_workers=4", "threads=3"],
             ["search.threads=0"],
+            ["search.halving_engine=ray", "search.halving_address=auto"],
         )
     }
     assert len(hashes) == 1

@@ -7,8 +7,8 @@ import operator
 
 import pytest
 
+from quantnas.engines import ENGINES, Job, ProcessEngine, make_engine
 from quantnas.errors import QuantNASError
-from quantnas.sweep.engines import ENGINES, Job, ProcessEngine, make_engine
 
 
 def test_process_engine_runs_jobs_and_reports_failures():

@@ -87,7 +87,7 @@ def test_every_module_imports_or_names_its_extra(imports):
         "quantnas.pipeline.run",
         "quantnas.pipeline.job",
         "quantnas.sweep.driver",
-        "quantnas.sweep.engines",
+        "quantnas.engines",
         "quantnas.deploy.formats",
         "quantnas.deploy.backends",
         "quantnas.deploy.upscale",

@@ -181,3 +181,31 @@ def test_a_dead_worker_is_a_one_line_error(tmp_path):
     msg = str(ei.value)
     assert "\n" not in msg and "cand_0" in msg
     assert "process died" in msg and "search.halving_workers=1" in msg
+
+
+def test_race_on_ray_scores_like_the_sequential_one(tmp_path):
+    """search.halving_engine=ray trains a rung's candidates as Ray tasks (a local Ray the
+    engine starts and stops); one torch thread each gives the sequential scores."""
+    pytest.importorskip("ray")
+    cands = [(random_genotype(_cfg().arch, s), 0.0, "uniform") for s in range(2)]
+    seq = successive_halving(_cfg("threads=1"), tmp_path / "seq", cands)
+    ray_cfg = _cfg("threads=2", "search.halving_workers=2", "search.halving_engine=ray")
+    par = successive_halving(ray_cfg, tmp_path / "ray", cands, data=JobData(ray_cfg))
+    assert par.rungs == seq.rungs and par.winner.index == seq.winner.index
+    assert (tmp_path / "ray" / "cand_01" / "best.pt").exists()
+
+
+def test_race_engine_settings_are_checked(tmp_path, monkeypatch):
+    with pytest.raises(QuantNASError, match="search.halving_engine: 'rays' is not one of"):
+        _cfg("search.halving_engine=rays")
+    import quantnas.engines
+
+    monkeypatch.setattr(quantnas.engines, "ray_available", lambda: False)  # Ray not installed
+    cands = [(random_genotype(_cfg().arch, s), 0.0, "uniform") for s in range(2)]
+    cfg = _cfg("search.halving_workers=2", "search.halving_engine=ray")
+    with pytest.raises(QuantNASError) as ei:
+        successive_halving(cfg, tmp_path / "select", cands)
+    assert str(ei.value) == (
+        "config key search.halving_engine: ray needs Ray: pip install 'quantnas[ray]' "
+        "(or search.halving_engine=processes)"
+    )

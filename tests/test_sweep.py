@@ -360,7 +360,7 @@ def ray_session():
 
 
 def test_ray_engine_records_failures_after_retries(ray_session, tmp_path):
-    from quantnas.sweep.engines import Job, RayEngine
+    from quantnas.engines import Job, RayEngine
 
     log = tmp_path / "attempts.txt"
 
@@ -392,9 +392,9 @@ def test_ray_trial_holds_the_lock_of_its_directory(ray_session, tmp_path):
     """A trial in a Ray worker is refused while another process writes its folder."""
     from test_rundir import locked_by_child
 
+    from quantnas.engines import Job, RayEngine
     from quantnas.pipeline.resolve import to_dict
     from quantnas.rundir.lock import LOCK_FILE
-    from quantnas.sweep.engines import Job, RayEngine
     from quantnas.sweep.runner import run_trial
 
     cfg = load_config(overrides=[*TINY, f"out_dir={tmp_path}"])
@@ -460,7 +460,7 @@ def test_tiny_sweep_on_local_ray(ray_session, tmp_path):
 
 
 def test_engine_choice_and_errors(tmp_path, capsys):
-    from quantnas.sweep.engines import LocalEngine, RayEngine, make_engine
+    from quantnas.engines import LocalEngine, RayEngine, make_engine
 
     assert isinstance(make_engine("local"), LocalEngine)
     assert isinstance(make_engine("auto"), RayEngine)  # Ray is installed with the test extra

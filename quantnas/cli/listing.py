@@ -30,7 +30,7 @@ KINDS: dict[str, tuple[str, str]] = {
     "baselines": ("quantnas.space.baselines", "BASELINES"),
     "runtimes": ("quantnas.deploy.onnx_runtimes", "RUNTIMES"),
     "losses": ("quantnas.training.optim", "LOSSES"),
-    "engines": ("quantnas.sweep.engines", "ENGINES"),
+    "engines": ("quantnas.engines", "ENGINES"),
     "methods": ("quantnas.sweep.trials", "METHOD_GROUPS"),
     "skips": ("quantnas.models.blocks", "GLOBAL_SKIPS"),
     "cells": ("quantnas.models.basic", "CELL_TYPES"),

@@ -18,7 +18,7 @@ from quantnas.cli.listing import add_verbs as add_listing_verbs
 from quantnas.data.images import GRAY_MODES
 from quantnas.deploy.formats import FORMATS
 from quantnas.deploy.onnx_runtimes import RUNTIMES
-from quantnas.sweep.engines import ENGINES
+from quantnas.engines import ENGINES
 
 #: The ``--help`` description of the command.
 DESCRIPTION = "The ``quantnas`` command line: one verb per pipeline stage."

@@ -200,6 +200,13 @@ class SearchConfig:
     #: the original procedure). A candidate trained with another thread count differs by
     #: float rounding, so its scores can differ in the last digits.
     halving_workers: PosInt = 1
+    #: Where the candidates of a rung train when ``halving_workers > 1``: an engine of
+    #: ``quantnas.engines`` (``processes``: spawned workers on this machine; ``ray``: Ray
+    #: tasks, also with one worker; ``local``: one after another in this process).
+    halving_engine: str = "processes"
+    #: Address of a Ray cluster for ``halving_engine: ray`` (``ray://...``, ``HOST:PORT``,
+    #: ``auto``; null = a new local Ray on ``halving_workers x`` the candidates' threads).
+    halving_address: str | None = None
     #: PyTorch's CPU threads during the search (0 = the run's ``threads``). The thread count
     #: changes the float rounding of every step, and the exported genotype settles near ties
     #: of the alphas, so a fixed count here makes the genotype independent of ``threads``

@@ -43,6 +43,7 @@ from quantnas.config.types import (
     search_arch,
 )
 from quantnas.data.images import GRAY_MODES
+from quantnas.engines import ENGINES
 from quantnas.errors import QuantNASError, read_user_text, shown
 from quantnas.models.basic import CELL_TYPES
 from quantnas.models.blocks import GLOBAL_SKIPS
@@ -85,6 +86,7 @@ def choices() -> dict[str, Registry]:
         "search.split": SPLITS,
         "search.select": SELECTORS,
         "search.weight_sampling": WEIGHT_SAMPLINGS,
+        "search.halving_engine": ENGINES,
         "data.gray": GRAY_MODES,
         "train.loss": LOSSES,
         "train.finetune_loss": LOSSES,

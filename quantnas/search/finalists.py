@@ -9,9 +9,11 @@ checkpoint) and keeps the best ``ceil(n / halving_eta)`` by best validation PSNR
 the earlier candidate); the last one standing is the winner, whose training the job then
 continues to ``train.epochs`` from its checkpoint instead of starting again.
 
-With ``search.halving_workers > 1`` a rung's candidates train at once, each in a spawned
-process with its share of ``threads`` (the sweep's ``processes`` engine does the same for
-trials); the workers get the job's data (pickled), read once for the whole race.
+With ``search.halving_workers > 1`` a rung's candidates train at once on the engine
+``search.halving_engine`` of :mod:`quantnas.engines` (the sweep's): ``processes`` (spawned
+workers on this machine, each with its share of ``threads``) or ``ray`` (Ray tasks; a
+cluster at ``search.halving_address``). The workers get the job's data (pickled), read
+once for the whole race.
 
 Every rung is recorded in ``select/halving.json`` (written atomically): an interrupted
 selection resumes, each candidate from its checkpoint, and a finished rung is not rerun.
@@ -136,38 +138,58 @@ def _train_to(
 def _train_rung(
     cfg: Config, run_dir: Path, cands: list[Candidate], epochs: int, data: JobData
 ) -> Iterator[tuple[int, float]]:
-    """``(index, score)`` of every candidate of a rung: in this process, or with
-    ``search.halving_workers > 1`` in that many spawned processes.
+    """``(index, score)`` of every candidate of a rung: in this process (one worker, or
+    ``search.halving_engine: local``), else as jobs of that engine.
     """
-    workers = min(cfg.search.halving_workers, len(cands))
-    if workers <= 1:
+    from quantnas.engines import Job, make_engine, ray_available
+
+    s = cfg.search
+    workers = min(s.halving_workers, len(cands))
+    name = s.halving_engine
+    if name == "auto":  # as the sweep's: Ray when installed or given an address
+        name = "ray" if ray_available() or s.halving_address else "processes"
+    if name == "local" or (workers <= 1 and name != "ray"):
         for c in cands:
             yield c.index, _train_to(cfg, _cand_dir(run_dir, c.index), c.genotype, epochs, data)
         return
-    import multiprocessing
-    from concurrent.futures import ProcessPoolExecutor
-    from concurrent.futures.process import BrokenProcessPool
-
+    if name == "ray" and not ray_available():
+        raise QuantNASError(
+            "config key search.halving_engine: ray needs Ray: pip install 'quantnas[ray]' "
+            "(or search.halving_engine=processes)"
+        )
     threads = max(1, (cfg.threads or os.cpu_count() or 1) // workers)
     quiet = dataclasses.replace(cfg, progress=False)  # the workers share one terminal
-    ctx = multiprocessing.get_context("spawn")  # no forked torch state
-    log.info("halving: %d candidates at once, torch threads each: %d", workers, threads)
-    with ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
-        futures = {
-            c.index: pool.submit(
-                _train_to, quiet, _cand_dir(run_dir, c.index), c.genotype, epochs, data, threads
-            )
-            for c in cands
-        }
-        for i, fut in futures.items():
-            try:
-                yield i, fut.result()
-            except BrokenProcessPool:
+    engine = make_engine(
+        name,
+        address=s.halving_address,
+        cpus_per_trial=threads,
+        num_cpus=None if s.halving_address else workers * threads,
+    )
+    log.info("halving: %d candidates at once (%s), torch threads each: %d", workers, name, threads)
+    jobs = [
+        Job(
+            str(c.index),
+            _train_to,
+            (quiet, _cand_dir(run_dir.resolve(), c.index), c.genotype, epochs, data, threads),
+            {},
+        )
+        for c in cands
+    ]
+    try:
+        for key, score, error in engine.run(jobs):
+            if error is not None:
+                cause = (
+                    "training process died (out of memory?)"
+                    if error.startswith("BrokenProcessPool")
+                    else f"training failed ({error})"
+                )
                 raise QuantNASError(
-                    f"{_cand_dir(run_dir, i)}: a finalist's training process died (out of "
-                    "memory?); resume the run, or set search.halving_workers=1 to train the "
-                    "finalists one after another"
-                ) from None
+                    f"{_cand_dir(run_dir, int(key))}: a finalist's {cause}; resume the run, or "
+                    "set search.halving_workers=1 to train the finalists one after another"
+                )
+            yield int(key), score
+    finally:
+        engine.close()
 
 
 def successive_halving(

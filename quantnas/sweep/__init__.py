@@ -9,10 +9,10 @@ data for every method (the original ``batch_exp.py`` and ``random_sampler.py``):
 * ``uniform`` -- a found genotype retrained with every layer at one bit-width.
 
 Modules: :mod:`~quantnas.sweep.trials` (the plan and config hashes),
-:mod:`~quantnas.sweep.runner` (one trial), :mod:`~quantnas.sweep.engines` (``local`` and
-``ray``), :mod:`~quantnas.sweep.results` (``results.csv`` / ``results.jsonl``),
-:mod:`~quantnas.sweep.pareto` (fronts and target counts), :mod:`~quantnas.sweep.driver`
-(``quantnas sweep``), :mod:`~quantnas.sweep.front` (the front's figure and table,
+:mod:`~quantnas.sweep.runner` (one trial), :mod:`~quantnas.sweep.results`
+(``results.csv`` / ``results.jsonl``), :mod:`~quantnas.sweep.pareto` (fronts and target
+counts), :mod:`~quantnas.sweep.driver` (``quantnas sweep``; the trials run on the engines
+of :mod:`quantnas.engines`), :mod:`~quantnas.sweep.front` (the front's figure and table,
 ``quantnas pareto``). This package file imports nothing, so
 :mod:`quantnas.plots` can use the front maths without a cycle.
 """

@@ -20,13 +20,13 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from quantnas.config.checks import check_name
+from quantnas.engines import Engine, Job, ProcessEngine, RayEngine, make_engine
 from quantnas.errors import QuantNASError
 from quantnas.pipeline.resolve import Config, dump, to_dict
 from quantnas.rundir.files import atomic_write_json, atomic_write_text, remove_stale_tmp
 from quantnas.rundir.lock import holding
 from quantnas.rundir.log import setup_logging
 from quantnas.sweep import pareto as pm
-from quantnas.sweep.engines import Engine, Job, ProcessEngine, RayEngine, make_engine
 from quantnas.sweep.front import pareto_set, write_pareto
 from quantnas.sweep.results import read_result, trial_dir, write_result, write_tables
 from quantnas.sweep.runner import run_trial

@@ -40,6 +40,8 @@ _RUNTIME_KEYS = ("out_dir", "name", "threads", "device", "progress", "tensorboar
 _UNHASHED_SECTION_KEYS = (
     ("data", "max_total_pixels"),
     ("search", "halving_workers"),
+    ("search", "halving_engine"),
+    ("search", "halving_address"),
     ("search", "threads"),
 )
 #: Keys added after sweeps were recorded, with the value every earlier release behaved as:

@@ -1,5 +1,6 @@
-"""Where trials run: ``local`` (one after another in this process), ``processes`` (a pool of
-worker processes on this machine, ``cpus_per_trial`` torch threads each; with
+"""Where parallel work runs (a sweep's trials, the finalists' race of
+``search.select: halving``): ``local`` (one after another in this process), ``processes``
+(a pool of worker processes on this machine, ``cpus_per_trial`` torch threads each; with
 ``gpus_per_trial > 0`` the trials run on CUDA, several sharing one GPU) or ``ray`` (Ray
 tasks on a local Ray or an existing cluster).
 
@@ -253,20 +254,23 @@ def make_engine(
     cpus_per_trial: float = 1,
     gpus_per_trial: float = 0,
     max_retries: int = 0,
+    num_cpus: int | None = None,
 ) -> LocalEngine | ProcessEngine | RayEngine:
     """The engine ``name`` of :data:`ENGINES` (``auto`` = Ray when installed or with
-    ``--address``, else local).
+    ``--address``, else local); ``num_cpus`` caps the CPUs a process pool or a new local
+    Ray uses (None = all of this machine's).
     """
     return ENGINES.get(name)(
         address=address,
         cpus_per_trial=cpus_per_trial,
         gpus_per_trial=gpus_per_trial,
         max_retries=max_retries,
+        num_cpus=num_cpus,
     )
 
 
-#: Engine factories ``f(*, address, cpus_per_trial, gpus_per_trial, max_retries)`` by
-#: ``--engine`` name.
+#: Engine factories ``f(*, address, cpus_per_trial, gpus_per_trial, max_retries,
+#: num_cpus)`` by ``--engine`` name.
 Engine = LocalEngine | ProcessEngine | RayEngine
 ENGINES: Registry[Callable[..., Engine]] = Registry("engine", key="--engine")
 
