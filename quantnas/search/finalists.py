@@ -163,7 +163,7 @@ def _train_rung(
         name,
         address=s.halving_address,
         cpus_per_trial=threads,
-        num_cpus=None if s.halving_address else workers * threads,
+        num_cpus=workers * threads,  # a pool of `workers`, or a new local Ray of that size
     )
     log.info("halving: %d candidates at once (%s), torch threads each: %d", workers, name, threads)
     jobs = [
