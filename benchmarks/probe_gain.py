@@ -224,6 +224,16 @@ ROWS: dict[str, tuple[str, list[str], Patch | None]] = {
         ZERO_FLOAT + ["search.alpha_optim.lr=1e-9"],
         None,
     ),
+    "zero_last+float+alpha_lr3e-3": (
+        "zero_last + float warm-up, alpha lr 3e-3 (the alphas move 3.3x slower)",
+        ZERO_FLOAT + ["search.alpha_optim.lr=0.003"],
+        None,
+    ),
+    "zero_last+float+dual_lr1e-3": (
+        "zero_last + float warm-up, dual_lr 1e-3 (the budget's multiplier grows 10x slower)",
+        ZERO_FLOAT + ["search.dual_lr=0.001"],
+        None,
+    ),
     "zero_last+float+no_budget": (
         "diagnostic: zero_last + float warm-up, no BitOps target",
         ZERO_FLOAT + ["search.target_bitops=0"],
