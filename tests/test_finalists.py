@@ -44,6 +44,8 @@ def test_bad_halving_settings_are_one_line_errors():
         _cfg("search.halving_eta=1")
     with pytest.raises(QuantNASError, match="search.select: 'halve' is not one of"):
         _cfg("search.select=halve")
+    with pytest.raises(QuantNASError, match="search.halving_draw_epoch: 'first' is not one of"):
+        _cfg("search.halving_draw_epoch=first")
 
 
 def test_halving_keeps_the_best_and_the_winner_goes_on(tmp_path):

@@ -20,11 +20,12 @@ from quantnas.search.constraint import (
     repair,
     sample_in_band,
 )
-from quantnas.search.records import margins
+from quantnas.search.records import margins, write_search_records
 from quantnas.search.setup import build_supernet
 from quantnas.search.splits import split_regions
 from quantnas.space.build import build_network
 from quantnas.space.cost import SupernetCost, network_cost
+from quantnas.space.genotype import from_dict
 from quantnas.space.genotype import load as load_genotype
 from quantnas.sweep.at_targets import target_rows, target_table
 from quantnas.sweep.trials import plan
@@ -106,6 +107,33 @@ def test_search_honours_target_bitops(tmp_path):
     assert rows[-1]["final_bitops"] == pytest.approx(
         network_cost(build_network(s.chooser.argmax(), cfg.arch), lr_size=32).bitops)
     assert "lagrange" in rows[-1] and "margin_min" in rows[-1]
+
+@pytest.mark.parametrize("when", ["best", "last"])
+def test_finalists_are_drawn_from_the_alphas_of_halving_draw_epoch(tmp_path, when):
+    target = tiny_target(tmp_path)
+    cfg, s, _ = run_search(tmp_path, "t", f"search.target_bitops={target}",
+                           "search.dual_lr=1.0", "search.select=halving",
+                           "search.select_samples=3", f"search.halving_draw_epoch={when}")
+    assert s.best.get("genotype")
+    ch, run_dir = s.chooser, tmp_path / "t"
+    # the best epoch's alphas replaced by one in-band genotype (not the exported one)
+    g = ch.candidates(4, draw="uniform")[1][0]
+    delta = one_hot(ch.choice_of(g), s.net.alpha.shapes)
+    hist = {k: list(v) for k, v in s.alpha_history.items()}
+    for k in hist:
+        hist[k][int(s.best["epoch"])] = delta[k].tolist()
+    write_search_records(s.net, cfg, run_dir, alpha_history=hist, history=s.history,
+                         best=s.best, chooser=ch)
+    rows = json.loads((run_dir / "candidates.json").read_text())
+    assert rows[0]["source"] == "exported" and rows[0]["genotype"] == s.best["genotype"]
+    drawn = [r["genotype"] for r in rows[1:]]
+    if when == "best":  # only the one genotype the best epoch's alphas allow
+        assert drawn == [g.to_dict()]
+    else:  # the alphas the search ended with, whatever the history says
+        first = from_dict(rows[0]["genotype"])
+        assert drawn == [x.to_dict() for x, _, _ in ch.candidates(3, first=first)[1:]]
+        assert drawn != [g.to_dict()]
+
 
 def test_bitops_flag_and_suffixes():
     assert load_config(overrides=["search.target_bitops=2.4G"]).search.target_bitops == 2.4e9

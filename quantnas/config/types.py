@@ -200,6 +200,10 @@ class SearchConfig:
     #: the original procedure). A candidate trained with another thread count differs by
     #: float rounding, so its scores can differ in the last digits.
     halving_workers: PosInt = 1
+    #: Which epoch's alphas the drawn finalists come from: ``last`` (the alphas the search
+    #: ends with) or ``best`` (the exported epoch's, the epoch of lowest validation loss,
+    #: whose argmax is the exported genotype; the last when no epoch was best).
+    halving_draw_epoch: str = "last"
     #: Where the candidates of a rung train when ``halving_workers > 1``: an engine of
     #: ``quantnas.engines`` (``processes``: spawned workers on this machine; ``ray``: Ray
     #: tasks, also with one worker; ``local``: one after another in this process).

@@ -124,12 +124,18 @@ class Chooser:
         return one_hot(choice, self.net.alpha.shapes)
 
     def candidates(
-        self, n: int, *, draw: str = "alphas", first: Genotype | None = None
+        self,
+        n: int,
+        *,
+        draw: str = "alphas",
+        first: Genotype | None = None,
+        probs: dict[str, torch.Tensor] | None = None,
     ) -> list[tuple[Genotype, float, str]]:
         """``first`` (the exported genotype; the repaired argmax when None) and up to ``n``
         other distinct genotypes within the budget band, drawn from the alphas
-        (``draw="alphas"``) or uniformly (``"uniform"``), seeded by ``search.seed``;
-        ``(genotype, final BitOps, source)`` each.
+        (``draw="alphas"``: ``probs``, the current alphas' probabilities when None) or
+        uniformly (``"uniform"``), seeded by ``search.seed``; ``(genotype, final BitOps,
+        source)`` each.
         """
         g = torch.Generator().manual_seed(self.cfg.seed + 9_191)
         hi = self.target if self.target > 0 else math.inf
@@ -138,7 +144,7 @@ class Chooser:
         head = self.choice_of(first)
         if draw == "alphas":
             tables = self.tables if self.target > 0 else None
-            probs = self.net.probabilities()
+            probs = self.net.probabilities() if probs is None else probs
             drawn = sample_from(probs, tables, self.fixed, lo=lo, hi=hi, n=n + 1, generator=g)
         else:
             drawn = sample_in_band(self.tables, self.fixed, lo=lo, hi=hi, n=n + 1, generator=g)

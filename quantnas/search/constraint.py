@@ -28,6 +28,15 @@ log = logging.getLogger(__name__)
 
 #: How a search chooses the genotype it exports, by ``search.select`` (see
 #: :mod:`quantnas.search.choose`).
+#: ``search.halving_draw_epoch``: which epoch's alphas the race's drawn finalists come from.
+DRAW_EPOCHS: Registry[str] = Registry.of(
+    "draw epoch",
+    {
+        "last": "the alphas the search ends with",
+        "best": "the exported epoch's alphas (lowest validation loss), whose argmax is exported",
+    },
+    key="search.halving_draw_epoch",
+)
 SELECTORS: Registry[str] = Registry.of(
     "selector",
     {
@@ -46,6 +55,7 @@ WEIGHT_SAMPLINGS: Registry[str] = Registry.of(
 )
 
 __all__ = [
+    "DRAW_EPOCHS",
     "SELECTORS",
     "WEIGHT_SAMPLINGS",
     "BitopsBudget",
@@ -54,6 +64,7 @@ __all__ = [
     "cost_tables",
     "one_hot",
     "repair",
+    "DRAW_EPOCHS",
     "sample_from",
     "sample_in_band",
 ]

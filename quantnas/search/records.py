@@ -121,7 +121,11 @@ def write_search_records(
     elif finished:  # finished without a best: the last one
         files["best_arch.json"] = geno.to_json()
     if cfg.search.select == "halving" and finished:
-        cands = chooser.candidates(cfg.search.select_samples, first=chosen)
+        probs = None  # search.halving_draw_epoch: last, the alphas the search ends with
+        if cfg.search.halving_draw_epoch == "best" and best.get("genotype"):
+            e = int(best["epoch"])
+            probs = {k: torch.tensor(v[e]) for k, v in alpha_history.items()}
+        cands = chooser.candidates(cfg.search.select_samples, first=chosen, probs=probs)
         files["candidates.json"] = json_text(
             [{"genotype": g.to_dict(), "bitops": b, "source": src} for g, b, src in cands]
         )

@@ -54,6 +54,7 @@ _ADDED_KEYS = {
     ("search", "branch_init"): "he",
     ("search", "conv_init"): "he",
     ("search", "float_warm_up"): False,
+    ("search", "halving_draw_epoch"): "last",
 }
 
 
