@@ -28,15 +28,6 @@ log = logging.getLogger(__name__)
 
 #: How a search chooses the genotype it exports, by ``search.select`` (see
 #: :mod:`quantnas.search.choose`).
-#: ``search.halving_draw_epoch``: which epoch's alphas the race's drawn finalists come from.
-DRAW_EPOCHS: Registry[str] = Registry.of(
-    "draw epoch",
-    {
-        "last": "the alphas the search ends with",
-        "best": "the exported epoch's alphas (lowest validation loss), whose argmax is exported",
-    },
-    key="search.halving_draw_epoch",
-)
 SELECTORS: Registry[str] = Registry.of(
     "selector",
     {
@@ -46,6 +37,15 @@ SELECTORS: Registry[str] = Registry.of(
         "alphas within the budget band, plus the repaired argmax",
     },
     key="search.select",
+)
+#: ``search.halving_draw_epoch``: which epoch's alphas the race's drawn finalists come from.
+DRAW_EPOCHS: Registry[str] = Registry.of(
+    "draw epoch",
+    {
+        "last": "the alphas the search ends with",
+        "best": "the exported epoch's alphas (lowest validation loss), whose argmax is exported",
+    },
+    key="search.halving_draw_epoch",
 )
 #: What a weight step trains, by ``search.weight_sampling``.
 WEIGHT_SAMPLINGS: Registry[str] = Registry.of(
@@ -64,7 +64,6 @@ __all__ = [
     "cost_tables",
     "one_hot",
     "repair",
-    "DRAW_EPOCHS",
     "sample_from",
     "sample_in_band",
 ]

@@ -101,9 +101,12 @@ def write_search_records(
     chooser = chooser if chooser is not None else Chooser(net, cfg)
     geno = chooser.argmax()
     files = {"alpha_history.json": json_text(alpha_history)}
+
+    def epoch_probs(e: int) -> dict[str, torch.Tensor]:
+        return {k: torch.tensor(v[e]) for k, v in alpha_history.items()}
+
     for e in range(len(history)):
-        probs = {k: torch.tensor(v[e]) for k, v in alpha_history.items()}
-        files[f"genotypes/epoch_{e:03d}.json"] = chooser.argmax(probs).to_json()
+        files[f"genotypes/epoch_{e:03d}.json"] = chooser.argmax(epoch_probs(e)).to_json()
     files["last_arch.json"] = geno.to_json()
     chosen, title = geno, "searched architecture (last epoch)"
     finished = len(history) >= cfg.search.epochs
@@ -123,8 +126,7 @@ def write_search_records(
     if cfg.search.select == "halving" and finished:
         probs = None  # search.halving_draw_epoch: last, the alphas the search ends with
         if cfg.search.halving_draw_epoch == "best" and best.get("genotype"):
-            e = int(best["epoch"])
-            probs = {k: torch.tensor(v[e]) for k, v in alpha_history.items()}
+            probs = epoch_probs(int(best["epoch"]))
         cands = chooser.candidates(cfg.search.select_samples, first=chosen, probs=probs)
         files["candidates.json"] = json_text(
             [{"genotype": g.to_dict(), "bitops": b, "source": src} for g, b, src in cands]
