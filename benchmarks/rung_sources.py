@@ -3,8 +3,9 @@
 Every race of trained finalists (``search.select: halving``, and the sweep's
 ``halving-random``) writes ``select/halving.json``: each candidate's source (``exported``:
 the repaired argmax; ``alphas``: drawn from the alphas within the budget band;
-``uniform``: drawn uniformly within the band) and its validation PSNR at every rung it
-reached. All candidates reach the first rung, after the same training epochs, so the
+``mutations``: the exported genotype with some layers redrawn, ``search.halving_draw:
+mutations``; ``uniform``: drawn uniformly within the band) and its validation PSNR at every
+rung it reached. All candidates reach the first rung, after the same training epochs, so the
 first-rung score compares the sources at equal compute with no selection in between.
 
 Usage::

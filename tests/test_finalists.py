@@ -46,6 +46,11 @@ def test_bad_halving_settings_are_one_line_errors():
         _cfg("search.select=halve")
     with pytest.raises(QuantNASError, match="search.halving_draw_epoch: 'first' is not one of"):
         _cfg("search.halving_draw_epoch=first")
+    with pytest.raises(QuantNASError, match="search.halving_draw: 'mutation' is not one of"):
+        _cfg("search.halving_draw=mutation")
+    for bad in ("0", "1.5"):
+        with pytest.raises(QuantNASError, match="search.halving_mutation_rate"):
+            _cfg(f"search.halving_mutation_rate={bad}")
 
 
 def test_halving_keeps_the_best_and_the_winner_goes_on(tmp_path):

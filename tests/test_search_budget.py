@@ -16,8 +16,10 @@ from quantnas.search.constraint import (
     BitopsBudget,
     choice_bitops,
     cost_tables,
+    mutation_probs,
     one_hot,
     repair,
+    sample_from,
     sample_in_band,
 )
 from quantnas.search.records import margins, write_search_records
@@ -133,6 +135,52 @@ def test_finalists_are_drawn_from_the_alphas_of_halving_draw_epoch(tmp_path, whe
         first = from_dict(rows[0]["genotype"])
         assert drawn == [x.to_dict() for x, _, _ in ch.candidates(3, first=first)[1:]]
         assert drawn != [g.to_dict()]
+
+
+def test_mutation_probs_by_hand():
+    shapes = {"a": (2, 2), "b": (3, 1)}
+    p = mutation_probs({"a": 1, "b": 2}, shapes, 0.4)
+    # kept with 1 - 0.4, else one of the n * b pairs uniformly: 0.1 each for a, 0.4/3 for b
+    assert p["a"].shape == (2, 2) and p["b"].shape == (3, 1)
+    assert p["a"].flatten().tolist() == pytest.approx([0.1, 0.7, 0.1, 0.1])
+    assert p["b"].flatten().tolist() == pytest.approx([0.4 / 3, 0.4 / 3, 0.6 + 0.4 / 3])
+    # rate 1: uniform whatever the choice
+    assert mutation_probs({"a": 1, "b": 2}, shapes, 1.0)["a"].flatten().tolist() == [0.25] * 4
+    for bad in (0.0, -0.1, 1.5):
+        with pytest.raises(QuantNASError, match="search.halving_mutation_rate"):
+            mutation_probs({"a": 1, "b": 2}, shapes, bad)
+
+
+def test_mutations_stay_near_the_exported_genotype():
+    shapes = {f"l{i}": (4, 2) for i in range(6)}
+    head = {k: i % 8 for i, k in enumerate(shapes)}
+
+    def changed(rate):  # mean number of layers a distinct draw changes
+        drawn = sample_from(mutation_probs(head, shapes, rate), None, 0.0, lo=0, hi=math.inf,
+                            n=30, generator=torch.Generator().manual_seed(3))
+        return sum(sum(c[k] != head[k] for k in head) for c in drawn) / len(drawn)
+
+    near, far = changed(0.2), changed(1.0)
+    assert near < 2.0 < far, (near, far)  # uniform draws change 6 * 7/8 = 5.25 on average
+
+
+def test_finalists_drawn_as_mutations_of_the_exported_genotype(tmp_path):
+    target = tiny_target(tmp_path)
+    cfg, s, _ = run_search(tmp_path, "t", f"search.target_bitops={target}",
+                           "search.dual_lr=1.0", "search.select=halving",
+                           "search.select_samples=3", "search.halving_draw=mutations",
+                           "search.halving_mutation_rate=0.5")
+    rows = json.loads((tmp_path / "t" / "candidates.json").read_text())
+    assert rows[0]["source"] == "exported"
+    assert rows[1:] and {r["source"] for r in rows[1:]} == {"mutations"}
+    ch = s.chooser
+    first = from_dict(rows[0]["genotype"])
+    want = ch.candidates(3, draw="mutations", first=first, rate=0.5)
+    assert [r["genotype"] for r in rows] == [g.to_dict() for g, _, _ in want]
+    head = ch.choice_of(first)
+    for r in rows[1:]:
+        assert ch.choice_of(from_dict(r["genotype"])) != head
+        assert ch.lo <= r["bitops"] <= ch.target
 
 
 def test_bitops_flag_and_suffixes():

@@ -152,6 +152,11 @@ def check_rules(cfg: Config) -> Config:
             f"config key search.warm_up: {cfg.search.warm_up} leaves no epoch for alpha "
             f"updates (search.epochs={cfg.search.epochs})"
         )
+    if not 0 < cfg.search.halving_mutation_rate <= 1:
+        raise QuantNASError(
+            "config key search.halving_mutation_rate: must be in (0, 1] "
+            f"(got {shown(cfg.search.halving_mutation_rate)})"
+        )
     if cfg.search.halving_eta < 2:
         raise QuantNASError(
             f"config key search.halving_eta: {cfg.search.halving_eta} keeps every candidate; "

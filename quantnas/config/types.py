@@ -204,6 +204,15 @@ class SearchConfig:
     #: ends with) or ``best`` (the exported epoch's, the epoch of lowest validation loss,
     #: whose argmax is the exported genotype; the last when no epoch was best).
     halving_draw_epoch: str = "last"
+    #: Where the drawn finalists come from: ``alphas`` (the layers' (op, bit) distributions
+    #: of ``halving_draw_epoch``, the behaviour so far) or ``mutations`` (the exported
+    #: genotype with each layer replaced, with probability ``halving_mutation_rate``, by a
+    #: uniformly drawn (op, bit) pair: neighbours of the argmax, local search).
+    #: Either way rejected into the budget band and distinct.
+    halving_draw: str = "alphas"
+    #: ``halving_draw: mutations``: the chance that a layer of the exported genotype is
+    #: redrawn uniformly (in ``(0, 1]``; 1 draws uniform genotypes).
+    halving_mutation_rate: PosFloat = 0.3
     #: Where the candidates of a rung train when ``halving_workers > 1``: an engine of
     #: ``quantnas.engines`` (``processes``: spawned workers on this machine; ``ray``: Ray
     #: tasks, also with one worker; ``local``: one after another in this process).

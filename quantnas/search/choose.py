@@ -29,6 +29,7 @@ from quantnas.search.constraint import (
     Choice,
     choice_bitops,
     cost_tables,
+    mutation_probs,
     one_hot,
     repair,
     sample_from,
@@ -130,21 +131,26 @@ class Chooser:
         draw: str = "alphas",
         first: Genotype | None = None,
         probs: dict[str, torch.Tensor] | None = None,
+        rate: float = 0.3,
     ) -> list[tuple[Genotype, float, str]]:
         """``first`` (the exported genotype; the repaired argmax when None) and up to ``n``
         other distinct genotypes within the budget band, drawn from the alphas
-        (``draw="alphas"``: ``probs``, the current alphas' probabilities when None) or
-        uniformly (``"uniform"``), seeded by ``search.seed``; ``(genotype, final BitOps,
-        source)`` each.
+        (``draw="alphas"``: ``probs``, the current alphas' probabilities when None), as
+        mutations of ``first`` (``"mutations"``: each layer redrawn uniformly with
+        probability ``rate``) or uniformly (``"uniform"``), seeded by ``search.seed``;
+        ``(genotype, final BitOps, source)`` each.
         """
         g = torch.Generator().manual_seed(self.cfg.seed + 9_191)
         hi = self.target if self.target > 0 else math.inf
         lo = self.lo if self.target > 0 else 0.0
         first = self.argmax() if first is None else first
         head = self.choice_of(first)
-        if draw == "alphas":
+        if draw in ("alphas", "mutations"):
             tables = self.tables if self.target > 0 else None
-            probs = self.net.probabilities() if probs is None else probs
+            if draw == "mutations":
+                probs = mutation_probs(head, self.net.alpha.shapes, rate)
+            elif probs is None:
+                probs = self.net.probabilities()
             drawn = sample_from(probs, tables, self.fixed, lo=lo, hi=hi, n=n + 1, generator=g)
         else:
             drawn = sample_in_band(self.tables, self.fixed, lo=lo, hi=hi, n=n + 1, generator=g)

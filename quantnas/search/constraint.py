@@ -21,6 +21,7 @@ from collections.abc import Callable, Mapping
 
 import torch
 
+from quantnas.errors import QuantNASError
 from quantnas.registry import Registry
 from quantnas.space.cost import SupernetCost
 
@@ -47,6 +48,16 @@ DRAW_EPOCHS: Registry[str] = Registry.of(
     },
     key="search.halving_draw_epoch",
 )
+#: ``search.halving_draw``: where the race's drawn finalists come from.
+DRAWS: Registry[str] = Registry.of(
+    "finalist draw",
+    {
+        "alphas": "the layers' (op, bit) distributions of search.halving_draw_epoch",
+        "mutations": "the exported genotype, each layer redrawn uniformly with probability "
+        "search.halving_mutation_rate",
+    },
+    key="search.halving_draw",
+)
 #: What a weight step trains, by ``search.weight_sampling``.
 WEIGHT_SAMPLINGS: Registry[str] = Registry.of(
     "weight sampling",
@@ -55,6 +66,7 @@ WEIGHT_SAMPLINGS: Registry[str] = Registry.of(
 )
 
 __all__ = [
+    "DRAWS",
     "DRAW_EPOCHS",
     "SELECTORS",
     "WEIGHT_SAMPLINGS",
@@ -62,6 +74,7 @@ __all__ = [
     "Choice",
     "choice_bitops",
     "cost_tables",
+    "mutation_probs",
     "one_hot",
     "repair",
     "sample_from",
@@ -190,6 +203,29 @@ def _rejection(
                     return list(found.values())
     log.warning("only %d %s", len(found), what)
     return list(found.values())
+
+
+def mutation_probs(
+    choice: Mapping[str, int], shapes: Mapping[str, tuple[int, int]], rate: float
+) -> dict[str, torch.Tensor]:
+    """Per layer, the distribution of one mutation of ``choice``: its (op, bit) pair kept
+    with probability ``1 - rate``, else replaced by a uniformly drawn pair (possibly the
+    same one), as ``(n_ops, n_bits)`` tables for :func:`sample_from`.
+
+    Raises:
+        QuantNASError: ``rate`` is not in ``(0, 1]``.
+
+    """
+    if not 0 < rate <= 1:
+        raise QuantNASError(
+            f"search.halving_mutation_rate: {rate!r}, expected a number in (0, 1]"
+        )
+    out = {}
+    for key, (n, b) in shapes.items():
+        p = torch.full((n * b,), rate / (n * b), dtype=torch.float64)
+        p[choice[key]] += 1 - rate
+        out[key] = p.reshape(n, b)
+    return out
 
 
 def sample_from(

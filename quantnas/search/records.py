@@ -127,7 +127,13 @@ def write_search_records(
         probs = None  # search.halving_draw_epoch: last, the alphas the search ends with
         if cfg.search.halving_draw_epoch == "best" and best.get("genotype"):
             probs = epoch_probs(int(best["epoch"]))
-        cands = chooser.candidates(cfg.search.select_samples, first=chosen, probs=probs)
+        cands = chooser.candidates(
+            cfg.search.select_samples,
+            draw=cfg.search.halving_draw,
+            first=chosen,
+            probs=probs,
+            rate=cfg.search.halving_mutation_rate,
+        )
         files["candidates.json"] = json_text(
             [{"genotype": g.to_dict(), "bitops": b, "source": src} for g, b, src in cands]
         )

@@ -55,6 +55,8 @@ _ADDED_KEYS = {
     ("search", "conv_init"): "he",
     ("search", "float_warm_up"): False,
     ("search", "halving_draw_epoch"): "last",
+    ("search", "halving_draw"): "alphas",
+    ("search", "halving_mutation_rate"): 0.3,
 }
 
 
