@@ -208,8 +208,16 @@ def test_export_trained_network_checks_in_onnxruntime(trained, tmp_path, capsys)
     assert "self-check passed" in text and "opset 17" in text
     assert re.search(r"onnxruntime runs \d+ of \d+ convs on integers", text), text
     max_abs = float(re.search(r"max \|onnxruntime - pytorch\| = (\S+) ", text).group(1))
-    assert max_abs <= EXACT_TOL
-    assert re.search(r"; 0 of \d+ activation levels rounded the other way", text), text
+    ties, levels = map(int, re.search(r"; (\d+) of (\d+) activation levels rounded", text).groups())
+    forced = float(re.search(r"with onnxruntime's levels: (\S+) ", text).group(1))
+    # exact up to ties: every level a rounding of PyTorch's input, the output equal with
+    # onnxruntime's levels; which inputs sit on a tie follows the CPU's float rounding
+    # (0 ties on an AVX-512 CPU, 1 of ~5e5 on a Zen 3 CPU), so a tie is allowed, rarely
+    assert ", 0 not a rounding of PyTorch's input" in text, text
+    assert forced <= EXACT_TOL
+    assert ties <= levels * 1e-5, text
+    if ties == 0:
+        assert max_abs <= EXACT_TOL
     meta = {p.key: p.value for p in onnx.load(out).metadata_props}
     assert meta["quantnas.scale"] == "4" and int(meta["quantnas.lr_halo"]) > 0
 

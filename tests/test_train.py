@@ -339,7 +339,11 @@ def test_4bit_edsr_that_stalled_now_leaves_bicubic(tmp_path):
     """The 4-bit small EDSR of the sweep-cpu preset, seed 0, ended exactly at bicubic
     (28.537 dB on validation) at lr 1e-3: Adam's sign-coherent steps pushed the input of
     its last conv below zero within 50 steps (docs/research/stalled-trainings.md). At the preset's
-    lr it learns. About 20 s with one thread (400 steps at 48 channels, as in the sweep)."""
+    lr it leaves bicubic. How far it gets in these 400 steps follows the CPU's float rounding
+    near the saddle (+0.37 dB on the machine of that page, +0.056 dB on a Zen 3 CPU without
+    AVX-512, where it takes off in the last 100 steps), so the test asks for the trainer's
+    own criterion: above bicubic by more than ``train.stall_margin`` and rising. About 20-60 s
+    with one thread (400 steps at 48 channels, as in the sweep)."""
     from quantnas.space.baselines import build_baseline
 
     cfg = load_config(
@@ -361,8 +365,9 @@ def test_4bit_edsr_that_stalled_now_leaves_bicubic(tmp_path):
         net_spec={"baseline": "edsr", "bits": 4},
     )
     res = t.run()
-    assert not res.stalled
-    assert res.best_psnr - res.bicubic_psnr > 0.2, [r["val_psnr"] for r in t.history]
+    gains = [r["val_psnr"] - res.bicubic_psnr for r in t.history]
+    assert not res.stalled, gains
+    assert gains[-1] > cfg.train.stall_margin and gains[-1] > gains[0], gains
 
 
 def test_trainer_and_train_take_a_string_run_dir(tmp_path):
