@@ -7,6 +7,9 @@ Variants (each network with weights from the same seed; weights do not change la
 * ``ort QDQ``: the ``onnx`` export of the network as it is (exact rewrites: shared Q, integer
   clip, float weights for the convs onnxruntime cannot fuse, one DepthToSpace);
 * ``ort integer-only``: the same genotype with ``arch.output_quant`` (every conv QLinearConv);
+* ``ort QDQ u8w`` / ``ort integer-only u8w``: the same two files with uint8 weight levels at
+  zero point 128 (``quantnas export --weight-dtype uint8``: onnxruntime's u8 x u8 kernels
+  instead of u8 x s8, exact on CPUs without VNNI);
 * ``openvino fp32`` / ``openvino int8``: the fp32 and QDQ files in OpenVINO (static shape,
   f32 precision hint); ``openvino integer-only``: the output_quant file;
 * ``torch fp32`` / ``torch fake quant``: the PyTorch network.
@@ -283,18 +286,18 @@ def _variants(geno, args):
     with torch.inference_mode():
         refs = {id(m): m(x).numpy() for m in (net, oq_net, fp_net)}
     protos, points = {}, {}
-    for kind, m, quantized in (
-        ("fp32", net, False),
-        ("QDQ", net, True),
-        ("integer-only", oq_net, True),
+    for kind, m, quantized, wdt in (
+        ("fp32", net, False, "int8"),
+        ("QDQ", net, True, "int8"),
+        ("integer-only", oq_net, True, "int8"),
+        ("QDQ u8w", net, True, "uint8"),
+        ("integer-only u8w", oq_net, True, "uint8"),
     ):
         points[kind] = []
-        protos[kind] = export_onnx(m, quantized=quantized, points=points[kind])
-    files = [
-        ("fp32", protos["fp32"].SerializeToString(), fp_net),
-        ("QDQ", protos["QDQ"].SerializeToString(), net),
-        ("integer-only", protos["integer-only"].SerializeToString(), oq_net),
-    ]
+        protos[kind] = export_onnx(m, quantized=quantized, points=points[kind], weight_dtype=wdt)
+    refs_of = {"fp32": fp_net, "QDQ": net, "integer-only": oq_net}
+    refs_of.update({"QDQ u8w": net, "integer-only u8w": oq_net})
+    files = [(kind, protos[kind].SerializeToString(), ref) for kind, ref in refs_of.items()]
     args.files = {kind: data for kind, data, _ in files}
 
     def checked(kind: str, ref, runtime: str) -> str:
@@ -308,12 +311,14 @@ def _variants(geno, args):
         err = (err, checked(kind, ref, "ort"))
         n_int, n_all = integer_convs(data, args.threads)
         out.append((f"ort {kind}", lambda s=sess: s.run(None, {"lr": lr}), f"{n_int}/{n_all}", err))
-    try:
+    try:  # the module imports without OpenVINO; the runtime itself is optional
+        import openvino  # noqa: F401
+
         from quantnas.deploy.openvino_runtime import OpenVinoModel
     except ImportError:
         OpenVinoModel = None
     if OpenVinoModel is not None:
-        for kind, (_, data, ref) in zip(("fp32", "int8", "integer-only"), files, strict=True):
+        for kind, (_, data, ref) in zip(("fp32", "int8", "integer-only"), files[:3], strict=True):
             m = OpenVinoModel(data, args.threads)
             err = float(np.abs(m.run(lr)[0] - refs[id(ref)]).max())
             err = (err, checked({"int8": "QDQ"}.get(kind, kind), ref, "openvino"))

@@ -176,6 +176,71 @@ def test_every_topology_matches_pytorch(geno, overrides, opset):
         assert res.ties <= 1e-3 * max(res.levels, 1)  # ties are rare
 
 
+def _weight_inits(model):
+    """(levels, scale, zero point) of every weight DequantizeLinear, in graph order."""
+    inits = {t.name: onnx.numpy_helper.to_array(t) for t in model.graph.initializer}
+    return [
+        tuple(inits[i] for i in n.input)
+        for n in model.graph.node
+        if n.op_type == "DequantizeLinear" and all(i in inits for i in n.input)
+    ]
+
+
+def test_uint8_weights_are_the_same_values_at_zero_point_128():
+    net = _perturbed(MIXED, MIXED_PATTERN)
+    signed = _weight_inits(export_onnx(net, opset=21))
+    points = []
+    model = export_onnx(net, opset=21, weight_dtype="uint8", points=points)
+    unsigned = _weight_inits(model)
+    assert len(unsigned) == len(signed) > 0
+    for (q8, s8, z8), (qu, su, zu) in zip(signed, unsigned, strict=True):
+        np.testing.assert_array_equal(s8, su)
+        if q8.dtype == np.int16:  # 16-bit layers keep their int16 container
+            assert qu.dtype == np.int16 and not zu.any()
+            continue
+        assert q8.dtype == np.int8 and not z8.any()
+        assert qu.dtype == np.uint8 and (zu == 128).all()
+        # the same dequantized values, level for level
+        np.testing.assert_array_equal(qu.astype(np.int32) - 128, q8.astype(np.int32))
+    res = check_onnx(model, net, net.scale, points, threads=1)
+    assert res.passed and res.invalid == 0 and res.forced_max <= EXACT_TOL, res.describe()
+
+
+def test_uint8_weights_are_exact_with_full_range_weights():
+    """8-bit weights at their largest level: the case where onnxruntime's u8 x s8 kernel
+    saturates on CPUs without VNNI (int8 files; see docs/research/deployment.md). The uint8
+    file must be exact on every CPU."""
+    geno = gt.Genotype.from_pairs(
+        {
+            "head": [("simple_3x3", 8), ("simple_3x3", 8)],
+            "body": [("simple_3x3", 8), ("simple_3x3", 8)],
+            "skip": [("simple_3x3", 8)],
+            "upsample": [("simple_3x3", 8)],
+            "tail": [],
+        }
+    )
+    net = _perturbed(geno)
+    # the first conv reads the image's 8-bit levels (up to 255): every weight at level 127
+    first = next(m for m in net.modules() if isinstance(m, QConv2d))
+    assert first.bits == 8 and not first.a_quant.full_precision
+    with torch.no_grad():
+        step = first.w_quant.step.detach().clamp_min(1e-8)
+        first.weight.copy_((step * first.w_quant.qp).expand_as(first.weight))
+    points = []
+    model = export_onnx(net, weight_dtype="uint8", points=points)
+    levels = [q for q, _, _ in _weight_inits(model)]
+    assert levels and all(q.dtype == np.uint8 for q in levels)
+    assert (levels[0] == 255).all()  # level 127 + 128
+    res = check_onnx(model, net, net.scale, points, threads=1)
+    assert res.passed and res.invalid == 0 and res.forced_max <= EXACT_TOL, res.describe()
+
+
+def test_unknown_weight_dtype_is_a_clear_error():
+    net = _perturbed(gt.DEFAULT)
+    with pytest.raises(QuantNASError, match="weight dtype 'int4': expected one of int8, uint8"):
+        export_onnx(net, weight_dtype="int4")
+
+
 def test_wrong_activation_step_is_caught():
     net = _perturbed(gt.PAPER_EXAMPLE)
     bad = copy.deepcopy(net)
@@ -243,6 +308,21 @@ def test_export_trained_network_checks_in_onnxruntime(trained, tmp_path, capsys)
     assert np.abs(got_fp - got).max() > 1e-3
 
 
+def test_export_uint8_weights_from_the_cli(trained, tmp_path, capsys):
+    files = {}
+    for dtype in ("int8", "uint8"):
+        files[dtype] = tmp_path / f"{dtype}.onnx"
+        args = ["export", str(trained), "--format", "onnx", "--out", str(files[dtype])]
+        assert main([*args, "--weight-dtype", dtype]) == 0
+        assert "self-check passed" in capsys.readouterr().out
+    dtypes = {d: {q.dtype for q, _, _ in _weight_inits(onnx.load(f))} for d, f in files.items()}
+    assert dtypes == {"int8": {np.dtype(np.int8)}, "uint8": {np.dtype(np.uint8)}}
+    _, _, arch = load_model(trained / "best.pt")
+    x = check_images(arch.scale, sizes=((21, 30),))[0]
+    a, b = (ort_session(f, threads=1).run(None, {"lr": x})[0] for f in files.values())
+    assert np.abs(a - b).max() <= EXACT_TOL
+
+
 def test_failed_self_check_is_loud_and_writes_nothing(trained, tmp_path, capsys, monkeypatch):
     real = export_mod.export_onnx
 
@@ -268,6 +348,7 @@ def test_failed_self_check_is_loud_and_writes_nothing(trained, tmp_path, capsys,
     [
         (["--format", "onnx"], "needs --out"),
         (["--format", "onnx", "--out", "x.onnx", "--opset", "11"], "--opset 11"),
+        (["--format", "json", "--weight-dtype", "uint8"], "--weight-dtype applies to --format"),
     ],
 )
 def test_export_bad_arguments(trained, capsys, args, message):

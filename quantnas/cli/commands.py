@@ -169,6 +169,11 @@ def cmd_prepare(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
+    if getattr(args, "weight_dtype", None) and args.format != "onnx":
+        raise QuantNASError(
+            f"--weight-dtype applies to --format onnx (integer weight levels), not "
+            f"--format {args.format}"
+        )
     if args.format in ("onnx", "onnx-fp32"):
         from quantnas.cli.deploy import export_onnx_command
 

@@ -18,14 +18,23 @@ def _need_onnxruntime() -> None:
 
 
 def export_onnx_command(args: argparse.Namespace) -> int:
-    """``quantnas export SOURCE --format onnx|onnx-fp32 --out FILE [--opset N]``."""
+    """``quantnas export SOURCE --format onnx|onnx-fp32 --out FILE [--opset N]
+    [--weight-dtype int8|uint8]``.
+    """
     _need_onnxruntime()
     from quantnas.deploy.export import export_model
 
     if not args.out:
         raise QuantNASError(f"--format {args.format} needs --out FILE.onnx")
     runtime = getattr(args, "runtime", None)
-    rep = export_model(args.source, args.out, fmt=args.format, opset=args.opset, runtime=runtime)
+    rep = export_model(
+        args.source,
+        args.out,
+        fmt=args.format,
+        opset=args.opset,
+        runtime=runtime,
+        weight_dtype=getattr(args, "weight_dtype", None) or "int8",
+    )
     halo = "unbounded (whole-image statistics)" if rep.halo is None else f"{rep.halo} LR px"
     lines = [
         f"wrote {rep.path} ({args.format}, opset {rep.opset}, {rep.qdq_pairs} activation "

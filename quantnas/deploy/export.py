@@ -113,6 +113,7 @@ def export_checked(
     runtime: str | None = None,
     metadata: dict[str, str] | None = None,
     where: str | Path = "the file",
+    weight_dtype: str = "int8",
 ) -> CheckedExport:
     """Export a run directory / trained checkpoint and check it in ``runtime`` (default:
     onnxruntime, which must pass, and OpenVINO if installed, which need not).
@@ -128,6 +129,8 @@ def export_checked(
         runtime: Check only this runtime (which must pass).
         metadata: Extra ``metadata_props``.
         where: How a failed check names what was not written.
+        weight_dtype: Container of the weight levels, ``int8`` or ``uint8`` (see
+            :func:`~quantnas.deploy.onnx_export.export_onnx`).
 
     Raises:
         QuantNASError: Bad source or format, or a failed check.
@@ -163,7 +166,14 @@ def export_checked(
         **(metadata or {}),
     }
     points: list[QuantPoint] = []
-    model = export_onnx(net, quantized=quantized, opset=opset, metadata=meta, points=points)
+    model = export_onnx(
+        net,
+        quantized=quantized,
+        opset=opset,
+        metadata=meta,
+        points=points,
+        weight_dtype=weight_dtype,
+    )
     checks: dict[str, CheckResult] = {}
     for rt in _check_runtimes(runtime):
         must_pass = runtime is not None or rt == "ort"
@@ -176,8 +186,12 @@ def export_checked(
             inf = float("inf")
             checks[rt] = CheckResult(inf, inf, inf, 0, 0, 0, (), rt)
         if not checks[rt].passed and must_pass:
+            hint = ""
+            if rt == "ort" and quantized and weight_dtype == "int8" and checks[rt].invalid:
+                # onnxruntime's u8 x s8 kernel saturates on CPUs without VNNI
+                hint = " (on a CPU without VNNI, try --weight-dtype uint8)"
             raise QuantNASError(
-                f"ONNX self-check FAILED, {where} not written: {checks[rt].describe()}"
+                f"ONNX self-check FAILED, {where} not written: {checks[rt].describe()}{hint}"
             )
     model.metadata_props.add(key=META_EXACT, value=",".join(r for r in checks if checks[r].passed))
     model.metadata_props.add(key=META_CHECKED, value=",".join(checks))
@@ -193,6 +207,7 @@ def export_model(
     opset: int | None = None,
     threads: int = 0,
     runtime: str | None = None,
+    weight_dtype: str = "int8",
 ) -> ExportReport:
     """Export a run directory / trained checkpoint to ``out`` and check it in ``runtime``
     (default: onnxruntime, which must pass, and OpenVINO if installed, which need not).
@@ -204,7 +219,15 @@ def export_model(
     """
     from quantnas.rundir.files import atomic_write_bytes
 
-    done = export_checked(source, fmt=fmt, opset=opset, threads=threads, runtime=runtime, where=out)
+    done = export_checked(
+        source,
+        fmt=fmt,
+        opset=opset,
+        threads=threads,
+        runtime=runtime,
+        where=out,
+        weight_dtype=weight_dtype,
+    )
     model, checks = done.model, done.checks
     result = next(iter(checks.values()))
     path = share_file(atomic_write_bytes(out, model.SerializeToString()))

@@ -67,20 +67,39 @@ def converter(*types: type) -> Callable[[Converter], Converter]:
     return deco
 
 
+#: Containers of weight levels up to 8 bits (``export_onnx(weight_dtype=...)``). ``int8`` is
+#: the default; ``uint8`` (zero point 128) is exact in onnxruntime on CPUs without VNNI, whose
+#: u8 x s8 kernel adds pairs of products in saturating 16-bit arithmetic.
+WEIGHT_DTYPES = ("int8", "uint8")
+
+
 class Emitter:
     """Converts modules into nodes of a :class:`Graph`.
 
     Args:
         graph: The graph under construction.
         quantized: False exports every conv at full precision (the ``onnx-fp32`` format).
+        names: Module names by ``id`` (for the quantization points' labels).
+        weight_dtype: Container of weight levels up to 8 bits: ``int8`` (levels as they
+            are, zero point 0) or ``uint8`` (levels + 128, zero point 128; the same values).
 
     """
 
     def __init__(
-        self, graph: Graph, *, quantized: bool, names: dict[int, str] | None = None
+        self,
+        graph: Graph,
+        *,
+        quantized: bool,
+        names: dict[int, str] | None = None,
+        weight_dtype: str = "int8",
     ) -> None:
+        if weight_dtype not in WEIGHT_DTYPES:
+            raise QuantNASError(
+                f"weight dtype {weight_dtype!r}: expected one of {', '.join(WEIGHT_DTYPES)}"
+            )
         self.g = graph
         self.quantized = quantized
+        self.weight_dtype = weight_dtype
         self.names = names or {}
         self.points: list[QuantPoint] = []
         #: (input, step, bits, zero point) -> (levels, dequantized) of each emitted quantizer.
@@ -180,7 +199,10 @@ class Emitter:
         step = lsq.step.detach().float().clamp_min(1e-8)
         levels = torch.round(torch.clamp(w.detach().float() / step, lsq.qn, lsq.qp))
         dtype, _, _ = self._container(lsq.bits, signed=True)
-        q = g.const(levels.numpy().astype(dtype), f"w_{dtype.name}")
+        offset = 0
+        if self.weight_dtype == "uint8" and dtype == np.int8:
+            dtype, offset = np.dtype(np.uint8), 128  # same values: (q + 128) - 128
+        q = g.const((levels.numpy() + offset).astype(dtype), f"w_{dtype.name}")
         s = g.const(step.flatten().numpy(), "w_scale")
-        zp = g.const(np.zeros(step.numel(), dtype=dtype), "w_zp")
+        zp = g.const(np.full(step.numel(), offset, dtype=dtype), "w_zp")
         return g.op("DequantizeLinear", [q, s, zp], "w_dq", axis=0)

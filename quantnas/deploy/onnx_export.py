@@ -9,7 +9,8 @@ module computes (:mod:`~quantnas.deploy.onnx_converters`):
   container (``uint8``; 16 bits in ``uint16`` from opset 21). Narrower bit-widths keep the
   8-bit container and clip to their own range first (``Clip(0, step * (2^b - 1))``),
   because ONNX has no sub-8-bit types. Weights are stored as their integer LSQ levels
-  (``int8``; ``int16`` for 16 bits) followed by DequantizeLinear with the per-output-channel
+  (``int8``, or ``uint8`` at zero point 128 with ``weight_dtype="uint8"``; ``int16`` for 16
+  bits) followed by DequantizeLinear with the per-output-channel
   step (``axis=0``), i.e. the constant-folded QuantizeLinear of the fake-quant weights.
 * ``QConv2d`` (full precision, or every conv with ``quantized=False``): ReLU, then Conv with
   the float weights.
@@ -30,14 +31,21 @@ from quantnas.deploy import (  # noqa: F401 - register the module converters
     onnx_baselines,
     onnx_converters,
 )
-from quantnas.deploy.onnx_emitter import Emitter, QuantPoint
+from quantnas.deploy.onnx_emitter import WEIGHT_DTYPES, Emitter, QuantPoint
 from quantnas.deploy.onnx_graph import INT16_OPSET, MIN_OPSET, Graph, image_value
 from quantnas.errors import QuantNASError, import_extra
 from quantnas.quant.conv import QConv2d
 
 onnx = import_extra("onnx", "onnx", "ONNX export")
 
-__all__ = ["DEFAULT_OPSET", "Emitter", "QuantPoint", "export_onnx", "network_bits"]
+__all__ = [
+    "DEFAULT_OPSET",
+    "WEIGHT_DTYPES",
+    "Emitter",
+    "QuantPoint",
+    "export_onnx",
+    "network_bits",
+]
 
 #: Opset written when none is asked for (raised to 21 for networks with 16-bit layers).
 DEFAULT_OPSET = 17
@@ -69,6 +77,7 @@ def export_onnx(
     opset: int | None = None,
     metadata: dict[str, str] | None = None,
     points: list[QuantPoint] | None = None,
+    weight_dtype: str = "int8",
 ) -> onnx.ModelProto:
     """Convert a final network (in eval mode) to an ONNX model.
 
@@ -80,6 +89,9 @@ def export_onnx(
         metadata: Extra ``metadata_props`` (strings).
         points: If given, filled with the activation quantizers in graph order (for
             :func:`quantnas.deploy.export.check_onnx`).
+        weight_dtype: Container of weight levels up to 8 bits, ``int8`` (default) or
+            ``uint8`` (levels + 128 with zero point 128: the same values; exact in
+            onnxruntime on CPUs without VNNI, see :data:`WEIGHT_DTYPES`).
 
     Returns:
         The checked model with input ``lr`` ``(N, 3, H, W)`` and output ``sr``
@@ -93,7 +105,7 @@ def export_onnx(
         raise QuantNASError("ONNX export: put the network in eval mode first")
     g = Graph(resolve_opset(net, opset, quantized=quantized))
     names = {id(m): n for n, m in net.named_modules()}
-    emitter = Emitter(g, quantized=quantized, names=names)
+    emitter = Emitter(g, quantized=quantized, names=names, weight_dtype=weight_dtype)
     out = emitter(net, "lr")
     if points is not None:
         points.extend(emitter.points)
