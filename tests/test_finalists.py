@@ -113,12 +113,9 @@ def test_sweep_plans_halving_random_at_each_target():
     from quantnas.sweep.runner import _network
     from quantnas.sweep.trials import config_hash, plan
 
-    cfg = load_config(
-        preset="sweep-targets",
-        overrides=["sweep.methods=[search,halving-random]", "sweep.seeds=2",
-                   "search.select=halving", "search.select_samples=3",
-                   "sweep.random_halving_candidates=0"],
-    )
+    grid = ["sweep.methods=[search,halving-random]", "sweep.seeds=2", "search.select=halving",
+            "search.select_samples=3", "sweep.random_halving_candidates=0"]
+    cfg = load_config(preset="sweep-targets", overrides=grid)
     trials = [t for t in plan(cfg) if t.method == "halving-random"]
     assert len(trials) == 4 * 2
     ids = {t.trial_id for t in trials}
@@ -135,6 +132,13 @@ def test_sweep_plans_halving_random_at_each_target():
                    "sweep.random_halving_candidates=0"],
     )
     assert config_hash(cfg, t0) != config_hash(more, t0)
+    # where a search draws its finalists does not change a race over uniform draws
+    for draw in ("search.halving_draw=mutations", "search.halving_draw_epoch=best",
+                 "search.halving_mutation_rate=0.5"):
+        other = load_config(preset="sweep-targets", overrides=[*grid, draw])
+        assert config_hash(other, t0) == config_hash(cfg, t0), draw
+        search_trial = next(t for t in plan(cfg) if t.method == "search")
+        assert config_hash(other, search_trial) != config_hash(cfg, search_trial), draw
 
 
 def test_target_table_has_the_halving_random_arm():

@@ -60,6 +60,11 @@ _ADDED_KEYS = {
 }
 
 
+#: Keys that choose only where a search's drawn finalists come from: a ``halving-random``
+#: trial (uniform candidates) does not read them, so they do not change its hash.
+_SEARCH_DRAW_KEYS = ("halving_draw", "halving_draw_epoch", "halving_mutation_rate")
+
+
 def _hashed(cfg: Config) -> dict:
     """The config as a dict without the keys that do not change a result, in the layout of
     earlier releases (:func:`~quantnas.config.compat.legacy`: the hash of a resolved
@@ -283,5 +288,7 @@ def config_hash(cfg: Config, trial: Trial) -> str:
         data.pop("search", None)
     if trial.method == "halving-random":
         data["random_halving_candidates"] = cfg.sweep.random_halving_candidates
+        for key in _SEARCH_DRAW_KEYS:  # its candidates are uniform draws
+            data.get("search", {}).pop(key, None)
     text = json.dumps({"trial": asdict(trial), "config": data}, sort_keys=True, default=str)
     return hashlib.sha256(text.encode("utf-8")).hexdigest()[:12]
