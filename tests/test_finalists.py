@@ -141,6 +141,49 @@ def test_sweep_plans_halving_random_at_each_target():
         assert config_hash(other, search_trial) != config_hash(cfg, search_trial), draw
 
 
+def test_halving_random_with_mutations_races_a_random_centre_and_its_neighbours():
+    """``sweep.random_halving_draw: mutations``: local search without the search."""
+    from quantnas.search.choose import choice_of, random_near
+    from quantnas.search.constraint import choice_bitops, cost_tables
+    from quantnas.search.supernet import Supernet
+    from quantnas.space.cost import SupernetCost
+    from quantnas.sweep.runner import _network
+    from quantnas.sweep.trials import config_hash, plan
+
+    grid = ["sweep.methods=[halving-random]", "sweep.seeds=1", "sweep.targets=[2.28G]",
+            "sweep.target_tolerance=0.053", "search.select_samples=5"]
+    uniform = load_config(preset="default", overrides=grid)
+    cfg = load_config(preset="default", overrides=[*grid, "sweep.random_halving_draw=mutations",
+                                                   "search.halving_mutation_rate=0.2"])
+    (t,) = plan(cfg)
+    cands = _network(t.to_dict(), cfg, None).candidates
+    genos = [g for g, _, _ in cands]
+    assert [src for _, _, src in cands] == ["uniform"] + ["mutations"] * 5
+    assert len({g.to_json() for g in genos}) == 6
+    # the centre is the uniform race's first draw of the same seed
+    centre = random_near(cfg.arch, int(t.draw_base), target=2.28e9, tolerance=0.053)
+    assert genos[0].to_json() == centre.to_json()
+    assert _network(t.to_dict(), uniform, None).candidates[0][0].to_json() == centre.to_json()
+    # every candidate in the window; neighbours: at rate 0.2 most change 1-2 of 6 layers
+    net = Supernet(cfg.arch, mode="quant")
+    tables, fixed = cost_tables(SupernetCost(net, lr_size=32))
+    head = choice_of(net, centre)
+    changed = []
+    for g in genos:
+        c = choice_of(net, g)
+        assert 2.28e9 * (1 - 0.053) <= choice_bitops(c, tables, fixed) <= 2.28e9 * (1 + 0.053)
+        changed.append(sum(c[k] != head[k] for k in head))
+    assert changed[0] == 0 and all(n >= 1 for n in changed[1:])
+    assert sum(changed[1:]) / 5 < 3.0, changed  # uniform draws change about 5 of 6
+    # the draw and its rate change the trial's hash; the uniform race keeps its own
+    assert config_hash(cfg, t) != config_hash(uniform, t)
+    other_rate = load_config(preset="default",
+                             overrides=[*grid, "sweep.random_halving_draw=mutations"])
+    assert config_hash(other_rate, t) != config_hash(cfg, t)
+    with pytest.raises(QuantNASError, match="sweep.random_halving_draw: 'argmax' is not one of"):
+        plan(load_config(preset="default", overrides=[*grid, "sweep.random_halving_draw=argmax"]))
+
+
 def test_target_table_has_the_halving_random_arm():
     from quantnas.sweep.at_targets import target_rows, target_table
 

@@ -364,6 +364,10 @@ class SweepConfig:
     #: Candidates of a ``halving-random`` trial (0 = as many as a halving search races:
     #: ``search.select_samples + 1``).
     random_halving_candidates: int = 0
+    #: Candidates of a ``halving-random`` trial: ``uniform`` draws in the target's window, or
+    #: ``mutations``: one uniform draw and mutations of it (each layer redrawn with
+    #: probability ``search.halving_mutation_rate``), local search without the search.
+    random_halving_draw: str = "uniform"
 
 
 @dataclass

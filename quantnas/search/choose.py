@@ -86,13 +86,7 @@ class Chooser:
         return choice_bitops(self.choice_of(geno), self.tables, self.fixed)
 
     def choice_of(self, geno: Genotype) -> Choice:
-        out = {}
-        for key in self.net.alpha.keys():
-            block, i = key.split(".")
-            layer = geno.blocks[block][int(i)]
-            ops = primitives(self.net.arch, block)
-            out[key] = ops.index(layer.op) * len(self.net.bits) + self.net.bits.index(layer.bits)
-        return out
+        return choice_of(self.net, geno)
 
     def genotype_of(self, choice: Choice) -> Genotype:
         return self.net.export(one_hot(choice, self.net.alpha.shapes))
@@ -200,6 +194,17 @@ class Chooser:
         return best[0], scored
 
 
+def choice_of(net: Supernet, geno: Genotype) -> Choice:
+    """The (op, bit) index of each of ``net``'s layers that ``geno`` chooses."""
+    out = {}
+    for key in net.alpha.keys():
+        block, i = key.split(".")
+        layer = geno.blocks[block][int(i)]
+        ops = primitives(net.arch, block)
+        out[key] = ops.index(layer.op) * len(net.bits) + net.bits.index(layer.bits)
+    return out
+
+
 def random_near(
     arch, seed: int, *, target: float, tolerance: float, index: int = 0, lr_size: int = 32
 ):
@@ -225,3 +230,37 @@ def random_near(
             f"{target:.4g} BitOps, draw {index} asked for"
         )
     return net.export(one_hot(found[index], net.alpha.shapes))
+
+
+def random_mutations_near(
+    arch,
+    seed: int,
+    *,
+    target: float,
+    tolerance: float,
+    n: int,
+    rate: float,
+    lr_size: int = 32,
+) -> list:
+    """A uniform random genotype within ``tolerance`` of ``target`` (the draw ``0`` of
+    :func:`random_near` with the same ``seed``) and up to ``n - 1`` distinct mutations of it
+    in the same window (each layer redrawn uniformly with probability ``rate``): local
+    search around a random centre, the control of a race around the search's argmax.
+
+    Raises:
+        QuantNASError: No genotype fits the window.
+
+    """
+    centre = random_near(arch, seed, target=target, tolerance=tolerance, lr_size=lr_size)
+    net = Supernet(arch, mode="quant")
+    tables, fixed = cost_tables(SupernetCost(net, lr_size=lr_size))
+    head = choice_of(net, centre)
+    g = torch.Generator().manual_seed(int(seed) * 1_000_003 + round(target / 1e6) + 9_191)
+    lo, hi = target * (1 - tolerance), target * (1 + tolerance)
+    probs = mutation_probs(head, net.alpha.shapes, rate)
+    drawn = sample_from(probs, tables, fixed, lo=lo, hi=hi, n=n, generator=g)
+    out = [centre]
+    for choice in drawn:
+        if choice != head and len(out) < n:
+            out.append(net.export(one_hot(choice, net.alpha.shapes)))
+    return out

@@ -32,7 +32,7 @@ def _network(trial: dict, cfg, trial_dir: Path) -> Network:
     seeding, as the ``train`` verb does, so a trial trains exactly like ``quantnas train``
     with the same genotype, seed and budget.
     """
-    from quantnas.search.choose import random_near
+    from quantnas.search.choose import random_mutations_near, random_near
     from quantnas.space.baselines import build_baseline
     from quantnas.space.build import random_genotype
 
@@ -42,6 +42,18 @@ def _network(trial: dict, cfg, trial_dir: Path) -> Network:
     if method == "halving-random":
         t = Trial.from_dict(trial)
         n = cfg.sweep.random_halving_candidates or cfg.search.select_samples + 1
+        if cfg.sweep.random_halving_draw == "mutations":
+            genos = random_mutations_near(
+                cfg.arch,
+                int(t.draw_base or 0),
+                target=float(t.target),
+                tolerance=cfg.sweep.target_tolerance,
+                n=n,
+                rate=cfg.search.halving_mutation_rate,
+            )
+            sources = ["uniform"] + ["mutations"] * (len(genos) - 1)
+            pairs = zip(genos, sources, strict=True)
+            return Network(candidates=[(g, math.nan, src) for g, src in pairs])
         cands = [
             (
                 random_near(

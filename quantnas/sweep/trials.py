@@ -60,8 +60,12 @@ _ADDED_KEYS = {
 }
 
 
+#: Candidates of a ``halving-random`` trial (``sweep.random_halving_draw``).
+RANDOM_HALVING_DRAWS = ("uniform", "mutations")
+
 #: Keys that choose only where a search's drawn finalists come from: a ``halving-random``
-#: trial (uniform candidates) does not read them, so they do not change its hash.
+#: trial does not read them (except the mutation rate with ``sweep.random_halving_draw:
+#: mutations``), so they do not change its hash.
 _SEARCH_DRAW_KEYS = ("halving_draw", "halving_draw_epoch", "halving_mutation_rate")
 
 
@@ -165,6 +169,11 @@ def _check(cfg: Config) -> None:
         raise QuantNASError(
             "config key sweep.random_halving_candidates: must be >= 0 "
             f"(got {s.random_halving_candidates})"
+        )
+    if s.random_halving_draw not in RANDOM_HALVING_DRAWS:
+        raise QuantNASError(
+            f"config key sweep.random_halving_draw: {s.random_halving_draw!r} is not one of "
+            f"{', '.join(RANDOM_HALVING_DRAWS)}"
         )
     if any(t <= 0 for t in s.targets):
         raise QuantNASError("config key sweep.targets: BitOps budgets must be > 0")
@@ -288,7 +297,11 @@ def config_hash(cfg: Config, trial: Trial) -> str:
         data.pop("search", None)
     if trial.method == "halving-random":
         data["random_halving_candidates"] = cfg.sweep.random_halving_candidates
-        for key in _SEARCH_DRAW_KEYS:  # its candidates are uniform draws
-            data.get("search", {}).pop(key, None)
+        mutations = cfg.sweep.random_halving_draw == "mutations"
+        if mutations:
+            data["random_halving_draw"] = "mutations"
+        for key in _SEARCH_DRAW_KEYS:  # not read by a race over random draws
+            if not (mutations and key == "halving_mutation_rate"):
+                data.get("search", {}).pop(key, None)
     text = json.dumps({"trial": asdict(trial), "config": data}, sort_keys=True, default=str)
     return hashlib.sha256(text.encode("utf-8")).hexdigest()[:12]
