@@ -295,8 +295,13 @@ def _variants(geno, args):
     ):
         points[kind] = []
         protos[kind] = export_onnx(m, quantized=quantized, points=points[kind], weight_dtype=wdt)
-    refs_of = {"fp32": fp_net, "QDQ": net, "integer-only": oq_net}
-    refs_of.update({"QDQ u8w": net, "integer-only u8w": oq_net})
+    refs_of = {
+        "fp32": fp_net,
+        "QDQ": net,
+        "integer-only": oq_net,
+        "QDQ u8w": net,
+        "integer-only u8w": oq_net,
+    }
     files = [(kind, protos[kind].SerializeToString(), ref) for kind, ref in refs_of.items()]
     args.files = {kind: data for kind, data, _ in files}
 

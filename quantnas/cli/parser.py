@@ -16,7 +16,7 @@ from quantnas.cli.arg_types import (
 from quantnas.cli.help_text import VERBS
 from quantnas.cli.listing import add_verbs as add_listing_verbs
 from quantnas.data.images import GRAY_MODES
-from quantnas.deploy.formats import FORMATS
+from quantnas.deploy.formats import FORMATS, WEIGHT_DTYPES
 from quantnas.deploy.onnx_runtimes import RUNTIMES
 from quantnas.engines import ENGINES
 
@@ -191,7 +191,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     s.add_argument(
         "--weight-dtype",
-        choices=("int8", "uint8"),
+        choices=WEIGHT_DTYPES,
         help="container of the weight levels in an onnx file (default int8; uint8 at zero "
         "point 128 is exact in onnxruntime on CPUs without VNNI)",
     )

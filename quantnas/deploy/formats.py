@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from quantnas.registry import Registry
 
-__all__ = ["FORMATS", "ONNX_EXTRA"]
+__all__ = ["FORMATS", "ONNX_EXTRA", "WEIGHT_DTYPES"]
 
 #: The pip extra that installs what an ONNX export and its self-check need.
 ONNX_EXTRA = "onnx"
@@ -15,3 +15,8 @@ ONNX_EXTRA = "onnx"
 FORMATS: Registry[bool] = Registry.of(
     "ONNX format", {"onnx": True, "onnx-fp32": False}, key="--format"
 )
+
+#: Containers of weight levels up to 8 bits (``--weight-dtype``, ``export_onnx(weight_dtype=...)``).
+#: ``int8`` is the default; ``uint8`` (zero point 128) is exact in onnxruntime on CPUs without
+#: VNNI, whose u8 x s8 kernel adds pairs of products in saturating 16-bit arithmetic.
+WEIGHT_DTYPES = ("int8", "uint8")

@@ -20,6 +20,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from quantnas.deploy.formats import WEIGHT_DTYPES
 from quantnas.deploy.onnx_graph import INT16_OPSET, Graph
 from quantnas.errors import QuantNASError, import_extra
 from quantnas.quant.quantizers import HWGQ, LSQ, ImageQuantizer
@@ -65,12 +66,6 @@ def converter(*types: type) -> Callable[[Converter], Converter]:
         return fn
 
     return deco
-
-
-#: Containers of weight levels up to 8 bits (``export_onnx(weight_dtype=...)``). ``int8`` is
-#: the default; ``uint8`` (zero point 128) is exact in onnxruntime on CPUs without VNNI, whose
-#: u8 x s8 kernel adds pairs of products in saturating 16-bit arithmetic.
-WEIGHT_DTYPES = ("int8", "uint8")
 
 
 class Emitter:

@@ -31,7 +31,8 @@ from quantnas.deploy import (  # noqa: F401 - register the module converters
     onnx_baselines,
     onnx_converters,
 )
-from quantnas.deploy.onnx_emitter import WEIGHT_DTYPES, Emitter, QuantPoint
+from quantnas.deploy.formats import WEIGHT_DTYPES
+from quantnas.deploy.onnx_emitter import Emitter, QuantPoint
 from quantnas.deploy.onnx_graph import INT16_OPSET, MIN_OPSET, Graph, image_value
 from quantnas.errors import QuantNASError, import_extra
 from quantnas.quant.conv import QConv2d

@@ -51,7 +51,13 @@ from quantnas.quant.mixed import MIX_MODES, NOISE_MIXES
 from quantnas.quant.noise import NOISE_KINDS, NOISE_SOURCES
 from quantnas.quant.quantizers import check_bits
 from quantnas.registry import Registry
-from quantnas.search.constraint import DRAW_EPOCHS, DRAWS, SELECTORS, WEIGHT_SAMPLINGS
+from quantnas.search.constraint import (
+    DRAW_EPOCHS,
+    DRAWS,
+    RANDOM_DRAWS,
+    SELECTORS,
+    WEIGHT_SAMPLINGS,
+)
 from quantnas.search.losses import SPARSE_RAMPS, SPARSE_TYPES
 from quantnas.search.splits import SPLITS
 from quantnas.search.supernet import BRANCH_INITS, CONV_INITS, TRANSFORMS
@@ -89,6 +95,7 @@ def choices() -> dict[str, Registry]:
         "search.halving_engine": ENGINES,
         "search.halving_draw_epoch": DRAW_EPOCHS,
         "search.halving_draw": DRAWS,
+        "sweep.random_halving_draw": RANDOM_DRAWS,
         "data.gray": GRAY_MODES,
         "train.loss": LOSSES,
         "train.finetune_loss": LOSSES,

@@ -221,6 +221,20 @@ def random_near(
     """
     net = Supernet(arch, mode="quant")
     tables, fixed = cost_tables(SupernetCost(net, lr_size=lr_size))
+    choice = _uniform_near(tables, fixed, seed, target=target, tolerance=tolerance, index=index)
+    return net.export(one_hot(choice, net.alpha.shapes))
+
+
+def _uniform_near(
+    tables: dict[str, list[float]],
+    fixed: float,
+    seed: int,
+    *,
+    target: float,
+    tolerance: float,
+    index: int,
+) -> Choice:
+    """The choice :func:`random_near` exports (the space given by its cost tables)."""
     g = torch.Generator().manual_seed(int(seed) * 1_000_003 + round(target / 1e6))
     lo, hi = target * (1 - tolerance), target * (1 + tolerance)
     found = sample_in_band(tables, fixed, lo=lo, hi=hi, n=index + 1, generator=g, tries=2_000_000)
@@ -229,7 +243,7 @@ def random_near(
             f"sweep.targets: {len(found)} distinct random genotypes within {tolerance:.0%} of "
             f"{target:.4g} BitOps, draw {index} asked for"
         )
-    return net.export(one_hot(found[index], net.alpha.shapes))
+    return found[index]
 
 
 def random_mutations_near(
@@ -251,16 +265,12 @@ def random_mutations_near(
         QuantNASError: No genotype fits the window.
 
     """
-    centre = random_near(arch, seed, target=target, tolerance=tolerance, lr_size=lr_size)
     net = Supernet(arch, mode="quant")
     tables, fixed = cost_tables(SupernetCost(net, lr_size=lr_size))
-    head = choice_of(net, centre)
+    head = _uniform_near(tables, fixed, seed, target=target, tolerance=tolerance, index=0)
     g = torch.Generator().manual_seed(int(seed) * 1_000_003 + round(target / 1e6) + 9_191)
     lo, hi = target * (1 - tolerance), target * (1 + tolerance)
     probs = mutation_probs(head, net.alpha.shapes, rate)
     drawn = sample_from(probs, tables, fixed, lo=lo, hi=hi, n=n, generator=g)
-    out = [centre]
-    for choice in drawn:
-        if choice != head and len(out) < n:
-            out.append(net.export(one_hot(choice, net.alpha.shapes)))
-    return out
+    out = [head] + [c for c in drawn if c != head][: n - 1]
+    return [net.export(one_hot(c, net.alpha.shapes)) for c in out]

@@ -58,6 +58,16 @@ DRAWS: Registry[str] = Registry.of(
     },
     key="search.halving_draw",
 )
+#: ``sweep.random_halving_draw``: the candidates of a sweep's ``halving-random`` race.
+RANDOM_DRAWS: Registry[str] = Registry.of(
+    "random race draw",
+    {
+        "uniform": "distinct uniform genotypes in the target's window",
+        "mutations": "one uniform genotype of the window and mutations of it (each layer "
+        "redrawn with probability search.halving_mutation_rate): local search, no search",
+    },
+    key="sweep.random_halving_draw",
+)
 #: What a weight step trains, by ``search.weight_sampling``.
 WEIGHT_SAMPLINGS: Registry[str] = Registry.of(
     "weight sampling",

@@ -60,9 +60,6 @@ _ADDED_KEYS = {
 }
 
 
-#: Candidates of a ``halving-random`` trial (``sweep.random_halving_draw``).
-RANDOM_HALVING_DRAWS = ("uniform", "mutations")
-
 #: Keys that choose only where a search's drawn finalists come from: a ``halving-random``
 #: trial does not read them (except the mutation rate with ``sweep.random_halving_draw:
 #: mutations``), so they do not change its hash.
@@ -169,11 +166,6 @@ def _check(cfg: Config) -> None:
         raise QuantNASError(
             "config key sweep.random_halving_candidates: must be >= 0 "
             f"(got {s.random_halving_candidates})"
-        )
-    if s.random_halving_draw not in RANDOM_HALVING_DRAWS:
-        raise QuantNASError(
-            f"config key sweep.random_halving_draw: {s.random_halving_draw!r} is not one of "
-            f"{', '.join(RANDOM_HALVING_DRAWS)}"
         )
     if any(t <= 0 for t in s.targets):
         raise QuantNASError("config key sweep.targets: BitOps budgets must be > 0")
