@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 
 import pytest
 from tiny_runs import RUN as TINY
@@ -195,11 +196,49 @@ def test_target_table_has_the_halving_random_arm():
         {"method": "halving-random", "psnr_test": 29.2, "target": t, "total_s": 290},
     ]
     (c,) = target_rows(rows, "test", tolerance=0.05)
-    assert c["halving_random"][0] == pytest.approx(29.1) and c["halving_random"][2] == 2
+    ((name, mean, _, n),) = c["halving_random"]
+    assert name == "halving-random" and mean == pytest.approx(29.1) and n == 2
     assert c["best_other"][0] == "halving-random"
     assert c["margin"] == pytest.approx(0.4)
     md = target_table(rows, "test", tolerance=0.05)
     assert "29.10 +- 0.14 (2)" in md and "305 / 285" in md and "found wins" in md
+
+
+def test_target_table_keeps_merged_sweeps_apart():
+    """Rows of one method from two sweeps (``quantnas pareto A B``) are two arms, never
+    pooled: each found arm gets its own line against every arm that is not a found one.
+    """
+    from quantnas.sweep.at_targets import target_rows, target_table
+
+    t = 1e9
+
+    def row(sweep, method, psnr, **kw):
+        return {"sweep": sweep, "method": method, "psnr_test": psnr, "target": t,
+                "bitops_32": 0.97e9, "total_s": 100, **kw}
+
+    rows = [
+        row("alphas", "search", 29.0), row("alphas", "search", 29.2),
+        row("mut", "search", 29.6), row("mut", "search", 29.8),
+        row("hr", "halving-random", 29.3), row("hr", "halving-random", 29.5),
+        row("rm", "halving-random", 29.4), row("rm", "halving-random", 29.4),
+        {"sweep": "base", "method": "espcn", "bits": 8, "psnr_test": 28.0,
+         "bitops_32": 1.0e9, "target": None},
+    ]
+    comp = target_rows(rows, "test", tolerance=0.05)
+    assert [c["arm"] for c in comp] == ["found (alphas)", "found (mut)"]
+    a, m = comp
+    assert a["found"][0] == pytest.approx(29.1) and m["found"][0] == pytest.approx(29.7)
+    assert [h[0] for h in m["halving_random"]] == ["halving-random (hr)", "halving-random (rm)"]
+    assert [h[1] for h in m["halving_random"]] == [pytest.approx(29.4), pytest.approx(29.4)]
+    # the other found arm is not an "other": each line pools its own arm with the rest
+    sd = 0.2 / math.sqrt(2)  # std of two values 0.2 apart
+    assert m["pooled_std"] == pytest.approx(math.sqrt((sd**2 + sd**2 + 0) / 3))
+    assert m["best_other"] == ("halving-random (hr)", pytest.approx(29.4))
+    assert m["margin"] == pytest.approx(0.3)
+    md = target_table(rows, "test", tolerance=0.05)
+    assert "| found arm |" in md and "halving-random (rm) 29.40 +- 0.00 (2)" in md
+    assert "The found arm 'found (mut)' wins 1 of 1 targets" in md
+    assert "The found arm 'found (alphas)' wins 0 of 1 targets" in md
 
 
 def test_parallel_race_scores_like_the_sequential_one(tmp_path):

@@ -216,6 +216,15 @@ def test_pareto_command_errors(tmp_path, capsys):
     f.write_text("not json\n")
     assert main(["pareto", str(f)]) == 2
     assert "line 1 is not JSON" in capsys.readouterr().err
+    # a failed trial's row carries no BitOps (the driver writes it without a network): read
+    # beside the finished ones; a finished row without BitOps is not a sweep result
+    failed = {"trial_id": "x", "method": "search", "status": "failed", "error": "boom"}
+    f.write_text(json.dumps(HAND[0]) + "\n" + json.dumps(failed) + "\n")
+    assert main(["pareto", str(f), "--out", str(tmp_path / "f.png")]) == 0
+    assert "1 failed" in capsys.readouterr().out
+    f.write_text(json.dumps({k: v for k, v in HAND[0].items() if k != "bitops_32"}) + "\n")
+    assert main(["pareto", str(f)]) == 2
+    assert "row 1 lacks ['bitops_32']" in capsys.readouterr().err
 
 
 # ------------------------------------------------------------------- local engine sweeps
