@@ -185,6 +185,46 @@ def test_halving_random_with_mutations_races_a_random_centre_and_its_neighbours(
         plan(load_config(preset="default", overrides=[*grid, "sweep.random_halving_draw=argmax"]))
 
 
+def test_random_window_band_draws_where_the_search_exports(tmp_path):
+    """``sweep.random_window: band``: random genotypes at a target lie in the search's
+    band ``[search.target_band x target, target]``, not +-``target_tolerance`` around it.
+    """
+    from quantnas.search.choose import choice_of
+    from quantnas.search.constraint import choice_bitops, cost_tables
+    from quantnas.search.supernet import Supernet
+    from quantnas.space.cost import SupernetCost
+    from quantnas.sweep.runner import _network
+    from quantnas.sweep.trials import config_hash, plan, random_window
+
+    grid = ["sweep.methods=[halving-random,random]", "sweep.seeds=1", "sweep.random=1",
+            "sweep.targets=[2.4G]", "search.select_samples=3"]
+    tol = load_config(preset="default", overrides=grid)
+    band = load_config(preset="default", overrides=[*grid, "sweep.random_window=band",
+                                                    "search.target_band=0.9"])
+    assert random_window(tol, 2.4e9) == (2.4e9, 0.05)
+    centre, half = random_window(band, 2.4e9)
+    assert centre * (1 - half) == pytest.approx(0.9 * 2.4e9)
+    assert centre * (1 + half) == pytest.approx(2.4e9)
+    net = Supernet(band.arch, mode="quant")
+    tables, fixed = cost_tables(SupernetCost(net, lr_size=32))
+    trials = plan(band)
+    race = next(t for t in trials if t.method == "halving-random")
+    rand = next(t for t in trials if t.method == "random")
+    for trial in (race, rand):
+        net_spec = _network(trial.to_dict(), band, tmp_path)
+        genos = [g for g, _, _ in net_spec.candidates] if trial is race else [net_spec.genotype]
+        for g in genos:
+            assert 0.9 * 2.4e9 <= choice_bitops(choice_of(net, g), tables, fixed) <= 2.4e9
+        # another window is another trial; the default window keeps the earlier hash
+        assert config_hash(band, trial) != config_hash(tol, trial)
+    legacy_race = load_config(preset="default", overrides=[*grid, "sweep.target_tolerance=0.05"])
+    assert config_hash(legacy_race, race) == config_hash(tol, race)
+    wider = load_config(preset="default", overrides=[*grid, "sweep.target_tolerance=0.1"])
+    assert config_hash(wider, race) != config_hash(tol, race)
+    with pytest.raises(QuantNASError, match="sweep.random_window: 'wide' is not one of"):
+        plan(load_config(preset="default", overrides=[*grid, "sweep.random_window=wide"]))
+
+
 def test_target_table_has_the_halving_random_arm():
     from quantnas.sweep.at_targets import target_rows, target_table
 

@@ -368,6 +368,11 @@ class SweepConfig:
     #: ``mutations``: one uniform draw and mutations of it (each layer redrawn with
     #: probability ``search.halving_mutation_rate``), local search without the search.
     random_halving_draw: str = "uniform"
+    #: Where the random genotypes at a target lie (``random`` and ``halving-random``):
+    #: ``tolerance``, within ``target_tolerance`` of it on both sides (the behaviour so
+    #: far), or ``band``, in ``[search.target_band x target, target]``, the band the
+    #: search exports into, so that found and random networks compare at one BitOps band.
+    random_window: str = "tolerance"
 
 
 @dataclass

@@ -55,6 +55,7 @@ from quantnas.search.constraint import (
     DRAW_EPOCHS,
     DRAWS,
     RANDOM_DRAWS,
+    RANDOM_WINDOWS,
     SELECTORS,
     WEIGHT_SAMPLINGS,
 )
@@ -96,6 +97,7 @@ def choices() -> dict[str, Registry]:
         "search.halving_draw_epoch": DRAW_EPOCHS,
         "search.halving_draw": DRAWS,
         "sweep.random_halving_draw": RANDOM_DRAWS,
+        "sweep.random_window": RANDOM_WINDOWS,
         "data.gray": GRAY_MODES,
         "train.loss": LOSSES,
         "train.finetune_loss": LOSSES,

@@ -68,6 +68,16 @@ RANDOM_DRAWS: Registry[str] = Registry.of(
     },
     key="sweep.random_halving_draw",
 )
+#: ``sweep.random_window``: the BitOps window of a sweep's random genotypes at a target.
+RANDOM_WINDOWS: Registry[str] = Registry.of(
+    "random window",
+    {
+        "tolerance": "within sweep.target_tolerance of the target, on both sides",
+        "band": "the search's band [search.target_band x target, target], where the found "
+        "networks are exported: found and random networks of one BitOps band",
+    },
+    key="sweep.random_window",
+)
 #: What a weight step trains, by ``search.weight_sampling``.
 WEIGHT_SAMPLINGS: Registry[str] = Registry.of(
     "weight sampling",
@@ -78,6 +88,8 @@ WEIGHT_SAMPLINGS: Registry[str] = Registry.of(
 __all__ = [
     "DRAWS",
     "DRAW_EPOCHS",
+    "RANDOM_DRAWS",
+    "RANDOM_WINDOWS",
     "SELECTORS",
     "WEIGHT_SAMPLINGS",
     "BitopsBudget",

@@ -19,7 +19,7 @@ from quantnas.pipeline.resolve import from_dict
 from quantnas.rundir.files import remove_stale_tmp
 from quantnas.rundir.log import setup_logging
 from quantnas.space import genotype as gt
-from quantnas.sweep.trials import Trial
+from quantnas.sweep.trials import Trial, random_window
 
 log = logging.getLogger(__name__)
 
@@ -42,12 +42,13 @@ def _network(trial: dict, cfg, trial_dir: Path) -> Network:
     if method == "halving-random":
         t = Trial.from_dict(trial)
         n = cfg.sweep.random_halving_candidates or cfg.search.select_samples + 1
+        centre, tol = random_window(cfg, float(t.target))
         if cfg.sweep.random_halving_draw == "mutations":
             genos = random_mutations_near(
                 cfg.arch,
                 int(t.draw_base or 0),
-                target=float(t.target),
-                tolerance=cfg.sweep.target_tolerance,
+                target=centre,
+                tolerance=tol,
                 n=n,
                 rate=cfg.search.halving_mutation_rate,
             )
@@ -59,8 +60,8 @@ def _network(trial: dict, cfg, trial_dir: Path) -> Network:
                 random_near(
                     cfg.arch,
                     int(t.draw_base or 0),
-                    target=float(t.target),
-                    tolerance=cfg.sweep.target_tolerance,
+                    target=centre,
+                    tolerance=tol,
                     index=k,
                 ),
                 math.nan,
@@ -71,11 +72,12 @@ def _network(trial: dict, cfg, trial_dir: Path) -> Network:
         return Network(candidates=cands)
     if method == "random" and trial.get("target") is not None:
         t = Trial.from_dict(trial)
+        centre, tol = random_window(cfg, float(t.target))
         geno = random_near(
             cfg.arch,
             int(t.draw_base or 0),
-            target=float(t.target),
-            tolerance=cfg.sweep.target_tolerance,
+            target=centre,
+            tolerance=tol,
             index=int(t.draw or 0),
         )
     elif method == "random":

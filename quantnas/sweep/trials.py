@@ -256,6 +256,18 @@ def uniform_plan(cfg: Config, found: list[tuple[Trial, str]]) -> list[Trial]:
     return out
 
 
+def random_window(cfg: Config, target: float) -> tuple[float, float]:
+    """``(centre, tolerance)`` of the BitOps window of random genotypes at ``target``
+    (``sweep.random_window``): ``(target, sweep.target_tolerance)``, or for ``band`` the
+    search's band ``[search.target_band x target, target]`` as a centre and a relative
+    half-width.
+    """
+    if cfg.sweep.random_window == "band":
+        lo = cfg.search.target_band
+        return target * (1 + lo) / 2, (1 - lo) / (1 + lo)
+    return target, cfg.sweep.target_tolerance
+
+
 def trial_config(cfg: Config, trial: Trial) -> Config:
     """The config one trial runs with (its seed; its penalty for a search)."""
     c = from_dict(to_dict(cfg))
@@ -287,6 +299,12 @@ def config_hash(cfg: Config, trial: Trial) -> str:
     data = _hashed(trial_config(cfg, trial))
     if trial.method not in ("search", "halving-random"):
         data.pop("search", None)
+    if trial.target is not None and trial.method in ("random", "halving-random"):
+        # where the draws lie (the sweep section is not hashed); the default window, +-5%,
+        # keeps the hashes of earlier sweeps
+        centre, tol = random_window(cfg, float(trial.target))
+        if (centre, tol) != (float(trial.target), 0.05):
+            data["random_window"] = [centre, tol]
     if trial.method == "halving-random":
         data["random_halving_candidates"] = cfg.sweep.random_halving_candidates
         mutations = cfg.sweep.random_halving_draw == "mutations"
