@@ -13,14 +13,15 @@ Rows merged from several sweeps (``quantnas pareto A B``; each row's ``sweep`` n
 folder) are not pooled across sweeps: a method that more than one sweep ran becomes one
 arm per sweep, labelled ``method (sweep)``, so two found arms (say finalists drawn from
 the alphas in one sweep and mutations in another) each get their own line, compared
-against every arm that is not a found one.
+against every arm that is not a found one. Random draws of several sweeps stay separate
+draws (their seeds are never averaged together); the median and best-of-k run over all.
 """
 
 from __future__ import annotations
 
 import math
 import statistics
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from quantnas.sweep.pareto import BASELINE_METHODS, as_number, psnr_key
@@ -41,7 +42,9 @@ def _near(r: Mapping[str, Any], target: float, tol: float) -> bool:
     return abs(as_number(r.get("bitops_32")) / target - 1.0) <= tol
 
 
-def _arms(rows: Rows, name_of) -> dict[str, list[Mapping[str, Any]]]:
+def _arms(
+    rows: Rows, name_of: Callable[[Mapping[str, Any]], str]
+) -> dict[str, list[Mapping[str, Any]]]:
     """Rows grouped by arm: ``name_of(row)``, with ``(sweep)`` added where that name comes
     from more than one sweep (in the order the rows come).
     """
