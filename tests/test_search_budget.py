@@ -11,7 +11,7 @@ from test_search import run_search, tiny_cfg
 
 from quantnas.errors import QuantNASError
 from quantnas.pipeline.resolve import load_config
-from quantnas.search.choose import Chooser, random_near
+from quantnas.search.choose import Chooser, random_draws_near, random_near
 from quantnas.search.constraint import (
     BitopsBudget,
     choice_bitops,
@@ -247,6 +247,10 @@ def test_random_near_is_within_tolerance_and_seeded():
         assert abs(b / t - 1) <= 0.05
         assert random_near(cfg.arch, 3, target=t, tolerance=0.05) == g
         assert random_near(cfg.arch, 3, target=t, tolerance=0.05, index=1) != g
+        # the halving-random race's draws in one pass: draw k is random_near's index k
+        draws = random_draws_near(cfg.arch, 3, target=t, tolerance=0.05, n=3)
+        assert draws == [random_near(cfg.arch, 3, target=t, tolerance=0.05, index=k)
+                         for k in range(3)]
     # the ESPCN-4 window (+-5% of 0.607 G) holds 17 genotypes: a 18th distinct draw is refused
     with pytest.raises(QuantNASError, match="17 distinct"):
         random_near(cfg.arch, 3, target=0.607e9, tolerance=0.05, index=17)

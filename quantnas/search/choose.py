@@ -44,7 +44,7 @@ from quantnas.space.genotype import Genotype
 
 log = logging.getLogger(__name__)
 
-__all__ = ["Chooser", "random_near"]
+__all__ = ["Chooser", "choice_of", "random_draws_near", "random_mutations_near", "random_near"]
 
 
 class Chooser:
@@ -219,10 +219,25 @@ def random_near(
             or its window holds too few genotypes).
 
     """
+    return random_draws_near(
+        arch, seed, target=target, tolerance=tolerance, n=index + 1, lr_size=lr_size
+    )[index]
+
+
+def random_draws_near(
+    arch, seed: int, *, target: float, tolerance: float, n: int, lr_size: int = 32
+) -> list:
+    """Draws ``0 .. n - 1`` of :func:`random_near` (the same genotypes), from one supernet,
+    one cost table and one pass over the stream.
+
+    Raises:
+        QuantNASError: Fewer than ``n`` draws fit.
+
+    """
     net = Supernet(arch, mode="quant")
     tables, fixed = cost_tables(SupernetCost(net, lr_size=lr_size))
-    choice = _uniform_near(tables, fixed, seed, target=target, tolerance=tolerance, index=index)
-    return net.export(one_hot(choice, net.alpha.shapes))
+    found = _uniform_near(tables, fixed, seed, target=target, tolerance=tolerance, n=n)
+    return [net.export(one_hot(c, net.alpha.shapes)) for c in found]
 
 
 def _uniform_near(
@@ -232,18 +247,21 @@ def _uniform_near(
     *,
     target: float,
     tolerance: float,
-    index: int,
-) -> Choice:
-    """The choice :func:`random_near` exports (the space given by its cost tables)."""
+    n: int,
+) -> list[Choice]:
+    """The first ``n`` choices :func:`random_near` draws (the space given by its cost
+    tables): the stream keeps its draws in the order they came, so draw ``k`` is the same
+    whatever ``n > k`` asks for.
+    """
     g = torch.Generator().manual_seed(int(seed) * 1_000_003 + round(target / 1e6))
     lo, hi = target * (1 - tolerance), target * (1 + tolerance)
-    found = sample_in_band(tables, fixed, lo=lo, hi=hi, n=index + 1, generator=g, tries=2_000_000)
-    if len(found) <= index:
+    found = sample_in_band(tables, fixed, lo=lo, hi=hi, n=n, generator=g, tries=2_000_000)
+    if len(found) < n:
         raise QuantNASError(
             f"sweep.targets: {len(found)} distinct random genotypes within {tolerance:.0%} of "
-            f"{target:.4g} BitOps, draw {index} asked for"
+            f"{target:.4g} BitOps, draw {n - 1} asked for"
         )
-    return found[index]
+    return found
 
 
 def random_mutations_near(
@@ -267,7 +285,7 @@ def random_mutations_near(
     """
     net = Supernet(arch, mode="quant")
     tables, fixed = cost_tables(SupernetCost(net, lr_size=lr_size))
-    head = _uniform_near(tables, fixed, seed, target=target, tolerance=tolerance, index=0)
+    (head,) = _uniform_near(tables, fixed, seed, target=target, tolerance=tolerance, n=1)
     g = torch.Generator().manual_seed(int(seed) * 1_000_003 + round(target / 1e6) + 9_191)
     lo, hi = target * (1 - tolerance), target * (1 + tolerance)
     probs = mutation_probs(head, net.alpha.shapes, rate)

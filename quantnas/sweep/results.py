@@ -129,10 +129,11 @@ def read_table(path: str | Path) -> list[dict]:
                     f"{p}: line {n} is not JSON (expected one row per line)"
                 ) from None
     for i, r in enumerate(rows):
+        if not isinstance(r, dict):
+            raise QuantNASError(f"{p}: row {i + 1} lacks fields (not sweep results)")
         # a failed trial's row has no network, so no BitOps; every other row has both
-        needed = ("method",) if isinstance(r, dict) and r.get("status") == "failed" else (
-            "method", "bitops_32")
-        missing = [k for k in needed if not isinstance(r, dict) or k not in r]
-        if not isinstance(r, dict) or missing:
-            raise QuantNASError(f"{p}: row {i + 1} lacks {missing or 'fields'} (not sweep results)")
+        needed = ("method",) if r.get("status") == "failed" else ("method", "bitops_32")
+        missing = [k for k in needed if k not in r]
+        if missing:
+            raise QuantNASError(f"{p}: row {i + 1} lacks {missing} (not sweep results)")
     return rows

@@ -32,7 +32,7 @@ def _network(trial: dict, cfg, trial_dir: Path) -> Network:
     seeding, as the ``train`` verb does, so a trial trains exactly like ``quantnas train``
     with the same genotype, seed and budget.
     """
-    from quantnas.search.choose import random_mutations_near, random_near
+    from quantnas.search.choose import random_draws_near, random_mutations_near, random_near
     from quantnas.space.baselines import build_baseline
     from quantnas.space.build import random_genotype
 
@@ -55,20 +55,10 @@ def _network(trial: dict, cfg, trial_dir: Path) -> Network:
             sources = ["uniform"] + ["mutations"] * (len(genos) - 1)
             pairs = zip(genos, sources, strict=True)
             return Network(candidates=[(g, math.nan, src) for g, src in pairs])
-        cands = [
-            (
-                random_near(
-                    cfg.arch,
-                    int(t.draw_base or 0),
-                    target=centre,
-                    tolerance=tol,
-                    index=k,
-                ),
-                math.nan,
-                "uniform",
-            )
-            for k in range(n)
-        ]
+        genos = random_draws_near(
+            cfg.arch, int(t.draw_base or 0), target=centre, tolerance=tol, n=n
+        )
+        cands = [(g, math.nan, "uniform") for g in genos]
         return Network(candidates=cands)
     if method == "random" and trial.get("target") is not None:
         t = Trial.from_dict(trial)
